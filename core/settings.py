@@ -15,11 +15,14 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "ApiSettings",
+    "IngestSettings",
     "LogSettings",
     "ModelSettings",
     "RedisSettings",
     "StoreBackend",
     "StoreSettings",
+    "WorkerSettings",
     "reject_placeholder",
 ]
 
@@ -122,4 +125,93 @@ class ModelSettings(BaseSettings):
         host = self.base_url.host or ""
         if host.endswith("ionos.com") and self.api_key is None:
             raise ValueError("the IONOS model hub needs SIEVE_MODEL_API_KEY (a bearer token)")
+        return self
+
+
+class ApiSettings(BaseSettings):
+    """``SIEVE_API_*``: the HTTP API, its keys and tenants, and upload limits.
+
+    ``keys`` maps tenant → API key (JSON in the environment, e.g.
+    ``SIEVE_API_KEYS='{"team-a": "..."}'``). With no key the API runs open as the single
+    tenant ``default``, which is allowed only on a loopback address.
+    """
+
+    model_config = _config("SIEVE_API_")
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(gt=0, lt=65536)] = 8000
+    keys: dict[str, SecretStr] = Field(default_factory=dict)
+    max_upload_bytes: Annotated[int, Field(gt=0)] = 256 * 1024 * 1024
+    max_documents_per_request: Annotated[int, Field(gt=0)] = 100_000
+    blob_dir: Path = Path("data/blobs")
+
+    @field_validator("keys")
+    @classmethod
+    def _valid_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        seen: set[str] = set()
+        for tenant, key in keys.items():
+            if not tenant.replace("-", "").replace("_", "").isalnum() or len(tenant) > 48:
+                raise ValueError(f"tenant name {tenant!r}: use letters, digits, - and _")
+            reject_placeholder(key, f"SIEVE_API_KEYS[{tenant}]")
+            raw = key.get_secret_value()
+            if len(raw) < 16:
+                raise ValueError(f"SIEVE_API_KEYS[{tenant}] is shorter than 16 characters")
+            if raw in seen:
+                raise ValueError("two tenants share one API key")
+            seen.add(raw)
+        return keys
+
+    @model_validator(mode="after")
+    def _open_only_on_loopback(self) -> ApiSettings:
+        if not self.keys and self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(
+                f"SIEVE_API_HOST={self.host} without SIEVE_API_KEYS would serve every "
+                "collection to anyone: set keys or bind to 127.0.0.1"
+            )
+        return self
+
+    @property
+    def open_mode(self) -> bool:
+        """True when no keys are configured (single tenant ``default``, loopback only)."""
+        return not self.keys
+
+
+class WorkerSettings(BaseSettings):
+    """``SIEVE_WORKER_*``: Celery task limits and the embedded store-writes consumer."""
+
+    model_config = _config("SIEVE_WORKER_")
+
+    task_time_limit_s: Annotated[int, Field(gt=0)] = 600
+    # Redis redelivers an unacknowledged task after this; it must exceed the hard limit,
+    # or a slow task would be run twice at once.
+    visibility_timeout_s: Annotated[int, Field(gt=0)] = 900
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 5
+    stall_after_s: Annotated[int, Field(gt=0)] = 1200
+    concurrency: Annotated[int, Field(gt=0, le=64)] = 1
+
+    @model_validator(mode="after")
+    def _visibility_exceeds_limit(self) -> WorkerSettings:
+        if self.visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError(
+                "SIEVE_WORKER_VISIBILITY_TIMEOUT_S must exceed SIEVE_WORKER_TASK_TIME_LIMIT_S"
+            )
+        return self
+
+
+class IngestSettings(BaseSettings):
+    """``SIEVE_INGEST_*``: chunking and embedding batches."""
+
+    model_config = _config("SIEVE_INGEST_")
+
+    chunk_tokens: Annotated[int, Field(ge=32, le=510)] = 256
+    chunk_overlap: Annotated[int, Field(ge=0, le=256)] = 32
+    embed_batch_tokens: Annotated[int, Field(gt=0)] = 8192
+    embed_batch_items: Annotated[int, Field(gt=0, le=2048)] = 64
+    max_file_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
+    max_pages: Annotated[int, Field(gt=0)] = 2000
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("SIEVE_INGEST_CHUNK_OVERLAP must be below SIEVE_INGEST_CHUNK_TOKENS")
         return self
