@@ -1,0 +1,219 @@
+"""The embeddings client: the ``openai`` SDK behind one module, packed, paced and retried.
+
+Requests are packed by token count and item count (IONOS allows 5 requests/s, so one
+text per request would be hopeless), paced under the hub's rate limit, and retried per
+batch with backoff and jitter honouring ``Retry-After`` — never per document.
+"""
+
+from __future__ import annotations
+
+import copy
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import openai
+
+from core.errors import InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
+
+__all__ = ["EmbeddingsClient", "RatePacer", "estimate_tokens", "pack_batches", "retry_after_s"]
+
+log = logging.getLogger("sieve.embeddings")
+
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap upper-ish token estimate when no tokenizer is at hand (~3.5 chars/token)."""
+    return max(1, (len(text) * 2 + 6) // 7)
+
+
+def pack_batches(token_counts: Sequence[int], max_tokens: int, max_items: int) -> list[range]:
+    """Split items, in order, into runs under ``max_tokens`` and ``max_items`` each.
+
+    An item larger than ``max_tokens`` on its own still gets a batch of one.
+    """
+    batches: list[range] = []
+    start, used = 0, 0
+    for i, n in enumerate(token_counts):
+        full = i - start >= max_items or (used + n > max_tokens and i > start)
+        if full:
+            batches.append(range(start, i))
+            start, used = i, 0
+        used += n
+    if start < len(token_counts):
+        batches.append(range(start, len(token_counts)))
+    return batches
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Parse ``Retry-After`` (seconds or an HTTP date) into seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass
+class RatePacer:
+    """A token bucket: at most ``rate`` requests/s on average, bursts up to ``burst``."""
+
+    rate: float
+    burst: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    _tokens: float = field(init=False)
+    _last: float = field(init=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._tokens = self.burst
+        self._last = self.clock()
+
+    def acquire(self) -> None:
+        """Block until a request may be sent."""
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+            self._tokens -= 1
+        if wait > 0:
+            self.sleep(wait)
+
+
+class EmbeddingsClient:
+    """Embed texts through ``/v1/embeddings`` of any OpenAI-compatible hub (sync)."""
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        model: str,
+        *,
+        max_batch_tokens: int = 8192,
+        max_batch_items: int = 64,
+        pacer: RatePacer | None = None,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 20.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client.with_options(max_retries=0)
+        self.model = model
+        self._max_tokens = max_batch_tokens
+        self._max_items = max_batch_items
+        self._pacer = pacer
+        self._max_retries = max_retries
+        self._backoff = backoff_s
+        self._max_backoff = max_backoff_s
+        self._sleep = sleep
+        self.requests = 0
+        self.prompt_tokens = 0
+
+    def for_model(self, model: str) -> EmbeddingsClient:
+        """The same client (connection, pacing, retries) for another model."""
+        clone = copy.copy(self)
+        clone.model = model
+        return clone
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        token_counts: Sequence[int] | None = None,
+        dimension: int | None = None,
+    ) -> list[list[float]]:
+        """Return one vector per text, in order.
+
+        Raises:
+            InvalidInput: a vector's size differs from ``dimension``.
+            UpstreamUnavailable: the hub kept failing (timeouts, 429, 5xx) past the retries.
+            UpstreamRejected: the hub refused the request (4xx).
+        """
+        counts = token_counts or [estimate_tokens(t) for t in texts]
+        out: list[list[float]] = []
+        for batch in pack_batches(counts, self._max_tokens, self._max_items):
+            vectors = self._embed_batch([texts[i] for i in batch])
+            for vec in vectors:
+                if dimension is not None and len(vec) != dimension:
+                    raise InvalidInput(
+                        f"model {self.model} returned {len(vec)}-d vectors; "
+                        f"the collection is pinned to {dimension}-d",
+                        code="dimension_mismatch",
+                    )
+            out.extend(vectors)
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+        attempt = 0
+        while True:
+            if self._pacer is not None:
+                self._pacer.acquire()
+            try:
+                resp = self._client.embeddings.create(
+                    model=self.model, input=texts, encoding_format="float"
+                )
+            except openai.APIError as exc:
+                error = _map_error(exc, self.model)
+                if isinstance(error, UpstreamRejected | NotFound) or attempt >= self._max_retries:
+                    raise error from exc
+                delay = self._delay(attempt, error.retry_after)
+                log.warning(
+                    "embedding batch retry",
+                    extra={"attempt": attempt + 1, "delay_s": round(delay, 2), "code": error.code},
+                )
+                self._sleep(delay)
+                attempt += 1
+                continue
+            self.requests += 1
+            if resp.usage is not None:
+                self.prompt_tokens += resp.usage.prompt_tokens
+            data = sorted(resp.data, key=lambda d: d.index)
+            if len(data) != len(texts):
+                raise UpstreamRejected(
+                    f"hub returned {len(data)} embeddings for {len(texts)} inputs",
+                    code="bad_upstream_response",
+                )
+            return [list(d.embedding) for d in data]
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(self._max_backoff, retry_after)
+        base = min(self._max_backoff, self._backoff * (2.0**attempt))
+        jitter: float = random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
+        return base / 2 + jitter
+
+
+def _map_error(
+    exc: openai.APIError, model: str
+) -> UpstreamUnavailable | UpstreamRejected | NotFound:
+    """The one place SDK errors become Sieve errors."""
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamUnavailable("model hub timed out on /v1/embeddings", code="upstream_timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamUnavailable(f"model hub unreachable: {exc.message}")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status in _RETRYABLE_STATUS:
+            return UpstreamUnavailable(
+                f"model hub answered {status} on /v1/embeddings",
+                retry_after=retry_after_s(exc.response.headers.get("retry-after")),
+            )
+        if status == 404:
+            return NotFound(f"the model hub has no model {model!r}", code="model_not_found")
+        return UpstreamRejected(
+            f"model hub refused /v1/embeddings ({status}): {exc.message}", status=status
+        )
+    return UpstreamUnavailable(f"model hub error: {exc.message}")

@@ -1,0 +1,101 @@
+"""One error body for the whole API: ``{"error": {"code", "message", "request_id"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    SieveError,
+    Unauthorized,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+
+__all__ = ["error_response", "install_error_handlers", "status_for"]
+
+log = logging.getLogger("sieve.api")
+
+# Most specific first: PayloadTooLarge is an InvalidInput.
+_STATUS: tuple[tuple[type[SieveError], int], ...] = (
+    (PayloadTooLarge, 413),
+    (InvalidInput, 400),
+    (Unauthorized, 401),
+    (NotFound, 404),
+    (Conflict, 409),
+    (UpstreamUnavailable, 503),
+    (UpstreamRejected, 502),
+)
+
+
+def status_for(exc: SieveError) -> int:
+    """The HTTP status of a domain error."""
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """Build the one error body."""
+    body = {"error": {"code": code, "message": message, "request_id": _request_id(request)}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Turn domain errors, HTTP errors and crashes into the one error body; never a trace."""
+
+    @app.exception_handler(SieveError)
+    async def _domain(request: Request, exc: SieveError) -> JSONResponse:
+        status = status_for(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, UpstreamUnavailable) and exc.retry_after is not None:
+            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        if status >= 500:
+            log.warning("upstream error", extra={"code": exc.code, "detail": exc.message})
+        return error_response(request, status, exc.code, exc.message, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        body = {
+            "error": {
+                "code": "invalid_request",
+                "message": message,
+                "request_id": _request_id(request),
+                "details": [
+                    {"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()
+                ],
+            }
+        }
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "unhandled error",
+            exc_info=(type(exc), exc, exc.__traceback__),
+            extra={"request_id": _request_id(request)},
+        )
+        return error_response(request, 500, "internal_error", "internal error; see server logs")

@@ -1,0 +1,117 @@
+"""Request and response bodies of the Sieve API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.types import COLLECTION_NAME_PATTERN
+
+__all__ = [
+    "CollectionCreateRequest",
+    "CollectionResponse",
+    "DocumentResponse",
+    "DocumentsPageResponse",
+    "IngestAcceptedResponse",
+    "JobResponse",
+    "RecordDocument",
+    "RecordsRequest",
+]
+
+_DOC_ID = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CollectionCreateRequest(_Strict):
+    """Create a collection; the embedding model's dimension is probed from the hub and pinned."""
+
+    name: Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]
+    embedding_model: str | None = None
+    hybrid: bool = True
+    rerank_model: str | None = None
+    min_score: Annotated[float | None, Field(ge=0, le=1)] = None
+
+
+class CollectionResponse(BaseModel):
+    """A collection and its counts."""
+
+    name: str
+    embedding_model: str
+    dimension: int
+    hybrid: bool
+    rerank_model: str | None
+    min_score: float | None
+    created_at: float
+    documents: int | None = None
+    documents_by_status: dict[str, int] | None = None
+    chunks: int | None = None
+
+
+class RecordDocument(_Strict):
+    """One document given as JSON text."""
+
+    id: _DOC_ID
+    text: str
+    title: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecordsRequest(_Strict):
+    """``{"documents": [...]}``."""
+
+    documents: Annotated[list[RecordDocument], Field(min_length=1)]
+
+
+class IngestAcceptedResponse(BaseModel):
+    """202: the documents are saved and queued."""
+
+    job_id: str
+    documents: list[str]
+    unchanged: list[str] = Field(default_factory=list)
+    failed: dict[str, str] = Field(default_factory=dict)
+
+
+class DocumentResponse(BaseModel):
+    """A document's state."""
+
+    id: str
+    status: str
+    job_id: str
+    content_hash: str | None
+    source: str | None
+    title: str | None
+    size: int
+    pages: int | None
+    chunk_count: int
+    error: dict[str, str] | None
+    metadata: dict[str, Any]
+    updated_at: float
+
+
+class DocumentsPageResponse(BaseModel):
+    """A page of documents."""
+
+    documents: list[DocumentResponse]
+    total: int
+    offset: int
+    limit: int
+
+
+class JobResponse(BaseModel):
+    """A job's state, progress and per-document states."""
+
+    id: str
+    collection: str
+    kind: str
+    state: str
+    counts: dict[str, int]
+    total: int
+    documents: dict[str, str]
+    errors: dict[str, dict[str, str]] = Field(default_factory=dict)
+    created_at: float
+    finished_at: float | None
+    cancelled: bool

@@ -1,0 +1,57 @@
+"""API keys → tenants; the content-addressed blob store."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from core.errors import NotFound, Unauthorized
+from core.settings import ApiSettings
+from ingest.blob_store import LocalBlobStore
+from services.api.auth import OPEN_TENANT, TenantResolver
+
+KEY_A = "a" * 8 + "-tenant-a-key-0001"
+KEY_B = "b" * 8 + "-tenant-b-key-0002"
+
+
+def test_keys_resolve_to_their_tenant_and_nothing_else() -> None:
+    resolver = TenantResolver({"team-a": SecretStr(KEY_A), "team-b": SecretStr(KEY_B)})
+    assert resolver.resolve(f"Bearer {KEY_A}") == "team-a"
+    assert resolver.resolve(f"bearer {KEY_B}") == "team-b"
+    for bad in (None, "", "Bearer", f"Basic {KEY_A}", "Bearer nope", f"Bearer {KEY_A}x"):
+        with pytest.raises(Unauthorized):
+            resolver.resolve(bad)
+
+
+def test_open_mode_is_one_default_tenant() -> None:
+    assert TenantResolver({}).resolve(None) == OPEN_TENANT
+
+
+def test_open_mode_refused_off_loopback_and_weak_keys_refused() -> None:
+    with pytest.raises(ValidationError, match="anyone"):
+        ApiSettings(host="0.0.0.0")
+    assert ApiSettings(host="0.0.0.0", keys={"t": SecretStr(KEY_A)}).open_mode is False
+    with pytest.raises(ValidationError, match="shorter than 16"):
+        ApiSettings(keys={"t": SecretStr("short")})
+    with pytest.raises(ValidationError, match="share one API key"):
+        ApiSettings(keys={"t": SecretStr(KEY_A), "u": SecretStr(KEY_A)})
+    with pytest.raises(ValidationError, match="placeholder"):
+        ApiSettings(keys={"t": SecretStr("changeme")})
+
+
+def test_blob_store_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    key = blobs.put(b"hello")
+    assert key == hashlib.sha256(b"hello").hexdigest()
+    assert blobs.put(b"hello") == key
+    assert blobs.get(key) == b"hello"
+    assert blobs.exists(key)
+    assert [p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == [key]
+    with pytest.raises(NotFound):
+        blobs.get("0" * 64)
+    with pytest.raises(NotFound):
+        blobs.get("../../etc/passwd")
+    assert not blobs.exists("../x")
