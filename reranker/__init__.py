@@ -1,0 +1,86 @@
+"""The rerank stage: the /rerank client (dialects, batching, budget, retries, breaker), policy."""
+
+from reranker.breaker import BreakerState, CircuitBreaker
+from reranker.budget import (
+    PairBudget,
+    TokenCounter,
+    estimate_tokens,
+    fit_document,
+    fit_query,
+    truncate_to_tokens,
+)
+from reranker.codes import RerankErrorCode
+from reranker.dialects import (
+    MalformedResponse,
+    PeerError,
+    RequestDialect,
+    RerankScore,
+    build_rerank_request,
+    document_wire_form,
+    normalize_scores,
+    parse_error_body,
+    parse_rerank_response,
+)
+from reranker.documents import PreparedDocument, RerankDocument
+from reranker.images import PreparedImage, prepare_image
+from reranker.policy import (
+    DEFAULT_TOP_N,
+    FusionParams,
+    OnRerankError,
+    RankedCandidate,
+    RerankDecision,
+    RerankFailure,
+    RerankOutcome,
+    RerankStatus,
+    ScorePolicy,
+    failure_from_error,
+    finalize_ranking,
+    resolve_min_score,
+)
+from reranker.rerank_client import HttpReranker, RerankResult
+from reranker.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
+from reranker.splitting import one_image_document_per_request, split_requests
+
+__all__ = [
+    "DEFAULT_TOP_N",
+    "RETRYABLE_STATUSES",
+    "BreakerState",
+    "CircuitBreaker",
+    "FusionParams",
+    "HttpReranker",
+    "MalformedResponse",
+    "OnRerankError",
+    "PairBudget",
+    "PeerError",
+    "PreparedDocument",
+    "PreparedImage",
+    "RankedCandidate",
+    "RequestDialect",
+    "RerankDecision",
+    "RerankDocument",
+    "RerankErrorCode",
+    "RerankFailure",
+    "RerankOutcome",
+    "RerankResult",
+    "RerankScore",
+    "RerankStatus",
+    "ScorePolicy",
+    "TokenCounter",
+    "backoff_delay",
+    "build_rerank_request",
+    "document_wire_form",
+    "estimate_tokens",
+    "failure_from_error",
+    "finalize_ranking",
+    "fit_document",
+    "fit_query",
+    "normalize_scores",
+    "one_image_document_per_request",
+    "parse_error_body",
+    "parse_rerank_response",
+    "parse_retry_after",
+    "prepare_image",
+    "resolve_min_score",
+    "split_requests",
+    "truncate_to_tokens",
+]
