@@ -7,6 +7,12 @@ import pytest
 from reranker.breaker import BreakerState, CircuitBreaker
 
 
+def _state(breaker: CircuitBreaker) -> BreakerState:
+    # A call, not the property: mypy would otherwise keep the first narrowing of
+    # ``breaker.state`` across the calls that change it.
+    return breaker.state
+
+
 class FakeClock:
     """A monotonic clock the test moves by hand."""
 
@@ -25,10 +31,10 @@ def test_opens_after_consecutive_failures_only() -> None:
     breaker.record_success()  # a success resets the count
     breaker.record_failure()
     breaker.record_failure()
-    assert breaker.state is BreakerState.CLOSED
+    assert _state(breaker) is BreakerState.CLOSED
     assert breaker.allow()
     breaker.record_failure()
-    assert breaker.state is BreakerState.OPEN
+    assert _state(breaker) is BreakerState.OPEN
     assert not breaker.allow()
     assert breaker.retry_in == 10
 
@@ -40,11 +46,11 @@ def test_half_open_lets_one_probe_through_and_success_closes() -> None:
     clock.now += 9.9
     assert not breaker.allow()
     clock.now += 0.1
-    assert breaker.state is BreakerState.HALF_OPEN
+    assert _state(breaker) is BreakerState.HALF_OPEN
     assert breaker.allow()  # the probe
     assert not breaker.allow()  # everyone else waits for its verdict
     breaker.record_success()
-    assert breaker.state is BreakerState.CLOSED
+    assert _state(breaker) is BreakerState.CLOSED
     assert breaker.allow()
 
 
@@ -56,7 +62,7 @@ def test_a_failed_probe_reopens_for_a_full_cool_down() -> None:
     clock.now += 10
     assert breaker.allow()
     breaker.record_failure()
-    assert breaker.state is BreakerState.OPEN
+    assert _state(breaker) is BreakerState.OPEN
     clock.now += 9
     assert not breaker.allow()
     clock.now += 1
