@@ -378,6 +378,7 @@ class HttpReranker:
             error = UpstreamUnavailable(
                 f"rerank model hub timed out ({type(exc).__name__})", code=RerankErrorCode.TIMEOUT
             )
+            error.__cause__ = exc  # raised later, after the retries: keep the httpx cause
             return _Attempt(error, True)
         except httpx.HTTPError as exc:
             logger.warning("rerank transport error", extra={"error": type(exc).__name__})
@@ -385,6 +386,7 @@ class HttpReranker:
                 f"rerank model hub unreachable ({type(exc).__name__}: {exc})",
                 code=RerankErrorCode.UNAVAILABLE,
             )
+            error.__cause__ = exc
             return _Attempt(error, isinstance(exc, httpx.TransportError))
         if not response.is_success:
             return _status_error(response)
