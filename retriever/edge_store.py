@@ -1,0 +1,395 @@
+"""``ChunkStore`` on Qdrant Edge: one in-process shard per collection under a data directory.
+
+Edge locks a shard to one process. This store also holds an exclusive lock on the whole
+data directory, so a second owner fails at start-up with ``StoreLocked`` instead of on
+whichever collection it touches first (architecture.md: only the API process owns it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import qdrant_edge as edge
+
+from core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SieveError,
+    StoreLocked,
+    UpstreamUnavailable,
+)
+from core.types import (
+    ChunkFilter,
+    ChunkPoint,
+    Distance,
+    HybridQuery,
+    QueryMode,
+    ScoredHit,
+    SparseVec,
+    StoreCollectionSpec,
+)
+from retriever.filters import document_filter, to_edge_filter
+from retriever.fusion import LegHit, fuse_legs
+from retriever.layout import (
+    DENSE_VECTOR,
+    PAYLOAD_INDEXES,
+    SPARSE_VECTOR,
+    IndexKind,
+    canonical_id,
+    check_points,
+    check_query,
+    dense_list,
+    payload_from_stored,
+    payload_to_stored,
+)
+from retriever.store import StoredChunk
+
+__all__ = ["EdgeChunkStore"]
+
+_SPEC_FILE = "collection.json"
+_SHARD_DIR = "shard"
+_LOCK_FILE = ".sieve-store.lock"
+_TMP_PREFIX = ".tmp-"  # collection names start with [A-Za-z0-9]: no clash possible
+_SCROLL_PAGE = 1024
+
+_DISTANCES = {
+    Distance.COSINE: edge.Distance.Cosine,
+    Distance.DOT: edge.Distance.Dot,
+    Distance.EUCLID: edge.Distance.Euclid,
+}
+
+
+def _locked_message(root: Path) -> str:
+    return (
+        f"the embedded store at {root} is already open in another process (or twice in "
+        "this one): only one process may own the embedded store's data directory. Stop "
+        "the other owner, or point this process at a different SIEVE_QDRANT_PATH."
+    )
+
+
+@contextlib.contextmanager
+def _edge_errors(root: Path, name: str | None = None) -> Iterator[None]:
+    """The one place Edge's exceptions (plain ``Exception``/``ValueError``) become ours."""
+    try:
+        yield
+    except SieveError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        where = f"collection {name!r}: " if name else ""
+        if "WouldBlock" in text:
+            raise StoreLocked(_locked_message(root)) from exc
+        if "not initialized" in text:
+            raise SieveError("the chunk store is closed", code="store_closed") from exc
+        if isinstance(exc, ValueError) or any(
+            marker in text for marker in ("dimension error", "Wrong input", "Bad input")
+        ):
+            raise InvalidInput(f"{where}{text}") from exc
+        raise UpstreamUnavailable(f"{where}embedded store error: {text}") from exc
+
+
+def _edge_config(spec: StoreCollectionSpec, search_threads: int | None) -> edge.EdgeConfig:
+    sparse = {SPARSE_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)}
+    return edge.EdgeConfig(
+        vectors={
+            DENSE_VECTOR: edge.EdgeVectorParams(
+                size=spec.dense_size, distance=_DISTANCES[spec.distance]
+            )
+        },
+        sparse_vectors=sparse if spec.sparse else None,
+        max_search_threads=search_threads,
+    )
+
+
+def _index_op(field: str, kind: IndexKind, *, is_tenant: bool) -> edge.UpdateOperation:
+    params: edge.KeywordIndexParams | edge.IntegerIndexParams
+    if kind is IndexKind.KEYWORD:
+        params = edge.KeywordIndexParams(is_tenant=is_tenant or None, enable_hnsw=False)
+    else:
+        params = edge.IntegerIndexParams(lookup=True, range=True, enable_hnsw=False)
+    return edge.UpdateOperation.create_field_index(field, params)
+
+
+def _edge_point(point: ChunkPoint) -> edge.Point:
+    vector: dict[str, Any] = {DENSE_VECTOR: point.dense}
+    if point.sparse is not None:
+        vector[SPARSE_VECTOR] = edge.SparseVector(point.sparse.indices, point.sparse.values)
+    return edge.Point(canonical_id(point.id), vector, payload_to_stored(point.payload))
+
+
+def _chunk_point(record: edge.Record) -> ChunkPoint:
+    vectors = record.vector if isinstance(record.vector, dict) else {}
+    sparse = vectors.get(SPARSE_VECTOR)
+    return ChunkPoint.model_construct(
+        id=str(record.id),
+        dense=dense_list(vectors.get(DENSE_VECTOR)),
+        sparse=None
+        if not isinstance(sparse, edge.SparseVector)
+        else SparseVec.model_construct(indices=sparse.indices, values=sparse.values),
+        payload=payload_from_stored(record.payload),
+    )
+
+
+class EdgeChunkStore:
+    """``ChunkStore`` on Qdrant Edge; ``root_dir/<collection>/`` holds each shard and spec.
+
+    Raises:
+        StoreLocked: another process (or another store in this one) owns ``root_dir``.
+    """
+
+    def __init__(self, root_dir: Path | str, *, search_threads: int | None = None) -> None:
+        self.root = Path(root_dir).resolve()
+        self._search_threads = search_threads
+        self._shards: dict[str, edge.EdgeShard] = {}
+        self._specs: dict[str, StoreCollectionSpec] = {}
+        # Lifecycle changes (create, drop, close) are serialised; reads go straight through.
+        self._lifecycle = threading.RLock()
+        self._closed = False
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_file = self._acquire_dir_lock()
+        try:
+            self._open_existing()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _acquire_dir_lock(self) -> IO[bytes]:
+        handle = (self.root / _LOCK_FILE).open("ab")
+        try:
+            # flock belongs to the open file, so a second open in this process conflicts too.
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            raise StoreLocked(_locked_message(self.root)) from exc
+        return handle
+
+    def _open_existing(self) -> None:
+        for entry in sorted(self.root.iterdir()):
+            if entry.name.startswith(_TMP_PREFIX):
+                shutil.rmtree(entry)  # an interrupted create or drop; we own the directory
+                continue
+            spec_file = entry / _SPEC_FILE
+            if not spec_file.is_file():
+                continue
+            spec = StoreCollectionSpec.model_validate_json(spec_file.read_text("utf-8"))
+            config = _edge_config(spec, self._search_threads)
+            with _edge_errors(self.root, spec.name):
+                self._shards[spec.name] = edge.EdgeShard.load(str(entry / _SHARD_DIR), config)
+            self._specs[spec.name] = spec
+
+    def _require(self, name: str) -> tuple[edge.EdgeShard, StoreCollectionSpec]:
+        if self._closed:
+            raise SieveError("the chunk store is closed", code="store_closed")
+        shard = self._shards.get(name)
+        spec = self._specs.get(name)
+        if shard is None or spec is None:
+            raise NotFound(f"collection {name!r} does not exist")
+        return shard, spec
+
+    def create_collection(self, spec: StoreCollectionSpec) -> None:
+        """Create the shard in a scratch directory, then rename it into place (never half)."""
+        with self._lifecycle:
+            if self._closed:
+                raise SieveError("the chunk store is closed", code="store_closed")
+            final = self.root / spec.name
+            if spec.name in self._shards or final.exists():
+                raise Conflict(f"collection {spec.name!r} already exists")
+            scratch = self.root / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+            config = _edge_config(spec, self._search_threads)
+            try:
+                with _edge_errors(self.root, spec.name):
+                    shard = edge.EdgeShard.create(str(scratch / _SHARD_DIR), config)
+                    try:
+                        for index in PAYLOAD_INDEXES:
+                            shard.update(
+                                _index_op(index.field, index.kind, is_tenant=index.is_tenant)
+                            )
+                        shard.flush()
+                    finally:
+                        shard.close()
+                spec_path = scratch / _SPEC_FILE
+                spec_path.write_text(spec.model_dump_json(), "utf-8")
+                with spec_path.open("rb") as handle:
+                    os.fsync(handle.fileno())
+                scratch.rename(final)
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
+            with _edge_errors(self.root, spec.name):
+                self._shards[spec.name] = edge.EdgeShard.load(str(final / _SHARD_DIR), config)
+            self._specs[spec.name] = spec
+
+    def drop_collection(self, name: str) -> None:
+        """Close the shard and delete its directory."""
+        with self._lifecycle:
+            shard, _ = self._require(name)
+            del self._shards[name], self._specs[name]
+            with _edge_errors(self.root, name):
+                shard.close()
+            # Rename first: a crash mid-delete leaves a scratch dir, never half a collection.
+            trash = self.root / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+            (self.root / name).rename(trash)
+            shutil.rmtree(trash)
+
+    def collection_exists(self, name: str) -> bool:
+        """True if the collection exists."""
+        if self._closed:
+            raise SieveError("the chunk store is closed", code="store_closed")
+        return name in self._shards
+
+    def close(self) -> None:
+        """Flush and close every shard and release the directory lock (idempotent)."""
+        with self._lifecycle:
+            if self._closed:
+                return
+            self._closed = True
+            shards, self._shards, self._specs = self._shards, {}, {}
+            try:
+                for name, shard in shards.items():
+                    with _edge_errors(self.root, name):
+                        shard.flush()
+                        shard.close()
+            finally:
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+                self._lock_file.close()
+
+    # ------------------------------------------------------------ writes
+
+    def upsert(self, name: str, points: Sequence[ChunkPoint]) -> None:
+        """Insert or replace points by id, then flush."""
+        shard, spec = self._require(name)
+        if not points:
+            return
+        check_points(spec, points)
+        batch = [_edge_point(p) for p in points]
+        with _edge_errors(self.root, name):
+            shard.update(edge.UpdateOperation.upsert_points(batch))
+            shard.flush()
+
+    def delete_document(self, name: str, document_id: str) -> None:
+        """Delete every chunk of one document."""
+        self.delete_by_filter(name, document_filter(document_id))
+
+    def delete_by_filter(self, name: str, filter: ChunkFilter) -> None:
+        """Delete the points matching a non-empty filter."""
+        shard, _ = self._require(name)
+        edge_filter = to_edge_filter(filter)
+        if edge_filter is None:
+            raise InvalidInput("refusing to delete by an empty filter (it matches every point)")
+        with _edge_errors(self.root, name):
+            shard.update(edge.UpdateOperation.delete_points_by_filter(edge_filter))
+            shard.flush()
+
+    def optimize(self, name: str) -> None:
+        """Build the HNSW index now; blocks and holds the GIL (~40 s at 100k points)."""
+        shard, _ = self._require(name)
+        with _edge_errors(self.root, name):
+            shard.optimize()
+            shard.flush()
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, name: str, ids: Sequence[str]) -> list[ChunkPoint]:
+        """The points with these ids, in the order asked; missing ids are left out."""
+        shard, _ = self._require(name)
+        wanted = [canonical_id(i) for i in ids]
+        with _edge_errors(self.root, name):
+            records = shard.retrieve(list(wanted), with_payload=True, with_vector=True)
+        by_id = {str(r.id): r for r in records}
+        return [_chunk_point(by_id[i]) for i in wanted if i in by_id]
+
+    def count(self, name: str, filter: ChunkFilter | None = None) -> int:
+        """Exact number of points matching ``filter``."""
+        shard, _ = self._require(name)
+        request = edge.CountRequest(exact=True, filter=to_edge_filter(filter))
+        with _edge_errors(self.root, name):
+            return shard.count(request)
+
+    def list_document_chunks(self, name: str, document_id: str) -> list[StoredChunk]:
+        """Every chunk of one document, ordered by ``chunk_no``."""
+        shard, _ = self._require(name)
+        doc = to_edge_filter(document_filter(document_id))
+        chunks: list[StoredChunk] = []
+        offset: Any = None
+        while True:
+            request = edge.ScrollRequest(
+                offset=offset, limit=_SCROLL_PAGE, filter=doc, with_payload=True
+            )
+            with _edge_errors(self.root, name):
+                records, offset = shard.scroll(request)
+            chunks.extend(
+                StoredChunk(id=str(r.id), payload=payload_from_stored(r.payload)) for r in records
+            )
+            if offset is None:
+                break
+        chunks.sort(key=lambda c: c.payload.chunk_no)
+        return chunks
+
+    def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
+        """Run the dense and sparse legs as one batch, then fuse them client-side."""
+        shard, spec = self._require(name)
+        check_query(spec, query)
+        edge_filter = to_edge_filter(query.filter)
+        legs: list[edge.QueryRequest] = []
+        if query.mode is not QueryMode.SPARSE and query.dense is not None:
+            legs.append(
+                self._leg(edge.Query.Nearest(query.dense, using=DENSE_VECTOR), query, edge_filter)
+            )
+        if query.mode is not QueryMode.DENSE and query.sparse is not None:
+            sparse = edge.SparseVector(query.sparse.indices, query.sparse.values)
+            legs.append(
+                self._leg(edge.Query.Nearest(sparse, using=SPARSE_VECTOR), query, edge_filter)
+            )
+        with _edge_errors(self.root, name):
+            results = shard.query_batch(edge.QueryBatchRequest(legs))
+        payloads: dict[str, dict[str, Any] | None] = {}
+        leg_hits: list[list[LegHit]] = []
+        for result in results:
+            hits: list[LegHit] = []
+            for point in result:
+                pid = str(point.id)
+                payloads[pid] = point.payload
+                hits.append((pid, point.score))
+            leg_hits.append(hits)
+        dense_hits = leg_hits[0] if query.mode is not QueryMode.SPARSE else []
+        sparse_hits = leg_hits[-1] if query.mode is not QueryMode.DENSE else []
+        fused = fuse_legs(
+            query.mode,
+            dense_hits,
+            sparse_hits,
+            weights=query.weights,
+            k=query.rrf_k,
+            limit=query.limit,
+        )
+        return [
+            ScoredHit.model_construct(
+                id=hit.id,
+                score=hit.score,
+                scores=hit.scores,
+                payload=payload_from_stored(payloads[hit.id]),
+            )
+            for hit in fused
+        ]
+
+    @staticmethod
+    def _leg(
+        scoring: edge.Query, query: HybridQuery, edge_filter: edge.Filter | None
+    ) -> edge.QueryRequest:
+        return edge.QueryRequest(
+            limit=query.leg_limit,
+            query=scoring,
+            filter=edge_filter,
+            with_payload=True,
+            with_vector=False,
+        )

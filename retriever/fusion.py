@@ -1,0 +1,110 @@
+"""Weighted reciprocal rank fusion of the dense and sparse recall legs (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.types import FusionWeights, LegScores, QueryMode
+
+__all__ = ["FusedHit", "LegHit", "fuse_legs", "rank_leg"]
+
+LegHit = tuple[str, float]
+"""One leg's hit: (point id, the engine's raw score)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FusedHit:
+    """A point id with its final recall score and every leg's score and rank."""
+
+    id: str
+    score: float
+    scores: LegScores
+
+
+def rank_leg(hits: Sequence[LegHit]) -> list[LegHit]:
+    """Order one leg's hits by score, ties by id, so every engine yields the same ranks."""
+    return sorted(hits, key=lambda hit: (-hit[1], hit[0]))
+
+
+def fuse_legs(
+    mode: QueryMode,
+    dense: Sequence[LegHit],
+    sparse: Sequence[LegHit],
+    *,
+    weights: FusionWeights,
+    k: float,
+    limit: int,
+) -> list[FusedHit]:
+    """Fuse the legs: score(doc) = sum over legs of w_leg / (k + rank_leg), rank 1-based.
+
+    In hybrid mode the result is ordered by fused score, then by the best rank in any leg,
+    then by id. A single-leg mode keeps that leg's order and its raw score as the score
+    (``fused`` stays None: nothing was fused).
+    """
+    dense_ranked = rank_leg(dense)
+    sparse_ranked = rank_leg(sparse)
+    if mode is QueryMode.DENSE:
+        return [
+            FusedHit(
+                id=pid,
+                score=score,
+                scores=LegScores.model_construct(dense=score, dense_rank=rank),
+            )
+            for rank, (pid, score) in enumerate(dense_ranked[:limit], start=1)
+        ]
+    if mode is QueryMode.SPARSE:
+        return [
+            FusedHit(
+                id=pid,
+                score=score,
+                scores=LegScores.model_construct(sparse=score, sparse_rank=rank),
+            )
+            for rank, (pid, score) in enumerate(sparse_ranked[:limit], start=1)
+        ]
+    return _rrf(dense_ranked, sparse_ranked, weights=weights, k=k, limit=limit)
+
+
+@dataclass(slots=True)
+class _Row:
+    dense: float | None = None
+    dense_rank: int | None = None
+    sparse: float | None = None
+    sparse_rank: int | None = None
+    fused: float = 0.0
+
+    def sort_key(self, pid: str) -> tuple[float, int, str]:
+        ranks = [r for r in (self.dense_rank, self.sparse_rank) if r is not None]
+        return (-self.fused, min(ranks), pid)
+
+
+def _rrf(
+    dense: list[LegHit],
+    sparse: list[LegHit],
+    *,
+    weights: FusionWeights,
+    k: float,
+    limit: int,
+) -> list[FusedHit]:
+    rows: dict[str, _Row] = {}
+    for rank, (pid, score) in enumerate(dense, start=1):
+        rows[pid] = _Row(dense=score, dense_rank=rank, fused=weights.dense / (k + rank))
+    for rank, (pid, score) in enumerate(sparse, start=1):
+        row = rows.setdefault(pid, _Row())
+        row.sparse, row.sparse_rank = score, rank
+        row.fused += weights.sparse / (k + rank)
+    ordered = sorted(rows.items(), key=lambda item: item[1].sort_key(item[0]))
+    return [
+        FusedHit(
+            id=pid,
+            score=row.fused,
+            scores=LegScores.model_construct(
+                dense=row.dense,
+                dense_rank=row.dense_rank,
+                sparse=row.sparse,
+                sparse_rank=row.sparse_rank,
+                fused=row.fused,
+            ),
+        )
+        for pid, row in ordered[:limit]
+    ]

@@ -1,0 +1,351 @@
+"""The ChunkStore contract. Every test runs unchanged against every adapter (see conftest)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from core.errors import Conflict, InvalidInput, NotFound, SieveError
+from core.ids import point_id
+from core.types import (
+    AnyOf,
+    ChunkFilter,
+    FieldEquals,
+    FusionWeights,
+    HybridQuery,
+    QueryMode,
+    Range,
+    ScoredHit,
+    SparseVec,
+    StoreCollectionSpec,
+)
+from retriever.store import ChunkStore
+from tests.retriever.corpus import COLLECTION, DIM, SPEC, chunk, corpus_points, unit, zebra_query
+
+
+@pytest.fixture
+def filled(store: ChunkStore) -> ChunkStore:
+    """A store with the contract collection holding the four-document corpus."""
+    store.create_collection(SPEC)
+    store.upsert(COLLECTION, corpus_points())
+    return store
+
+
+def docs(hits: list[ScoredHit]) -> list[str]:
+    return [h.payload.document_id for h in hits]
+
+
+# ---------------------------------------------------------------- collections
+
+
+def test_collection_lifecycle(store: ChunkStore) -> None:
+    assert not store.collection_exists(COLLECTION)
+    store.create_collection(SPEC)
+    assert store.collection_exists(COLLECTION)
+    assert store.count(COLLECTION) == 0
+    with pytest.raises(Conflict):
+        store.create_collection(SPEC)
+    store.drop_collection(COLLECTION)
+    assert not store.collection_exists(COLLECTION)
+    with pytest.raises(NotFound):
+        store.drop_collection(COLLECTION)
+    store.create_collection(SPEC)  # the name is free again, and the new collection is empty
+    assert store.count(COLLECTION) == 0
+
+
+def test_collections_are_independent(store: ChunkStore) -> None:
+    other = StoreCollectionSpec(name="other", dense_size=DIM)
+    store.create_collection(SPEC)
+    store.create_collection(other)
+    store.upsert(COLLECTION, corpus_points())
+    assert store.count(COLLECTION) == 4
+    assert store.count("other") == 0
+    store.drop_collection("other")
+    assert store.count(COLLECTION) == 4
+
+
+# ---------------------------------------------------------------- writes and reads
+
+
+def test_upsert_get_round_trip(filled: ChunkStore) -> None:
+    points = corpus_points()
+    wanted = [points[2].id, point_id(COLLECTION, "nope", 0), points[0].id]
+    got = filled.get(COLLECTION, wanted)
+    assert [p.id for p in got] == [points[2].id, points[0].id]  # asked order, missing left out
+    first = got[1]
+    assert first.payload.document_id == "alpha"
+    assert first.payload.text == points[0].payload.text
+    assert first.payload.source == "a.txt"
+    assert first.payload.page == 1
+    assert first.payload.metadata["lang"] == "en"
+    assert first.payload.metadata["year"] == 2020
+    # datetimes in metadata are stored as ISO strings (JSON payloads)
+    assert datetime.fromisoformat(first.payload.metadata["published"]) == datetime(
+        2020, 5, 1, tzinfo=UTC
+    )
+    assert first.dense == pytest.approx(points[0].dense, abs=1e-6)
+    assert first.sparse is not None
+    assert points[0].sparse is not None
+    assert sorted(first.sparse.indices) == sorted(points[0].sparse.indices)
+
+
+def test_reupsert_is_idempotent(filled: ChunkStore) -> None:
+    filled.upsert(COLLECTION, corpus_points())
+    filled.upsert(COLLECTION, corpus_points())
+    assert filled.count(COLLECTION) == 4
+
+
+def test_upsert_replaces_payload_by_id(filled: ChunkStore) -> None:
+    changed = chunk("alpha", 0, "new text entirely", unit(1.0), page=9)
+    filled.upsert(COLLECTION, [changed])
+    assert filled.count(COLLECTION) == 4
+    [stored] = filled.get(COLLECTION, [changed.id])
+    assert stored.payload.text == "new text entirely"
+    assert stored.payload.page == 9
+
+
+def test_list_document_chunks_is_ordered_by_chunk_no(store: ChunkStore) -> None:
+    store.create_collection(SPEC)
+    # Written out of order, and more than one page would hold in a naive scroll of 2.
+    order = [3, 0, 4, 1, 2]
+    store.upsert(COLLECTION, [chunk("doc", n, f"part {n}", unit(1.0, n)) for n in order])
+    store.upsert(COLLECTION, [chunk("other", 0, "x", unit(1.0))])
+    listed = store.list_document_chunks(COLLECTION, "doc")
+    assert [c.payload.chunk_no for c in listed] == [0, 1, 2, 3, 4]
+    assert [c.id for c in listed] == [point_id(COLLECTION, "doc", n) for n in range(5)]
+    assert store.list_document_chunks(COLLECTION, "missing") == []
+
+
+def test_replacing_a_document_with_fewer_chunks_leaves_no_stale_ones(store: ChunkStore) -> None:
+    store.create_collection(SPEC)
+    store.upsert(COLLECTION, [chunk("doc", n, f"old {n}", unit(1.0, n)) for n in range(5)])
+    store.upsert(COLLECTION, [chunk("keep", 0, "other doc", unit(0.0, 1.0))])
+    # new version: 2 chunks. Write the new ones first, then delete the stale tail.
+    store.upsert(COLLECTION, [chunk("doc", n, f"new {n}", unit(1.0, n)) for n in range(2)])
+    store.delete_by_filter(
+        COLLECTION,
+        ChunkFilter(
+            must=[FieldEquals(key="document_id", value="doc"), Range(key="chunk_no", gte=2)]
+        ),
+    )
+    listed = store.list_document_chunks(COLLECTION, "doc")
+    assert [(c.payload.chunk_no, c.payload.text) for c in listed] == [(0, "new 0"), (1, "new 1")]
+    assert store.count(COLLECTION) == 3  # the other document is untouched
+
+
+def test_delete_document(filled: ChunkStore) -> None:
+    filled.upsert(COLLECTION, [chunk("alpha", 1, "second chunk", unit(1.0, 0.1))])
+    assert filled.count(COLLECTION) == 5
+    filled.delete_document(COLLECTION, "alpha")
+    assert filled.count(COLLECTION) == 3
+    assert filled.list_document_chunks(COLLECTION, "alpha") == []
+    filled.delete_document(COLLECTION, "alpha")  # deleting nothing is fine
+    assert filled.count(COLLECTION) == 3
+
+
+def test_delete_by_empty_filter_is_refused(filled: ChunkStore) -> None:
+    with pytest.raises(InvalidInput):
+        filled.delete_by_filter(COLLECTION, ChunkFilter())
+    assert filled.count(COLLECTION) == 4
+
+
+# ---------------------------------------------------------------- filters
+
+FILTER_CASES = [
+    pytest.param([FieldEquals(key="source", value="b.md")], {"beta"}, id="eq-keyword"),
+    pytest.param([FieldEquals(key="page", value=3)], {"gamma"}, id="eq-int"),
+    pytest.param([FieldEquals(key="metadata.flag", value=True)], {"gamma"}, id="eq-bool"),
+    pytest.param([FieldEquals(key="metadata.lang", value="en")], {"alpha", "gamma"}, id="meta"),
+    pytest.param([AnyOf(key="source", values=["a.txt", "d.txt"])], {"alpha", "omega"}, id="any"),
+    pytest.param([AnyOf(key="page", values=[1, 2])], {"alpha", "beta"}, id="any-int"),
+    pytest.param([Range(key="page", gte=2, lt=3)], {"beta"}, id="range-int"),
+    pytest.param([Range(key="metadata.year", gt=2020)], {"beta", "gamma"}, id="range-meta"),
+    pytest.param(
+        [Range(key="metadata.published", gte=datetime(2021, 1, 1, tzinfo=UTC))],
+        {"beta", "gamma"},
+        id="range-datetime",
+    ),
+    pytest.param(
+        [Range(key="metadata.published", lt=datetime(2020, 6, 1))],  # naive: read as UTC
+        {"alpha", "omega"},
+        id="range-datetime-naive",
+    ),
+    pytest.param(
+        [FieldEquals(key="metadata.lang", value="en"), Range(key="page", lte=1)],
+        {"alpha"},
+        id="and",
+    ),
+]
+
+
+@pytest.mark.parametrize(("conditions", "expected"), FILTER_CASES)
+def test_filters_in_count_and_query(
+    filled: ChunkStore, conditions: list[FieldEquals | AnyOf | Range], expected: set[str]
+) -> None:
+    chunk_filter = ChunkFilter(must=conditions)
+    assert filled.count(COLLECTION, chunk_filter) == len(expected)
+    hits = filled.query(COLLECTION, zebra_query(QueryMode.DENSE, filter=chunk_filter))
+    assert set(docs(hits)) == expected
+
+
+def test_filtered_delete(filled: ChunkStore) -> None:
+    filled.delete_by_filter(
+        COLLECTION, ChunkFilter(must=[FieldEquals(key="metadata.lang", value="en")])
+    )
+    assert filled.count(COLLECTION) == 2
+    assert set(docs(filled.query(COLLECTION, zebra_query(QueryMode.DENSE)))) == {"beta", "omega"}
+
+
+# ---------------------------------------------------------------- recall and fusion
+
+
+def test_dense_only_returns_the_dense_order(filled: ChunkStore) -> None:
+    hits = filled.query(COLLECTION, zebra_query(QueryMode.DENSE))
+    assert docs(hits) == ["alpha", "gamma", "beta", "omega"]
+    assert [h.scores.dense_rank for h in hits] == [1, 2, 3, 4]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert [h.score for h in hits] == pytest.approx([1.0, 0.8, 0.3, -0.5], abs=1e-5)
+    for hit in hits:
+        assert hit.scores.dense == hit.score
+        assert hit.scores.sparse is None
+        assert hit.scores.sparse_rank is None
+        assert hit.scores.fused is None
+
+
+def test_sparse_only_returns_the_bm25_order(filled: ChunkStore) -> None:
+    hits = filled.query(COLLECTION, zebra_query(QueryMode.SPARSE))
+    assert docs(hits) == ["beta", "gamma", "alpha"]  # omega has no "zebra"
+    assert [h.scores.sparse_rank for h in hits] == [1, 2, 3]
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[-1] > 0
+    for hit in hits:
+        assert hit.scores.sparse == hit.score
+        assert hit.scores.dense is None
+        assert hit.scores.dense_rank is None
+
+
+def test_hybrid_scores_every_leg(filled: ChunkStore) -> None:
+    k = 1.0
+    hits = filled.query(COLLECTION, zebra_query(rrf_k=k, weights=FusionWeights(dense=2, sparse=1)))
+    by_doc = {h.payload.document_id: h for h in hits}
+    assert set(by_doc) == {"alpha", "beta", "gamma", "omega"}
+    alpha = by_doc["alpha"].scores
+    assert (alpha.dense_rank, alpha.sparse_rank) == (1, 3)
+    assert alpha.dense == pytest.approx(1.0, abs=1e-5)
+    assert alpha.sparse is not None
+    assert alpha.sparse > 0
+    assert alpha.fused == pytest.approx(2 / (k + 1) + 1 / (k + 3))
+    omega = by_doc["omega"].scores
+    assert omega.sparse is None
+    assert omega.sparse_rank is None
+    assert omega.fused == pytest.approx(2 / (k + 4))
+    for hit in hits:
+        assert hit.score == hit.scores.fused
+
+
+@pytest.mark.parametrize(
+    ("weights", "order"),
+    [
+        (FusionWeights(dense=2, sparse=1), ["alpha", "beta", "gamma", "omega"]),
+        (FusionWeights(dense=1, sparse=2), ["beta", "alpha", "gamma", "omega"]),
+    ],
+)
+def test_weights_decide_the_winner(
+    filled: ChunkStore, weights: FusionWeights, order: list[str]
+) -> None:
+    # k=1. alpha: dense 1st, sparse 3rd; beta: dense 3rd, sparse 1st; gamma 2nd in both.
+    # 2:1 -> alpha 1.25, beta 1.0, gamma 1.0 (tie: beta's best rank 1 beats gamma's 2).
+    # 1:2 -> beta 1.25, alpha 1.0, gamma 1.0 (same tie-break).
+    hits = filled.query(COLLECTION, zebra_query(rrf_k=1.0, weights=weights))
+    assert docs(hits) == order
+
+
+def test_limit_and_prefetch_limit(filled: ChunkStore) -> None:
+    assert len(filled.query(COLLECTION, zebra_query(limit=2))) == 2
+    # each leg recalls only its top 1: alpha (dense) and beta (sparse); nothing else exists
+    hits = filled.query(COLLECTION, zebra_query(limit=10, prefetch_limit=1, rrf_k=1.0))
+    assert docs(hits) == ["alpha", "beta"]
+    assert len(filled.query(COLLECTION, zebra_query(QueryMode.DENSE, limit=3))) == 3
+
+
+def test_query_after_optimize(filled: ChunkStore) -> None:
+    before = filled.query(COLLECTION, zebra_query())
+    filled.optimize(COLLECTION)
+    after = filled.query(COLLECTION, zebra_query())
+    assert [h.id for h in after] == [h.id for h in before]
+
+
+def test_query_on_empty_collection(store: ChunkStore) -> None:
+    store.create_collection(SPEC)
+    assert store.query(COLLECTION, zebra_query()) == []
+
+
+# ---------------------------------------------------------------- errors
+
+
+_MISSING = "missing"
+_POINT = chunk("d", 0, "text", unit(1.0), collection=_MISSING)
+_ON_MISSING: dict[str, Callable[[ChunkStore], object]] = {
+    "upsert": lambda s: s.upsert(_MISSING, [_POINT]),
+    "get": lambda s: s.get(_MISSING, [_POINT.id]),
+    "count": lambda s: s.count(_MISSING),
+    "delete_document": lambda s: s.delete_document(_MISSING, "d"),
+    "delete_by_filter": lambda s: s.delete_by_filter(
+        _MISSING, ChunkFilter(must=[FieldEquals(key="source", value="x")])
+    ),
+    "list_document_chunks": lambda s: s.list_document_chunks(_MISSING, "d"),
+    "query": lambda s: s.query(_MISSING, zebra_query()),
+    "optimize": lambda s: s.optimize(_MISSING),
+    "drop_collection": lambda s: s.drop_collection(_MISSING),
+}
+
+
+@pytest.mark.parametrize("op", sorted(_ON_MISSING))
+def test_missing_collection_is_not_found(store: ChunkStore, op: str) -> None:
+    store.create_collection(SPEC)  # another collection exists; the named one does not
+    with pytest.raises(NotFound):
+        _ON_MISSING[op](store)
+
+
+def test_bad_input_is_invalid_input(filled: ChunkStore) -> None:
+    wrong_dim = chunk("alpha", 5, "text", [1.0, 0.0])
+    with pytest.raises(InvalidInput):
+        filled.upsert(COLLECTION, [wrong_dim])
+    with pytest.raises(InvalidInput):
+        filled.query(COLLECTION, HybridQuery(dense=[1.0, 0.0], mode=QueryMode.DENSE))
+    bad_id = chunk("alpha", 6, "text", unit(1.0)).model_copy(update={"id": "not-a-uuid"})
+    with pytest.raises(InvalidInput):
+        filled.upsert(COLLECTION, [bad_id])
+    with pytest.raises(InvalidInput):
+        filled.get(COLLECTION, ["not-a-uuid"])
+    assert filled.count(COLLECTION) == 4  # nothing half-written
+
+
+def test_dense_only_collection(store: ChunkStore) -> None:
+    spec = StoreCollectionSpec(name="dense_only", dense_size=DIM, sparse=False)
+    store.create_collection(spec)
+    plain = chunk("d", 0, "zebra", unit(1.0), collection="dense_only")
+    store.upsert("dense_only", [plain.model_copy(update={"sparse": None})])
+    hits = store.query("dense_only", zebra_query(QueryMode.DENSE))
+    assert docs(hits) == ["d"]
+    with pytest.raises(InvalidInput):
+        store.query("dense_only", zebra_query(QueryMode.SPARSE))
+    with pytest.raises(InvalidInput):
+        store.upsert("dense_only", [plain])  # carries a sparse vector
+
+
+def test_closed_store_raises_sieve_errors(filled: ChunkStore) -> None:
+    filled.close()
+    with pytest.raises(SieveError) as info:
+        filled.count(COLLECTION)
+    assert info.value.code in {"store_closed", "not_found"}
+    with pytest.raises(SieveError):
+        filled.query(COLLECTION, zebra_query())
+
+
+def test_empty_sparse_query_finds_nothing(filled: ChunkStore) -> None:
+    query = HybridQuery(sparse=SparseVec(indices=[], values=[]), mode=QueryMode.SPARSE)
+    assert filled.query(COLLECTION, query) == []
