@@ -243,7 +243,12 @@ class HttpReranker:
 
     async def _rerank(self, query: str, documents: Sequence[RerankDocument]) -> RerankResult:
         fitted_query, query_tokens = fit_query(query, self._budget, self._count)
-        images, undecodable = await self._prepare_images(documents)
+        if self._dialect is RequestDialect.TEI:
+            # TEI takes plain texts: images cannot be sent, so they cost no budget either.
+            images: list[list[PreparedImage]] = [[] for _ in documents]
+            undecodable = sum(len(doc.images) for doc in documents)
+        else:
+            images, undecodable = await self._prepare_images(documents)
         prepared = [
             fit_document(
                 doc.text, doc_images, query_tokens=query_tokens, budget=self._budget,
@@ -251,9 +256,6 @@ class HttpReranker:
             )
             for doc, doc_images in zip(documents, images, strict=True)
         ]  # fmt: skip
-        if self._dialect is RequestDialect.TEI:
-            # TEI takes plain texts: image parts cannot be sent there.
-            undecodable += sum(doc.image_count for doc in prepared)
         batches = split_requests(
             prepared, max_documents=self._max_documents, max_images=self._max_images
         )

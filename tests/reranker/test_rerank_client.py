@@ -561,3 +561,15 @@ async def test_a_tokenizer_can_be_injected() -> None:
     async with reranker(peer_handler("ionos", seen), budget=budget, tokenizer=words) as client:
         await client.rerank("two words", _docs(["w " * 100]))
     assert words(seen[0]["documents"][0]) == 30 - 5 - 2
+
+
+async def test_tei_gets_texts_only_and_the_images_are_counted_as_dropped(
+    make_image: Callable[..., bytes],
+) -> None:
+    seen: list[dict[str, Any]] = []
+    docs = [RerankDocument("apple pie", images=(make_image(64, 64),)), RerankDocument("car")]
+    async with reranker(peer_handler("tei", seen), dialect=RequestDialect.TEI) as client:
+        result = await client.rerank(QUERY, docs)
+    assert seen == [{"query": QUERY, "texts": ["apple pie", "car"]}]
+    assert result.images_dropped == 1
+    assert result.order() == [0, 1]
