@@ -1,0 +1,342 @@
+"""Expand zip and tar(.gz/.bz2/.xz) uploads safely: bombs, unsafe names and links are refused."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import re
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import IO
+
+from ingest.detect import ARCHIVE_TYPES, FileType, detect_type
+from ingest.documents import FailureReason, ParseError, ParseFailure
+from ingest.limits import IngestLimits
+
+__all__ = [
+    "ArchiveMember",
+    "check_zip_directory",
+    "is_junk_path",
+    "iter_archive",
+    "safe_member_path",
+]
+
+_READ_SIZE = 64 * 1024
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_JUNK_NAMES = frozenset({"Thumbs.db", "desktop.ini", "__MACOSX"})
+_S_IFMT, _S_IFLNK = 0o170000, 0o120000
+# Unpacking stops for the whole upload on these; other failures concern one member only.
+_BUDGET_REASONS = frozenset(
+    {
+        FailureReason.ARCHIVE_TOO_MANY_FILES,
+        FailureReason.ARCHIVE_TOO_LARGE,
+        FailureReason.ARCHIVE_RATIO_EXCEEDED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    """One regular file from an archive: its normalised path (nested: ``inner.zip/a.txt``)."""
+
+    path: str
+    data: bytes
+
+
+def safe_member_path(name: str) -> str | None:
+    """Return ``name`` as a clean relative POSIX path, or None if it could escape the root."""
+    if not name or "\x00" in name:
+        return None
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or _DRIVE.match(unified):
+        return None
+    parts = [part for part in unified.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+def is_junk_path(path: str) -> bool:
+    """True for OS litter and hidden files (``__MACOSX/``, ``.DS_Store``, ``.git/``)."""
+    parts = PurePosixPath(path).parts
+    return any(part in _JUNK_NAMES or part.startswith(".") for part in parts)
+
+
+def check_zip_directory(zf: zipfile.ZipFile, size: int, limits: IngestLimits) -> None:
+    """Refuse a zip whose central directory declares too many, too large or too packed files.
+
+    Raises:
+        ParseError: ``archive_too_many_files``, ``archive_too_large`` or ``archive_ratio_exceeded``.
+    """
+    infos = zf.infolist()
+    if len(infos) > limits.max_archive_members:
+        raise ParseError(
+            FailureReason.ARCHIVE_TOO_MANY_FILES,
+            f"{len(infos)} entries; the limit is {limits.max_archive_members}",
+        )
+    declared = sum(info.file_size for info in infos)
+    if declared > limits.max_archive_total_bytes:
+        raise ParseError(
+            FailureReason.ARCHIVE_TOO_LARGE,
+            f"declares {declared} bytes; the limit is {limits.max_archive_total_bytes}",
+        )
+    if declared > limits.ratio_grace_bytes and declared > size * limits.max_compression_ratio:
+        raise ParseError(
+            FailureReason.ARCHIVE_RATIO_EXCEEDED,
+            f"expands {declared / max(size, 1):.0f}x; limit {limits.max_compression_ratio:g}x",
+        )
+
+
+def iter_archive(
+    data: bytes, source: str, limits: IngestLimits
+) -> Iterator[ArchiveMember | ParseFailure]:
+    """Yield the regular files of an archive upload, or a failure per refused member.
+
+    Junk and directories are skipped silently. A failure whose ``source`` is the archive
+    itself (too many files, too large, bomb ratio, corrupt) ends the expansion.
+    """
+    budget = _Budget(limits=limits, upload_size=len(data))
+    try:
+        yield from _expand(data, source, "", 1, budget)
+    except _BudgetExceeded as exc:
+        yield ParseFailure(source=source, reason=exc.reason, message=exc.message)
+
+
+class _BudgetExceeded(ParseError):
+    """The whole upload is over a limit: stop unpacking everything."""
+
+
+@dataclass
+class _Budget:
+    """Counts members and bytes actually produced across the upload, nesting included."""
+
+    limits: IngestLimits
+    upload_size: int
+    members: int = 0
+    bytes_out: int = 0
+
+    def add_members(self, count: int) -> None:
+        self.members += count
+        if self.members > self.limits.max_archive_members:
+            raise _BudgetExceeded(
+                FailureReason.ARCHIVE_TOO_MANY_FILES,
+                f"more than {self.limits.max_archive_members} archive entries",
+            )
+
+    def add_bytes(self, count: int) -> None:
+        self.bytes_out += count
+        limits = self.limits
+        if self.bytes_out > limits.max_archive_total_bytes:
+            raise _BudgetExceeded(
+                FailureReason.ARCHIVE_TOO_LARGE,
+                f"expands to more than {limits.max_archive_total_bytes} bytes",
+            )
+        if (
+            self.bytes_out > limits.ratio_grace_bytes
+            and self.bytes_out > self.upload_size * limits.max_compression_ratio
+        ):
+            raise _BudgetExceeded(
+                FailureReason.ARCHIVE_RATIO_EXCEEDED,
+                f"expands more than {limits.max_compression_ratio:g}x its size",
+            )
+
+
+def _expand(
+    data: bytes, source: str, prefix: str, depth: int, budget: _Budget
+) -> Iterator[ArchiveMember | ParseFailure]:
+    kind = detect_type(data, source).type
+    try:
+        if kind is FileType.ZIP:
+            members = _zip_members(data, prefix, budget)
+        elif kind in ARCHIVE_TYPES:
+            members = _tar_members(data, kind, prefix, budget)
+        else:
+            yield ParseFailure(
+                source=source, reason=FailureReason.UNSUPPORTED_TYPE, message="not an archive"
+            )
+            return
+        for item in members:
+            if isinstance(item, ParseFailure) or detect_type(item.data).type not in ARCHIVE_TYPES:
+                yield item
+            elif depth < budget.limits.max_archive_depth:
+                yield from _expand(item.data, item.path, item.path + "/", depth + 1, budget)
+            else:
+                yield ParseFailure(
+                    source=item.path,
+                    reason=FailureReason.NESTED_ARCHIVE,
+                    message="archives inside archives are not expanded",
+                )
+    except _BudgetExceeded:
+        raise
+    except ParseError as exc:
+        yield ParseFailure(source=source, reason=exc.reason, message=exc.message)
+
+
+def _member_failure(path: str, reason: FailureReason, message: str) -> ParseFailure:
+    return ParseFailure(source=path, reason=reason, message=message)
+
+
+def _zip_members(
+    data: bytes, prefix: str, budget: _Budget
+) -> Iterator[ArchiveMember | ParseFailure]:
+    limits = budget.limits
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ParseError(FailureReason.CORRUPT_FILE, f"unreadable zip archive: {exc}") from exc
+    with zf:
+        check_zip_directory(zf, len(data), limits)
+        budget.add_members(len(zf.infolist()))
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            path = safe_member_path(info.filename)
+            if path is None:
+                yield _member_failure(
+                    prefix + info.filename, FailureReason.UNSAFE_PATH, "path escapes the archive"
+                )
+                continue
+            path = prefix + path
+            if is_junk_path(path):
+                continue
+            if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
+                yield _member_failure(path, FailureReason.UNSAFE_PATH, "symbolic link")
+            elif info.flag_bits & 0x1:
+                yield _member_failure(path, FailureReason.CORRUPT_FILE, "encrypted member")
+            elif info.file_size > limits.max_file_bytes:
+                yield _too_large(path, info.file_size, limits)
+            elif (
+                info.file_size > limits.ratio_grace_bytes
+                and info.file_size > max(info.compress_size, 1) * limits.max_compression_ratio
+            ):
+                yield _member_failure(
+                    path,
+                    FailureReason.ARCHIVE_RATIO_EXCEEDED,
+                    f"expands {info.file_size / max(info.compress_size, 1):.0f}x",
+                )
+            else:
+                yield _read_zip_member(zf, info, path, budget)
+
+
+def _read_zip_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, budget: _Budget
+) -> ArchiveMember | ParseFailure:
+    try:
+        with zf.open(info) as stream:
+            # Declared sizes can lie: count what actually comes out.
+            data = _read_bounded(
+                stream, path, min(info.file_size, budget.limits.max_file_bytes), budget
+            )
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, OSError, EOFError) as exc:
+        return _member_failure(path, FailureReason.CORRUPT_FILE, f"unreadable member: {exc}")
+    if isinstance(data, ParseFailure):
+        return data
+    return ArchiveMember(path=path, data=data)
+
+
+def _read_bounded(
+    stream: IO[bytes], path: str, limit: int, budget: _Budget | None
+) -> bytes | ParseFailure:
+    """Read at most ``limit`` bytes; ``budget`` None when the stream below already charges it."""
+    out = bytearray()
+    while chunk := stream.read(_READ_SIZE):
+        if budget is not None:
+            budget.add_bytes(len(chunk))
+        out += chunk
+        if len(out) > limit:
+            return _member_failure(
+                path, FailureReason.TOO_LARGE, f"member produced more than {limit} bytes"
+            )
+    return bytes(out)
+
+
+def _too_large(path: str, size: int, limits: IngestLimits) -> ParseFailure:
+    return _member_failure(
+        path, FailureReason.TOO_LARGE, f"{size} bytes; the limit is {limits.max_file_bytes}"
+    )
+
+
+class _CountingReader(io.RawIOBase):
+    """Feeds tarfile a decompressed stream and charges every byte to the upload's budget."""
+
+    def __init__(self, inner: io.BufferedIOBase, budget: _Budget) -> None:
+        self._inner = inner
+        self._budget = budget
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        self._budget.add_bytes(len(data))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _open_stream(data: bytes, kind: FileType) -> io.BufferedIOBase:
+    raw = io.BytesIO(data)
+    if kind is FileType.GZIP:
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind is FileType.BZIP2:
+        return bz2.BZ2File(raw, mode="rb")
+    if kind is FileType.XZ:
+        return lzma.LZMAFile(raw, mode="rb")
+    return raw
+
+
+def _tar_members(
+    data: bytes, kind: FileType, prefix: str, budget: _Budget
+) -> Iterator[ArchiveMember | ParseFailure]:
+    limits = budget.limits
+    stream = io.BufferedReader(_CountingReader(_open_stream(data, kind), budget), _READ_SIZE)
+    try:
+        # Stream mode ("r|"): one forward pass, never seeks, never loads the member index.
+        with tarfile.open(fileobj=stream, mode="r|") as tf:
+            for member in tf:
+                budget.add_members(1)
+                yield from _tar_member(tf, member, prefix, limits)
+    except tarfile.ReadError as exc:
+        if kind is FileType.TAR:
+            raise ParseError(FailureReason.CORRUPT_FILE, f"unreadable tar archive: {exc}") from exc
+        raise ParseError(
+            FailureReason.UNSUPPORTED_TYPE, "compressed file that is not a tar archive"
+        ) from exc
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise ParseError(FailureReason.CORRUPT_FILE, f"unreadable archive: {exc}") from exc
+
+
+def _tar_member(
+    tf: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    prefix: str,
+    limits: IngestLimits,
+) -> Iterator[ArchiveMember | ParseFailure]:
+    if member.isdir():
+        return
+    path = safe_member_path(member.name)
+    if path is None:
+        yield _member_failure(
+            prefix + member.name, FailureReason.UNSAFE_PATH, "path escapes the archive"
+        )
+        return
+    path = prefix + path
+    if is_junk_path(path):
+        return
+    if member.issym() or member.islnk():
+        yield _member_failure(path, FailureReason.UNSAFE_PATH, "symbolic or hard link")
+    elif not member.isreg():
+        yield _member_failure(path, FailureReason.UNSUPPORTED_TYPE, "device, fifo or special file")
+    elif member.size > limits.max_file_bytes:
+        yield _too_large(path, member.size, limits)
+    else:
+        stream = tf.extractfile(member)
+        if stream is None:
+            return
+        data = _read_bounded(stream, path, limits.max_file_bytes, None)
+        yield data if isinstance(data, ParseFailure) else ArchiveMember(path=path, data=data)

@@ -1,0 +1,30 @@
+"""Limits on what one upload may cost to parse; the services layer fills them from settings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["IngestLimits"]
+
+_MIB = 1024 * 1024
+
+
+class IngestLimits(BaseModel):
+    """Upper bounds for parsing files and expanding archives (bytes, pages, members, ratio)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_file_bytes: Annotated[int, Field(gt=0)] = 50 * _MIB
+    max_pages: Annotated[int, Field(gt=0)] = 2000
+    # Bounds memory for text extracted from small inputs that expand (PDF streams, HTML).
+    max_text_chars: Annotated[int, Field(gt=0)] = 20_000_000
+    max_archive_members: Annotated[int, Field(gt=0)] = 10_000
+    max_archive_total_bytes: Annotated[int, Field(gt=0)] = 1024 * _MIB
+    max_compression_ratio: Annotated[float, Field(gt=1)] = 100.0
+    # Below this many uncompressed bytes a high ratio is harmless (a 2 KiB run of spaces).
+    ratio_grace_bytes: Annotated[int, Field(ge=0)] = 1 * _MIB
+    # 1: an upload may be an archive, archives inside it are refused; 0: no archives at all.
+    max_archive_depth: Annotated[int, Field(ge=0, le=4)] = 1
+    max_records: Annotated[int, Field(gt=0)] = 1_000_000
