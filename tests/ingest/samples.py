@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
+from collections.abc import Sequence
 
 import docx
 
@@ -15,7 +16,7 @@ def _pdf_string(text: str) -> str:
     return "(" + text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
 
 
-def make_pdf(pages: list[list[str] | None], *, title: str | None = None) -> bytes:
+def make_pdf(pages: Sequence[Sequence[str] | None], *, title: str | None = None) -> bytes:
     """A hand-written PDF: one page per entry, text lines drawn with Helvetica (None: no text)."""
     count = len(pages)
     objects: dict[int, bytes] = {
