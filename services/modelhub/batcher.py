@@ -179,7 +179,7 @@ class MicroBatcher(Generic[Row]):
         self._pending = [item for item in self._pending if not item.future.done()]
         if not self._pending:
             return []
-        idle = self._pool.threads - self._pool.busy + 1  # this lane counts as idle
+        idle = self._pool.threads - self._pool.busy  # this lane included: it is not busy yet
         share = max(self._limits.min_split, math.ceil(len(self._pending) / max(idle, 1)))
         chosen = take_batch([item.length for item in self._pending], self._limits, share=share)
         picked = set(chosen)
@@ -202,8 +202,13 @@ class MicroBatcher(Generic[Row]):
                     out = await loop.run_in_executor(
                         self._pool.executor, self._run, [item.row for item in batch]
                     )
-                except Exception as exc:  # the requests waiting on this batch get the error
-                    log.exception("inference failed", extra={"model": self.name})
+                # Not swallowed: the requests waiting on this batch re-raise it, and the
+                # guard logs the trace there once.
+                except Exception as exc:  # noqa: BLE001
+                    log.warning(
+                        "inference batch failed",
+                        extra={"model": self.name, "rows": len(batch), "error": type(exc).__name__},
+                    )
                     for item in batch:
                         if not item.future.done():
                             item.future.set_exception(exc)

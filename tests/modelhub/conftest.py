@@ -32,6 +32,15 @@ class BrokenCrossEncoder(OnnxCrossEncoder):
         raise RuntimeError("secret-detail /srv/internal/path")
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 @pytest.fixture(scope="session")
 def loaded_models() -> dict[str, LoadedModel]:
     """The bundled models, verified and loaded once for the whole session."""
