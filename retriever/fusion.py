@@ -22,9 +22,16 @@ class FusedHit:
     scores: LegScores
 
 
+def _tie_key(hit: LegHit) -> tuple[float, str]:
+    # Engines score in float32 and sum terms in no fixed order (Edge's sparse scores for
+    # equal documents differ in the last bit from run to run), so scores equal to 6
+    # significant digits count as tied, and ties go by id.
+    return (-float(f"{hit[1]:.6g}"), hit[0])
+
+
 def rank_leg(hits: Sequence[LegHit]) -> list[LegHit]:
     """Order one leg's hits by score, ties by id, so every engine yields the same ranks."""
-    return sorted(hits, key=lambda hit: (-hit[1], hit[0]))
+    return sorted(hits, key=_tie_key)
 
 
 def fuse_legs(
