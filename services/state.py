@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any, cast
@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 _PREFIX = "sieve"
+# Used only before a collection has any chunk: a 256-token chunk holds ~150 BM25 terms.
+_DEFAULT_BM25_AVG_LEN = 150.0
 
 
 class DocStatus(StrEnum):
@@ -89,6 +91,7 @@ class DocumentRecord(_Record):
     id: str
     status: DocStatus = DocStatus.QUEUED
     job_id: str
+    kind: str = "file"
     content_hash: str | None = None
     indexed_hash: str | None = None
     blob_key: str | None = None
@@ -162,8 +165,14 @@ class StateStore:
             created = self._r.hsetnx(
                 _k("collections", record.tenant), record.name, record.model_dump_json()
             )
+            self._r.sadd(_k("tenants"), record.tenant)
         if not created:
             raise Conflict(f"collection {record.name!r} already exists", code="collection_exists")
+
+    def tenants(self) -> list[str]:
+        """Every tenant that ever created a collection."""
+        with _mapped():
+            return sorted(cast(set[str], self._r.smembers(_k("tenants"))))
 
     def update_collection(self, record: CollectionRecord) -> None:
         """Overwrite a collection's record (e.g. its measured BM25 average length)."""
@@ -191,8 +200,28 @@ class StateStore:
         with _mapped():
             pipe = self._r.pipeline()
             pipe.hdel(_k("collections", tenant), name)
-            pipe.delete(_k("docs", tenant, name), _k("docorder", tenant, name))
+            pipe.delete(
+                _k("docs", tenant, name), _k("docorder", tenant, name), _k("bm25len", tenant, name)
+            )
             pipe.execute()
+
+    def bm25_avg_len(self, tenant: str, name: str, lengths: Sequence[int]) -> float:
+        """Add chunks' BM25 lengths to the collection's running mean; return the mean.
+
+        BM25's length normalisation needs the real mean length of the indexed texts
+        (left at the engine's default it cost 0.07 nDCG@10 on a public collection).
+        """
+        key = _k("bm25len", tenant, name)
+        with _mapped():
+            pipe = self._r.pipeline()
+            if lengths:
+                pipe.hincrbyfloat(key, "sum", float(sum(lengths)))
+                pipe.hincrby(key, "count", len(lengths))
+            pipe.hmget(key, ["sum", "count"])
+            total, count = pipe.execute()[-1]
+        if not count or int(count) == 0:
+            return _DEFAULT_BM25_AVG_LEN
+        return max(1.0, float(total) / int(count))
 
     # ------------------------------------------------------------ documents
 
@@ -342,7 +371,7 @@ def _derive(job: JobRecord, counts: Counter[str]) -> JobState:
     done = sum(counts[s.value] for s in TERMINAL)
     if job.cancelled and done == total:
         return JobState.CANCELLED
-    if total == 0 or done < total:
+    if done < total:
         started = total - counts[DocStatus.QUEUED.value]
         return JobState.RUNNING if started or done else JobState.QUEUED
     if counts[DocStatus.FAILED.value]:

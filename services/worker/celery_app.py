@@ -28,7 +28,9 @@ def make_celery(redis_url: str, worker: WorkerSettings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_time_limit=worker.task_time_limit_s,
-        task_soft_time_limit=max(1, worker.task_time_limit_s - 30),
+        # The soft limit leaves the task a moment to record why it stopped.
+        task_soft_time_limit=worker.task_time_limit_s
+        - max(1, min(30, worker.task_time_limit_s // 10)),
         broker_transport_options={"visibility_timeout": worker.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         task_default_queue=INGEST_QUEUE,

@@ -1,0 +1,134 @@
+"""The indexing pipeline: bytes → extracted text → chunks → dense + BM25 vectors → points.
+
+Two steps, so the caller can record progress and the collection's BM25 statistics in
+between: ``extract_and_chunk`` (CPU only) and ``embed`` (calls the model hub).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from core.ids import point_id
+from core.types import ChunkPayload, ChunkPoint
+from ingest.chunker import Chunk, ChunkerConfig, OffsetTokenizer, chunk_document
+from ingest.documents import ExtractedDocument, FailureReason, ParseFailure
+from ingest.embeddings_client import EmbeddingsClient
+from ingest.limits import IngestLimits
+from ingest.parsers import parse_document
+from ingest.records import record_to_document
+from retriever.bm25 import Bm25Encoder, mean_token_length
+
+__all__ = ["ChunkedDocument", "DocumentPipeline", "PreparedDocument"]
+
+
+@dataclass(frozen=True)
+class ChunkedDocument:
+    """A document's chunks, before embedding."""
+
+    document: ExtractedDocument
+    chunks: list[Chunk]
+    bm25_lengths: list[int]
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    """Points ready for the store."""
+
+    points: list[ChunkPoint]
+    title: str | None
+    pages: int | None
+
+
+class DocumentPipeline:
+    """Parse, chunk and embed one document at a time (one instance per worker process)."""
+
+    def __init__(
+        self,
+        embeddings: EmbeddingsClient,
+        tokenizer: OffsetTokenizer,
+        *,
+        chunking: ChunkerConfig | None = None,
+        limits: IngestLimits | None = None,
+    ) -> None:
+        self._embeddings = embeddings
+        self._tokenizer = tokenizer
+        self._chunking = chunking or ChunkerConfig()
+        self._limits = limits or IngestLimits()
+        self._bm25: dict[int, Bm25Encoder] = {}
+
+    def extract_and_chunk(
+        self, data: bytes, *, source: str, record: bool, document_id: str
+    ) -> ChunkedDocument | ParseFailure:
+        """Parse ``data`` (a file, or a record's canonical JSON) and chunk its text."""
+        if record:
+            extracted = record_to_document(json.loads(data), source, self._limits)
+        else:
+            extracted = parse_document(data, source, self._limits)
+        if isinstance(extracted, ParseFailure):
+            return extracted
+        chunks = chunk_document(extracted, self._tokenizer, self._chunking)
+        if not chunks:
+            return ParseFailure(
+                source=source,
+                reason=FailureReason.EMPTY_DOCUMENT,
+                message="the document yields no text to index",
+                document_id=document_id,
+            )
+        lengths = [round(mean_token_length([c.text])) for c in chunks]
+        return ChunkedDocument(document=extracted, chunks=chunks, bm25_lengths=lengths)
+
+    def embed(
+        self,
+        chunked: ChunkedDocument,
+        *,
+        store_name: str,
+        document_id: str,
+        embedding_model: str,
+        dimension: int,
+        bm25_avg_len: float,
+    ) -> PreparedDocument:
+        """Embed the chunks (dense via the hub, BM25 locally) into store points.
+
+        Raises:
+            UpstreamUnavailable: the hub kept failing; the task retries the whole document.
+            UpstreamRejected / InvalidInput: the hub refused, or the dimension is wrong.
+        """
+        texts = [c.text for c in chunked.chunks]
+        client = self._embeddings
+        if client.model != embedding_model:
+            client = client.for_model(embedding_model)
+        dense = client.embed(
+            texts, token_counts=[c.token_count + 2 for c in chunked.chunks], dimension=dimension
+        )
+        sparse = self._encoder(bm25_avg_len).embed_documents(texts)
+        doc = chunked.document
+        content_hash = doc.content_sha256
+        points = [
+            ChunkPoint(
+                id=point_id(store_name, document_id, c.chunk_no),
+                dense=vec,
+                sparse=sv,
+                payload=ChunkPayload(
+                    document_id=document_id,
+                    content_hash=content_hash,
+                    chunk_no=c.chunk_no,
+                    text=c.text,
+                    title=c.section or c.title or doc.title,
+                    source=doc.source,
+                    page=c.page,
+                    char_start=c.char_start,
+                    char_end=c.char_end,
+                    metadata=doc.metadata,
+                ),
+            )
+            for c, vec, sv in zip(chunked.chunks, dense, sparse, strict=True)
+        ]
+        return PreparedDocument(points=points, title=doc.title, pages=doc.page_count)
+
+    def _encoder(self, avg_len: float) -> Bm25Encoder:
+        # One encoder per (rounded) average length: the mean drifts slowly as a collection grows.
+        key = max(1, round(avg_len))
+        if key not in self._bm25:
+            self._bm25[key] = Bm25Encoder(avg_len=float(key))
+        return self._bm25[key]

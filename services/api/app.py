@@ -1,0 +1,94 @@
+"""The FastAPI application and its composition root (the lifespan)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from core.logs import log_context
+from services.api import routes_collections, routes_documents, routes_jobs
+from services.api.deps import ApiDeps
+from services.api.errors import install_error_handlers
+from services.api.reaper import reap_stalled
+
+__all__ = ["AppHooks", "create_app"]
+
+log = logging.getLogger("sieve.api")
+
+
+@dataclass
+class AppHooks:
+    """How the app gets its dependencies and what else runs beside it.
+
+    ``build`` opens every client (called in the lifespan, closed by ``close``); a test
+    or the embedded supervisor passes its own.
+    """
+
+    build: Callable[[], Awaitable[ApiDeps]]
+    close: Callable[[ApiDeps], Awaitable[None]]
+    reap_every_s: float = 60.0
+    stall_after_s: float = 1200.0
+    max_attempts: int = 5
+    background: list[Callable[[ApiDeps], Coroutine[Any, Any, None]]] = field(default_factory=list)
+
+
+def create_app(hooks: AppHooks) -> FastAPI:
+    """Build the API; clients are opened in the lifespan and closed on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        deps = await hooks.build()
+        app.state.deps = deps
+        tasks = [
+            asyncio.create_task(
+                reap_stalled(deps, hooks.reap_every_s, hooks.stall_after_s, hooks.max_attempts)
+            )
+        ]
+        tasks += [asyncio.create_task(bg(deps)) for bg in hooks.background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await hooks.close(deps)
+
+    app = FastAPI(
+        title="Sieve",
+        version="0.1.0",
+        summary="Two-stage retrieval: hybrid recall in Qdrant, then /rerank with a score cutoff.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = rid[:64]
+        with log_context(request_id=request.state.request_id):
+            response = await call_next(request)
+        response.headers["x-request-id"] = request.state.request_id
+        return response
+
+    app.include_router(routes_collections.router)
+    app.include_router(routes_documents.router)
+    app.include_router(routes_jobs.router)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process serves requests."""
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,191 @@
+"""``/v1/collections/{name}/documents``: upload (files, archives, JSON, JSONL), list, show,
+replace, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+
+from core.errors import InvalidInput, NotFound, PayloadTooLarge
+from ingest.documents import ParseOutcome
+from ingest.limits import IngestLimits
+from ingest.records import iter_jsonl_records, read_json_records, record_to_document
+from services.api.deps import ApiDeps, Deps, Tenant, in_thread
+from services.api.schemas import DocumentResponse, DocumentsPageResponse, IngestAcceptedResponse
+from services.api.uploads import UploadItem, accept, items_from_file, items_from_records
+from services.state import DocStatus, DocumentRecord
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
+
+_JSON_TYPES = ("application/json",)
+_JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
+_MULTIPART = "multipart/form-data"
+
+
+def _limits(deps: ApiDeps) -> IngestLimits:
+    return IngestLimits(max_file_bytes=deps.ingest.max_file_bytes, max_pages=deps.ingest.max_pages)
+
+
+async def _body(request: Request, deps: ApiDeps) -> bytes:
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > deps.api.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"request body of {declared} bytes; the limit is {deps.api.max_upload_bytes}"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > deps.api.max_upload_bytes:
+            raise PayloadTooLarge(f"request body over the limit of {deps.api.max_upload_bytes}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _items(request: Request, deps: ApiDeps, *, doc_id: str | None = None) -> list[UploadItem]:
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    limits = _limits(deps)
+    if ctype == _MULTIPART:
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > deps.api.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"request body of {declared} bytes; the limit is {deps.api.max_upload_bytes}"
+            )
+        form = await request.form(max_files=10_000, max_part_size=deps.api.max_upload_bytes)
+        try:
+            files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+            if not files:
+                raise InvalidInput(
+                    "multipart upload without files: send them as form field 'files'",
+                    code="empty_upload",
+                )
+            if doc_id is not None and len(files) != 1:
+                raise InvalidInput("replace a document with exactly one file", code="one_file")
+            items: list[UploadItem] = []
+            for upload in files:
+                data = await upload.read()
+                items += await in_thread(
+                    items_from_file, data, upload.filename or "upload", limits, doc_id=doc_id
+                )
+            return items
+        finally:
+            await form.close()
+    body = await _body(request, deps)
+    if ctype in _JSON_TYPES:
+        if doc_id is not None:
+            return items_from_records([_replacement_record(body, doc_id, limits)])
+        return items_from_records(await in_thread(read_json_records, body, limits))
+    if ctype in _JSONL_TYPES and doc_id is None:
+        return items_from_records(
+            await in_thread(lambda: list(iter_jsonl_records(body.splitlines(), limits)))
+        )
+    raise InvalidInput(
+        f"unsupported Content-Type {ctype or '(none)'!r}: send multipart/form-data files "
+        '(documents or a zip/tar archive), application/json {"documents": [...]}, or '
+        "application/x-ndjson lines in the BEIR layout",
+        code="unsupported_media_type",
+    )
+
+
+def _replacement_record(body: bytes, doc_id: str, limits: IngestLimits) -> ParseOutcome:
+    import json  # noqa: PLC0415 - only this path needs it
+
+    try:
+        record = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(record, dict):
+        raise InvalidInput('expected {"text": ..., "title": ..., "metadata": ...}')
+    return record_to_document({**record, "id": doc_id}, "body", limits)
+
+
+@router.post("", status_code=202)
+async def upload_documents(
+    name: str, request: Request, deps: Deps, tenant: Tenant
+) -> IngestAcceptedResponse:
+    """Upload files, an archive, JSON records or BEIR JSONL; 202 with the job id."""
+    await in_thread(deps.state.get_collection, tenant, name)
+    items = await _items(request, deps)
+    return await in_thread(accept, deps, tenant, name, items)
+
+
+@router.put("/{doc_id:path}", status_code=202)
+async def replace_document(
+    *, name: str, doc_id: str, request: Request, deps: Deps, tenant: Tenant
+) -> IngestAcceptedResponse:
+    """Replace one document (a file, or JSON ``{"text", "title", "metadata"}``)."""
+    await in_thread(deps.state.get_collection, tenant, name)
+    items = await _items(request, deps, doc_id=doc_id)
+    return await in_thread(accept, deps, tenant, name, items, kind="replace")
+
+
+@router.get("")
+async def list_documents(
+    *,
+    name: str,
+    deps: Deps,
+    tenant: Tenant,
+    status: DocStatus | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> DocumentsPageResponse:
+    """A page of documents, in upload order, optionally by status."""
+    await in_thread(deps.state.get_collection, tenant, name)
+    docs, total = await in_thread(
+        deps.state.list_documents, tenant, name, status=status, offset=offset, limit=limit
+    )
+    return DocumentsPageResponse(
+        documents=[_doc(d) for d in docs], total=total, offset=offset, limit=limit
+    )
+
+
+@router.get("/{doc_id:path}")
+async def get_document(name: str, doc_id: str, deps: Deps, tenant: Tenant) -> DocumentResponse:
+    """One document's state."""
+    await in_thread(deps.state.get_collection, tenant, name)
+    return _doc(await in_thread(deps.state.get_document, tenant, name, doc_id))
+
+
+@router.delete("/{doc_id:path}", status_code=202)
+async def delete_document(name: str, doc_id: str, deps: Deps, tenant: Tenant) -> JSONResponse:
+    """Delete a document: every chunk of it leaves the store."""
+    await in_thread(deps.state.get_collection, tenant, name)
+    doc = await in_thread(deps.state.find_document, tenant, name, doc_id)
+    if doc is None or doc.status is DocStatus.DELETED:
+        raise NotFound(f"document {doc_id!r} does not exist", code="document_not_found")
+    await in_thread(
+        deps.state.update_document, tenant, name, doc_id, status=DocStatus.DELETED, job_id=None
+    )
+    deps.celery.send_task(
+        "sieve.store_write",
+        args=[
+            {"op": "delete_document", "tenant": tenant, "collection": name, "document_id": doc_id}
+        ],
+        queue="store_writes",
+    )
+    return JSONResponse({"document_id": doc_id, "status": "deleted"}, status_code=202)
+
+
+def _doc(d: DocumentRecord) -> DocumentResponse:
+    error = None
+    if d.error_reason:
+        error = {"reason": d.error_reason, "message": d.error_message or ""}
+    return DocumentResponse(
+        id=d.id,
+        status=d.status.value,
+        job_id=d.job_id,
+        content_hash=d.content_hash,
+        source=d.source,
+        title=d.title,
+        size=d.size,
+        pages=d.pages,
+        chunk_count=d.chunk_count,
+        error=error,
+        metadata=d.metadata,
+        updated_at=d.updated_at,
+    )

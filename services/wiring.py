@@ -1,0 +1,64 @@
+"""Building adapters from settings: shared by the API's lifespan and the worker's init."""
+
+from __future__ import annotations
+
+import openai
+from qdrant_client import AsyncQdrantClient, QdrantClient
+
+from core.settings import IngestSettings, ModelSettings, StoreBackend, StoreSettings
+from ingest.embeddings_client import EmbeddingsClient, RatePacer
+from retriever.edge_store import EdgeChunkStore
+from retriever.qdrant_store import AsyncQdrantChunkStore, QdrantChunkStore
+from retriever.store import AsyncChunkStore, ChunkStore, ThreadedChunkStore
+
+__all__ = ["build_embeddings", "open_stores", "open_sync_store"]
+
+
+def build_embeddings(models: ModelSettings) -> EmbeddingsClient:
+    """The sync embeddings client with explicit timeout, pacing and retry budget."""
+    client = openai.OpenAI(
+        base_url=str(models.base_url),
+        api_key=models.api_key.get_secret_value() if models.api_key else "none",
+        timeout=models.timeout_s,
+        max_retries=0,
+    )
+    ingest = IngestSettings()
+    return EmbeddingsClient(
+        client,
+        models.embedding_model,
+        max_batch_tokens=ingest.embed_batch_tokens,
+        max_batch_items=ingest.embed_batch_items,
+        pacer=RatePacer(
+            rate=models.requests_per_second, burst=max(1.0, models.requests_per_second)
+        ),
+        max_retries=models.max_retries,
+    )
+
+
+def open_sync_store(settings: StoreSettings) -> ChunkStore:
+    """The configured store for synchronous callers (store-write consumers)."""
+    if settings.backend is StoreBackend.EDGE:
+        return EdgeChunkStore(settings.path, search_threads=settings.search_threads)
+    return QdrantChunkStore(
+        QdrantClient(
+            url=str(settings.url),
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            timeout=int(settings.timeout_s),
+        )
+    )
+
+
+def open_stores(settings: StoreSettings) -> tuple[ChunkStore, AsyncChunkStore]:
+    """A sync and an async handle on the configured store, for the API process.
+
+    Edge: one store object behind both (only one handle may hold the directory).
+    """
+    sync = open_sync_store(settings)
+    if settings.backend is StoreBackend.EDGE:
+        return sync, ThreadedChunkStore(sync)
+    client = AsyncQdrantClient(
+        url=str(settings.url),
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        timeout=int(settings.timeout_s),
+    )
+    return sync, AsyncQdrantChunkStore(client)
