@@ -50,6 +50,7 @@ from retriever.layout import (
     dense_list,
     payload_from_stored,
     payload_to_stored,
+    scored_hits,
 )
 from retriever.store import StoredChunk
 
@@ -353,34 +354,25 @@ class EdgeChunkStore:
             )
         with _edge_errors(self.root, name):
             results = shard.query_batch(edge.QueryBatchRequest(legs))
-        payloads: dict[str, dict[str, Any] | None] = {}
+        # Edge converts a payload to Python on each access: read it for returned hits only.
+        points: dict[str, edge.ScoredPoint] = {}
         leg_hits: list[list[LegHit]] = []
         for result in results:
             hits: list[LegHit] = []
             for point in result:
                 pid = str(point.id)
-                payloads[pid] = point.payload
+                points[pid] = point
                 hits.append((pid, point.score))
             leg_hits.append(hits)
-        dense_hits = leg_hits[0] if query.mode is not QueryMode.SPARSE else []
-        sparse_hits = leg_hits[-1] if query.mode is not QueryMode.DENSE else []
         fused = fuse_legs(
             query.mode,
-            dense_hits,
-            sparse_hits,
+            leg_hits[0] if query.mode is not QueryMode.SPARSE else [],
+            leg_hits[-1] if query.mode is not QueryMode.DENSE else [],
             weights=query.weights,
             k=query.rrf_k,
             limit=query.limit,
         )
-        return [
-            ScoredHit.model_construct(
-                id=hit.id,
-                score=hit.score,
-                scores=hit.scores,
-                payload=payload_from_stored(payloads[hit.id]),
-            )
-            for hit in fused
-        ]
+        return scored_hits(fused, lambda pid: points[pid].payload)
 
     @staticmethod
     def _leg(

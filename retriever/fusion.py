@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.types import FusionWeights, LegScores, QueryMode
+from retriever.layout import trusted
 
 __all__ = ["FusedHit", "LegHit", "fuse_legs", "rank_leg"]
 
@@ -27,6 +28,26 @@ def _tie_key(hit: LegHit) -> tuple[float, str]:
     # equal documents differ in the last bit from run to run), so scores equal to 6
     # significant digits count as tied, and ties go by id.
     return (-float(f"{hit[1]:.6g}"), hit[0])
+
+
+def _legs(
+    *,
+    dense: float | None = None,
+    dense_rank: int | None = None,
+    sparse: float | None = None,
+    sparse_rank: int | None = None,
+    fused: float | None = None,
+) -> LegScores:
+    return trusted(
+        LegScores,
+        {
+            "dense": dense,
+            "dense_rank": dense_rank,
+            "sparse": sparse,
+            "sparse_rank": sparse_rank,
+            "fused": fused,
+        },
+    )
 
 
 def rank_leg(hits: Sequence[LegHit]) -> list[LegHit]:
@@ -56,7 +77,7 @@ def fuse_legs(
             FusedHit(
                 id=pid,
                 score=score,
-                scores=LegScores.model_construct(dense=score, dense_rank=rank),
+                scores=_legs(dense=score, dense_rank=rank),
             )
             for rank, (pid, score) in enumerate(dense_ranked[:limit], start=1)
         ]
@@ -65,7 +86,7 @@ def fuse_legs(
             FusedHit(
                 id=pid,
                 score=score,
-                scores=LegScores.model_construct(sparse=score, sparse_rank=rank),
+                scores=_legs(sparse=score, sparse_rank=rank),
             )
             for rank, (pid, score) in enumerate(sparse_ranked[:limit], start=1)
         ]
@@ -105,7 +126,7 @@ def _rrf(
         FusedHit(
             id=pid,
             score=row.fused,
-            scores=LegScores.model_construct(
+            scores=_legs(
                 dense=row.dense,
                 dense_rank=row.dense_rank,
                 sparse=row.sparse,

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from core.errors import InvalidInput
-from core.types import ChunkPayload, ChunkPoint, HybridQuery, QueryMode, StoreCollectionSpec
+from core.types import (
+    ChunkPayload,
+    ChunkPoint,
+    HybridQuery,
+    QueryMode,
+    ScoredHit,
+    StoreCollectionSpec,
+)
+
+if TYPE_CHECKING:
+    from retriever.fusion import FusedHit
 
 __all__ = [
     "DENSE_VECTOR",
@@ -25,6 +36,8 @@ __all__ = [
     "dense_list",
     "payload_from_stored",
     "payload_to_stored",
+    "scored_hits",
+    "trusted",
 ]
 
 DENSE_VECTOR = "dense"
@@ -57,6 +70,30 @@ PAYLOAD_INDEXES: tuple[PayloadIndex, ...] = (
 )
 
 _SIMPLE = (str, int, float, bool, type(None))
+_PAYLOAD_FIELDS = frozenset(ChunkPayload.model_fields)
+_M = TypeVar("_M", bound=BaseModel)
+_FIELDS_SETS: dict[type[BaseModel], set[str]] = {}
+_set_attr = object.__setattr__
+
+
+def trusted(cls: type[_M], values: dict[str, Any]) -> _M:
+    """Build ``cls`` from values this package produced, without validation.
+
+    What ``model_construct`` does, minus its per-field default handling: about 0.5 us
+    instead of 2.6 us per model, with three models per hit it was most of the adapters'
+    query overhead. ``values`` must hold every field of ``cls``;
+    tests/retriever/test_layout.py pins the behaviour against validated models.
+    """
+    fields_set = _FIELDS_SETS.get(cls)
+    if fields_set is None:
+        # Shared per class: frozen models never change it, and model_copy copies it first.
+        fields_set = _FIELDS_SETS[cls] = set(cls.model_fields)
+    model = cls.__new__(cls)
+    _set_attr(model, "__dict__", values)
+    _set_attr(model, "__pydantic_fields_set__", fields_set)
+    _set_attr(model, "__pydantic_extra__", None)
+    _set_attr(model, "__pydantic_private__", None)
+    return model
 
 
 def payload_to_stored(payload: ChunkPayload) -> dict[str, Any]:
@@ -83,12 +120,32 @@ def payload_from_stored(stored: dict[str, Any] | None) -> ChunkPayload:
     """A ``ChunkPayload`` from a stored payload this layout wrote (trusted: not re-validated)."""
     if not stored:
         raise InvalidInput("a stored point has no chunk payload")
-    return ChunkPayload.model_construct(**stored)
+    if stored.keys() == _PAYLOAD_FIELDS:
+        return trusted(ChunkPayload, stored)
+    return ChunkPayload.model_construct(**stored)  # written by someone else: fill defaults
 
 
 def dense_list(vector: object) -> list[float]:
     """A stored dense vector as a list (empty if the engine returned none)."""
     return [float(x) for x in vector] if isinstance(vector, list) else []
+
+
+def scored_hits(
+    fused: Sequence[FusedHit], payload_of: Callable[[str], dict[str, Any] | None]
+) -> list[ScoredHit]:
+    """Attach payloads to fused hits; ``payload_of`` is asked only for the hits returned."""
+    return [
+        trusted(
+            ScoredHit,
+            {
+                "id": hit.id,
+                "score": hit.score,
+                "scores": hit.scores,
+                "payload": payload_from_stored(payload_of(hit.id)),
+            },
+        )
+        for hit in fused
+    ]
 
 
 def canonical_id(point_id: str) -> str:

@@ -46,6 +46,7 @@ from retriever.layout import (
     dense_list,
     payload_from_stored,
     payload_to_stored,
+    scored_hits,
 )
 from retriever.store import StoredChunk
 
@@ -255,15 +256,7 @@ def hits_from_responses(
         k=query.rrf_k,
         limit=query.limit,
     )
-    return [
-        ScoredHit.model_construct(
-            id=hit.id,
-            score=hit.score,
-            scores=hit.scores,
-            payload=payload_from_stored(payloads[hit.id]),
-        )
-        for hit in fused
-    ]
+    return scored_hits(fused, payloads.__getitem__)
 
 
 def chunk_points(ids: Sequence[str], records: Sequence[models.Record]) -> list[ChunkPoint]:
