@@ -31,8 +31,10 @@ __all__ = [
     "ModelKind",
     "ModelSettings",
     "Pooling",
+    "QuerySettings",
     "RedisSettings",
     "RegisteredModel",
+    "RerankSettings",
     "StoreBackend",
     "StoreSettings",
     "WorkerSettings",
@@ -123,7 +125,6 @@ class ModelSettings(BaseSettings):
     api_key: SecretStr | None = None
     embedding_model: str = "BAAI/bge-small-en-v1.5"
     rerank_model: str = "cross-encoder/ms-marco-MiniLM-L-12-v2"
-    query_prefix: str = "Represent this sentence for searching relevant passages: "
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     max_retries: Annotated[int, Field(ge=0, le=10)] = 4
     requests_per_second: Annotated[float, Field(gt=0, le=1000)] = 5.0
@@ -362,3 +363,56 @@ class ModelHubSettings(BaseSettings):
     def open_mode(self) -> bool:
         """True when no key is configured (anyone on loopback may call the hub)."""
         return not self.api_keys
+
+
+class QuerySettings(BaseSettings):
+    """``SIEVE_QUERY_*``: recall defaults (hybrid fusion measured on SciFact, architecture.md)."""
+
+    model_config = _config("SIEVE_QUERY_")
+
+    top_k: Annotated[int, Field(ge=1, le=500)] = 50
+    top_n: Annotated[int, Field(ge=1, le=500)] = 10
+    max_top_k: Annotated[int, Field(ge=1, le=500)] = 500
+    # RRF k=60 (the literature's default) was the worst or near it; k=2-10 with 2:1 best.
+    rrf_k: Annotated[float, Field(gt=0)] = 5.0
+    dense_weight: Annotated[float, Field(ge=0)] = 2.0
+    sparse_weight: Annotated[float, Field(ge=0)] = 1.0
+    # Queries to bge-*-en-v1.5 read best with this instruction; other models get none.
+    query_prefixes: dict[str, str] = Field(
+        default_factory=lambda: dict.fromkeys(
+            ("BAAI/bge-small-en-v1.5", "BAAI/bge-base-en-v1.5", "BAAI/bge-large-en-v1.5"),
+            "Represent this sentence for searching relevant passages: ",
+        )
+    )
+
+    @model_validator(mode="after")
+    def _defaults_within_max(self) -> QuerySettings:
+        if self.top_k > self.max_top_k or self.top_n > self.top_k:
+            raise ValueError("need SIEVE_QUERY_TOP_N <= SIEVE_QUERY_TOP_K <= SIEVE_QUERY_MAX_TOP_K")
+        return self
+
+
+class RerankSettings(BaseSettings):
+    """``SIEVE_RERANK_*``: the second stage (the /rerank client, cutoff and final score)."""
+
+    model_config = _config("SIEVE_RERANK_")
+
+    enabled: bool = True
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    max_documents_per_request: Annotated[int, Field(ge=1, le=10_000)] = 64
+    max_images_per_request: Annotated[int, Field(ge=1, le=1000)] = 8
+    max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # Per (query, document) pair; IONOS's Qwen3-VL reranker takes 32,768. The local hub
+    # truncates with the real tokenizer itself, so the client need not cut earlier.
+    context_tokens: Annotated[int, Field(ge=256)] = 32_768
+    breaker_failures: Annotated[int, Field(ge=1)] = 5
+    breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
+    min_score: Annotated[float | None, Field(ge=0, le=1)] = None
+    model_min_scores: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    final: Literal["rerank", "fusion"] = "fusion"
+    on_error: Literal["open", "fail"] = "open"
+    fusion_recall_weight: Annotated[float, Field(ge=0)] = 1.0
+    fusion_rerank_weight: Annotated[float, Field(ge=0)] = 1.0
+    fusion_k: Annotated[float, Field(gt=0)] = 10.0
+    models_cache_s: Annotated[float, Field(ge=0)] = 300.0

@@ -59,6 +59,7 @@ class RerankResult:
     requests: int = 0
     texts_truncated: int = 0
     images_dropped: int = 0
+    usage_tokens: int | None = None
 
     def order(self) -> list[int]:
         """Document positions by score, highest first; unscored last; ties keep input order."""
@@ -259,7 +260,7 @@ class HttpReranker:
         batches = split_requests(
             prepared, max_documents=self._max_documents, max_images=self._max_images
         )
-        scores, requests = await self._run_batches(fitted_query, prepared, batches, True)
+        scores, requests, tokens = await self._run_batches(fitted_query, prepared, batches, True)
         merged: list[float | None] = [None] * len(documents)
         # The sigmoid rule is applied once over all batches, so that every document is on
         # the same scale whichever request carried it.
@@ -271,6 +272,7 @@ class HttpReranker:
             requests=requests,
             texts_truncated=sum(doc.text_truncated for doc in prepared),
             images_dropped=undecodable + sum(doc.images_dropped for doc in prepared),
+            usage_tokens=tokens,
         )
 
     async def _prepare_images(
@@ -287,7 +289,7 @@ class HttpReranker:
         prepared: Sequence[PreparedDocument],
         batches: Sequence[Sequence[int]],
         allow_fallback: bool,
-    ) -> tuple[list[RerankScore], int]:
+    ) -> tuple[list[RerankScore], int, int | None]:
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
@@ -303,11 +305,14 @@ class HttpReranker:
             raise
         scores: list[RerankScore] = []
         requests = 0
+        tokens: int | None = None
         for task in tasks:
-            batch_scores, batch_requests = task.result()
+            batch_scores, batch_requests, batch_tokens = task.result()
             scores.extend(batch_scores)
             requests += batch_requests
-        return scores, requests
+            if batch_tokens is not None:
+                tokens = (tokens or 0) + batch_tokens
+        return scores, requests, tokens
 
     async def _run_batch(
         self,
@@ -315,7 +320,7 @@ class HttpReranker:
         prepared: Sequence[PreparedDocument],
         batch: Sequence[int],
         allow_fallback: bool,
-    ) -> tuple[list[RerankScore], int]:
+    ) -> tuple[list[RerankScore], int, int | None]:
         docs = [prepared[i] for i in batch]
         body = build_rerank_request(
             self._model, query, docs, top_n=len(docs), dialect=self._dialect
@@ -333,8 +338,8 @@ class HttpReranker:
             split = one_image_document_per_request(
                 batch, prepared, max_documents=self._max_documents
             )
-            scores, requests = await self._run_batches(query, prepared, split, False)
-            return scores, requests + 1
+            scores, requests, tokens = await self._run_batches(query, prepared, split, False)
+            return scores, requests + 1, tokens
         try:
             local = parse_rerank_response(data, len(docs), normalize=False)
         except MalformedResponse as exc:
@@ -342,7 +347,7 @@ class HttpReranker:
                 f"rerank model hub sent an unreadable response: {exc}",
                 code=RerankErrorCode.BAD_RESPONSE,
             ) from exc
-        return [RerankScore(batch[s.index], s.score) for s in local], 1
+        return [RerankScore(batch[s.index], s.score) for s in local], 1, _usage_tokens(data)
 
     async def _post(self, body: dict[str, object]) -> object:
         """Send one request with retries; every failure leaves here as a core error."""
@@ -426,3 +431,15 @@ def _prepare_all_images(
                 )
         prepared.append(images)
     return prepared, dropped
+
+
+def _usage_tokens(data: object) -> int | None:
+    """The peer's token count for one response (``usage.total_tokens`` or ``prompt_tokens``)."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    for key in ("total_tokens", "prompt_tokens"):
+        value = usage.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None

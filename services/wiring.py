@@ -6,15 +6,25 @@ import openai
 from qdrant_client import AsyncQdrantClient, QdrantClient
 
 from core.settings import IngestSettings, ModelSettings, StoreBackend, StoreSettings
-from ingest.embeddings_client import EmbeddingsClient, RatePacer
+from ingest.embeddings_client import (
+    AsyncEmbeddingsClient,
+    EmbeddingsClient,
+    RatePacer,
+    RetryPolicy,
+)
 from retriever.edge_store import EdgeChunkStore
 from retriever.qdrant_store import AsyncQdrantChunkStore, QdrantChunkStore
 from retriever.store import AsyncChunkStore, ChunkStore, ThreadedChunkStore
 
-__all__ = ["build_embeddings", "open_stores", "open_sync_store"]
+__all__ = [
+    "build_async_embeddings",
+    "build_embeddings",
+    "open_stores",
+    "open_sync_store",
+]
 
 
-def build_embeddings(models: ModelSettings) -> EmbeddingsClient:
+def build_embeddings(models: ModelSettings, ingest: IngestSettings) -> EmbeddingsClient:
     """The sync embeddings client with explicit timeout, pacing and retry budget."""
     client = openai.OpenAI(
         base_url=str(models.base_url),
@@ -22,7 +32,6 @@ def build_embeddings(models: ModelSettings) -> EmbeddingsClient:
         timeout=models.timeout_s,
         max_retries=0,
     )
-    ingest = IngestSettings()
     return EmbeddingsClient(
         client,
         models.embedding_model,
@@ -31,8 +40,20 @@ def build_embeddings(models: ModelSettings) -> EmbeddingsClient:
         pacer=RatePacer(
             rate=models.requests_per_second, burst=max(1.0, models.requests_per_second)
         ),
-        max_retries=models.max_retries,
+        retry=RetryPolicy(max_retries=models.max_retries),
     )
+
+
+def build_async_embeddings(models: ModelSettings) -> AsyncEmbeddingsClient:
+    """The async embeddings client for queries."""
+    client = openai.AsyncOpenAI(
+        base_url=str(models.base_url),
+        api_key=models.api_key.get_secret_value() if models.api_key else "none",
+        timeout=models.timeout_s,
+        max_retries=0,
+    )
+    # A query waits on this: retry briefly, not for minutes like a batch job.
+    return AsyncEmbeddingsClient(client, retry=RetryPolicy(max_retries=2, max_backoff_s=2.0))
 
 
 def open_sync_store(settings: StoreSettings) -> ChunkStore:

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from core.logs import log_context
-from services.api import routes_collections, routes_documents, routes_jobs
+from services.api import routes_collections, routes_documents, routes_jobs, routes_query
 from services.api.deps import ApiDeps
 from services.api.errors import install_error_handlers
 from services.api.reaper import reap_stalled
@@ -85,6 +85,7 @@ def create_app(hooks: AppHooks) -> FastAPI:
     app.include_router(routes_collections.router)
     app.include_router(routes_documents.router)
     app.include_router(routes_jobs.router)
+    app.include_router(routes_query.router)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

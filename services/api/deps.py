@@ -15,6 +15,7 @@ from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
 from retriever.store import AsyncChunkStore
 from services.api.auth import TenantResolver
+from services.api.query_service import QueryEngine
 from services.state import StateStore
 
 __all__ = ["ApiDeps", "Deps", "Tenant", "in_thread"]
@@ -35,6 +36,7 @@ class ApiDeps:
     celery: Celery
     embeddings: EmbeddingsClient
     resolver: TenantResolver
+    query: QueryEngine
 
 
 def get_deps(request: Request) -> ApiDeps:

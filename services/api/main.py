@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 from celery import Celery
 from fastapi import FastAPI
 
@@ -20,7 +22,9 @@ from core.settings import (
     IngestSettings,
     LogSettings,
     ModelSettings,
+    QuerySettings,
     RedisSettings,
+    RerankSettings,
     StoreBackend,
     StoreSettings,
     WorkerSettings,
@@ -30,8 +34,9 @@ from retriever.store import ChunkStore
 from services.api.app import AppHooks, create_app
 from services.api.auth import TenantResolver
 from services.api.deps import ApiDeps
+from services.api.query_service import ModelsCatalog, QueryEngine, RerankerPool
 from services.state import StateStore
-from services.wiring import build_embeddings, open_stores
+from services.wiring import build_async_embeddings, build_embeddings, open_stores
 from services.worker.celery_app import STORE_WRITES_QUEUE, make_celery
 from services.worker.context import StoreOwner, set_store_owner
 
@@ -90,14 +95,36 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
     consume = (
         store.backend is StoreBackend.EDGE if consume_store_writes is None else consume_store_writes
     )
+    query_cfg, rerank_cfg = QuerySettings(), RerankSettings()
     consumers: list[StoreWritesConsumer] = []
     sync_stores: list[ChunkStore] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
 
     async def build() -> ApiDeps:
         state = StateStore.from_url(redis_url)
         celery = make_celery(redis_url, worker)
         sync_store, async_store = await asyncio.to_thread(open_stores, store)
         sync_stores.append(sync_store)
+        hub = httpx.AsyncClient(
+            base_url=str(models.base_url).rstrip("/") + "/",
+            timeout=models.timeout_s,
+            headers=(
+                {"Authorization": f"Bearer {models.api_key.get_secret_value()}"}
+                if models.api_key
+                else {}
+            ),
+        )
+        query_embeddings = build_async_embeddings(models)
+        closers.extend([hub.aclose, query_embeddings.close])
+        engine = QueryEngine(
+            store=async_store,
+            embeddings=query_embeddings,
+            rerankers=RerankerPool(hub, models, rerank_cfg),
+            catalog=ModelsCatalog(hub, ttl_s=rerank_cfg.models_cache_s),
+            models=models,
+            query=query_cfg,
+            rerank=rerank_cfg,
+        )
         deps = ApiDeps(
             api=api,
             models=models,
@@ -106,8 +133,9 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             store=async_store,
             blobs=LocalBlobStore(ingest.blob_dir),
             celery=celery,
-            embeddings=build_embeddings(models),
+            embeddings=build_embeddings(models, ingest),
             resolver=TenantResolver(api.keys),
+            query=engine,
         )
         if consume:
             consumer = StoreWritesConsumer(celery, StoreOwner(state=state, store=sync_store))
@@ -118,6 +146,8 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
     async def close(deps: ApiDeps) -> None:
         for consumer in consumers:
             await asyncio.to_thread(consumer.stop)
+        for close_client in closers:
+            await close_client()
         for sync_store in sync_stores:
             sync_store.close()
         deps.state.close()

@@ -22,6 +22,7 @@ __all__ = [
     "OnnxEmbedder",
     "OnnxModel",
     "TokenSeq",
+    "make_run_options",
     "make_session",
     "pad_batch",
 ]
@@ -46,7 +47,17 @@ def make_session(path: str, *, intra_op_threads: int) -> ort.InferenceSession:
     # The hub runs several sessions from a few threads; spinning workers would steal the
     # cores the other inference thread needs.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Memory patterns are cached per input shape; with per-batch padding every batch has a
+    # new shape, so they only grow memory.
+    options.enable_mem_pattern = False
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def make_run_options() -> ort.RunOptions:
+    """Run options that hand arena memory back after each batch (keeps the hub's RSS flat)."""
+    run_options = ort.RunOptions()
+    run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return run_options
 
 
 def pad_batch(
@@ -86,6 +97,7 @@ class OnnxModel:
         if unknown or "input_ids" not in names:
             raise ValueError(f"{spec.id}: unsupported ONNX inputs {sorted(names)}")
         self.input_names = tuple(names)
+        self.run_options = make_run_options()
 
     def special_tokens(self, *, pair: bool) -> int:
         """Return how many special tokens the tokenizer adds to a single text or a pair."""
@@ -119,7 +131,7 @@ class OnnxEmbedder(OnnxModel):
     def run(self, seqs: Sequence[TokenSeq]) -> FloatArray:
         """Return one float32 vector per row of the batch."""
         feed = self._feed(seqs)
-        hidden: FloatArray = self.session.run(None, feed)[0]
+        hidden: FloatArray = self.session.run(None, feed, self.run_options)[0]
         if self.spec.pooling is Pooling.CLS:
             vectors = hidden[:, 0, :]
         else:
@@ -139,5 +151,5 @@ class OnnxCrossEncoder(OnnxModel):
 
     def run(self, seqs: Sequence[TokenSeq]) -> FloatArray:
         """Return one float32 logit per pair of the batch."""
-        logits: FloatArray = self.session.run(None, self._feed(seqs))[0]
+        logits: FloatArray = self.session.run(None, self._feed(seqs), self.run_options)[0]
         return np.ascontiguousarray(logits.reshape(len(seqs), -1)[:, 0], dtype=np.float32)

@@ -47,7 +47,7 @@ def build_worker_context() -> WorkerContext:
     ingest = IngestSettings()
     state = StateStore.from_url(RedisSettings().url)
     pipeline = DocumentPipeline(
-        build_embeddings(ModelSettings()),
+        build_embeddings(ModelSettings(), ingest),
         load_bge_small_tokenizer(),
         chunking=ChunkerConfig(
             target_tokens=ingest.chunk_tokens, overlap_tokens=ingest.chunk_overlap

@@ -1,10 +1,11 @@
 """A hub we control: forwards to the real local model hub, or fails on demand.
 
-Used to show the hub answering 429 and 503 for a while and then recovering.
+Used to show the hub answering 429/500/503 or hanging for a while, then recovering.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 
@@ -18,29 +19,41 @@ __all__ = ["FailurePlan", "flaky_hub_app"]
 
 
 @dataclass
+class _Rule:
+    count: int
+    status: int
+    hang_s: float
+
+
+@dataclass
 class FailurePlan:
-    """Fail the next ``count`` embedding requests with ``status`` (429 carries Retry-After)."""
+    """Per endpoint (``embeddings``, ``rerank``): fail or hang the next ``count`` requests."""
 
-    count: int = 0
-    status: int = 503
     retry_after: str = "1"
-    failed: int = 0
-    forwarded: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    failed: dict[str, int] = field(default_factory=dict)
+    forwarded: dict[str, int] = field(default_factory=dict)
+    _rules: dict[str, _Rule] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail_next(self, count: int, status: int) -> None:
-        """Arm the plan."""
-        with self.lock:
-            self.count, self.status = count, status
+    def fail_next(self, count: int, status: int, endpoint: str = "embeddings") -> None:
+        """Answer the next ``count`` requests to ``endpoint`` with ``status``."""
+        with self._lock:
+            self._rules[endpoint] = _Rule(count, status, 0.0)
 
-    def take(self) -> int | None:
-        """The status to fail with now, or None to forward."""
-        with self.lock:
-            if self.count > 0:
-                self.count -= 1
-                self.failed += 1
-                return self.status
-            self.forwarded += 1
+    def hang_next(self, count: int, seconds: float, endpoint: str = "rerank") -> None:
+        """Hold the next ``count`` requests to ``endpoint`` for ``seconds`` before failing."""
+        with self._lock:
+            self._rules[endpoint] = _Rule(count, 504, seconds)
+
+    def take(self, endpoint: str) -> _Rule | None:
+        """The rule for this request, or None to forward it."""
+        with self._lock:
+            rule = self._rules.get(endpoint)
+            if rule is not None and rule.count > 0:
+                rule.count -= 1
+                self.failed[endpoint] = self.failed.get(endpoint, 0) + 1
+                return rule
+            self.forwarded[endpoint] = self.forwarded.get(endpoint, 0) + 1
             return None
 
 
@@ -48,14 +61,15 @@ def flaky_hub_app(upstream: str, plan: FailurePlan) -> Starlette:
     """A Starlette app that proxies ``/v1/...`` to ``upstream`` unless the plan says fail."""
 
     async def proxy(request: Request) -> Response:
-        if request.url.path.endswith("/embeddings"):
-            status = plan.take()
-            if status is not None:
-                headers = {"Retry-After": plan.retry_after} if status in (429, 503) else None
-                error = {"message": "injected", "type": "test", "param": None, "code": status}
-                body = {"error": error}
-                return JSONResponse(body, status_code=status, headers=headers)
-        async with httpx.AsyncClient(base_url=upstream, timeout=60) as client:
+        endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        rule = plan.take(endpoint) if request.method == "POST" else None
+        if rule is not None:
+            if rule.hang_s:
+                await asyncio.sleep(rule.hang_s)
+            headers = {"Retry-After": plan.retry_after} if rule.status in (429, 503) else None
+            error = {"message": "injected", "type": "test", "param": None, "code": rule.status}
+            return JSONResponse({"error": error}, status_code=rule.status, headers=headers)
+        async with httpx.AsyncClient(base_url=upstream, timeout=120) as client:
             upstream_resp = await client.request(
                 request.method,
                 request.url.path,

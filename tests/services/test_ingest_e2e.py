@@ -232,7 +232,7 @@ def test_errors_use_one_body(stack: Stack, collection: str) -> None:
 
 
 def test_hub_429_and_503_for_a_while_then_recovers(stack: Stack, collection: str) -> None:
-    stack.plan.fail_next(2, 429)
+    stack.plan.fail_next(2, 429, "embeddings")
     with stack.client() as c:
         resp = c.post(
             f"/v1/collections/{collection}/documents",
@@ -240,14 +240,14 @@ def test_hub_429_and_503_for_a_while_then_recovers(stack: Stack, collection: str
         )
         job = stack.wait_job(c, resp.json()["job_id"])
         assert job["counts"] == {"indexed": 3}, job
-        stack.plan.fail_next(3, 503)
+        stack.plan.fail_next(3, 503, "embeddings")
         resp = c.post(
             f"/v1/collections/{collection}/documents",
             json={"documents": [{"id": "flaky-503", "text": PARA * 2}]},
         )
         job = stack.wait_job(c, resp.json()["job_id"])
         assert job["counts"] == {"indexed": 1}, job
-    assert stack.plan.failed == 5
+    assert stack.plan.failed["embeddings"] == 5
 
 
 def test_worker_sigkilled_mid_document_then_a_new_worker_finishes(stack: Stack) -> None:

@@ -1,0 +1,333 @@
+"""The query path: embed → hybrid recall → /rerank → cutoff → final order, timed per stage."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from core.errors import InvalidInput, SieveError
+from core.settings import ModelSettings, QuerySettings, RerankSettings
+from core.types import (
+    AnyOf,
+    ChunkFilter,
+    Condition,
+    FieldEquals,
+    FusionWeights,
+    HybridQuery,
+    QueryMode,
+    Range,
+    ScoredHit,
+)
+from ingest.embeddings_client import AsyncEmbeddingsClient
+from reranker import (
+    CircuitBreaker,
+    FusionParams,
+    HttpReranker,
+    OnRerankError,
+    PairBudget,
+    RerankDocument,
+    RerankFailure,
+    ScorePolicy,
+    failure_from_error,
+    finalize_ranking,
+    resolve_min_score,
+)
+from retriever.bm25 import Bm25Encoder
+from retriever.store import AsyncChunkStore
+from services.api.schemas_query import (
+    HitScores,
+    QueryFilter,
+    QueryHit,
+    QueryRequest,
+    QueryResponse,
+    RangeBounds,
+    RerankReport,
+)
+from services.state import CollectionRecord
+
+__all__ = ["ModelsCatalog", "QueryEngine", "RerankerPool", "to_chunk_filter"]
+
+
+def to_chunk_filter(flt: QueryFilter | None) -> ChunkFilter | None:
+    """The API's filter as the store's filter (keys: ``document_id``, ``source``, ...)."""
+    if flt is None:
+        return None
+    must: list[Condition] = []
+    if flt.document_ids:
+        must.append(AnyOf(key="document_id", values=flt.document_ids))
+    if isinstance(flt.source, str):
+        must.append(FieldEquals(key="source", value=flt.source))
+    elif flt.source:
+        must.append(AnyOf(key="source", values=flt.source))
+    if flt.page is not None:
+        must.append(_condition("page", flt.page))
+    for key, cond in (flt.metadata or {}).items():
+        must.append(_condition(f"metadata.{key}", cond))
+    return ChunkFilter(must=must) if must else None
+
+
+def _condition(key: str, cond: Any) -> Condition:
+    try:
+        if isinstance(cond, RangeBounds):
+            return Range(key=key, **cond.model_dump())
+        if isinstance(cond, list):
+            return AnyOf(key=key, values=cond)
+        return FieldEquals(key=key, value=cond)
+    except ValueError as exc:
+        raise InvalidInput(f"filter on {key!r}: {exc}", code="invalid_filter") from exc
+
+
+@dataclass
+class ModelsCatalog:
+    """The hub's ``/v1/models`` ids, cached, so a request can name a rerank model."""
+
+    client: httpx.AsyncClient
+    ttl_s: float
+    _ids: frozenset[str] | None = None
+    _fetched: float = 0.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def listing(self) -> list[dict[str, Any]]:
+        """The hub's model list as it answered (``data``)."""
+        resp = await self.client.get("models")
+        resp.raise_for_status()
+        body = resp.json()
+        data = body.get("data", []) if isinstance(body, dict) else []
+        return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+    async def ids(self) -> frozenset[str] | None:
+        """Model ids, or None when the hub cannot be asked right now."""
+        async with self._lock:
+            if self._ids is None or time.monotonic() - self._fetched > self.ttl_s:
+                try:
+                    self._ids = frozenset(m["id"] for m in await self.listing())
+                    self._fetched = time.monotonic()
+                except (httpx.HTTPError, ValueError):
+                    return self._ids
+            return self._ids
+
+    async def check(self, model: str) -> None:
+        """``InvalidInput`` when the hub answers and does not list ``model``."""
+        ids = await self.ids()
+        if ids is not None and model not in ids:
+            raise InvalidInput(
+                f"unknown rerank model {model!r}; the hub serves: {', '.join(sorted(ids))}",
+                code="unknown_model",
+            )
+
+
+class RerankerPool:
+    """One ``HttpReranker`` per model (each with its own circuit breaker), sharing one client."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, models: ModelSettings, rerank: RerankSettings
+    ) -> None:
+        self._client = client
+        self._models = models
+        self._rerank = rerank
+        self._pool: dict[str, HttpReranker] = {}
+
+    def get(self, model: str) -> HttpReranker:
+        """The client for ``model``."""
+        if model not in self._pool:
+            s = self._rerank
+            self._pool[model] = HttpReranker(
+                self._client,
+                model=model,
+                endpoint="rerank",
+                api_key=self._models.api_key,
+                timeout_s=s.timeout_s,
+                total_timeout_s=s.timeout_s * (s.max_retries + 1),
+                max_retries=s.max_retries,
+                max_documents_per_request=s.max_documents_per_request,
+                max_images_per_request=s.max_images_per_request,
+                max_concurrency=s.max_concurrency,
+                budget=PairBudget(context_tokens=s.context_tokens),
+                breaker=CircuitBreaker(
+                    failure_threshold=s.breaker_failures, reset_timeout_s=s.breaker_reset_s
+                ),
+            )
+        return self._pool[model]
+
+
+@dataclass
+class _Recall:
+    hits: list[tuple[str, ScoredHit]]
+    embed_ms: float
+    recall_ms: float
+    embed_tokens: int | None
+
+
+class QueryEngine:
+    """Runs one query over one or more of a tenant's collections."""
+
+    def __init__(
+        self,
+        *,
+        store: AsyncChunkStore,
+        embeddings: AsyncEmbeddingsClient,
+        rerankers: RerankerPool,
+        catalog: ModelsCatalog,
+        models: ModelSettings,
+        query: QuerySettings,
+        rerank: RerankSettings,
+    ) -> None:
+        self._store = store
+        self._embeddings = embeddings
+        self._rerankers = rerankers
+        self.catalog = catalog
+        self._models = models
+        self._query = query
+        self._rerank = rerank
+        # Query vectors carry term frequencies; they do not depend on the average length.
+        self._bm25 = Bm25Encoder(avg_len=100.0)
+
+    async def run(self, collections: list[CollectionRecord], req: QueryRequest) -> QueryResponse:
+        """Recall, rerank, cut off and order; never hides what the rerank stage did."""
+        started = time.perf_counter()
+        first = collections[0]
+        for other in collections[1:]:
+            if (other.embedding_model, other.dimension) != (first.embedding_model, first.dimension):
+                raise InvalidInput(
+                    f"collections {first.name!r} and {other.name!r} use different embedding "
+                    "models; query them separately",
+                    code="mixed_embedding_models",
+                )
+        top_k = req.top_k or self._query.top_k
+        top_n = req.top_n or min(self._query.top_n, top_k)
+        if top_n > top_k:
+            raise InvalidInput(f"top_n ({top_n}) must not exceed top_k ({top_k})")
+        if top_k > self._query.max_top_k:
+            raise InvalidInput(f"top_k ({top_k}) is over the limit of {self._query.max_top_k}")
+        rerank_model = req.rerank_model or first.rerank_model or self._models.rerank_model
+        reranking = req.rerank and self._rerank.enabled
+        if reranking and req.rerank_model is not None:
+            await self.catalog.check(rerank_model)
+        recall = await self._recall(collections, req, top_k)
+        hits = [hit for _, hit in recall.hits]
+        t_rerank = time.perf_counter()
+        rerank_input: list[float | None] | RerankFailure | None = None
+        rerank_tokens: int | None = None
+        if reranking and hits:
+            try:
+                result = await self._rerankers.get(rerank_model).rerank(
+                    req.query, [RerankDocument(text=_rerank_text(h)) for h in hits]
+                )
+                rerank_input, rerank_tokens = list(result.scores), result.usage_tokens
+            except SieveError as exc:
+                rerank_input = failure_from_error(exc)
+        rerank_ms = (time.perf_counter() - t_rerank) * 1000
+        policy = ScorePolicy(req.final or self._rerank.final)
+        decision = finalize_ranking(
+            [h.score for h in hits],
+            rerank_input,
+            top_n=top_n,
+            min_score=resolve_min_score(
+                req.min_score,
+                first.min_score,
+                self._rerank.model_min_scores.get(rerank_model, self._rerank.min_score),
+            ),
+            policy=policy,
+            fusion=FusionParams(
+                recall_weight=self._rerank.fusion_recall_weight,
+                rerank_weight=self._rerank.fusion_rerank_weight,
+                k=self._rerank.fusion_k,
+            ),
+            on_error=OnRerankError(req.on_rerank_error or self._rerank.on_error),
+            model=rerank_model if reranking else None,
+            skip_reason="reranking is off" if not req.rerank else "reranking is disabled",
+        )
+        results = []
+        for rank, item in enumerate(decision.ranked, start=1):
+            coll, hit = recall.hits[item.index]
+            p = hit.payload
+            results.append(
+                QueryHit(
+                    rank=rank,
+                    collection=coll,
+                    chunk_id=hit.id,
+                    document_id=p.document_id,
+                    text=p.text,
+                    title=p.title,
+                    source=p.source,
+                    page=p.page,
+                    char_start=p.char_start,
+                    char_end=p.char_end,
+                    metadata=p.metadata,
+                    scores=HitScores(
+                        dense=hit.scores.dense,
+                        sparse=hit.scores.sparse,
+                        fused=hit.scores.fused,
+                        rerank=item.rerank_score,
+                        final=item.final_score,
+                    ),
+                )
+            )
+        out = decision.outcome
+        return QueryResponse(
+            query=req.query,
+            results=results,
+            rerank=RerankReport(
+                status=out.status.value,
+                reason=out.reason,
+                model=out.model,
+                candidates=out.candidates,
+                dropped_by_cutoff=out.dropped_by_cutoff,
+                min_score=out.min_score,
+                final=policy.value,
+            ),
+            timings_ms={
+                "embed": round(recall.embed_ms, 2),
+                "recall": round(recall.recall_ms, 2),
+                "rerank": round(rerank_ms, 2),
+                "total": round((time.perf_counter() - started) * 1000, 2),
+            },
+            usage={"embed_tokens": recall.embed_tokens, "rerank_tokens": rerank_tokens},
+        )
+
+    async def _recall(
+        self, collections: list[CollectionRecord], req: QueryRequest, top_k: int
+    ) -> _Recall:
+        first = collections[0]
+        mode = req.mode
+        dense: list[float] | None = None
+        embed_tokens: int | None = None
+        t0 = time.perf_counter()
+        if mode in (QueryMode.HYBRID, QueryMode.DENSE):
+            prefix = self._query.query_prefixes.get(first.embedding_model, "")
+            vectors, embed_tokens = await self._embeddings.embed(
+                [prefix + req.query], model=first.embedding_model, dimension=first.dimension
+            )
+            dense = vectors[0]
+        sparse = self._bm25.embed_query(req.query) if mode is not QueryMode.DENSE else None
+        t1 = time.perf_counter()
+        query = HybridQuery(
+            dense=dense,
+            sparse=sparse,
+            mode=mode,
+            limit=top_k,
+            rrf_k=self._query.rrf_k,
+            weights=FusionWeights(dense=self._query.dense_weight, sparse=self._query.sparse_weight),
+            filter=to_chunk_filter(req.filter),
+        )
+        per = await asyncio.gather(*(self._store.query(c.store_name, query) for c in collections))
+        merged = [(c.name, hit) for c, hits in zip(collections, per, strict=True) for hit in hits]
+        # Several collections: fused scores are rank-based, so they compare across them.
+        merged.sort(key=lambda pair: -pair[1].score)
+        t2 = time.perf_counter()
+        return _Recall(
+            hits=merged[:top_k],
+            embed_ms=(t1 - t0) * 1000,
+            recall_ms=(t2 - t1) * 1000,
+            embed_tokens=embed_tokens,
+        )
+
+
+def _rerank_text(hit: ScoredHit) -> str:
+    title, text = hit.payload.title, hit.payload.text
+    # The cross-encoder reads the title too (BEIR practice); skip it when the text has it.
+    return f"{title}\n{text}" if title and title not in text[: len(title) + 8] else text

@@ -1,0 +1,211 @@
+"""Query end to end over HTTP: real hub, real Edge store, the rerank stage and its cutoff."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.services.stack import Stack, running_stack
+
+pytestmark = pytest.mark.slow
+
+DOCS = [
+    {
+        "id": "qdrant",
+        "title": "Qdrant",
+        "text": "Qdrant is a vector database that stores dense and sparse vectors with payloads "
+        "and answers nearest-neighbour queries with filters.",
+        "metadata": {"lang": "en", "year": 2021, "kind": "database"},
+    },
+    {
+        "id": "espresso",
+        "title": "Espresso",
+        "text": "Espresso is coffee brewed by forcing hot water through finely ground beans at "
+        "high pressure; a good shot has a thick crema.",
+        "metadata": {"lang": "en", "year": 1901, "kind": "food"},
+    },
+    {
+        "id": "photosynthesis",
+        "title": "Photosynthesis",
+        "text": "Photosynthesis converts light energy into chemical energy: plants use sunlight, "
+        "water and carbon dioxide to make glucose and release oxygen.",
+        "metadata": {"lang": "en", "year": 1779, "kind": "biology"},
+    },
+    {
+        "id": "kaffee",
+        "title": "Kaffee",
+        "text": "Kaffee ist ein Getränk aus gerösteten und gemahlenen Kaffeebohnen.",
+        "metadata": {"lang": "de", "year": 1700, "kind": "food"},
+    },
+]
+
+QUERY = "how do plants turn sunlight into sugar"
+
+
+@pytest.fixture(scope="module")
+def stack(
+    redis_url: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    with running_stack(
+        redis_url,
+        hub_url,
+        tmp_path_factory.mktemp("qstack"),
+        SIEVE_RERANK_TIMEOUT_S="3",
+        SIEVE_RERANK_MAX_RETRIES="1",
+        SIEVE_RERANK_BREAKER_FAILURES="3",
+        SIEVE_RERANK_BREAKER_RESET_S="2",
+    ) as handle:
+        with handle.client() as c:
+            assert c.post("/v1/collections", json={"name": "kb"}).status_code == 201
+            assert c.post("/v1/collections", json={"name": "kb2"}).status_code == 201
+            job = c.post("/v1/collections/kb/documents", json={"documents": DOCS}).json()
+            assert handle.wait_job(c, job["job_id"])["counts"] == {"indexed": 4}
+            extra = [{"id": "chlorophyll", "text": "Chlorophyll absorbs light for plants."}]
+            job = c.post("/v1/collections/kb2/documents", json={"documents": extra}).json()
+            handle.wait_job(c, job["job_id"])
+        yield handle
+
+
+def _query(stack: Stack, **body: object) -> dict[str, object]:
+    with stack.client() as c:
+        resp = c.post("/v1/collections/kb/query", json={"query": QUERY, **body})
+        assert resp.status_code == 200, resp.text
+        out: dict[str, object] = resp.json()
+        return out
+
+
+def test_result_shape_provenance_scores_timings_usage(stack: Stack) -> None:
+    out = _query(stack, top_n=3)
+    results = out["results"]
+    assert isinstance(results, list)
+    assert [r["rank"] for r in results] == [1, 2, 3]
+    top = results[0]
+    assert top["document_id"] == "photosynthesis"
+    assert top["text"] in DOCS[2]["text"]
+    assert (top["char_start"], top["title"], top["source"]) == (0, "Photosynthesis", "documents[2]")
+    assert top["metadata"] == DOCS[2]["metadata"]
+    scores = top["scores"]
+    assert all(scores[k] is not None for k in ("dense", "sparse", "fused", "rerank", "final"))
+    assert 0 <= scores["rerank"] <= 1
+    rerank = out["rerank"]
+    assert isinstance(rerank, dict)
+    assert (rerank["status"], rerank["model"], rerank["candidates"]) == (
+        "ok",
+        "cross-encoder/ms-marco-MiniLM-L-12-v2",
+        4,
+    )
+    timings = out["timings_ms"]
+    assert isinstance(timings, dict)
+    assert set(timings) == {"embed", "recall", "rerank", "total"}
+    assert timings["total"] >= timings["rerank"] > 0
+    usage = out["usage"]
+    assert isinstance(usage, dict)
+    assert usage["embed_tokens"] > 0
+    assert usage["rerank_tokens"] > 0
+
+
+def test_cutoff_drops_low_scores_and_empty_is_valid(stack: Stack) -> None:
+    everything = _query(stack, top_n=4, min_score=0.0)
+    assert len(everything["results"]) == 4  # type: ignore[arg-type]
+    strict = _query(stack, top_n=4, min_score=0.5, final="rerank")
+    kept = strict["results"]
+    assert isinstance(kept, list)
+    assert all(r["scores"]["rerank"] >= 0.5 for r in kept)
+    assert strict["rerank"]["dropped_by_cutoff"] == 4 - len(kept)  # type: ignore[index]
+    impossible = _query(stack, query="zzzz qqqq xxxx", min_score=1.0)
+    assert impossible["results"] == []
+    assert impossible["rerank"]["status"] == "ok"  # type: ignore[index]
+    assert impossible["rerank"]["min_score"] == 1.0  # type: ignore[index]
+
+
+def test_filters(stack: Stack) -> None:
+    only = _query(stack, filter={"document_ids": ["espresso", "kaffee"]})
+    assert {r["document_id"] for r in only["results"]} == {"espresso", "kaffee"}  # type: ignore[attr-defined]
+    german = _query(stack, filter={"metadata": {"lang": "de"}})
+    assert [r["document_id"] for r in german["results"]] == ["kaffee"]  # type: ignore[attr-defined]
+    old = _query(stack, filter={"metadata": {"year": {"lt": 1800}, "kind": ["food", "biology"]}})
+    assert {r["document_id"] for r in old["results"]} == {"photosynthesis", "kaffee"}  # type: ignore[attr-defined]
+    with stack.client() as c:
+        bad = c.post(
+            "/v1/collections/kb/query",
+            json={"query": QUERY, "filter": {"metadata": {"year": {"between": 1}}}},
+        )
+        assert bad.status_code == 422
+        assert bad.json()["error"]["code"] == "invalid_request"
+
+
+def test_final_score_policies(stack: Stack) -> None:
+    by_rerank = _query(stack, top_n=4, final="rerank")
+    finals = [r["scores"]["final"] for r in by_rerank["results"]]  # type: ignore[attr-defined]
+    reranks = [r["scores"]["rerank"] for r in by_rerank["results"]]  # type: ignore[attr-defined]
+    assert finals == reranks == sorted(reranks, reverse=True)
+    fused = _query(stack, top_n=4, final="fusion")
+    assert fused["rerank"]["final"] == "fusion"  # type: ignore[index]
+    assert all(0 < r["scores"]["final"] < 1 for r in fused["results"])  # type: ignore[attr-defined]
+    assert fused["results"][0]["document_id"] == "photosynthesis"  # type: ignore[index]
+    off = _query(stack, rerank=False, top_n=2)
+    assert off["rerank"]["status"] == "skipped"  # type: ignore[index]
+    assert all(r["scores"]["rerank"] is None for r in off["results"])  # type: ignore[attr-defined]
+    for mode in ("dense", "sparse"):
+        out = _query(stack, mode=mode, rerank=False)
+        leg = [r["scores"][mode] for r in out["results"]]  # type: ignore[attr-defined]
+        assert all(v is not None for v in leg)
+
+
+def test_bad_input_is_a_clear_4xx(stack: Stack) -> None:
+    with stack.client() as c:
+        cases = [
+            ("/v1/collections/kb/query", {"query": "   "}, 422),
+            ("/v1/collections/kb/query", {"query": "x", "top_k": 5, "top_n": 6}, 400),
+            ("/v1/collections/nope/query", {"query": "x"}, 404),
+            ("/v1/collections/kb/query", {"query": "x", "rerank_model": "no/such-model"}, 400),
+            ("/v1/collections/kb/query", {"query": "x", "top_k": 501}, 422),
+            ("/v1/collections/kb/query", {"query": "x", "mode": "fuzzy"}, 422),
+        ]
+        for path, body, status in cases:
+            resp = c.post(path, json=body)
+            assert resp.status_code == status, (body, resp.text)
+            assert {"code", "message", "request_id"} <= set(resp.json()["error"])
+
+
+def test_query_over_several_collections_and_model_list(stack: Stack) -> None:
+    with stack.client() as c:
+        resp = c.post("/v1/query", json={"query": QUERY, "collections": ["kb", "kb2"]})
+        assert resp.status_code == 200, resp.text
+        hits = resp.json()["results"]
+        assert {h["collection"] for h in hits} == {"kb", "kb2"}
+        ids = {m["id"] for m in c.get("/v1/models").json()["data"]}
+        assert {"BAAI/bge-small-en-v1.5", "cross-encoder/ms-marco-MiniLM-L-12-v2"} <= ids
+
+
+def test_rerank_failures_degrade_visibly_or_fail_closed(stack: Stack) -> None:
+    stack.plan.fail_next(1, 429, "rerank")
+    recovered = _query(stack)
+    assert recovered["rerank"]["status"] == "ok"  # type: ignore[index]
+    stack.plan.fail_next(2, 500, "rerank")
+    failed = _query(stack)
+    assert failed["rerank"]["status"] == "failed"  # type: ignore[index]
+    assert failed["rerank"]["reason"]  # type: ignore[index]
+    assert all(r["scores"]["rerank"] is None for r in failed["results"])  # type: ignore[attr-defined]
+    recall_order = [r["scores"]["fused"] for r in failed["results"]]  # type: ignore[attr-defined]
+    assert recall_order == sorted(recall_order, reverse=True)
+    stack.plan.hang_next(2, 5.0)
+    slow = _query(stack)
+    assert slow["rerank"]["status"] == "timeout"  # type: ignore[index]
+    stack.plan.fail_next(2, 503, "rerank")
+    assert _query(stack)["rerank"]["status"] == "failed"  # type: ignore[index]
+    # Three failed queries in a row: the breaker is open, the hub is not even asked.
+    before = stack.plan.forwarded.get("rerank", 0)
+    tripped = _query(stack)
+    assert tripped["rerank"]["status"] == "circuit_open"  # type: ignore[index]
+    assert stack.plan.forwarded.get("rerank", 0) == before
+    with stack.client() as c:
+        closed = c.post(
+            "/v1/collections/kb/query", json={"query": QUERY, "on_rerank_error": "fail"}
+        )
+        assert closed.status_code == 503
+        assert closed.json()["error"]["code"] == "rerank_circuit_open"
+    time.sleep(2.5)
+    assert _query(stack)["rerank"]["status"] == "ok"  # type: ignore[index]
