@@ -8,6 +8,7 @@ import typer
 from pydantic import ValidationError
 
 from core.settings import LogSettings, ModelHubSettings
+from services.cli import run_cmds
 
 __all__ = ["app"]
 
@@ -51,6 +52,8 @@ def modelhub(
         raise typer.Exit(code=2) from None
     serve(settings, log_settings)
 
+
+run_cmds.register(app)
 
 if __name__ == "__main__":
     app()

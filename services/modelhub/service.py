@@ -45,7 +45,7 @@ TEXT_ONLY_NOTE = (
 )
 _QUERY_INPUT_TYPES = frozenset({"query", "search_query"})
 # Attention memory grows with n * L**2; 128 cells per batch token keeps 512-token rows
-# at 4 per batch while ~150-token rows still batch by the dozens.
+# at 2 per batch (default budget) while ~150-token rows still batch by the twenty.
 _CELLS_PER_TOKEN = 128
 
 

@@ -1,0 +1,45 @@
+"""Options every client command shares (where the API is, which key), and opening a client.
+
+Kept free of httpx and rich at import time so ``sieve --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from services.cli.client import SieveClient
+
+__all__ = ["DEFAULT_URL", "ApiKey", "ApiUrl", "open_client"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+ApiUrl = Annotated[
+    str,
+    typer.Option(
+        "--api-url",
+        envvar="SIEVE_URL",
+        help="Base URL of the Sieve API.",
+        rich_help_panel="Connection",
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="SIEVE_API_KEY",
+        help="API key, sent as Authorization: Bearer. Prefer the environment variable: "
+        "command lines are visible to other users.",
+        show_default=False,
+        rich_help_panel="Connection",
+    ),
+]
+
+
+def open_client(api_url: str, api_key: str | None) -> SieveClient:
+    """A client for the API at ``api_url``."""
+    from services.cli.client import SieveClient  # noqa: PLC0415 - keep `sieve --help` fast
+
+    return SieveClient(api_url, api_key or None)
