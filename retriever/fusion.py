@@ -30,6 +30,9 @@ def _tie_key(hit: LegHit) -> tuple[float, str]:
     return (-float(f"{hit[1]:.6g}"), hit[0])
 
 
+_NO_LEGS: dict[str, float | int | None] = dict.fromkeys(LegScores.model_fields)
+
+
 def _legs(
     *,
     dense: float | None = None,
@@ -77,7 +80,7 @@ def fuse_legs(
             FusedHit(
                 id=pid,
                 score=score,
-                scores=_legs(dense=score, dense_rank=rank),
+                scores=trusted(LegScores, {**_NO_LEGS, "dense": score, "dense_rank": rank}),
             )
             for rank, (pid, score) in enumerate(dense_ranked[:limit], start=1)
         ]
@@ -86,7 +89,7 @@ def fuse_legs(
             FusedHit(
                 id=pid,
                 score=score,
-                scores=_legs(sparse=score, sparse_rank=rank),
+                scores=trusted(LegScores, {**_NO_LEGS, "sparse": score, "sparse_rank": rank}),
             )
             for rank, (pid, score) in enumerate(sparse_ranked[:limit], start=1)
         ]
