@@ -47,9 +47,10 @@ test: lint typecheck importlint pytest
 bench: install
 	$(BIN)/python -m bench.store
 
-run:
-	@echo "make run arrives with the embedded-mode issue (#6); see README.md." >&2
-	@exit 2
+# The embedded mode: Redis, the model hub, the API (Edge store) and a worker, data in ./data.
+# Extra options go through ARGS, e.g. make run ARGS="--port 8080".
+run: install
+	$(BIN)/sieve up $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -7,6 +7,7 @@ batch with backoff and jitter honouring ``Retry-After`` — never per document.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import email.utils
 import logging
@@ -17,10 +18,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import openai
+from openai.types import CreateEmbeddingResponse
 
 from core.errors import InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
 
-__all__ = ["EmbeddingsClient", "RatePacer", "estimate_tokens", "pack_batches", "retry_after_s"]
+__all__ = [
+    "AsyncEmbeddingsClient",
+    "EmbeddingsClient",
+    "RatePacer",
+    "RetryPolicy",
+    "estimate_tokens",
+    "pack_batches",
+    "retry_after_s",
+]
 
 log = logging.getLogger("sieve.embeddings")
 
@@ -94,6 +104,52 @@ class RatePacer:
             self.sleep(wait)
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Per-batch retries: exponential backoff with jitter, ``Retry-After`` wins when given."""
+
+    max_retries: int = 4
+    backoff_s: float = 0.5
+    max_backoff_s: float = 20.0
+
+    def delay_or_raise(self, exc: openai.APIError, attempt: int, model: str) -> float:
+        """The pause before retry ``attempt + 1``; raises the mapped error when not to retry."""
+        error = _map_error(exc, model)
+        if isinstance(error, UpstreamRejected | NotFound) or attempt >= self.max_retries:
+            raise error from exc
+        if error.retry_after is not None:
+            delay = min(self.max_backoff_s, error.retry_after)
+        else:
+            base = min(self.max_backoff_s, self.backoff_s * (2.0**attempt))
+            jitter: float = random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
+            delay = base / 2 + jitter
+        log.warning(
+            "embedding batch retry",
+            extra={"attempt": attempt + 1, "delay_s": round(delay, 2), "code": error.code},
+        )
+        return delay
+
+
+def _vectors(resp: CreateEmbeddingResponse, expected: int) -> list[list[float]]:
+    data = sorted(resp.data, key=lambda d: d.index)
+    if len(data) != expected:
+        raise UpstreamRejected(
+            f"hub returned {len(data)} embeddings for {expected} inputs",
+            code="bad_upstream_response",
+        )
+    return [list(d.embedding) for d in data]
+
+
+def _check_dimension(vectors: list[list[float]], dimension: int | None, model: str) -> None:
+    for vec in vectors:
+        if dimension is not None and len(vec) != dimension:
+            raise InvalidInput(
+                f"model {model} returned {len(vec)}-d vectors; "
+                f"the collection is pinned to {dimension}-d",
+                code="dimension_mismatch",
+            )
+
+
 class EmbeddingsClient:
     """Embed texts through ``/v1/embeddings`` of any OpenAI-compatible hub (sync)."""
 
@@ -105,9 +161,7 @@ class EmbeddingsClient:
         max_batch_tokens: int = 8192,
         max_batch_items: int = 64,
         pacer: RatePacer | None = None,
-        max_retries: int = 4,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 20.0,
+        retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client.with_options(max_retries=0)
@@ -115,9 +169,7 @@ class EmbeddingsClient:
         self._max_tokens = max_batch_tokens
         self._max_items = max_batch_items
         self._pacer = pacer
-        self._max_retries = max_retries
-        self._backoff = backoff_s
-        self._max_backoff = max_backoff_s
+        self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self.requests = 0
         self.prompt_tokens = 0
@@ -146,13 +198,7 @@ class EmbeddingsClient:
         out: list[list[float]] = []
         for batch in pack_batches(counts, self._max_tokens, self._max_items):
             vectors = self._embed_batch([texts[i] for i in batch])
-            for vec in vectors:
-                if dimension is not None and len(vec) != dimension:
-                    raise InvalidInput(
-                        f"model {self.model} returned {len(vec)}-d vectors; "
-                        f"the collection is pinned to {dimension}-d",
-                        code="dimension_mismatch",
-                    )
+            _check_dimension(vectors, dimension, self.model)
             out.extend(vectors)
         return out
 
@@ -166,34 +212,43 @@ class EmbeddingsClient:
                     model=self.model, input=texts, encoding_format="float"
                 )
             except openai.APIError as exc:
-                error = _map_error(exc, self.model)
-                if isinstance(error, UpstreamRejected | NotFound) or attempt >= self._max_retries:
-                    raise error from exc
-                delay = self._delay(attempt, error.retry_after)
-                log.warning(
-                    "embedding batch retry",
-                    extra={"attempt": attempt + 1, "delay_s": round(delay, 2), "code": error.code},
-                )
-                self._sleep(delay)
+                self._sleep(self._retry.delay_or_raise(exc, attempt, self.model))
                 attempt += 1
                 continue
             self.requests += 1
             if resp.usage is not None:
                 self.prompt_tokens += resp.usage.prompt_tokens
-            data = sorted(resp.data, key=lambda d: d.index)
-            if len(data) != len(texts):
-                raise UpstreamRejected(
-                    f"hub returned {len(data)} embeddings for {len(texts)} inputs",
-                    code="bad_upstream_response",
-                )
-            return [list(d.embedding) for d in data]
+            return _vectors(resp, len(texts))
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(self._max_backoff, retry_after)
-        base = min(self._max_backoff, self._backoff * (2.0**attempt))
-        jitter: float = random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
-        return base / 2 + jitter
+
+class AsyncEmbeddingsClient:
+    """Embed query texts from the async API (same contract, retries and errors)."""
+
+    def __init__(self, client: openai.AsyncOpenAI, *, retry: RetryPolicy | None = None) -> None:
+        self._client = client.with_options(max_retries=0)
+        self._retry = retry or RetryPolicy()
+
+    async def embed(
+        self, texts: list[str], *, model: str, dimension: int | None = None
+    ) -> tuple[list[list[float]], int]:
+        """Return one vector per text and the prompt tokens the hub counted."""
+        attempt = 0
+        while True:
+            try:
+                resp = await self._client.embeddings.create(
+                    model=model, input=texts, encoding_format="float"
+                )
+            except openai.APIError as exc:
+                await asyncio.sleep(self._retry.delay_or_raise(exc, attempt, model))
+                attempt += 1
+                continue
+            vectors = _vectors(resp, len(texts))
+            _check_dimension(vectors, dimension, model)
+            return vectors, resp.usage.prompt_tokens if resp.usage is not None else 0
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.close()
 
 
 def _map_error(

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.logs import log_context
 from services.api import routes_collections, routes_documents, routes_jobs, routes_query
 from services.api.deps import ApiDeps
-from services.api.errors import install_error_handlers
+from services.api.errors import error_response, install_error_handlers
+from services.api.readiness import readiness
 from services.api.reaper import reap_stalled
 
 __all__ = ["AppHooks", "create_app"]
@@ -80,6 +82,11 @@ def create_app(hooks: AppHooks) -> FastAPI:
         with log_context(request_id=request.state.request_id):
             response = await call_next(request)
         response.headers["x-request-id"] = request.state.request_id
+        route = request.scope.get("route")
+        deps = getattr(request.app.state, "deps", None)
+        if deps is not None:
+            path = getattr(route, "path", "unmatched")
+            deps.metrics.http_requests.labels(request.method, path, response.status_code).inc()
         return response
 
     app.include_router(routes_collections.router)
@@ -91,5 +98,22 @@ def create_app(hooks: AppHooks) -> FastAPI:
     async def healthz() -> dict[str, str]:
         """Liveness: the process serves requests."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], response_model=None)
+    async def readyz(request: Request) -> dict[str, object] | Response:
+        """Readiness: Redis, the chunk store and the model hub all answer."""
+        deps: ApiDeps = request.app.state.deps
+        checks = await readiness(deps)
+        if all(checks.values()):
+            return {"status": "ready", "checks": checks}
+        failing = ", ".join(name for name, ok in checks.items() if not ok)
+        return error_response(request, 503, "not_ready", f"not ready: {failing} unavailable")
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition."""
+        deps: ApiDeps = request.app.state.deps
+        body = await asyncio.to_thread(generate_latest, deps.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -15,6 +15,7 @@ from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
 from retriever.store import AsyncChunkStore
 from services.api.auth import TenantResolver
+from services.api.metrics import ApiMetrics
 from services.api.query_service import QueryEngine
 from services.state import StateStore
 
@@ -37,6 +38,7 @@ class ApiDeps:
     embeddings: EmbeddingsClient
     resolver: TenantResolver
     query: QueryEngine
+    metrics: ApiMetrics
 
 
 def get_deps(request: Request) -> ApiDeps:

