@@ -5,6 +5,7 @@ shapes over real HTTP. The real API is exercised in ``test_cli_e2e.py``."""
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,3 +223,15 @@ def test_an_empty_folder_is_one_error_line(runner: CliRunner, tmp_path: Path) ->
     assert result.stderr.splitlines() == [
         f"sieve: no files to ingest under {tmp_path} (hidden files are skipped) (empty_upload)"
     ]
+
+
+def test_an_archive_goes_as_one_file_for_the_server_to_expand(
+    peer: Peer, runner: CliRunner, tmp_path: Path
+) -> None:
+    archive = tmp_path / "kb.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a.txt", "alpha")
+        zf.writestr("b.txt", "beta")
+    result = runner.invoke(app, ["ingest", str(archive), "-c", "kb", "--api-url", peer.url])
+    assert result.exit_code == 0, result.output
+    assert peer.requests == [{"type": "multipart/form-data", "files": ["kb.zip"]}]
