@@ -64,5 +64,6 @@ def configure_logging(level: str = "INFO", *, json_format: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # One line per HTTP call to the hub is noise at INFO; failures are logged by our clients.
-    for chatty in ("httpx", "httpcore"):
+    # Celery's "task received" line prints the arguments: store writes carry vectors.
+    for chatty in ("httpx", "httpcore", "celery.worker.strategy"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

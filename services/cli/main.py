@@ -9,6 +9,8 @@ from pydantic import ValidationError
 
 from core.settings import LogSettings, ModelHubSettings
 from services.cli import run_cmds
+from services.cli.commands import register_client_commands
+from services.cli.eval_cmd import evaluate
 
 __all__ = ["app"]
 
@@ -54,6 +56,8 @@ def modelhub(
 
 
 run_cmds.register(app)
+register_client_commands(app)
+app.command("eval", rich_help_panel="Client")(evaluate)
 
 if __name__ == "__main__":
     app()

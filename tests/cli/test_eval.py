@@ -1,0 +1,90 @@
+"""`sieve eval`: metric plumbing (trec_eval via pytrec_eval) and a run against the real stack."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from services.cli.evaluation import evaluate_runs, load_beir, ranked_documents
+from services.cli.main import app
+from tests.services.stack import KEY_A, Stack, running_stack
+
+SCIFACT = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "scifact"
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    qrels = {"q1": {"d1": 1}, "q2": {"d9": 1}}
+    ranking = {"q1": ["d0", "d1"], "q2": []}
+    m = evaluate_runs(qrels, ranking)
+    # q1: relevant at rank 2; q2: nothing retrieved (counts as 0, not skipped).
+    assert m["mrr@10"] == pytest.approx(0.5 / 2)
+    assert m["ndcg@10"] == pytest.approx((1 / math.log2(3)) / 2)
+    assert m["recall@100"] == pytest.approx(0.5)
+    deep = {"q1": [f"x{i}" for i in range(10)] + ["d1"], "q2": []}
+    assert evaluate_runs(qrels, deep)["mrr@10"] == 0.0  # rank 11 is outside MRR@10
+
+
+def test_chunks_become_documents_and_the_query_id_is_dropped() -> None:
+    hits = [{"document_id": d} for d in ("a", "q", "a", "b", "c", "b")]
+    assert ranked_documents(hits, "q") == ["a", "b", "c"]
+
+
+def _tiny_beir(root: Path, n_queries: int = 8, distractors: int = 40) -> Path:
+    full = load_beir(SCIFACT)
+    picked = list(full.queries.items())[:n_queries]
+    wanted = {doc for qid, _ in picked for doc in full.qrels[qid]}
+    lines: list[bytes] = []
+    for line in (SCIFACT / "corpus.jsonl").read_bytes().splitlines():
+        doc_id = json.loads(line)["_id"]
+        if doc_id in wanted or (distractors > 0 and len(lines) < len(wanted) + distractors):
+            lines.append(line)
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_bytes(b"\n".join(lines))
+    (root / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": qid, "text": text}) for qid, text in picked)
+    )
+    rows = ["query-id\tcorpus-id\tscore"] + [
+        f"{qid}\t{doc}\t{rel}" for qid, _ in picked for doc, rel in full.qrels[qid].items()
+    ]
+    (root / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def stack(
+    redis_url: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    with running_stack(redis_url, hub_url, tmp_path_factory.mktemp("evalstack")) as handle:
+        yield handle
+
+
+@pytest.mark.slow
+def test_eval_runs_every_configuration_through_the_api(stack: Stack, tmp_path: Path) -> None:
+    dataset = _tiny_beir(tmp_path / "tiny")
+    runner = CliRunner()
+    args = ["eval", str(dataset), "--api-url", stack.api, "--api-key", KEY_A, "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["queries"] == 8
+    configs = set(report["metrics"])
+    assert {"dense", "sparse", "hybrid"} <= configs
+    assert {"hybrid+rerank (fusion, default)", "hybrid+rerank (rerank)"} <= configs
+    for metrics in report["metrics"].values():
+        assert 0.0 <= metrics["ndcg@10"] <= 1.0
+    # With every relevant document in a small corpus, recall finds them.
+    assert report["metrics"]["hybrid"]["recall@100"] == 1.0
+    assert report["rerank_statuses"] == {"ok": 8}
+    kept = [row["kept"] for row in report["min_score_sweep"]]
+    assert kept == sorted(kept, reverse=True)
+    assert report["latency_ms"]["rerank"]["p50"] > 0
+    # A second run reuses the collection instead of ingesting again.
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    # BM25 is deterministic; the INT8 models may move slightly with batch composition.
+    assert json.loads(again.stdout)["metrics"]["sparse"] == report["metrics"]["sparse"]
