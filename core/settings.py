@@ -220,6 +220,9 @@ class IngestSettings(BaseSettings):
     chunk_overlap: Annotated[int, Field(ge=0, le=256)] = 32
     embed_batch_tokens: Annotated[int, Field(gt=0)] = 8192
     embed_batch_items: Annotated[int, Field(gt=0, le=2048)] = 64
+    # Documents per worker task: their chunks share embedding requests.
+    task_batch_docs: Annotated[int, Field(gt=0, le=1000)] = 32
+    task_batch_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
     max_file_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
     max_pages: Annotated[int, Field(gt=0)] = 2000
     # Uploads are saved here before the API answers; workers read them from here.

@@ -17,7 +17,7 @@ from ingest.embeddings_client import EmbeddingsClient
 from ingest.limits import IngestLimits
 from ingest.parsers import parse_document
 from ingest.records import record_to_document
-from retriever.bm25 import Bm25Encoder, mean_token_length
+from retriever.bm25 import Bm25Encoder, token_lengths
 
 __all__ = ["ChunkedDocument", "DocumentPipeline", "PreparedDocument"]
 
@@ -75,56 +75,66 @@ class DocumentPipeline:
                 message="the document yields no text to index",
                 document_id=document_id,
             )
-        lengths = [round(mean_token_length([c.text])) for c in chunks]
+        lengths = token_lengths([c.text for c in chunks])
         return ChunkedDocument(document=extracted, chunks=chunks, bm25_lengths=lengths)
 
-    def embed(
+    def embed_many(
         self,
-        chunked: ChunkedDocument,
+        items: list[tuple[ChunkedDocument, str]],
         *,
         store_name: str,
-        document_id: str,
         embedding_model: str,
         dimension: int,
         bm25_avg_len: float,
-    ) -> PreparedDocument:
-        """Embed the chunks (dense via the hub, BM25 locally) into store points.
+    ) -> list[PreparedDocument]:
+        """Embed the chunks of several documents together (dense via the hub, BM25 locally).
+
+        One embeddings call for all of them, packed into requests by the client, so a
+        batch of small documents costs a few requests, not one each.
 
         Raises:
-            UpstreamUnavailable: the hub kept failing; the task retries the whole document.
+            UpstreamUnavailable: the hub kept failing; the caller retries the batch.
             UpstreamRejected / InvalidInput: the hub refused, or the dimension is wrong.
         """
-        texts = [c.text for c in chunked.chunks]
+        chunks = [c for chunked, _ in items for c in chunked.chunks]
+        texts = [c.text for c in chunks]
         client = self._embeddings
         if client.model != embedding_model:
             client = client.for_model(embedding_model)
         dense = client.embed(
-            texts, token_counts=[c.token_count + 2 for c in chunked.chunks], dimension=dimension
+            texts, token_counts=[c.token_count + 2 for c in chunks], dimension=dimension
         )
         sparse = self._encoder(bm25_avg_len).embed_documents(texts)
-        doc = chunked.document
-        content_hash = doc.content_sha256
-        points = [
-            ChunkPoint(
-                id=point_id(store_name, document_id, c.chunk_no),
-                dense=vec,
-                sparse=sv,
-                payload=ChunkPayload(
-                    document_id=document_id,
-                    content_hash=content_hash,
-                    chunk_no=c.chunk_no,
-                    text=c.text,
-                    title=c.section or c.title or doc.title,
-                    source=doc.source,
-                    page=c.page,
-                    char_start=c.char_start,
-                    char_end=c.char_end,
-                    metadata=doc.metadata,
-                ),
-            )
-            for c, vec, sv in zip(chunked.chunks, dense, sparse, strict=True)
-        ]
-        return PreparedDocument(points=points, title=doc.title, pages=doc.page_count)
+        out: list[PreparedDocument] = []
+        start = 0
+        for chunked, document_id in items:
+            doc = chunked.document
+            end = start + len(chunked.chunks)
+            points = [
+                ChunkPoint(
+                    id=point_id(store_name, document_id, c.chunk_no),
+                    dense=vec,
+                    sparse=sv,
+                    payload=ChunkPayload(
+                        document_id=document_id,
+                        content_hash=doc.content_sha256,
+                        chunk_no=c.chunk_no,
+                        text=c.text,
+                        title=c.section or c.title or doc.title,
+                        source=doc.source,
+                        page=c.page,
+                        char_start=c.char_start,
+                        char_end=c.char_end,
+                        metadata=doc.metadata,
+                    ),
+                )
+                for c, vec, sv in zip(
+                    chunked.chunks, dense[start:end], sparse[start:end], strict=True
+                )
+            ]
+            out.append(PreparedDocument(points=points, title=doc.title, pages=doc.page_count))
+            start = end
+        return out
 
     def _encoder(self, avg_len: float) -> Bm25Encoder:
         # One encoder per (rounded) average length: the mean drifts slowly as a collection grows.

@@ -13,7 +13,7 @@ from qdrant_edge import Bm25, Bm25Config, SparseVector
 
 from core.types import SparseVec
 
-__all__ = ["DEFAULT_AVG_LEN", "Bm25Encoder", "mean_token_length"]
+__all__ = ["DEFAULT_AVG_LEN", "Bm25Encoder", "mean_token_length", "token_lengths"]
 
 DEFAULT_AVG_LEN = 256.0
 """Edge's own default. Real collections differ: measure with ``mean_token_length``."""
@@ -30,6 +30,12 @@ def _term_frequencies(vector: SparseVector) -> list[float]:
 
 def _tf_model(language: str) -> Bm25:
     return Bm25(Bm25Config(k=_TF_K, b=0.0, language=language))
+
+
+def token_lengths(texts: Iterable[str], *, language: str = "english") -> list[int]:
+    """Each text's length in BM25 tokens (after stop words and stemming)."""
+    model = _tf_model(language)
+    return [round(sum(_term_frequencies(model.embed_document(text)))) for text in texts]
 
 
 def mean_token_length(texts: Iterable[str], *, language: str = "english") -> float:

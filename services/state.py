@@ -187,6 +187,13 @@ class StateStore:
             raise NotFound(f"collection {name!r} does not exist", code="collection_not_found")
         return CollectionRecord.model_validate_json(raw)
 
+    def find_collection(self, tenant: str, name: str) -> CollectionRecord | None:
+        """Return the collection, or None."""
+        try:
+            return self.get_collection(tenant, name)
+        except NotFound:
+            return None
+
     def list_collections(self, tenant: str) -> list[CollectionRecord]:
         """All of a tenant's collections, by name."""
         with _mapped():

@@ -54,7 +54,7 @@ def reap_once(deps: ApiDeps, stall_after_s: float, max_attempts: int) -> dict[st
                     status=DocStatus.QUEUED,
                     attempts=doc.attempts + 1,
                 )
-                deps.celery.send_task("sieve.ingest_document", args=[doc.job_id, doc.id])
+                deps.celery.send_task("sieve.ingest_batch", args=[doc.job_id, [doc.id]])
                 requeued += 1
     if requeued or failed:
         log.warning("stalled documents", extra={"requeued": requeued, "failed": failed})

@@ -23,7 +23,14 @@ from services.api.deps import ApiDeps
 from services.api.schemas import IngestAcceptedResponse
 from services.state import DocStatus, DocumentRecord, JobRecord
 
-__all__ = ["UploadItem", "accept", "items_from_file", "items_from_records", "record_blob"]
+__all__ = [
+    "UploadItem",
+    "accept",
+    "items_from_file",
+    "items_from_records",
+    "record_blob",
+    "task_batches",
+]
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 # A document in one of these states is processed again even when its content is unchanged.
@@ -157,11 +164,27 @@ def accept(
         if rec.status is DocStatus.FAILED:
             deps.state.set_job_doc(job_id, rec.id, DocStatus.FAILED)
     deps.state.put_documents(tenant, collection, records)
-    for doc in queued:
-        deps.celery.send_task("sieve.ingest_document", args=[job_id, doc.id])
+    for batch in task_batches(queued, deps.ingest.task_batch_docs, deps.ingest.task_batch_bytes):
+        deps.celery.send_task("sieve.ingest_batch", args=[job_id, batch])
     return IngestAcceptedResponse(
         job_id=job_id, documents=[d.id for d in queued], unchanged=unchanged, failed=failed
     )
+
+
+def task_batches(docs: list[DocumentRecord], max_docs: int, max_bytes: int) -> list[list[str]]:
+    """Group documents, in order, into task batches bounded by count and total size."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for doc in docs:
+        if current and (len(current) >= max_docs or size + doc.size > max_bytes):
+            batches.append(current)
+            current, size = [], 0
+        current.append(doc.id)
+        size += doc.size
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _refuse_duplicate_ids(items: list[UploadItem]) -> None:

@@ -88,6 +88,8 @@ class Supervisor:
         env["SIEVE_API_PORT"] = str(cfg.port)
         if cfg.local_hub:
             env["SIEVE_MODEL_BASE_URL"] = f"http://127.0.0.1:{cfg.hub_port}/v1"
+            # The 5 requests/s default is IONOS's contract limit; our own hub has none.
+            env.setdefault("SIEVE_MODEL_REQUESTS_PER_SECOND", "1000")
             env["SIEVE_MODELHUB_PORT"] = str(cfg.hub_port)
         return env
 

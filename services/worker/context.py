@@ -26,7 +26,7 @@ __all__ = [
 
 @dataclass
 class WorkerContext:
-    """What ``sieve.ingest_document`` needs: state, blobs, the indexing pipeline."""
+    """What ``sieve.ingest_batch`` needs: state, blobs, the indexing pipeline."""
 
     state: StateStore
     blobs: BlobStore

@@ -12,6 +12,8 @@ from core.errors import NotFound, Unauthorized
 from core.settings import ApiSettings
 from ingest.blob_store import LocalBlobStore
 from services.api.auth import OPEN_TENANT, TenantResolver
+from services.api.uploads import task_batches
+from services.state import DocumentRecord
 
 KEY_A = "a" * 8 + "-tenant-a-key-0001"
 KEY_B = "b" * 8 + "-tenant-b-key-0002"
@@ -55,3 +57,21 @@ def test_blob_store_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         blobs.get("../../etc/passwd")
     assert not blobs.exists("../x")
+
+
+def test_task_batches_bound_count_and_bytes_in_order() -> None:
+    docs = [
+        DocumentRecord(id=f"d{i}", job_id="j", size=size)
+        for i, size in enumerate([10, 10, 10, 500, 10, 10, 10])
+    ]
+    assert task_batches(docs, max_docs=3, max_bytes=10_000) == [
+        ["d0", "d1", "d2"],
+        ["d3", "d4", "d5"],
+        ["d6"],
+    ]
+    assert task_batches(docs, max_docs=100, max_bytes=100) == [
+        ["d0", "d1", "d2"],
+        ["d3"],
+        ["d4", "d5", "d6"],
+    ]
+    assert task_batches([], 3, 100) == []
