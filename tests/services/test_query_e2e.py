@@ -209,3 +209,17 @@ def test_rerank_failures_degrade_visibly_or_fail_closed(stack: Stack) -> None:
         assert closed.json()["error"]["code"] == "rerank_circuit_open"
     time.sleep(2.5)
     assert _query(stack)["rerank"]["status"] == "ok"  # type: ignore[index]
+
+
+def test_readiness_and_metrics(stack: Stack) -> None:
+    with stack.client() as c:
+        ready = c.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"redis": True, "store": True, "hub": True}
+        _query(stack)
+        text = c.get("/metrics").text
+    assert 'sieve_query_stage_seconds_count{stage="rerank"}' in text
+    assert 'sieve_rerank_status_total{status="ok"}' in text
+    assert 'sieve_queue_depth{queue="ingest"}' in text
+    assert 'sieve_documents{state="indexed"}' in text
+    assert 'sieve_hub_request_seconds_count{endpoint="embeddings"}' in text
