@@ -4,14 +4,12 @@ httpx timeout path and Retry-After handling (MockTransport never opens a socket)
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,6 +20,7 @@ from reranker.codes import RerankErrorCode
 from reranker.documents import RerankDocument
 from reranker.rerank_client import HttpReranker
 from tests.reranker.peers import DOCUMENTS, EXPECTED_ORDER, QUERY, respond
+from tests.servers import serve_in_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -68,34 +67,12 @@ def _app(hub: Hub) -> Starlette:
 def hub() -> Iterator[tuple[str, Hub]]:
     """A real HTTP server on a free loopback port, run by uvicorn in a thread."""
     state = Hub()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        _app(state),
-        log_level="warning",
-        lifespan="off",
-        ws="none",
-        http="h11",
-        loop="asyncio",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "test server died while starting"
-        assert time.monotonic() < deadline, "test server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}/v1", state
-    finally:
-        state.release.set()
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_in_thread(_app(state), lifespan="off") as url:
+        try:
+            yield f"{url}/v1", state
+        finally:
+            # Let a hanging handler return before the server shuts down.
+            state.release.set()
 
 
 async def test_a_hanging_hub_times_out_for_real(hub: tuple[str, Hub]) -> None:
