@@ -15,11 +15,7 @@ __all__ = [
     "DocumentsPageResponse",
     "IngestAcceptedResponse",
     "JobResponse",
-    "RecordDocument",
-    "RecordsRequest",
 ]
-
-_DOC_ID = Annotated[str, Field(min_length=1, max_length=512)]
 
 
 class _Strict(BaseModel):
@@ -49,21 +45,6 @@ class CollectionResponse(BaseModel):
     documents: int | None = None
     documents_by_status: dict[str, int] | None = None
     chunks: int | None = None
-
-
-class RecordDocument(_Strict):
-    """One document given as JSON text."""
-
-    id: _DOC_ID
-    text: str
-    title: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class RecordsRequest(_Strict):
-    """``{"documents": [...]}``."""
-
-    documents: Annotated[list[RecordDocument], Field(min_length=1)]
 
 
 class IngestAcceptedResponse(BaseModel):
