@@ -115,7 +115,6 @@ class JobRecord(_Record):
     collection: str
     kind: str = "ingest"
     created_at: float = Field(default_factory=time.time)
-    finished_at: float | None = None
     cancelled: bool = False
 
 
@@ -286,6 +285,14 @@ class StateStore:
         with _mapped():
             self._r.transaction(apply, key)
         return result[0]
+
+    def get_documents(self, tenant: str, collection: str, ids: list[str]) -> list[DocumentRecord]:
+        """The documents with these ids that exist, in the order asked."""
+        if not ids:
+            return []
+        with _mapped():
+            raws = self._r.hmget(_k("docs", tenant, collection), ids)
+        return [DocumentRecord.model_validate_json(r) for r in raws if r is not None]
 
     def remove_document(self, tenant: str, collection: str, doc_id: str) -> None:
         """Forget a document record."""

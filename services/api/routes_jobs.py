@@ -6,28 +6,30 @@ from fastapi import APIRouter
 
 from services.api.deps import Deps, Tenant, in_thread
 from services.api.schemas import JobResponse
-from services.state import DocStatus, JobView
+from services.state import DocStatus, JobState, JobView
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-def _errors(deps: Deps, view: JobView) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for doc_id, status in view.documents.items():
-        if status != DocStatus.FAILED.value:
-            continue
-        doc = deps.state.find_document(view.job.tenant, view.job.collection, doc_id)
-        if doc is not None and doc.job_id == view.job.id:
-            out[doc_id] = {
-                "reason": doc.error_reason or "unknown",
-                "message": doc.error_message or "",
-            }
-    return out
-
-
 def _response(deps: Deps, view: JobView) -> JobResponse:
+    job = view.job
+    failed = [d for d, status in view.documents.items() if status == DocStatus.FAILED.value]
+    finished = view.state not in (JobState.QUEUED, JobState.RUNNING)
+    # Errors need the failed documents; the finish time needs all of them, once finished.
+    wanted = list(view.documents) if finished else failed
+    docs = [
+        d
+        for d in deps.state.get_documents(job.tenant, job.collection, wanted)
+        if d.job_id == job.id
+    ]
+    errors = {
+        d.id: {"reason": d.error_reason or "unknown", "message": d.error_message or ""}
+        for d in docs
+        if d.status is DocStatus.FAILED
+    }
+    finished_at = max((d.updated_at for d in docs), default=job.created_at) if finished else None
     return JobResponse(
         id=view.job.id,
         collection=view.job.collection,
@@ -36,9 +38,9 @@ def _response(deps: Deps, view: JobView) -> JobResponse:
         counts=view.counts,
         total=len(view.documents),
         documents=view.documents,
-        errors=_errors(deps, view),
-        created_at=view.job.created_at,
-        finished_at=view.job.finished_at,
+        errors=errors,
+        created_at=job.created_at,
+        finished_at=finished_at,
         cancelled=view.job.cancelled,
     )
 

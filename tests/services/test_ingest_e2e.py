@@ -66,6 +66,7 @@ def test_json_records_index_and_reupload_adds_nothing(stack: Stack, collection: 
         job = stack.wait_job(c, accepted["job_id"])
         assert job["state"] == "completed", job
         assert job["counts"] == {"indexed": 2}
+        assert job["finished_at"] >= job["created_at"]
         r1 = c.get(f"/v1/collections/{collection}/documents/r1").json()
         assert r1["status"] == "indexed"
         assert r1["chunk_count"] >= 1
