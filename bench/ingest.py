@@ -214,6 +214,7 @@ def run(docs: int | None, per_doc_sample: int, timeout_s: float) -> dict[str, An
     """Chunk, start the stack, baseline (first half), ingest, baseline (second half)."""
     settings = IngestSettings()
     model = ModelSettings().embedding_model
+    code = code_state()  # at the start: others commit in this tree while it runs
     t0 = time.perf_counter()
     corpus = load_corpus(docs)
     print(
@@ -278,7 +279,7 @@ def run(docs: int | None, per_doc_sample: int, timeout_s: float) -> dict[str, An
         "raw_per_document": _raw_summary(per_doc, f"first {per_doc_sample} docs"),
         "ratio": (e2e.chunks / e2e.seconds) / raw.rate if raw.rate else 0.0,
         "target": TARGET,
-        "code": code_state(),
+        "code": code,
         "load_average": os.getloadavg()[0],
         "cpus": os.cpu_count(),
     }

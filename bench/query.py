@@ -517,6 +517,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
+    code = code_state()  # at the start: others commit in this tree while it runs
     base = scifact_chunks()
     queries = load_queries()
     results = []
@@ -525,7 +526,7 @@ def main() -> None:
         results.append(run_size(base, queries, size, args))
         print(f"[{size:,}] done in {time.perf_counter() - start:.0f} s", flush=True)
     if args.json:
-        report = {"cpus": os.cpu_count(), "code": code_state(), "results": results}
+        report = {"cpus": os.cpu_count(), "code": code, "results": results}
         print(json.dumps(report, indent=2))
         return
     print(
@@ -534,7 +535,7 @@ def main() -> None:
     )
     for r in results:
         print(render(r))
-    print(f"\ncode: {code_state()}")
+    print(f"\ncode: {code}")
 
 
 if __name__ == "__main__":
