@@ -417,7 +417,10 @@ class RerankSettings(BaseSettings):
     model_min_scores: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
     final: Literal["rerank", "fusion"] = "fusion"
     on_error: Literal["open", "fail"] = "open"
-    fusion_recall_weight: Annotated[float, Field(ge=0)] = 1.0
+    # Chosen by `sieve eval` on SciFact (300 queries, a 35-point grid; README): recall rank
+    # weighted 2:1 over the rerank rank with k=2 gave nDCG@10 0.740, the plateau around it
+    # 0.737-0.740; equal weights with k=10 gave 0.729, below hybrid recall alone (0.730).
+    fusion_recall_weight: Annotated[float, Field(ge=0)] = 2.0
     fusion_rerank_weight: Annotated[float, Field(ge=0)] = 1.0
-    fusion_k: Annotated[float, Field(gt=0)] = 10.0
+    fusion_k: Annotated[float, Field(gt=0)] = 2.0
     models_cache_s: Annotated[float, Field(ge=0)] = 300.0

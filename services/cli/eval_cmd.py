@@ -27,9 +27,6 @@ def evaluate(
     recreate: Annotated[bool, typer.Option(help="Drop and re-ingest the collection.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N queries.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="Queries in flight.")] = 2,
-    fusion_k: Annotated[
-        float, typer.Option(help="k of the fusion policy (server default).")
-    ] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     api_url: ApiUrl = DEFAULT_URL,
     api_key: ApiKey = None,
@@ -42,10 +39,13 @@ def evaluate(
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import Progress  # noqa: PLC0415
 
+    from core.settings import RerankSettings  # noqa: PLC0415
     from reranker import FusionParams  # noqa: PLC0415
     from services.cli.client import ApiError  # noqa: PLC0415
     from services.cli.evaluation import load_beir, run_eval  # noqa: PLC0415
 
+    # The policy the server does not apply is computed here with the server's parameters.
+    rerank = RerankSettings()
     console = Console(stderr=as_json)
     data = load_beir(dataset)
     name = collection or f"beir-{dataset.name}"[:120]
@@ -59,7 +59,11 @@ def evaluate(
                     data,
                     name,
                     lambda body: client.query_raw(name, body),
-                    fusion=FusionParams(k=fusion_k),
+                    fusion=FusionParams(
+                        recall_weight=rerank.fusion_recall_weight,
+                        rerank_weight=rerank.fusion_rerank_weight,
+                        k=rerank.fusion_k,
+                    ),
                     limit=limit,
                     concurrency=concurrency,
                     progress=lambda n: bar.update(task, completed=n),
