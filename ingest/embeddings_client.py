@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import openai
 from openai.types import CreateEmbeddingResponse
 
+from core.batching import bounded_batches
 from core.errors import InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
 
 __all__ = [
@@ -47,17 +48,7 @@ def pack_batches(token_counts: Sequence[int], max_tokens: int, max_items: int) -
 
     An item larger than ``max_tokens`` on its own still gets a batch of one.
     """
-    batches: list[range] = []
-    start, used = 0, 0
-    for i, n in enumerate(token_counts):
-        full = i - start >= max_items or (used + n > max_tokens and i > start)
-        if full:
-            batches.append(range(start, i))
-            start, used = i, 0
-        used += n
-    if start < len(token_counts):
-        batches.append(range(start, len(token_counts)))
-    return batches
+    return bounded_batches(token_counts, max_count=max_items, max_total=max_tokens)
 
 
 def retry_after_s(value: str | None) -> float | None:

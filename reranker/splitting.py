@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.batching import bounded_batches
 from reranker.documents import PreparedDocument
 
 __all__ = ["one_image_document_per_request", "split_requests"]
@@ -19,19 +20,10 @@ def split_requests(
     """
     if max_documents < 1 or max_images < 1:
         raise ValueError("max_documents and max_images must be at least 1")
-    batches: list[list[int]] = []
-    current: list[int] = []
-    images = 0
-    for position, document in enumerate(documents):
-        count = document.image_count
-        if current and (len(current) >= max_documents or images + count > max_images):
-            batches.append(current)
-            current, images = [], 0
-        current.append(position)
-        images += count
-    if current:
-        batches.append(current)
-    return batches
+    images = [document.image_count for document in documents]
+    return [
+        list(run) for run in bounded_batches(images, max_count=max_documents, max_total=max_images)
+    ]
 
 
 def one_image_document_per_request(

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.batching import bounded_batches
 from core.errors import InvalidInput, PayloadTooLarge
 from ingest.archives import iter_archive, safe_member_path
 from ingest.detect import ARCHIVE_TYPES, detect_type
@@ -173,18 +174,8 @@ def accept(
 
 def task_batches(docs: list[DocumentRecord], max_docs: int, max_bytes: int) -> list[list[str]]:
     """Group documents, in order, into task batches bounded by count and total size."""
-    batches: list[list[str]] = []
-    current: list[str] = []
-    size = 0
-    for doc in docs:
-        if current and (len(current) >= max_docs or size + doc.size > max_bytes):
-            batches.append(current)
-            current, size = [], 0
-        current.append(doc.id)
-        size += doc.size
-    if current:
-        batches.append(current)
-    return batches
+    runs = bounded_batches([d.size for d in docs], max_count=max_docs, max_total=max_bytes)
+    return [[docs[i].id for i in run] for run in runs]
 
 
 def _refuse_duplicate_ids(items: list[UploadItem]) -> None:

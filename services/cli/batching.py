@@ -10,6 +10,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
+from core.batching import bounded_batches
+
 __all__ = [
     "FileEntry",
     "SourceKind",
@@ -82,21 +84,8 @@ def batch_by_size(
 
     An item larger than ``max_bytes`` travels alone (the server decides whether it fits).
     """
-    if max_count < 1 or max_bytes < 1:
-        raise ValueError("max_count and max_bytes must be positive")
-    batches: list[list[_T]] = []
-    current: list[_T] = []
-    current_bytes = 0
-    for item in items:
-        n = size(item)
-        if current and (len(current) >= max_count or current_bytes + n > max_bytes):
-            batches.append(current)
-            current, current_bytes = [], 0
-        current.append(item)
-        current_bytes += n
-    if current:
-        batches.append(current)
-    return batches
+    runs = bounded_batches([size(item) for item in items], max_count=max_count, max_total=max_bytes)
+    return [[items[i] for i in run] for run in runs]
 
 
 def jsonl_batches(
