@@ -403,6 +403,7 @@ class RerankSettings(BaseSettings):
     model_config = _config("SIEVE_RERANK_")
 
     enabled: bool = True
+    # The whole rerank stage of one query, retries included.
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
     max_documents_per_request: Annotated[int, Field(ge=1, le=10_000)] = 64

@@ -141,7 +141,9 @@ class RerankerPool:
                 endpoint="rerank",
                 api_key=self._models.api_key,
                 timeout_s=s.timeout_s,
-                total_timeout_s=s.timeout_s * (s.max_retries + 1),
+                # The stage's budget per query, retries included: retrying an attempt that
+                # timed out would queue more work on a hub that is already too slow.
+                total_timeout_s=s.timeout_s,
                 max_retries=s.max_retries,
                 max_documents_per_request=s.max_documents_per_request,
                 max_images_per_request=s.max_images_per_request,
