@@ -32,13 +32,14 @@ from core.types import (
     ChunkPoint,
     Distance,
     HybridQuery,
+    LegScores,
     QueryMode,
     ScoredHit,
     SparseVec,
     StoreCollectionSpec,
 )
 from retriever.filters import document_filter, to_edge_filter
-from retriever.fusion import LegHit, fuse_legs
+from retriever.fusion import LegHit, fuse_legs, tie_score
 from retriever.layout import (
     DENSE_VECTOR,
     PAYLOAD_INDEXES,
@@ -51,6 +52,7 @@ from retriever.layout import (
     payload_from_stored,
     payload_to_stored,
     scored_hits,
+    trusted_builder,
 )
 from retriever.store import StoredChunk
 
@@ -138,6 +140,120 @@ def _chunk_point(record: edge.Record) -> ChunkPoint:
         else SparseVec.model_construct(indices=sparse.indices, values=sparse.values),
         payload=payload_from_stored(record.payload),
     )
+
+
+# The query fast path. Edge builds a new ``uuid.UUID`` on every ``point.id`` read and a new
+# payload dict on every ``point.payload`` read, so each is read once, and the payload only
+# for hits returned. Legs are ranked and fused on ``UUID.int``: UUIDs order as their
+# canonical strings, so this is the order ``fuse_legs`` gives on string ids (an integer or
+# string id has no ``.int``, and such a query takes ``_generic_hits``). Tests in
+# tests/retriever/test_edge_fast_path.py pin the equivalence with ``fuse_legs``.
+
+_Ranked = list[tuple[float, int, float, uuid.UUID, edge.ScoredPoint]]
+_NO_LEG_SCORES: dict[str, float | int | None] = dict.fromkeys(LegScores.model_fields)
+
+
+def _ranked(points: Sequence[edge.ScoredPoint]) -> _Ranked:
+    """One leg in ``rank_leg`` order: (tie score, id as int, score, id, point), best first."""
+    rows: _Ranked = []
+    for point in points:
+        score = point.score
+        pid: uuid.UUID = point.id  # type: ignore[assignment]  # else AttributeError below
+        rows.append((tie_score(score), pid.int, score, pid, point))
+    rows.sort()  # ids are unique in a leg: the point itself is never compared
+    return rows
+
+
+_scored_hit = trusted_builder(ScoredHit)
+_leg_scores = trusted_builder(LegScores)
+
+
+def _one_leg_hits(points: Sequence[edge.ScoredPoint], leg: str, limit: int) -> list[ScoredHit]:
+    """``fuse_legs`` for a single-leg mode: the leg's order and raw scores."""
+    rank_field = f"{leg}_rank"
+    return [
+        _scored_hit(
+            {
+                "id": str(pid),
+                "score": score,
+                "scores": _leg_scores({**_NO_LEG_SCORES, leg: score, rank_field: rank}),
+                "payload": payload_from_stored(point.payload),
+            }
+        )
+        for rank, (_, _, score, pid, point) in enumerate(_ranked(points)[:limit], start=1)
+    ]
+
+
+def _hybrid_hits(
+    dense: Sequence[edge.ScoredPoint], sparse: Sequence[edge.ScoredPoint], query: HybridQuery
+) -> list[ScoredHit]:
+    """``fuse_legs`` in hybrid mode: same arithmetic, same order, same tie-breaks."""
+    k = query.rrf_k
+    w_dense, w_sparse = query.weights.dense, query.weights.sparse
+    # key -> [dense, dense_rank, sparse, sparse_rank, fused, id, point]
+    rows: dict[int, list[Any]] = {}
+    for rank, (_, key, score, pid, point) in enumerate(_ranked(dense), start=1):
+        rows[key] = [score, rank, None, None, w_dense / (k + rank), pid, point]
+    for rank, (_, key, score, pid, point) in enumerate(_ranked(sparse), start=1):
+        row = rows.get(key)
+        if row is None:
+            rows[key] = [None, None, score, rank, 0.0 + w_sparse / (k + rank), pid, point]
+        else:
+            row[2], row[3], row[6] = score, rank, point
+            row[4] += w_sparse / (k + rank)
+    # fuse_legs' order: fused score, then the best rank in any leg, then id.
+    ordered = sorted(
+        (
+            -row[4],
+            row[3] if row[1] is None else row[1] if row[3] is None else min(row[1], row[3]),
+            key,
+            row,
+        )
+        for key, row in rows.items()
+    )
+    return [
+        _scored_hit(
+            {
+                "id": str(pid),
+                "score": fused,
+                "scores": _leg_scores(
+                    {
+                        "dense": d_score,
+                        "dense_rank": d_rank,
+                        "sparse": s_score,
+                        "sparse_rank": s_rank,
+                        "fused": fused,
+                    }
+                ),
+                "payload": payload_from_stored(point.payload),
+            }
+        )
+        for _, _, _, (d_score, d_rank, s_score, s_rank, fused, pid, point) in ordered[: query.limit]
+    ]
+
+
+def _generic_hits(
+    query: HybridQuery, results: Sequence[Sequence[edge.ScoredPoint]]
+) -> list[ScoredHit]:
+    """Fuse on string ids: for points whose ids are not UUIDs."""
+    points: dict[str, edge.ScoredPoint] = {}
+    leg_hits: list[list[LegHit]] = []
+    for result in results:
+        hits: list[LegHit] = []
+        for point in result:
+            pid = str(point.id)
+            points[pid] = point
+            hits.append((pid, point.score))
+        leg_hits.append(hits)
+    fused = fuse_legs(
+        query.mode,
+        leg_hits[0] if query.mode is not QueryMode.SPARSE else [],
+        leg_hits[-1] if query.mode is not QueryMode.DENSE else [],
+        weights=query.weights,
+        k=query.rrf_k,
+        limit=query.limit,
+    )
+    return scored_hits(fused, lambda pid: points[pid].payload)
 
 
 class EdgeChunkStore:
@@ -354,25 +470,14 @@ class EdgeChunkStore:
             )
         with _edge_errors(self.root, name):
             results = shard.query_batch(edge.QueryBatchRequest(legs))
-        # Edge converts a payload to Python on each access: read it for returned hits only.
-        points: dict[str, edge.ScoredPoint] = {}
-        leg_hits: list[list[LegHit]] = []
-        for result in results:
-            hits: list[LegHit] = []
-            for point in result:
-                pid = str(point.id)
-                points[pid] = point
-                hits.append((pid, point.score))
-            leg_hits.append(hits)
-        fused = fuse_legs(
-            query.mode,
-            leg_hits[0] if query.mode is not QueryMode.SPARSE else [],
-            leg_hits[-1] if query.mode is not QueryMode.DENSE else [],
-            weights=query.weights,
-            k=query.rrf_k,
-            limit=query.limit,
-        )
-        return scored_hits(fused, lambda pid: points[pid].payload)
+        try:
+            if query.mode is QueryMode.DENSE:
+                return _one_leg_hits(results[0], "dense", query.limit)
+            if query.mode is QueryMode.SPARSE:
+                return _one_leg_hits(results[-1], "sparse", query.limit)
+            return _hybrid_hits(results[0], results[-1], query)
+        except AttributeError:  # a point id that is not a UUID: not written by this store
+            return _generic_hits(query, results)
 
     @staticmethod
     def _leg(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from core.types import FusionWeights, LegScores, QueryMode
 from retriever.layout import trusted
 
-__all__ = ["FusedHit", "LegHit", "fuse_legs", "rank_leg"]
+__all__ = ["FusedHit", "LegHit", "fuse_legs", "rank_leg", "tie_score"]
 
 LegHit = tuple[str, float]
 """One leg's hit: (point id, the engine's raw score)."""
@@ -23,11 +23,18 @@ class FusedHit:
     scores: LegScores
 
 
+def tie_score(score: float) -> float:
+    """A leg's sort key for a raw score: higher first, equal to 6 significant digits ties.
+
+    Engines score in float32 and sum terms in no fixed order (Edge's sparse scores for
+    equal documents differ in the last bit from run to run), so scores equal to 6
+    significant digits count as tied, and ties go by id.
+    """
+    return -float(f"{score:.6g}")
+
+
 def _tie_key(hit: LegHit) -> tuple[float, str]:
-    # Engines score in float32 and sum terms in no fixed order (Edge's sparse scores for
-    # equal documents differ in the last bit from run to run), so scores equal to 6
-    # significant digits count as tied, and ties go by id.
-    return (-float(f"{hit[1]:.6g}"), hit[0])
+    return (tie_score(hit[1]), hit[0])
 
 
 _NO_LEGS: dict[str, float | int | None] = dict.fromkeys(LegScores.model_fields)

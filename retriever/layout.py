@@ -38,6 +38,7 @@ __all__ = [
     "payload_to_stored",
     "scored_hits",
     "trusted",
+    "trusted_builder",
 ]
 
 DENSE_VECTOR = "dense"
@@ -96,6 +97,27 @@ def trusted(cls: type[_M], values: dict[str, Any]) -> _M:
     return model
 
 
+def trusted_builder(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
+    """``trusted`` bound to one class once, for loops that build many (~0.4 us a model)."""
+    fields_set = _FIELDS_SETS.get(cls)
+    if fields_set is None:
+        fields_set = _FIELDS_SETS[cls] = set(cls.model_fields)
+    new = cls.__new__
+
+    def build(values: dict[str, Any]) -> _M:
+        model = new(cls)
+        _set_attr(model, "__dict__", values)
+        _set_attr(model, "__pydantic_fields_set__", fields_set)
+        _set_attr(model, "__pydantic_extra__", None)
+        _set_attr(model, "__pydantic_private__", None)
+        return model
+
+    return build
+
+
+_chunk_payload = trusted_builder(ChunkPayload)
+
+
 def payload_to_stored(payload: ChunkPayload) -> dict[str, Any]:
     """The JSON payload stored with a point (datetimes in metadata become ISO strings)."""
     metadata = payload.metadata
@@ -121,7 +143,7 @@ def payload_from_stored(stored: dict[str, Any] | None) -> ChunkPayload:
     if not stored:
         raise InvalidInput("a stored point has no chunk payload")
     if stored.keys() == _PAYLOAD_FIELDS:
-        return trusted(ChunkPayload, stored)
+        return _chunk_payload(stored)
     return ChunkPayload.model_construct(**stored)  # written by someone else: fill defaults
 
 
