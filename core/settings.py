@@ -38,6 +38,7 @@ __all__ = [
     "StoreBackend",
     "StoreSettings",
     "WorkerSettings",
+    "check_api_key",
     "reject_placeholder",
 ]
 
@@ -53,6 +54,18 @@ def reject_placeholder(value: SecretStr | None, what: str) -> SecretStr | None:
     raw = value.get_secret_value().strip()
     if raw.lower() in _PLACEHOLDERS or (raw.startswith("<") and raw.endswith(">")):
         raise ValueError(f"{what} is a placeholder ({raw[:12]!r}); set a real value or unset it")
+    return value
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_MIN_KEY_CHARS = 16
+
+
+def check_api_key(value: SecretStr, what: str) -> SecretStr:
+    """Refuse a placeholder or a key shorter than 16 characters (``what`` names it)."""
+    reject_placeholder(value, what)
+    if len(value.get_secret_value()) < _MIN_KEY_CHARS:
+        raise ValueError(f"{what}: a key is shorter than {_MIN_KEY_CHARS} characters")
     return value
 
 
@@ -165,10 +178,8 @@ class ApiSettings(BaseSettings):
         for tenant, key in keys.items():
             if not tenant.replace("-", "").replace("_", "").isalnum() or len(tenant) > 48:
                 raise ValueError(f"tenant name {tenant!r}: use letters, digits, - and _")
-            reject_placeholder(key, f"SIEVE_API_KEYS[{tenant}]")
+            check_api_key(key, f"SIEVE_API_KEYS[{tenant}]")
             raw = key.get_secret_value()
-            if len(raw) < 16:
-                raise ValueError(f"SIEVE_API_KEYS[{tenant}] is shorter than 16 characters")
             if raw in seen:
                 raise ValueError("two tenants share one API key")
             seen.add(raw)
@@ -176,7 +187,7 @@ class ApiSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _open_only_on_loopback(self) -> ApiSettings:
-        if not self.keys and self.host not in ("127.0.0.1", "localhost", "::1"):
+        if not self.keys and self.host not in _LOOPBACK_HOSTS:
             raise ValueError(
                 f"SIEVE_API_HOST={self.host} without SIEVE_API_KEYS would serve every "
                 "collection to anyone: set keys or bind to 127.0.0.1"
@@ -296,9 +307,6 @@ class RegisteredModel(BaseModel):
         return self.context_tokens or self.max_length
 
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
 class ModelHubSettings(BaseSettings):
     """``SIEVE_MODELHUB_*``: Sieve's own local model hub (``sieve modelhub``)."""
 
@@ -344,9 +352,7 @@ class ModelHubSettings(BaseSettings):
     @classmethod
     def _keys_not_placeholders(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
         for key in value:
-            reject_placeholder(key, "SIEVE_MODELHUB_API_KEYS")
-            if len(key.get_secret_value()) < 16:
-                raise ValueError("SIEVE_MODELHUB_API_KEYS: a key is shorter than 16 characters")
+            check_api_key(key, "SIEVE_MODELHUB_API_KEYS")
         return value
 
     @model_validator(mode="after")
