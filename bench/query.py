@@ -45,6 +45,8 @@ from bench.harness import SCIFACT_DIR, BenchStack, code_state, markdown_table, p
 from core.ids import content_sha256, point_id
 from core.settings import IngestSettings, ModelSettings, QuerySettings
 from core.types import ChunkPayload, ChunkPoint, StoreCollectionSpec
+from indexing.records import CollectionRecord
+from indexing.state_store import StateStore
 from ingest.chunker import ChunkerConfig, chunk_document
 from ingest.documents import ExtractedDocument
 from ingest.limits import IngestLimits
@@ -52,7 +54,6 @@ from ingest.records import record_to_document
 from ingest.tokenizer import load_bge_small_tokenizer
 from retriever.bm25 import Bm25Encoder, mean_token_length
 from retriever.edge_store import EdgeChunkStore
-from services.state import CollectionRecord, StateStore
 
 DIM = 384
 CLUSTERS = 64

@@ -11,13 +11,13 @@ from celery import Celery
 from fastapi import Depends, Header, Request
 
 from core.settings import ApiSettings, IngestSettings, ModelSettings
+from indexing.state_store import StateStore
 from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
 from retriever.store import AsyncChunkStore
 from services.api.auth import TenantResolver
 from services.api.metrics import ApiMetrics
 from services.api.query_service import QueryEngine
-from services.state import StateStore
 
 __all__ = ["ApiDeps", "Deps", "Tenant", "in_thread"]
 

@@ -29,6 +29,7 @@ from core.settings import (
     StoreSettings,
     WorkerSettings,
 )
+from indexing.state_store import StateStore
 from ingest.blob_store import LocalBlobStore
 from retriever.store import ChunkStore
 from services.api.app import AppHooks, create_app
@@ -36,7 +37,6 @@ from services.api.auth import TenantResolver
 from services.api.deps import ApiDeps
 from services.api.metrics import ApiMetrics
 from services.api.query_service import ModelsCatalog, QueryEngine, RerankerPool
-from services.state import StateStore
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
 from services.worker.celery_app import STORE_WRITES_QUEUE, make_celery
 from services.worker.context import StoreOwner, set_store_owner

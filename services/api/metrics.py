@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.state import StateStore
+from indexing.state_store import StateStore
 from services.worker.celery_app import INGEST_QUEUE, STORE_WRITES_QUEUE
 
 __all__ = ["ApiMetrics"]

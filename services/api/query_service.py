@@ -22,6 +22,7 @@ from core.types import (
     Range,
     ScoredHit,
 )
+from indexing.records import CollectionRecord
 from ingest.embeddings_client import AsyncEmbeddingsClient
 from reranker import (
     CircuitBreaker,
@@ -47,7 +48,6 @@ from services.api.schemas_query import (
     RangeBounds,
     RerankReport,
 )
-from services.state import CollectionRecord
 
 __all__ = ["ModelsCatalog", "QueryEngine", "RerankerPool", "to_chunk_filter"]
 

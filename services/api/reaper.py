@@ -12,8 +12,8 @@ import logging
 import time
 
 from core.errors import SieveError
+from indexing.records import TERMINAL, DocStatus
 from services.api.deps import ApiDeps, in_thread
-from services.state import TERMINAL, DocStatus
 
 __all__ = ["reap_once", "reap_stalled"]
 

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Response
 
 from core.errors import InvalidInput
 from core.types import StoreCollectionSpec
+from indexing.records import CollectionRecord
 from services.api.deps import Deps, Tenant, in_thread
 from services.api.schemas import CollectionCreateRequest, CollectionResponse
-from services.state import CollectionRecord
 
 __all__ = ["router"]
 

@@ -10,13 +10,13 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from core.errors import InvalidInput, NotFound, PayloadTooLarge
+from indexing.records import DocStatus, DocumentRecord
 from ingest.documents import ParseOutcome
 from ingest.limits import IngestLimits
 from ingest.records import iter_jsonl_records, read_json_records, record_to_document
 from services.api.deps import ApiDeps, Deps, Tenant, in_thread
 from services.api.schemas import DocumentResponse, DocumentsPageResponse, IngestAcceptedResponse
 from services.api.uploads import UploadItem, accept, items_from_file, items_from_records
-from services.state import DocStatus, DocumentRecord
 
 __all__ = ["router"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from indexing.records import DocStatus, JobState, JobView
 from services.api.deps import Deps, Tenant, in_thread
 from services.api.schemas import JobResponse
-from services.state import DocStatus, JobState, JobView
 
 __all__ = ["router"]
 

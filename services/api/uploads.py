@@ -15,6 +15,7 @@ from typing import Any
 
 from core.batching import bounded_batches
 from core.errors import InvalidInput, PayloadTooLarge
+from indexing.records import DocStatus, DocumentRecord, JobRecord
 from ingest.archives import iter_archive, safe_member_path
 from ingest.detect import ARCHIVE_TYPES, detect_type
 from ingest.documents import ExtractedDocument, ParseFailure, ParseOutcome
@@ -22,7 +23,6 @@ from ingest.limits import IngestLimits
 from ingest.records import iter_jsonl_records
 from services.api.deps import ApiDeps
 from services.api.schemas import IngestAcceptedResponse
-from services.state import DocStatus, DocumentRecord, JobRecord
 
 __all__ = [
     "UploadItem",

@@ -21,12 +21,12 @@ from core.settings import (
     StoreSettings,
     WorkerSettings,
 )
+from indexing.state_store import StateStore
 from ingest.blob_store import LocalBlobStore
 from ingest.chunker import ChunkerConfig
 from ingest.limits import IngestLimits
 from ingest.pipeline import DocumentPipeline
 from ingest.tokenizer import load_bge_small_tokenizer
-from services.state import StateStore
 from services.wiring import build_embeddings, open_sync_store
 from services.worker.celery_app import make_celery
 from services.worker.context import (

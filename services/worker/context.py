@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from core.errors import SieveError
 from core.types import ChunkFilter, FieldEquals, Range
+from indexing.state_store import StateStore
 from ingest.blob_store import BlobStore
 from ingest.pipeline import DocumentPipeline
 from retriever.store import ChunkStore
-from services.state import StateStore
 
 __all__ = [
     "StoreOwner",

@@ -20,9 +20,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from core.errors import SieveError, UpstreamUnavailable
 from core.logs import log_context
 from core.types import ChunkPoint
+from indexing.records import TERMINAL, CollectionRecord, DocStatus, DocumentRecord
 from ingest.documents import ParseFailure
 from ingest.pipeline import ChunkedDocument, PreparedDocument
-from services.state import TERMINAL, CollectionRecord, DocStatus, DocumentRecord
 from services.worker.context import StoreOwner, WorkerContext, store_owner, worker_context
 
 __all__ = ["ingest_batch", "store_write"]

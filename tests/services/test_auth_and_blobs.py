@@ -10,10 +10,10 @@ from pydantic import SecretStr, ValidationError
 
 from core.errors import NotFound, Unauthorized
 from core.settings import ApiSettings
+from indexing.records import DocumentRecord
 from ingest.blob_store import LocalBlobStore
 from services.api.auth import OPEN_TENANT, TenantResolver
 from services.api.uploads import task_batches
-from services.state import DocumentRecord
 
 KEY_A = "a" * 8 + "-tenant-a-key-0001"
 KEY_B = "b" * 8 + "-tenant-b-key-0002"

@@ -11,9 +11,10 @@ import pytest
 import redis
 
 from core.settings import WorkerSettings
+from indexing.records import CollectionRecord, DocStatus, DocumentRecord, JobRecord
+from indexing.state_store import StateStore
 from services.api.deps import ApiDeps
 from services.api.reaper import reap_once
-from services.state import CollectionRecord, DocStatus, DocumentRecord, JobRecord, StateStore
 from services.worker.celery_app import INGEST_QUEUE, make_celery
 
 

@@ -10,14 +10,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from core.errors import Conflict, NotFound, UpstreamUnavailable
-from services.state import (
-    CollectionRecord,
-    DocStatus,
-    DocumentRecord,
-    JobRecord,
-    JobState,
-    StateStore,
-)
+from indexing.records import CollectionRecord, DocStatus, DocumentRecord, JobRecord, JobState
+from indexing.state_store import StateStore
 
 
 @pytest.fixture
