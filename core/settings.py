@@ -210,14 +210,24 @@ class WorkerSettings(BaseSettings):
     # or a slow task would be run twice at once.
     visibility_timeout_s: Annotated[int, Field(gt=0)] = 900
     max_retries: Annotated[int, Field(ge=0, le=20)] = 5
-    stall_after_s: Annotated[int, Field(gt=0)] = 1200
     concurrency: Annotated[int, Field(gt=0, le=64)] = 1
+    # A worker (or store writer) beats every heartbeat_s; ownerless after owner_ttl_s, what
+    # it claimed is requeued by the reaper (which runs every reap_every_s in the API), and
+    # a document whose worker died max_crashes times fails with ``worker_crashed``.
+    heartbeat_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    owner_ttl_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    reap_every_s: Annotated[float, Field(gt=0, le=600)] = 3.0
+    max_crashes: Annotated[int, Field(ge=1, le=100)] = 3
 
     @model_validator(mode="after")
     def _visibility_exceeds_limit(self) -> WorkerSettings:
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError(
                 "SIEVE_WORKER_VISIBILITY_TIMEOUT_S must exceed SIEVE_WORKER_TASK_TIME_LIMIT_S"
+            )
+        if self.heartbeat_s * 2 > self.owner_ttl_s:
+            raise ValueError(
+                "SIEVE_WORKER_OWNER_TTL_S must be at least twice SIEVE_WORKER_HEARTBEAT_S"
             )
         return self
 

@@ -9,6 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "IN_PROGRESS",
+    "JOB_TERMINAL",
+    "SUPERSEDED",
     "TERMINAL",
     "CollectionRecord",
     "DocStatus",
@@ -16,6 +19,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "JobView",
+    "store_name_for",
 ]
 
 
@@ -33,6 +37,13 @@ class DocStatus(StrEnum):
 
 
 TERMINAL = frozenset({DocStatus.INDEXED, DocStatus.FAILED, DocStatus.CANCELLED, DocStatus.DELETED})
+# Claimed by a worker (or the store writer) while in these states.
+IN_PROGRESS = frozenset({DocStatus.PARSING, DocStatus.EMBEDDING, DocStatus.WRITING})
+
+# A document's entry in a job ends in one of these: its own terminal states, or
+# ``superseded`` when a newer upload of the same document took over before it finished.
+SUPERSEDED = "superseded"
+JOB_TERMINAL = frozenset({*(s.value for s in TERMINAL), SUPERSEDED})
 
 
 class JobState(StrEnum):
@@ -61,17 +72,33 @@ class CollectionRecord(_Record):
     min_score: float | None = None
     bm25_avg_len: float | None = None
     created_at: float = Field(default_factory=time.time)
+    # Pinned at creation (``store_name_for``); records written before it existed use the
+    # old ``tenant__name`` form, which two tenants could share (acme + b__x, acme__b + x).
+    store: str | None = None
 
     @property
     def store_name(self) -> str:
         """The chunk store's collection name: tenants never share one."""
-        return f"{self.tenant}__{self.name}"
+        return self.store or f"{self.tenant}__{self.name}"
+
+
+def store_name_for(tenant: str, name: str) -> str:
+    """An injective store name: the tenant's length first, so no two pairs can meet."""
+    return f"{len(tenant)}-{tenant}-{name}"
 
 
 class DocumentRecord(_Record):
-    """One document of a collection, with the job that last touched it."""
+    """One document of a collection at its current version, with the job responsible for it.
+
+    ``version`` is taken from one counter by every accepted change (upload, replace,
+    delete); tasks and store writes carry it and are dropped when it moved on. ``owner``
+    is the live worker (or store writer) that claimed it; ``crashes`` counts owners that
+    died holding it.
+    """
 
     id: str
+    version: int = 0
+    seq: int = 0
     status: DocStatus = DocStatus.QUEUED
     job_id: str
     kind: str = "file"
@@ -86,7 +113,8 @@ class DocumentRecord(_Record):
     error_reason: str | None = None
     error_message: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-    attempts: int = 0
+    owner: str = ""
+    crashes: int = 0
     updated_at: float = Field(default_factory=time.time)
 
 
@@ -102,9 +130,13 @@ class JobRecord(_Record):
 
 
 class JobView(BaseModel):
-    """A job with its derived state and progress."""
+    """A job with its derived state and progress (counts are kept, not recounted)."""
 
     job: JobRecord
     state: JobState
     counts: dict[str, int]
-    documents: dict[str, str]
+    total: int
+    finished_at: float | None
+    # Each document's state within the job; None when the job is too large to list inline.
+    documents: dict[str, str] | None
+    errors: dict[str, dict[str, str]]

@@ -1,24 +1,27 @@
 """Durable state in Redis: collections, documents and jobs, shared by the API and the workers.
 
-Everything a job reports (progress counts, its overall state) is derived from the
-per-document states on read, so there is no counter that can drift after a crash.
-Redis runs with AOF in every mode, so this survives restarts of every process.
+Every change of a document goes through one Lua script (``lifecycle.lua``): the version
+and owner checks and the change they guard, with every index and counter it touches,
+are one atomic step. Counts (per collection, per job, in all) are kept by that script, so
+reading them costs O(1), never a scan. Redis runs with AOF in every mode.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from itertools import islice
 from typing import Any, cast
 
 import redis
 
 from core.errors import Conflict, NotFound, UpstreamUnavailable
 from indexing.records import (
-    TERMINAL,
     CollectionRecord,
     DocStatus,
     DocumentRecord,
@@ -27,15 +30,100 @@ from indexing.records import (
     JobView,
 )
 
-__all__ = ["StateStore"]
+__all__ = ["DocRef", "NewDocument", "Owner", "StateStore", "Transition"]
 
-_PREFIX = "sieve"
+_PREFIX = "sieve:"
 # Used only before a collection has any chunk: a 256-token chunk holds ~150 BM25 terms.
 _DEFAULT_BM25_AVG_LEN = 150.0
+# A job view lists its documents inline up to this many; larger jobs give counts only.
+_JOB_LIST_LIMIT = 1000
+_ERRORS_LIMIT = 1000
+_LIFECYCLE_FIELDS = frozenset(
+    {"id", "version", "seq", "status", "job_id", "owner", "crashes", "updated_at"}
+)
+
+
+_UNLOCK = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
 
 
 def _k(*parts: str) -> str:
-    return ":".join((_PREFIX, *parts))
+    return _PREFIX + ":".join(parts)
+
+
+@dataclass(frozen=True)
+class DocRef:
+    """A document of a collection, as the running index names it."""
+
+    tenant: str
+    collection: str
+    doc_id: str
+
+    @classmethod
+    def parse(cls, raw: str) -> DocRef:
+        """Read ``tenant\\ncollection\\nid`` (ids may hold anything but a newline first)."""
+        tenant, collection, doc_id = raw.split("\n", 2)
+        return cls(tenant, collection, doc_id)
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """A document an upload accepts: queued, or failed already (with its reason)."""
+
+    record: DocumentRecord
+    error: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """How a transition treats the document's owner (the worker that claimed it)."""
+
+    mode: str
+    owner: str = ""
+
+    @classmethod
+    def claim(cls, owner: str) -> Owner:
+        """Take the document if it is free or its owner is dead."""
+        return cls("claim", owner)
+
+    @classmethod
+    def mine(cls, owner: str) -> Owner:
+        """Only if ``owner`` still holds it; then release it."""
+        return cls("mine", owner)
+
+    @classmethod
+    def hold(cls, owner: str) -> Owner:
+        """Only if ``owner`` still holds it; keep holding."""
+        return cls("hold", owner)
+
+    def arg(self) -> str:
+        """The script's argument."""
+        return f"{self.mode}:{self.owner}" if self.owner else self.mode
+
+
+KEEP = Owner("keep")
+CLEAR = Owner("clear")
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The outcome of a guarded change: applied, or why not (stale, gone, owned, ...)."""
+
+    applied: bool
+    reason: str = ""
+
+
+def _enc(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _enc_fields(fields: dict[str, Any]) -> list[str]:
+    return [part for name, value in fields.items() for part in (name, _enc(value))]
+
+
+def _decode(raw: dict[str, str]) -> DocumentRecord:
+    return DocumentRecord.model_validate({k: json.loads(v) for k, v in raw.items()})
 
 
 class StateStore:
@@ -43,6 +131,8 @@ class StateStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
+        source = resources.files("indexing").joinpath("lifecycle.lua").read_text()
+        self._script = client.register_script(source)
 
     @classmethod
     def from_url(cls, url: str, *, socket_timeout: float = 5.0) -> StateStore:
@@ -62,6 +152,20 @@ class StateStore:
             return bool(self._r.ping())
         except redis.RedisError:
             return False
+
+    def raw(self) -> redis.Redis:
+        """The underlying client (for health checks and queue depth)."""
+        return self._r
+
+    def server_run_id(self) -> str:
+        """The Redis server's run id: it changes on every restart of the server."""
+        with _mapped():
+            info = self._r.info("server")
+        return str(info.get("run_id", ""))
+
+    def _run(self, *args: Any) -> Any:
+        with _mapped():
+            return self._script(args=[str(a) for a in args])
 
     # ------------------------------------------------------------ collections
 
@@ -109,14 +213,25 @@ class StateStore:
         )
 
     def delete_collection(self, tenant: str, name: str) -> None:
-        """Forget a collection and its document records."""
+        """Forget a collection and its documents; their unfinished job entries end."""
+        now = time.time()
         with _mapped():
-            pipe = self._r.pipeline()
-            pipe.hdel(_k("collections", tenant), name)
-            pipe.delete(
-                _k("docs", tenant, name), _k("docorder", tenant, name), _k("bm25len", tenant, name)
+            self._r.hdel(_k("collections", tenant), name)
+            ids = self._all_ids(tenant, name)
+        for doc_id in ids:
+            self._run("drop", tenant, name, doc_id, now)
+        with _mapped():
+            self._r.delete(
+                _k("docorder", tenant, name),
+                _k("cnt", tenant, name),
+                _k("bm25len", tenant, name),
+                *(_k("st", tenant, name, s.value) for s in DocStatus),
             )
-            pipe.execute()
+
+    def _all_ids(self, tenant: str, name: str) -> list[str]:
+        ids = cast(list[str], self._r.zrange(_k("docorder", tenant, name), 0, -1))
+        deleted = cast(list[str], self._r.zrange(_k("st", tenant, name, "deleted"), 0, -1))
+        return ids + deleted
 
     def bm25_avg_len(self, tenant: str, name: str, lengths: Sequence[int]) -> float:
         """Add chunks' BM25 lengths to the collection's running mean; return the mean.
@@ -136,78 +251,186 @@ class StateStore:
             return _DEFAULT_BM25_AVG_LEN
         return max(1.0, float(total) / int(count))
 
+    # ------------------------------------------------------------ the lifecycle
+
+    def accept(
+        self, tenant: str, collection: str, job: JobRecord, docs: Sequence[NewDocument]
+    ) -> dict[str, int]:
+        """Record a job and its documents in one step; each document takes a new version.
+
+        A document whose content is unchanged (and did not fail) keeps its version and is
+        left alone (0 in the result). A newer version supersedes the older one's job entry.
+        Returns each document's new version.
+        """
+        payload = []
+        for item in docs:
+            rec = item.record
+            fields = rec.model_dump(mode="json", exclude=set(_LIFECYCLE_FIELDS))
+            payload.append(
+                {
+                    "id": rec.id,
+                    "status": rec.status.value,
+                    "hash": rec.content_hash or "",
+                    "fields": {name: _enc(value) for name, value in fields.items()},
+                    "error": (
+                        json.dumps({"reason": item.error[0], "message": item.error[1]})
+                        if item.error
+                        else ""
+                    ),
+                }
+            )
+        flat = self._run(
+            "accept",
+            tenant,
+            collection,
+            job.model_dump_json(),
+            job.id,
+            time.time(),
+            json.dumps(payload, ensure_ascii=False),
+        )
+        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def transition(
+        self,
+        tenant: str,
+        collection: str,
+        doc_id: str,
+        to: DocStatus,
+        *,
+        version: int | None = None,
+        job_id: str | None = None,
+        from_: Sequence[DocStatus] | None = None,
+        owner: Owner = KEEP,
+        error: tuple[str, str] | None = None,
+        **fields: Any,
+    ) -> Transition:
+        """Move a document to ``to`` if it is still at ``version`` (or still ``job_id``'s).
+
+        ``from_`` limits the states it may come from (default: any unfinished one);
+        ``owner`` says how its claim is checked and changed. A stale or refused change is
+        dropped, atomically with the check, and says why.
+        """
+        if (version is None) == (job_id is None):
+            raise ValueError("give exactly one of version and job_id")
+        expect = f"v:{version}" if version is not None else f"job:{job_id}"
+        if error is not None:
+            fields = {**fields, "error_reason": error[0], "error_message": error[1]}
+        err = json.dumps({"reason": error[0], "message": error[1]}) if error else ""
+        applied, why = self._run(
+            "transition",
+            tenant,
+            collection,
+            doc_id,
+            expect,
+            to.value,
+            time.time(),
+            ",".join(s.value for s in from_) if from_ else "*",
+            owner.arg(),
+            err,
+            *_enc_fields(fields),
+        )
+        return Transition(bool(applied), "" if applied else str(why))
+
+    def delete(self, tenant: str, collection: str, doc_id: str) -> int:
+        """Tombstone a document at a new version; ``NotFound`` if it does not exist."""
+        version = int(self._run("delete", tenant, collection, doc_id, time.time()))
+        if not version:
+            raise NotFound(f"document {doc_id!r} does not exist", code="document_not_found")
+        return version
+
+    def forget(self, tenant: str, collection: str, doc_id: str, version: int) -> bool:
+        """Drop a tombstone once its points are gone (only the same version)."""
+        return bool(self._run("forget", tenant, collection, doc_id, version))
+
+    def reap(self, ref: DocRef, max_crashes: int) -> tuple[str, int]:
+        """Requeue (or fail, after ``max_crashes``) a claimed document whose owner died."""
+        result, version = self._run(
+            "reap", ref.tenant, ref.collection, ref.doc_id, time.time(), max_crashes
+        )
+        return str(result), int(version)
+
+    def running(self) -> list[DocRef]:
+        """Every claimed document (O(claimed), not O(documents))."""
+        with _mapped():
+            raw = cast(list[str], self._r.zrange(_k("running"), 0, -1))
+        return [DocRef.parse(r) for r in raw]
+
+    def in_status(self, tenant: str, collection: str, status: DocStatus) -> list[str]:
+        """Ids of a collection's documents in ``status``, in upload order."""
+        with _mapped():
+            return cast(
+                list[str], self._r.zrange(_k("st", tenant, collection, status.value), 0, -1)
+            )
+
+    def deleted_among(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are deleted but may still have points (queries drop them)."""
+        if not ids:
+            return set()
+        with _mapped():
+            scores = self._r.zmscore(_k("st", tenant, collection, "deleted"), list(ids))
+        return {i for i, s in zip(ids, scores, strict=True) if s is not None}
+
+    # ------------------------------------------------------------ owners and locks
+
+    def heartbeat(self, owner: str, ttl_s: float) -> None:
+        """Say ``owner`` is alive for the next ``ttl_s`` seconds."""
+        with _mapped():
+            self._r.set(_k("owner", owner), "1", px=int(ttl_s * 1000))
+
+    def retire(self, owner: str) -> None:
+        """``owner`` stopped cleanly: what it still holds may be taken at once."""
+        with _mapped():
+            self._r.delete(_k("owner", owner))
+
+    def lock(self, ref: DocRef, token: str, ttl_s: float) -> bool:
+        """Take a document's store-write lock (so no two writes of it interleave)."""
+        with _mapped():
+            return bool(
+                self._r.set(
+                    _k("lock", ref.tenant, ref.collection, ref.doc_id),
+                    token,
+                    nx=True,
+                    px=int(ttl_s * 1000),
+                )
+            )
+
+    def unlock(self, ref: DocRef, token: str) -> None:
+        """Release a lock if ``token`` still holds it."""
+        key = _k("lock", ref.tenant, ref.collection, ref.doc_id)
+        with _mapped():
+            self._r.eval(_UNLOCK, 1, key, token)
+
+    def clear_locks(self) -> int:
+        """Drop every store-write lock (the only writer is starting: none is held)."""
+        with _mapped():
+            keys = list(self._r.scan_iter(match=_k("lock", "*"), count=1000))
+            return int(self._r.delete(*keys)) if keys else 0
+
     # ------------------------------------------------------------ documents
 
-    def put_documents(self, tenant: str, collection: str, docs: Iterable[DocumentRecord]) -> None:
-        """Write document records (new or replacing), keeping first-seen order for paging."""
-        with _mapped():
-            pipe = self._r.pipeline()
-            now = time.time()
-            for doc in docs:
-                pipe.hset(_k("docs", tenant, collection), doc.id, doc.model_dump_json())
-                pipe.zadd(_k("docorder", tenant, collection), {doc.id: now}, nx=True)
-            pipe.execute()
-
     def get_document(self, tenant: str, collection: str, doc_id: str) -> DocumentRecord:
-        """Return the document or raise ``NotFound``."""
-        with _mapped():
-            raw = self._r.hget(_k("docs", tenant, collection), doc_id)
-        if raw is None:
+        """Return the document or raise ``NotFound`` (a deleted one is not found)."""
+        doc = self.find_document(tenant, collection, doc_id)
+        if doc is None or doc.status is DocStatus.DELETED:
             raise NotFound(f"document {doc_id!r} does not exist", code="document_not_found")
-        return DocumentRecord.model_validate_json(raw)
+        return doc
 
     def find_document(self, tenant: str, collection: str, doc_id: str) -> DocumentRecord | None:
-        """Return the document, or None."""
-        try:
-            return self.get_document(tenant, collection, doc_id)
-        except NotFound:
-            return None
-
-    def update_document(
-        self, tenant: str, collection: str, doc_id: str, *, job_id: str | None = None, **fields: Any
-    ) -> DocumentRecord | None:
-        """Change fields of a document atomically; None if it is gone or owned by another job.
-
-        ``job_id`` guards against a stale task: a document re-uploaded by a newer job is
-        not touched by the older job's late messages.
-        """
-        key = _k("docs", tenant, collection)
-        result: list[DocumentRecord | None] = [None]
-
-        def apply(pipe: redis.client.Pipeline) -> None:
-            raw = pipe.hget(key, doc_id)
-            result[0] = None
-            if raw is None:
-                return
-            doc = DocumentRecord.model_validate_json(str(raw))
-            if job_id is not None and doc.job_id != job_id:
-                return
-            updated = DocumentRecord.model_validate(
-                {**doc.model_dump(), **fields, "updated_at": time.time()}
-            )
-            pipe.multi()
-            pipe.hset(key, doc_id, updated.model_dump_json())
-            result[0] = updated
-
+        """The document's record (tombstones included), or None."""
         with _mapped():
-            self._r.transaction(apply, key)
-        return result[0]
+            raw = cast(dict[str, str], self._r.hgetall(_k("doc", tenant, collection, doc_id)))
+        return _decode(raw) if raw else None
 
     def get_documents(self, tenant: str, collection: str, ids: list[str]) -> list[DocumentRecord]:
-        """The documents with these ids that exist, in the order asked."""
+        """The records with these ids that exist (tombstones included), in the order asked."""
         if not ids:
             return []
         with _mapped():
-            raws = self._r.hmget(_k("docs", tenant, collection), ids)
-        return [DocumentRecord.model_validate_json(r) for r in raws if r is not None]
-
-    def remove_document(self, tenant: str, collection: str, doc_id: str) -> None:
-        """Forget a document record."""
-        with _mapped():
-            pipe = self._r.pipeline()
-            pipe.hdel(_k("docs", tenant, collection), doc_id)
-            pipe.zrem(_k("docorder", tenant, collection), doc_id)
-            pipe.execute()
+            pipe = self._r.pipeline(transaction=False)
+            for doc_id in ids:
+                pipe.hgetall(_k("doc", tenant, collection, doc_id))
+            raws = cast(list[dict[str, str]], pipe.execute())
+        return [_decode(r) for r in raws if r]
 
     def list_documents(
         self,
@@ -218,51 +441,76 @@ class StateStore:
         offset: int = 0,
         limit: int = 100,
     ) -> tuple[list[DocumentRecord], int]:
-        """A page of documents in upload order, optionally by status; and the total."""
+        """A page of documents in upload order, optionally by status; and the total.
+
+        Deleted documents are not listed. Costs O(log n + page), from the indexes.
+        """
+        if status is DocStatus.DELETED:
+            return [], 0
+        key = (
+            _k("docorder", tenant, collection)
+            if status is None
+            else _k("st", tenant, collection, status.value)
+        )
         with _mapped():
-            ids = cast(list[str], self._r.zrange(_k("docorder", tenant, collection), 0, -1))
-            raws = self._r.hmget(_k("docs", tenant, collection), ids) if ids else []
-        docs = [DocumentRecord.model_validate_json(r) for r in raws if r is not None]
-        if status is not None:
-            docs = [d for d in docs if d.status is status]
-        return docs[offset : offset + limit], len(docs)
+            pipe = self._r.pipeline(transaction=False)
+            pipe.zrange(key, offset, offset + limit - 1)
+            pipe.zcard(key)
+            ids, total = pipe.execute()
+        docs = [d for d in self.get_documents(tenant, collection, ids) if d.status is not None]
+        return [d for d in docs if d.status is not DocStatus.DELETED], int(total)
 
     def document_counts(self, tenant: str, collection: str) -> dict[str, int]:
-        """How many documents are in each status."""
+        """How many documents are in each status (deleted ones excluded), O(1)."""
         with _mapped():
-            raws = self._r.hvals(_k("docs", tenant, collection))
-        return dict(Counter(DocumentRecord.model_validate_json(r).status.value for r in raws))
+            raw = cast(dict[str, str], self._r.hgetall(_k("cnt", tenant, collection)))
+        return {s: int(n) for s, n in raw.items() if int(n) > 0 and s != DocStatus.DELETED.value}
+
+    def total_counts(self) -> dict[str, int]:
+        """Documents by status over every collection of every tenant, O(1)."""
+        with _mapped():
+            raw = cast(dict[str, str], self._r.hgetall(_k("cnt")))
+        return {s: int(n) for s, n in raw.items() if int(n) > 0}
 
     # ------------------------------------------------------------ jobs
 
-    def create_job(self, job: JobRecord, doc_ids: Iterable[str]) -> None:
-        """Record a job and its documents, all queued."""
-        with _mapped():
-            pipe = self._r.pipeline()
-            pipe.set(_k("job", job.id), job.model_dump_json())
-            mapping = dict.fromkeys(doc_ids, DocStatus.QUEUED.value)
-            if mapping:
-                pipe.hset(_k("jobdocs", job.id), mapping=cast(dict[Any, Any], mapping))
-            pipe.sadd(_k("jobs", job.tenant), job.id)
-            pipe.execute()
+    def get_job(self, tenant: str, job_id: str, *, list_limit: int = _JOB_LIST_LIMIT) -> JobView:
+        """The job with its state and counts; ``NotFound`` for another tenant's job.
 
-    def set_job_doc(self, job_id: str, doc_id: str, status: DocStatus) -> None:
-        """Record one document's state within a job."""
+        Costs O(1) plus the listing of its documents when it has at most ``list_limit``.
+        """
         with _mapped():
-            self._r.hset(_k("jobdocs", job_id), doc_id, status.value)
-
-    def get_job(self, tenant: str, job_id: str) -> JobView:
-        """The job with derived state and counts; ``NotFound`` for another tenant's job."""
-        with _mapped():
-            raw = self._r.get(_k("job", job_id))
-            docs = cast(dict[str, str], self._r.hgetall(_k("jobdocs", job_id)))
+            pipe = self._r.pipeline(transaction=False)
+            pipe.get(_k("job", job_id))
+            pipe.hgetall(_k("jobcnt", job_id))
+            pipe.hlen(_k("jobdocs", job_id))
+            pipe.get(_k("jobfin", job_id))
+            raw, counts_raw, total, fin = pipe.execute()
         if raw is None:
             raise NotFound(f"job {job_id!r} does not exist", code="job_not_found")
         job = JobRecord.model_validate_json(raw)
         if job.tenant != tenant:
             raise NotFound(f"job {job_id!r} does not exist", code="job_not_found")
-        counts = Counter(docs.values())
-        return JobView(job=job, state=_derive(job, counts), counts=dict(counts), documents=docs)
+        done = int(counts_raw.pop("_done", 0))
+        counts = {s: int(n) for s, n in counts_raw.items() if int(n) > 0}
+        documents: dict[str, str] | None = None
+        with _mapped():
+            if total <= list_limit:
+                documents = cast(dict[str, str], self._r.hgetall(_k("jobdocs", job_id)))
+            errors_raw = list(
+                islice(self._r.hscan_iter(_k("joberr", job_id), count=_ERRORS_LIMIT), _ERRORS_LIMIT)
+            )
+        errors = {doc_id: json.loads(e) for doc_id, e in errors_raw}
+        state = _derive(job, counts, int(total), done)
+        return JobView(
+            job=job,
+            state=state,
+            counts=counts,
+            total=int(total),
+            finished_at=float(fin) if fin and state not in _UNFINISHED else None,
+            documents=documents,
+            errors=errors,
+        )
 
     def load_job(self, job_id: str) -> JobRecord | None:
         """The raw job record, for workers (no tenant check)."""
@@ -270,40 +518,44 @@ class StateStore:
             raw = self._r.get(_k("job", job_id))
         return None if raw is None else JobRecord.model_validate_json(raw)
 
-    def cancel_job(self, tenant: str, job_id: str) -> JobView:
-        """Mark a job cancelled; documents not yet written are skipped by the workers."""
-        view = self.get_job(tenant, job_id)
-        job = view.job.model_copy(update={"cancelled": True})
+    def job_documents(self, job_id: str) -> dict[str, str]:
+        """Each document's state within the job (O(job): for cancelling, not for views)."""
         with _mapped():
-            self._r.set(_k("job", job_id), job.model_dump_json())
-        return self.get_job(tenant, job_id)
+            return cast(dict[str, str], self._r.hgetall(_k("jobdocs", job_id)))
+
+    def mark_cancelled(self, job: JobRecord) -> None:
+        """Record that ``job`` is cancelled (its documents are stopped by the caller)."""
+        with _mapped():
+            self._r.set(
+                _k("job", job.id), job.model_copy(update={"cancelled": True}).model_dump_json()
+            )
 
     def new_job_id(self) -> str:
         """A fresh job id."""
         return uuid.uuid4().hex
 
-    def raw(self) -> redis.Redis:
-        """The underlying client (for health checks and queue depth)."""
-        return self._r
+
+_UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
 
 
-def _derive(job: JobRecord, counts: Counter[str]) -> JobState:
-    total = sum(counts.values())
-    done = sum(counts[s.value] for s in TERMINAL)
-    if job.cancelled and done == total:
-        return JobState.CANCELLED
+def _derive(job: JobRecord, counts: dict[str, int], total: int, done: int) -> JobState:
     if done < total:
-        started = total - counts[DocStatus.QUEUED.value]
+        started = total - counts.get(DocStatus.QUEUED.value, 0)
         return JobState.RUNNING if started or done else JobState.QUEUED
-    if counts[DocStatus.FAILED.value]:
+    if job.cancelled and counts.get(DocStatus.CANCELLED.value, 0):
+        return JobState.CANCELLED
+    if counts.get(DocStatus.FAILED.value, 0):
         return JobState.COMPLETED_WITH_ERRORS
     return JobState.COMPLETED
 
 
 @contextmanager
 def _mapped() -> Iterator[None]:
-    """Map redis-py errors to ``UpstreamUnavailable`` at one choke point."""
+    """Map redis-py errors to ``UpstreamUnavailable`` at one choke point.
+
+    The message names no host or port: it may reach a client.
+    """
     try:
         yield
     except redis.RedisError as exc:
-        raise UpstreamUnavailable(f"job state store unavailable: {exc}") from exc
+        raise UpstreamUnavailable("the job state store (Redis) is unavailable") from exc

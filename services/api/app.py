@@ -19,7 +19,7 @@ from services.api import routes_collections, routes_documents, routes_jobs, rout
 from services.api.deps import ApiDeps
 from services.api.errors import error_response, install_error_handlers
 from services.api.readiness import readiness
-from services.api.reaper import reap_stalled
+from services.api.reaper import lifecycle_loop
 
 __all__ = ["AppHooks", "create_app"]
 
@@ -36,9 +36,8 @@ class AppHooks:
 
     build: Callable[[], Awaitable[ApiDeps]]
     close: Callable[[ApiDeps], Awaitable[None]]
-    reap_every_s: float = 60.0
-    stall_after_s: float = 1200.0
-    max_attempts: int = 5
+    reap_every_s: float = 3.0
+    max_crashes: int = 3
     background: list[Callable[[ApiDeps], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
@@ -51,7 +50,7 @@ def create_app(hooks: AppHooks) -> FastAPI:
         app.state.deps = deps
         tasks = [
             asyncio.create_task(
-                reap_stalled(deps, hooks.reap_every_s, hooks.stall_after_s, hooks.max_attempts)
+                lifecycle_loop(deps, every_s=hooks.reap_every_s, max_crashes=hooks.max_crashes)
             )
         ]
         tasks += [asyncio.create_task(bg(deps)) for bg in hooks.background]

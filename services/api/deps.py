@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from celery import Celery
 from fastapi import Depends, Header, Request
 
 from core.settings import ApiSettings, IngestSettings, ModelSettings
+from indexing.accept import AcceptLimits
 from indexing.state_store import StateStore
 from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
@@ -18,6 +18,7 @@ from retriever.store import AsyncChunkStore
 from services.api.auth import TenantResolver
 from services.api.metrics import ApiMetrics
 from services.api.query_service import QueryEngine
+from services.worker.celery_queue import CeleryTaskQueue
 
 __all__ = ["ApiDeps", "Deps", "Tenant", "in_thread"]
 
@@ -34,11 +35,20 @@ class ApiDeps:
     state: StateStore
     store: AsyncChunkStore
     blobs: BlobStore
-    celery: Celery
+    queue: CeleryTaskQueue
     embeddings: EmbeddingsClient
     resolver: TenantResolver
     query: QueryEngine
     metrics: ApiMetrics
+
+    @property
+    def accept_limits(self) -> AcceptLimits:
+        """How much one upload may hold and how it is split into tasks."""
+        return AcceptLimits(
+            max_documents=self.api.max_documents_per_request,
+            task_batch_docs=self.ingest.task_batch_docs,
+            task_batch_bytes=self.ingest.task_batch_bytes,
+        )
 
 
 def get_deps(request: Request) -> ApiDeps:

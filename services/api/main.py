@@ -29,7 +29,9 @@ from core.settings import (
     StoreSettings,
     WorkerSettings,
 )
+from indexing.heartbeat import Heartbeat, new_owner_id
 from indexing.state_store import StateStore
+from indexing.writes import StoreWriter
 from ingest.blob_store import LocalBlobStore
 from retriever.store import ChunkStore
 from services.api.app import AppHooks, create_app
@@ -39,6 +41,7 @@ from services.api.metrics import ApiMetrics
 from services.api.query_service import ModelsCatalog, QueryEngine, RerankerPool
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
 from services.worker.celery_app import STORE_WRITES_QUEUE, make_celery
+from services.worker.celery_queue import CeleryTaskQueue
 from services.worker.context import StoreOwner, set_store_owner
 
 __all__ = ["StoreWritesConsumer", "build_app"]
@@ -84,6 +87,7 @@ class StoreWritesConsumer:
             self._worker.stop(in_sighandler=False)
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._owner.heartbeat.stop()
         set_store_owner(None)
 
 
@@ -125,7 +129,9 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             models=models,
             query=query_cfg,
             rerank=rerank_cfg,
+            deleted=lambda c, ids: asyncio.to_thread(state.deleted_among, c.tenant, c.name, ids),
         )
+        queue = CeleryTaskQueue(celery, state.raw())
         deps = ApiDeps(
             api=api,
             models=models,
@@ -133,14 +139,29 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             state=state,
             store=async_store,
             blobs=LocalBlobStore(ingest.blob_dir),
-            celery=celery,
+            queue=queue,
             embeddings=build_embeddings(models, ingest),
             resolver=TenantResolver(api.keys),
             query=engine,
             metrics=ApiMetrics(state),
         )
         if consume:
-            consumer = StoreWritesConsumer(celery, StoreOwner(state=state, store=sync_store))
+            # This process is the only store writer (embedded mode): whatever a previous
+            # incarnation had in hand when it died is ours to redo, now, not after the
+            # visibility timeout; no lock can be held by anyone else.
+            restored = await asyncio.to_thread(queue.restore_unacked, STORE_WRITES_QUEUE)
+            cleared = await asyncio.to_thread(state.clear_locks)
+            if restored or cleared:
+                log.warning(
+                    "recovered store writes", extra={"restored": restored, "locks": cleared}
+                )
+            owner = new_owner_id("store")
+            heartbeat = Heartbeat(
+                state, owner, ttl_s=worker.owner_ttl_s, every_s=worker.heartbeat_s
+            )
+            await asyncio.to_thread(heartbeat.start)
+            writer = StoreWriter(state, sync_store, queue, owner=owner)
+            consumer = StoreWritesConsumer(celery, StoreOwner(writer=writer, heartbeat=heartbeat))
             consumer.start()
             consumers.append(consumer)
         return deps
@@ -158,7 +179,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         AppHooks(
             build=build,
             close=close,
-            stall_after_s=worker.stall_after_s,
-            max_attempts=worker.max_retries,
+            reap_every_s=worker.reap_every_s,
+            max_crashes=worker.max_crashes,
         )
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ from services.api.schemas_query import (
     RerankReport,
 )
 
-__all__ = ["ModelsCatalog", "QueryEngine", "RerankerPool", "to_chunk_filter"]
+__all__ = ["DeletedLookup", "ModelsCatalog", "QueryEngine", "RerankerPool", "to_chunk_filter"]
 
 
 def to_chunk_filter(flt: QueryFilter | None) -> ChunkFilter | None:
@@ -164,6 +165,10 @@ class _Recall:
     embed_tokens: int | None
 
 
+# Which of these document ids of a collection are deleted (their points may linger).
+DeletedLookup = Callable[[CollectionRecord, list[str]], Awaitable[set[str]]]
+
+
 class QueryEngine:
     """Runs one query over one or more of a tenant's collections."""
 
@@ -177,8 +182,10 @@ class QueryEngine:
         models: ModelSettings,
         query: QuerySettings,
         rerank: RerankSettings,
+        deleted: DeletedLookup | None = None,
     ) -> None:
         self._store = store
+        self._deleted = deleted
         self._embeddings = embeddings
         self._rerankers = rerankers
         self.catalog = catalog
@@ -317,6 +324,18 @@ class QueryEngine:
             filter=to_chunk_filter(req.filter),
         )
         per = await asyncio.gather(*(self._store.query(c.store_name, query) for c in collections))
+        if self._deleted is not None:
+            # A deleted document's points may outlive its tombstone by a moment: never show them.
+            gone = await asyncio.gather(
+                *(
+                    self._deleted(c, [h.payload.document_id for h in hits])
+                    for c, hits in zip(collections, per, strict=True)
+                )
+            )
+            per = [
+                [h for h in hits if h.payload.document_id not in g]
+                for hits, g in zip(per, gone, strict=True)
+            ]
         merged = [(c.name, hit) for c, hits in zip(collections, per, strict=True) for hit in hits]
         # Several collections: fused scores are rank-based, so they compare across them.
         merged.sort(key=lambda pair: -pair[1].score)

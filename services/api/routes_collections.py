@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from core.errors import InvalidInput
 from core.types import StoreCollectionSpec
-from indexing.records import CollectionRecord
+from indexing.records import CollectionRecord, store_name_for
 from services.api.deps import Deps, Tenant, in_thread
 from services.api.schemas import CollectionCreateRequest, CollectionResponse
 
@@ -46,6 +46,7 @@ async def create_collection(
         hybrid=body.hybrid,
         rerank_model=body.rerank_model,
         min_score=body.min_score,
+        store=store_name_for(tenant, body.name),
     )
     await in_thread(deps.state.create_collection, rec)
     try:

@@ -9,14 +9,22 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from core.errors import InvalidInput, NotFound, PayloadTooLarge
+from core.errors import InvalidInput, PayloadTooLarge
+from indexing.accept import (
+    Accepted,
+    UploadItem,
+    accept,
+    check_document_id,
+    items_from_file,
+    items_from_records,
+)
+from indexing.changes import delete_document as delete_doc
 from indexing.records import DocStatus, DocumentRecord
 from ingest.documents import ParseOutcome
 from ingest.limits import IngestLimits
 from ingest.records import iter_jsonl_records, read_json_records, record_to_document
 from services.api.deps import ApiDeps, Deps, Tenant, in_thread
 from services.api.schemas import DocumentResponse, DocumentsPageResponse, IngestAcceptedResponse
-from services.api.uploads import UploadItem, accept, items_from_file, items_from_records
 
 __all__ = ["router"]
 
@@ -111,7 +119,7 @@ async def upload_documents(
     """Upload files, an archive, JSON records or BEIR JSONL; 202 with the job id."""
     await in_thread(deps.state.get_collection, tenant, name)
     items = await _items(request, deps)
-    return await in_thread(accept, deps, tenant, name, items)
+    return await in_thread(_accept, deps, tenant, name, items, "ingest")
 
 
 @router.put("/{doc_id:path}", status_code=202)
@@ -119,9 +127,28 @@ async def replace_document(
     *, name: str, doc_id: str, request: Request, deps: Deps, tenant: Tenant
 ) -> IngestAcceptedResponse:
     """Replace one document (a file, or JSON ``{"text", "title", "metadata"}``)."""
+    check_document_id(doc_id)
     await in_thread(deps.state.get_collection, tenant, name)
     items = await _items(request, deps, doc_id=doc_id)
-    return await in_thread(accept, deps, tenant, name, items, kind="replace")
+    return await in_thread(_accept, deps, tenant, name, items, "replace")
+
+
+def _accept(
+    deps: ApiDeps, tenant: str, name: str, items: list[UploadItem], kind: str
+) -> IngestAcceptedResponse:
+    out: Accepted = accept(
+        deps.state,
+        deps.blobs,
+        deps.queue,
+        deps.accept_limits,
+        tenant=tenant,
+        collection=name,
+        items=items,
+        kind=kind,
+    )
+    return IngestAcceptedResponse(
+        job_id=out.job_id, documents=out.documents, unchanged=out.unchanged, failed=out.failed
+    )
 
 
 @router.get("")
@@ -153,20 +180,9 @@ async def get_document(name: str, doc_id: str, deps: Deps, tenant: Tenant) -> Do
 
 @router.delete("/{doc_id:path}", status_code=202)
 async def delete_document(name: str, doc_id: str, deps: Deps, tenant: Tenant) -> JSONResponse:
-    """Delete a document: every chunk of it leaves the store."""
-    await in_thread(deps.state.get_collection, tenant, name)
-    doc = await in_thread(deps.state.find_document, tenant, name, doc_id)
-    if doc is None or doc.status is DocStatus.DELETED:
-        raise NotFound(f"document {doc_id!r} does not exist", code="document_not_found")
+    """Delete a document: at once it is neither listed nor returned; its chunks follow."""
     await in_thread(
-        deps.state.update_document, tenant, name, doc_id, status=DocStatus.DELETED, job_id=None
-    )
-    deps.celery.send_task(
-        "sieve.store_write",
-        args=[
-            {"op": "delete_document", "tenant": tenant, "collection": name, "document_id": doc_id}
-        ],
-        queue="store_writes",
+        delete_doc, deps.state, deps.queue, tenant=tenant, collection=name, doc_id=doc_id
     )
     return JSONResponse({"document_id": doc_id, "status": "deleted"}, status_code=202)
 
@@ -177,6 +193,7 @@ def _doc(d: DocumentRecord) -> DocumentResponse:
         error = {"reason": d.error_reason, "message": d.error_message or ""}
     return DocumentResponse(
         id=d.id,
+        version=d.version,
         status=d.status.value,
         job_id=d.job_id,
         content_hash=d.content_hash,

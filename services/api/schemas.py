@@ -60,6 +60,7 @@ class DocumentResponse(BaseModel):
     """A document's state."""
 
     id: str
+    version: int
     status: str
     job_id: str
     content_hash: str | None
@@ -91,7 +92,9 @@ class JobResponse(BaseModel):
     state: str
     counts: dict[str, int]
     total: int
-    documents: dict[str, str]
+    # Each document's state in the job (``superseded``: a newer upload took over); absent
+    # for jobs of over 1,000 documents, whose counts say the same at O(1).
+    documents: dict[str, str] | None
     errors: dict[str, dict[str, str]] = Field(default_factory=dict)
     created_at: float
     finished_at: float | None

@@ -1,15 +1,17 @@
 """The worker process's composition root: ``celery -A services.worker.app worker``.
 
-Clients are built after the fork (``worker_process_init``), one set per process. In
-compose mode (``SIEVE_QDRANT_BACKEND=server``) workers also own the store and consume
-``store_writes``; in embedded mode only the API process may open the Edge store.
+Clients are built after the fork (``worker_process_init``), one set per process, and each
+process is a new lifecycle owner with its own heartbeat. In compose mode
+(``SIEVE_QDRANT_BACKEND=server``) workers also own the store and consume ``store_writes``;
+in embedded mode only the API process may open the Edge store.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from core.logs import configure_logging
 from core.settings import (
@@ -21,7 +23,10 @@ from core.settings import (
     StoreSettings,
     WorkerSettings,
 )
+from indexing.heartbeat import Heartbeat, new_owner_id
+from indexing.runner import IndexingRunner
 from indexing.state_store import StateStore
+from indexing.writes import StoreWriter
 from ingest.blob_store import LocalBlobStore
 from ingest.chunker import ChunkerConfig
 from ingest.limits import IngestLimits
@@ -29,12 +34,14 @@ from ingest.pipeline import DocumentPipeline
 from ingest.tokenizer import load_bge_small_tokenizer
 from services.wiring import build_embeddings, open_sync_store
 from services.worker.celery_app import make_celery
+from services.worker.celery_queue import CeleryTaskQueue
 from services.worker.context import (
     StoreOwner,
     WorkerContext,
     set_context_factory,
     set_store_owner,
     set_worker_context,
+    worker_context,
 )
 
 __all__ = ["build_worker_context", "celery_app"]
@@ -43,8 +50,8 @@ celery_app = make_celery(RedisSettings().url, WorkerSettings())
 
 
 def build_worker_context() -> WorkerContext:
-    """State, blobs and the pipeline, from settings."""
-    ingest = IngestSettings()
+    """The runner (state, blobs, pipeline, queue) and this process's heartbeat."""
+    ingest, worker = IngestSettings(), WorkerSettings()
     state = StateStore.from_url(RedisSettings().url)
     pipeline = DocumentPipeline(
         build_embeddings(ModelSettings(), ingest),
@@ -54,7 +61,18 @@ def build_worker_context() -> WorkerContext:
         ),
         limits=IngestLimits(max_file_bytes=ingest.max_file_bytes, max_pages=ingest.max_pages),
     )
-    return WorkerContext(state=state, blobs=LocalBlobStore(ingest.blob_dir), pipeline=pipeline)
+    owner = new_owner_id("worker")
+    heartbeat = Heartbeat(state, owner, ttl_s=worker.owner_ttl_s, every_s=worker.heartbeat_s)
+    heartbeat.start()
+    runner = IndexingRunner(
+        state,
+        LocalBlobStore(ingest.blob_dir),
+        pipeline,
+        CeleryTaskQueue(celery_app, state.raw()),
+        owner=owner,
+        interrupts=(SoftTimeLimitExceeded,),
+    )
+    return WorkerContext(state=state, runner=runner, heartbeat=heartbeat)
 
 
 def _init_process(**_: Any) -> None:
@@ -64,10 +82,22 @@ def _init_process(**_: Any) -> None:
     set_worker_context(ctx)
     store = StoreSettings()
     if store.backend is StoreBackend.SERVER:
-        set_store_owner(StoreOwner(state=ctx.state, store=open_sync_store(store)))
+        writer = StoreWriter(
+            ctx.state,
+            open_sync_store(store),
+            CeleryTaskQueue(celery_app, ctx.state.raw()),
+            owner=ctx.runner.owner,
+        )
+        set_store_owner(StoreOwner(writer=writer, heartbeat=ctx.heartbeat))
+
+
+def _shutdown_process(**_: Any) -> None:
+    # A clean stop hands back what this process held at once, not after the owner TTL.
+    worker_context().heartbeat.stop()
 
 
 # Prefork children build their clients right after the fork; other pools build them on
 # the first task (worker_context() calls the factory).
 set_context_factory(build_worker_context)
 worker_process_init.connect(_init_process, weak=False)
+worker_process_shutdown.connect(_shutdown_process, weak=False)

@@ -5,12 +5,9 @@ from __future__ import annotations
 from celery import Celery
 
 from core.settings import WorkerSettings
+from services.worker.celery_queue import INGEST_QUEUE, STORE_WRITES_QUEUE, WRITE_TASK
 
 __all__ = ["INGEST_QUEUE", "STORE_WRITES_QUEUE", "make_celery"]
-
-INGEST_QUEUE = "ingest"
-# Consumed by the store owner: the API process in embedded mode, any worker in compose mode.
-STORE_WRITES_QUEUE = "store_writes"
 
 
 def make_celery(redis_url: str, worker: WorkerSettings) -> Celery:
@@ -34,7 +31,7 @@ def make_celery(redis_url: str, worker: WorkerSettings) -> Celery:
         broker_transport_options={"visibility_timeout": worker.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         task_default_queue=INGEST_QUEUE,
-        task_routes={"sieve.store_write": {"queue": STORE_WRITES_QUEUE}},
+        task_routes={WRITE_TASK: {"queue": STORE_WRITES_QUEUE}},
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_track_started=False,

@@ -7,11 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.errors import SieveError
-from core.types import ChunkFilter, FieldEquals, Range
+from indexing.heartbeat import Heartbeat
+from indexing.runner import IndexingRunner
 from indexing.state_store import StateStore
-from ingest.blob_store import BlobStore
-from ingest.pipeline import DocumentPipeline
-from retriever.store import ChunkStore
+from indexing.writes import StoreWriter
 
 __all__ = [
     "StoreOwner",
@@ -26,30 +25,19 @@ __all__ = [
 
 @dataclass
 class WorkerContext:
-    """What ``sieve.ingest_batch`` needs: state, blobs, the indexing pipeline."""
+    """What ``sieve.ingest`` needs: the runner, and the heartbeat that keeps its claims."""
 
     state: StateStore
-    blobs: BlobStore
-    pipeline: DocumentPipeline
+    runner: IndexingRunner
+    heartbeat: Heartbeat
 
 
 @dataclass
 class StoreOwner:
-    """What ``sieve.store_write`` needs: state and the chunk store it owns."""
+    """What ``sieve.write`` needs: the writer of the store this process owns."""
 
-    state: StateStore
-    store: ChunkStore
-
-    def delete_stale(self, store_name: str, document_id: str, *, keep: int) -> None:
-        """Delete a document's chunks numbered ``keep`` and above (an older, longer version)."""
-        stale = ChunkFilter(
-            must=[
-                FieldEquals(key="document_id", value=document_id),
-                Range(key="chunk_no", gte=keep),
-            ]
-        )
-        if self.store.count(store_name, stale):
-            self.store.delete_by_filter(store_name, stale)
+    writer: StoreWriter
+    heartbeat: Heartbeat
 
 
 class _Slots:

@@ -10,10 +10,10 @@ from pydantic import SecretStr, ValidationError
 
 from core.errors import NotFound, Unauthorized
 from core.settings import ApiSettings
-from indexing.records import DocumentRecord
+from indexing.accept import task_batches
+from indexing.messages import DocVersion
 from ingest.blob_store import LocalBlobStore
 from services.api.auth import OPEN_TENANT, TenantResolver
-from services.api.uploads import task_batches
 
 KEY_A = "a" * 8 + "-tenant-a-key-0001"
 KEY_B = "b" * 8 + "-tenant-b-key-0002"
@@ -60,18 +60,20 @@ def test_blob_store_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
 
 
 def test_task_batches_bound_count_and_bytes_in_order() -> None:
-    docs = [
-        DocumentRecord(id=f"d{i}", job_id="j", size=size)
-        for i, size in enumerate([10, 10, 10, 500, 10, 10, 10])
-    ]
-    assert task_batches(docs, max_docs=3, max_bytes=10_000) == [
+    docs = [DocVersion(id=f"d{i}", version=i + 1) for i in range(7)]
+    sizes = {d.id: size for d, size in zip(docs, [10, 10, 10, 500, 10, 10, 10], strict=True)}
+
+    def ids(batches: list[list[DocVersion]]) -> list[list[str]]:
+        return [[d.id for d in batch] for batch in batches]
+
+    assert ids(task_batches(docs, sizes, max_docs=3, max_bytes=10_000)) == [
         ["d0", "d1", "d2"],
         ["d3", "d4", "d5"],
         ["d6"],
     ]
-    assert task_batches(docs, max_docs=100, max_bytes=100) == [
+    assert ids(task_batches(docs, sizes, max_docs=100, max_bytes=100)) == [
         ["d0", "d1", "d2"],
         ["d3"],
         ["d4", "d5", "d6"],
     ]
-    assert task_batches([], 3, 100) == []
+    assert task_batches([], {}, 3, 100) == []

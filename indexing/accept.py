@@ -1,32 +1,39 @@
-"""Turning an upload into saved blobs, document records, a job and queued tasks.
+"""Accepting an upload: blobs saved, documents versioned and queued, in that order.
 
 Order matters for "no accepted document is ever lost": blobs are written (fsynced) first,
-then the document and job records, then the tasks are queued, and only then does the API
-answer 202. If the process dies before queueing, the reaper finds the queued documents
-and queues them again.
+then the job and its documents in one atomic step, then the tasks are queued, and only
+then does the caller answer 202. If the process dies before queueing, the recovery pass
+finds the queued versions without a message and queues them again.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.batching import bounded_batches
 from core.errors import InvalidInput, PayloadTooLarge
+from indexing.messages import DocVersion, IngestTask
+from indexing.queue import TaskQueue
 from indexing.records import DocStatus, DocumentRecord, JobRecord
+from indexing.state_store import NewDocument, StateStore
 from ingest.archives import iter_archive, safe_member_path
+from ingest.blob_store import BlobStore
 from ingest.detect import ARCHIVE_TYPES, detect_type
 from ingest.documents import ExtractedDocument, ParseFailure, ParseOutcome
 from ingest.limits import IngestLimits
 from ingest.records import iter_jsonl_records
-from services.api.deps import ApiDeps
-from services.api.schemas import IngestAcceptedResponse
 
 __all__ = [
+    "MAX_DOCUMENT_ID_CHARS",
+    "AcceptLimits",
+    "Accepted",
     "UploadItem",
     "accept",
+    "check_document_id",
     "items_from_file",
     "items_from_records",
     "record_blob",
@@ -34,8 +41,18 @@ __all__ = [
 ]
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
-# A document in one of these states is processed again even when its content is unchanged.
-_REDO = frozenset({DocStatus.FAILED, DocStatus.CANCELLED, DocStatus.DELETED})
+# Ids travel in URLs (PUT/DELETE /documents/{id}): long enough for deep paths, short
+# enough to address.
+MAX_DOCUMENT_ID_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class AcceptLimits:
+    """How much one request may hold and how its documents are grouped into tasks."""
+
+    max_documents: int
+    task_batch_docs: int
+    task_batch_bytes: int
 
 
 @dataclass
@@ -48,6 +65,37 @@ class UploadItem:
     data: bytes = b""
     metadata: dict[str, Any] = field(default_factory=dict)
     failure: ParseFailure | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What the upload did: the job, the queued documents, the unchanged and the failed."""
+
+    job_id: str
+    documents: list[str]
+    unchanged: list[str]
+    failed: dict[str, str]
+
+
+def check_document_id(doc_id: str) -> str:
+    """Refuse an id that could not be addressed later (``InvalidInput``); return it."""
+    if not doc_id:
+        raise InvalidInput("a document id must not be empty", code="invalid_document_id")
+    if len(doc_id) > MAX_DOCUMENT_ID_CHARS:
+        raise InvalidInput(
+            f"document id of {len(doc_id)} characters; the limit is {MAX_DOCUMENT_ID_CHARS}",
+            code="invalid_document_id",
+        )
+    if doc_id != doc_id.strip():
+        raise InvalidInput(
+            f"document id {doc_id[:80]!r} starts or ends with whitespace",
+            code="invalid_document_id",
+        )
+    if any(unicodedata.category(ch) == "Cc" for ch in doc_id):
+        raise InvalidInput(
+            f"document id {doc_id[:80]!r} holds a control character", code="invalid_document_id"
+        )
+    return doc_id
 
 
 def record_blob(doc: ExtractedDocument) -> bytes:
@@ -105,26 +153,36 @@ def items_from_file(
 
 
 def accept(
-    deps: ApiDeps, tenant: str, collection: str, items: list[UploadItem], *, kind: str = "ingest"
-) -> IngestAcceptedResponse:
-    """Save, record and queue ``items``; unchanged documents are a no-op."""
-    deps.state.get_collection(tenant, collection)
+    state: StateStore,
+    blobs: BlobStore,
+    queue: TaskQueue,
+    limits: AcceptLimits,
+    *,
+    tenant: str,
+    collection: str,
+    items: list[UploadItem],
+    kind: str = "ingest",
+) -> Accepted:
+    """Save, record and queue ``items``; unchanged documents are a no-op.
+
+    Everything is validated before the first write: a refused request leaves no trace.
+    """
+    state.get_collection(tenant, collection)
     if not items:
         raise InvalidInput("the upload holds no documents", code="empty_upload")
-    if len(items) > deps.api.max_documents_per_request:
+    if len(items) > limits.max_documents:
         raise PayloadTooLarge(
-            f"{len(items)} documents in one request; the limit is "
-            f"{deps.api.max_documents_per_request}"
+            f"{len(items)} documents in one request; the limit is {limits.max_documents}"
         )
+    for item in items:
+        if item.failure is None:
+            check_document_id(item.doc_id)
     _refuse_duplicate_ids(items)
-    job_id = deps.state.new_job_id()
-    queued: list[DocumentRecord] = []
-    records: list[DocumentRecord] = []
-    unchanged: list[str] = []
-    failed: dict[str, str] = {}
+    job = JobRecord(id=state.new_job_id(), tenant=tenant, collection=collection, kind=kind)
     accepted_ids = {i.doc_id for i in items if i.failure is None}
-    # One round trip for the earlier versions, not one per document of a 5,000-line upload.
-    previous = {d.id: d for d in deps.state.get_documents(tenant, collection, sorted(accepted_ids))}
+    docs: list[NewDocument] = []
+    failed: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     for item in items:
         if item.failure is not None:
             if item.doc_id in accepted_ids:
@@ -132,26 +190,22 @@ def accept(
                 failed[item.source] = item.failure.reason.value
                 continue
             failed[item.doc_id] = item.failure.reason.value
-            records.append(
-                DocumentRecord(
-                    id=item.doc_id,
-                    job_id=job_id,
-                    kind=item.kind,
-                    status=DocStatus.FAILED,
-                    source=item.source,
-                    error_reason=item.failure.reason.value,
-                    error_message=item.failure.message,
-                )
+            record = DocumentRecord(
+                id=item.doc_id[:MAX_DOCUMENT_ID_CHARS],
+                job_id=job.id,
+                kind=item.kind,
+                status=DocStatus.FAILED,
+                source=item.source,
+                error_reason=item.failure.reason.value,
+                error_message=item.failure.message,
             )
+            docs.append(NewDocument(record, (item.failure.reason.value, item.failure.message)))
             continue
-        blob_key = deps.blobs.put(item.data)
-        old = previous.get(item.doc_id)
-        if old is not None and old.content_hash == blob_key and old.status not in _REDO:
-            unchanged.append(item.doc_id)
-            continue
-        doc = DocumentRecord(
+        blob_key = blobs.put(item.data)
+        sizes[item.doc_id] = len(item.data)
+        record = DocumentRecord(
             id=item.doc_id,
-            job_id=job_id,
+            job_id=job.id,
             kind=item.kind,
             content_hash=blob_key,
             blob_key=blob_key,
@@ -159,25 +213,35 @@ def accept(
             size=len(item.data),
             metadata=item.metadata,
         )
-        queued.append(doc)
-        records.append(doc)
-    job = JobRecord(id=job_id, tenant=tenant, collection=collection, kind=kind)
-    deps.state.create_job(job, [r.id for r in records])
-    for rec in records:
-        if rec.status is DocStatus.FAILED:
-            deps.state.set_job_doc(job_id, rec.id, DocStatus.FAILED)
-    deps.state.put_documents(tenant, collection, records)
-    for batch in task_batches(queued, deps.ingest.task_batch_docs, deps.ingest.task_batch_bytes):
-        deps.celery.send_task("sieve.ingest_batch", args=[job_id, batch])
-    return IngestAcceptedResponse(
-        job_id=job_id, documents=[d.id for d in queued], unchanged=unchanged, failed=failed
+        docs.append(NewDocument(record))
+    versions = state.accept(tenant, collection, job, docs)
+    queued = [
+        DocVersion(id=d.record.id, version=versions[d.record.id])
+        for d in docs
+        if d.record.status is DocStatus.QUEUED and versions.get(d.record.id)
+    ]
+    unchanged = [
+        d.record.id
+        for d in docs
+        if d.record.status is DocStatus.QUEUED and not versions.get(d.record.id)
+    ]
+    for batch in task_batches(queued, sizes, limits.task_batch_docs, limits.task_batch_bytes):
+        queue.send_ingest(
+            IngestTask(tenant=tenant, collection=collection, job_id=job.id, docs=batch)
+        )
+    return Accepted(
+        job_id=job.id, documents=[d.id for d in queued], unchanged=unchanged, failed=failed
     )
 
 
-def task_batches(docs: list[DocumentRecord], max_docs: int, max_bytes: int) -> list[list[str]]:
+def task_batches(
+    docs: list[DocVersion], sizes: dict[str, int], max_docs: int, max_bytes: int
+) -> list[list[DocVersion]]:
     """Group documents, in order, into task batches bounded by count and total size."""
-    runs = bounded_batches([d.size for d in docs], max_count=max_docs, max_total=max_bytes)
-    return [[docs[i].id for i in run] for run in runs]
+    runs = bounded_batches(
+        [sizes.get(d.id, 0) for d in docs], max_count=max_docs, max_total=max_bytes
+    )
+    return [[docs[i] for i in run] for run in runs]
 
 
 def _refuse_duplicate_ids(items: list[UploadItem]) -> None:

@@ -1,0 +1,259 @@
+-- Sieve's document/job state machine, applied atomically inside Redis.
+--
+-- Every change of a document's state goes through this script, so a check ("is this
+-- still version 7, still claimed by me?") and the change it guards, together with every
+-- index and counter it touches, happen as one step: no race between the API, the
+-- workers, the store writer and the reaper can interleave inside it.
+--
+-- Layout (P = "sieve:"):
+--   P.."doc:"..t..":"..c..":"..id   hash, every field JSON-encoded (the record)
+--   P.."docorder:"..t..":"..c       zset id -> seq, documents that exist and are not deleted
+--   P.."st:"..t..":"..c..":"..s     zset id -> seq, documents in status s
+--   P.."cnt:"..t..":"..c            hash status -> count (this collection)
+--   P.."cnt"                        hash status -> count (every collection)
+--   P.."running"                    zset ref -> claimed_at, documents claimed by a live owner
+--   P.."owner:"..id                 string with a TTL: the owner (a worker process) is alive
+--   P.."version"                    counter: every accepted change takes the next value
+--   P.."jobdocs:"..j                hash id -> the document's state within job j
+--   P.."jobcnt:"..j                 hash state -> count, plus "_done" (terminal entries)
+--   P.."joberr:"..j                 hash id -> {"reason","message"} of failed entries
+--   P.."jobfin:"..j                 string: when the job's last entry became terminal
+local P = "sieve:"
+local TERMINAL = {indexed = true, failed = true, cancelled = true, deleted = true, superseded = true}
+local REDO = {failed = true, cancelled = true, deleted = true}
+
+local function enc(v) return cjson.encode(v) end
+local function dec(v) if v then return cjson.decode(v) end return nil end
+local function dkey(t, c, id) return P .. "doc:" .. t .. ":" .. c .. ":" .. id end
+local function ref(t, c, id) return t .. "\n" .. c .. "\n" .. id end
+local function alive(owner)
+  return owner ~= nil and owner ~= "" and redis.call("EXISTS", P .. "owner:" .. owner) == 1
+end
+
+local function count(t, c, status, delta)
+  redis.call("HINCRBY", P .. "cnt:" .. t .. ":" .. c, status, delta)
+  redis.call("HINCRBY", P .. "cnt", status, delta)
+end
+
+-- Move a document between status indexes (old or new may be nil).
+local function reindex(t, c, id, seq, old, new)
+  if old then
+    redis.call("ZREM", P .. "st:" .. t .. ":" .. c .. ":" .. old, id)
+    count(t, c, old, -1)
+  end
+  if new then
+    redis.call("ZADD", P .. "st:" .. t .. ":" .. c .. ":" .. new, seq, id)
+    count(t, c, new, 1)
+    if new == "deleted" then
+      redis.call("ZREM", P .. "docorder:" .. t .. ":" .. c, id)
+    else
+      redis.call("ZADD", P .. "docorder:" .. t .. ":" .. c, "NX", seq, id)
+    end
+  end
+end
+
+-- Record a document's state within its job; a terminal entry is final.
+local function job_entry(job, id, state, now, err)
+  if job == nil or job == "" then return end
+  local jd = P .. "jobdocs:" .. job
+  local old = redis.call("HGET", jd, id)
+  if not old or old == state or TERMINAL[old] then return end
+  redis.call("HSET", jd, id, state)
+  local jc = P .. "jobcnt:" .. job
+  redis.call("HINCRBY", jc, old, -1)
+  redis.call("HINCRBY", jc, state, 1)
+  if state == "failed" and err and err ~= "" then
+    redis.call("HSET", P .. "joberr:" .. job, id, err)
+  end
+  if TERMINAL[state] then
+    local done = redis.call("HINCRBY", jc, "_done", 1)
+    if done >= redis.call("HLEN", jd) then
+      redis.call("SET", P .. "jobfin:" .. job, now)
+    end
+  end
+end
+
+local function set_running(t, c, id, owner, now)
+  if owner ~= nil and owner ~= "" then
+    redis.call("ZADD", P .. "running", now, ref(t, c, id))
+  else
+    redis.call("ZREM", P .. "running", ref(t, c, id))
+  end
+end
+
+local function get(key, fields)
+  local raw = redis.call("HMGET", key, unpack(fields))
+  local out = {}
+  for i, f in ipairs(fields) do out[f] = dec(raw[i]) end
+  return out
+end
+
+local op = ARGV[1]
+
+-- accept(t, c, job_json, job_id, tenant, now, docs_json)
+-- docs_json: [{"id", "status": "queued"|"failed", "hash", "fields": {name: json}, "error"}]
+-- Returns a flat list: id, version (0 = unchanged, skipped).
+if op == "accept" then
+  local t, c, job_json, job, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+  local docs = cjson.decode(ARGV[7])
+  redis.call("SET", P .. "job:" .. job, job_json)
+  redis.call("SADD", P .. "jobs:" .. t, job)
+  local jd, jc = P .. "jobdocs:" .. job, P .. "jobcnt:" .. job
+  local out = {}
+  local entries = 0
+  for _, d in ipairs(docs) do
+    local key = dkey(t, c, d.id)
+    local old = get(key, {"status", "content_hash", "job_id", "seq"})
+    if d.status == "queued" and old.status and old.content_hash == d.hash and not REDO[old.status] then
+      table.insert(out, d.id)
+      table.insert(out, 0)
+    else
+      local version = redis.call("INCR", P .. "version")
+      local seq = old.seq
+      if not seq or old.status == "deleted" then seq = version end
+      if old.status and not TERMINAL[old.status] then
+        job_entry(old.job_id, d.id, "superseded", now, nil)
+      end
+      redis.call("DEL", key)
+      local args = {}
+      for name, value in pairs(d.fields) do
+        table.insert(args, name)
+        table.insert(args, value)
+      end
+      redis.call("HSET", key, "id", enc(d.id), "version", enc(version), "seq", enc(seq),
+        "status", enc(d.status), "job_id", enc(job), "owner", enc(""), "crashes", enc(0),
+        "updated_at", enc(tonumber(now)), unpack(args))
+      reindex(t, c, d.id, seq, old.status, d.status)
+      set_running(t, c, d.id, "", now)
+      redis.call("HSET", jd, d.id, d.status)
+      redis.call("HINCRBY", jc, d.status, 1)
+      entries = entries + 1
+      if d.status == "failed" then
+        redis.call("HINCRBY", jc, "_done", 1)
+        if d.error and d.error ~= "" then redis.call("HSET", P .. "joberr:" .. job, d.id, d.error) end
+      end
+      table.insert(out, d.id)
+      table.insert(out, version)
+    end
+  end
+  local done = tonumber(redis.call("HGET", jc, "_done") or "0")
+  if done >= entries then redis.call("SET", P .. "jobfin:" .. job, now) end
+  return out
+end
+
+-- transition(t, c, id, expect, to, now, from, owner_mode, err, field, json, ...)
+-- expect: "v:<version>" or "job:<job id>"; from: comma list of statuses or "*" (any
+-- unfinished); owner_mode: "keep" | "clear" | "claim:<owner>" (free or dead owner only) |
+-- "mine:<owner>" (still claimed by owner; cleared) | "hold:<owner>" (still claimed; kept).
+-- Returns {1, version} when applied, {0, reason} when refused.
+if op == "transition" then
+  local t, c, id, expect, to, now, from, mode, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+    ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+  local key = dkey(t, c, id)
+  local doc = get(key, {"status", "version", "job_id", "owner", "seq"})
+  if not doc.status then return {0, "gone"} end
+  local kind, want = string.match(expect, "^(%a+):(.*)$")
+  if kind == "v" and tostring(doc.version) ~= want then return {0, "stale"} end
+  if kind == "job" and doc.job_id ~= want then return {0, "stale"} end
+  if from == "*" then
+    if TERMINAL[doc.status] then return {0, "finished"} end
+  else
+    local ok = false
+    for s in string.gmatch(from, "[^,]+") do if s == doc.status then ok = true end end
+    if not ok then return {0, "status:" .. doc.status} end
+  end
+  local mkind, who = string.match(mode, "^(%a+):?(.*)$")
+  local owner = doc.owner
+  if mkind == "claim" then
+    if owner ~= "" and owner ~= who and alive(owner) then return {0, "owned"} end
+    owner = who
+  elseif mkind == "mine" or mkind == "hold" then
+    if owner ~= who then return {0, "not_owner"} end
+    if mkind == "mine" then owner = "" end
+  elseif mkind == "clear" then
+    owner = ""
+  end
+  local args = {}
+  for i = 11, #ARGV, 2 do
+    table.insert(args, ARGV[i])
+    table.insert(args, ARGV[i + 1])
+  end
+  if TERMINAL[to] then owner = "" end
+  redis.call("HSET", key, "status", enc(to), "owner", enc(owner),
+    "updated_at", enc(tonumber(now)), unpack(args))
+  if to ~= doc.status then reindex(t, c, id, doc.seq, doc.status, to) end
+  set_running(t, c, id, owner, now)
+  job_entry(doc.job_id, id, to, now, err)
+  return {1, doc.version}
+end
+
+-- delete(t, c, id, now): a tombstone at a new version; the store write removes the points.
+-- Returns the new version, or 0 when there is no such (undeleted) document.
+if op == "delete" then
+  local t, c, id, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+  local key = dkey(t, c, id)
+  local doc = get(key, {"status", "job_id", "seq"})
+  if not doc.status or doc.status == "deleted" then return 0 end
+  local version = redis.call("INCR", P .. "version")
+  redis.call("HSET", key, "status", enc("deleted"), "version", enc(version), "owner", enc(""),
+    "updated_at", enc(tonumber(now)))
+  reindex(t, c, id, doc.seq, doc.status, "deleted")
+  set_running(t, c, id, "", now)
+  job_entry(doc.job_id, id, "deleted", now, nil)
+  return version
+end
+
+-- forget(t, c, id, version): drop a tombstone once its points are gone (same version only).
+if op == "forget" then
+  local t, c, id, version = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+  local key = dkey(t, c, id)
+  local doc = get(key, {"status", "version"})
+  if doc.status ~= "deleted" or tostring(doc.version) ~= version then return 0 end
+  redis.call("DEL", key)
+  reindex(t, c, id, 0, "deleted", nil)
+  return 1
+end
+
+-- reap(t, c, id, now, max_crashes): a claimed document whose owner is gone is queued
+-- again, or failed as worker_crashed after max_crashes. Returns {"alive"|"gone"|
+-- "requeued"|"failed", version}.
+if op == "reap" then
+  local t, c, id, now, max = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+  local key = dkey(t, c, id)
+  local doc = get(key, {"status", "version", "job_id", "owner", "seq", "crashes"})
+  if not doc.status or TERMINAL[doc.status] or doc.owner == "" then
+    redis.call("ZREM", P .. "running", ref(t, c, id))
+    return {"gone", 0}
+  end
+  if alive(doc.owner) then return {"alive", doc.version} end
+  local crashes = (doc.crashes or 0) + 1
+  local to, result = "queued", "requeued"
+  if crashes >= max then to, result = "failed", "failed" end
+  local message = "its worker died " .. crashes .. " times while processing it (last state "
+    .. doc.status .. ")"
+  local err = enc({reason = "worker_crashed", message = message})
+  redis.call("HSET", key, "status", enc(to), "owner", enc(""), "crashes", enc(crashes),
+    "updated_at", enc(tonumber(now)))
+  if to == "failed" then
+    redis.call("HSET", key, "error_reason", enc("worker_crashed"), "error_message", enc(message))
+  end
+  reindex(t, c, id, doc.seq, doc.status, to)
+  redis.call("ZREM", P .. "running", ref(t, c, id))
+  job_entry(doc.job_id, id, to, now, err)
+  return {result, doc.version}
+end
+
+-- drop(t, c, id, now): the collection is being deleted; its unfinished job entries end.
+if op == "drop" then
+  local t, c, id, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+  local key = dkey(t, c, id)
+  local doc = get(key, {"status", "job_id", "seq"})
+  if not doc.status then return 0 end
+  job_entry(doc.job_id, id, "deleted", now, nil)
+  reindex(t, c, id, doc.seq, doc.status, nil)
+  redis.call("ZREM", P .. "running", ref(t, c, id))
+  redis.call("DEL", key)
+  return 1
+end
+
+return redis.error_reply("unknown lifecycle op " .. tostring(op))

@@ -1,0 +1,103 @@
+"""No document stays "in progress" forever, and none is failed for waiting in a queue.
+
+Two passes, both driven by the state's indexes (never a scan of every document):
+
+- ``reap``: a claimed document whose owner stopped heart-beating (its worker died, was
+  killed, or hung past its time limit and was replaced) is queued again at the same
+  version; after ``max_crashes`` such deaths it fails with ``worker_crashed`` instead of
+  looping. Queued work is not claimed, so waiting never counts.
+- ``recover``: after a restart (of the API, a worker or Redis), every unfinished version
+  without a message — lost with a crashed process, or never sent — gets one. Versions
+  make the resend safe: a message that turns up later finds its work done and is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from indexing.messages import DeleteWrite, DocVersion, IngestTask
+from indexing.queue import TaskQueue
+from indexing.records import DocStatus
+from indexing.state_store import DocRef, Owner, StateStore
+
+__all__ = ["reap", "recover"]
+
+log = logging.getLogger("sieve.reaper")
+
+
+def reap(state: StateStore, queue: TaskQueue, *, max_crashes: int) -> dict[str, int]:
+    """One pass over the claimed documents (O(claimed)); counts requeued and failed."""
+    tally: Counter[str] = Counter()
+    for ref in state.running():
+        result, version = state.reap(ref, max_crashes)
+        if result == "requeued":
+            _send(state, queue, ref, version)
+        if result in ("requeued", "failed"):
+            tally[result] += 1
+    if tally:
+        log.warning("documents whose worker died", extra=dict(tally))
+    return {"requeued": tally["requeued"], "failed": tally["failed"]}
+
+
+def recover(state: StateStore, queue: TaskQueue) -> dict[str, int]:
+    """Give every unfinished version without a pending message one (O(unfinished + queue))."""
+    pending = queue.pending()
+    tally: Counter[str] = Counter()
+    for tenant in state.tenants():
+        for coll in state.list_collections(tenant):
+            name = coll.name
+            for doc_id in state.in_status(tenant, name, DocStatus.QUEUED):
+                doc = state.find_document(tenant, name, doc_id)
+                if doc is None or doc.owner:
+                    continue
+                if (tenant, name, doc_id, doc.version) not in pending.ingest:
+                    _send(state, queue, DocRef(tenant, name, doc_id), doc.version)
+                    tally["ingest"] += 1
+            for doc_id in state.in_status(tenant, name, DocStatus.WRITING):
+                doc = state.find_document(tenant, name, doc_id)
+                key = (tenant, name, doc_id, doc.version if doc else 0)
+                if doc is None or key in pending.writes:
+                    continue
+                # The points were in a message that is gone: compute them again.
+                back = state.transition(
+                    tenant,
+                    name,
+                    doc_id,
+                    DocStatus.QUEUED,
+                    version=doc.version,
+                    from_=[DocStatus.WRITING],
+                    owner=Owner.claim(""),
+                )
+                if back.applied:
+                    _send(state, queue, DocRef(tenant, name, doc_id), doc.version)
+                    tally["rewrite"] += 1
+            for doc_id in state.in_status(tenant, name, DocStatus.DELETED):
+                doc = state.find_document(tenant, name, doc_id)
+                if doc is None or (tenant, name, doc_id, doc.version) in pending.writes:
+                    continue
+                queue.send_write(
+                    DeleteWrite(
+                        tenant=tenant,
+                        collection=name,
+                        doc=DocVersion(id=doc_id, version=doc.version),
+                    )
+                )
+                tally["delete"] += 1
+    if tally:
+        log.warning("recovered work without a message", extra=dict(tally))
+    return {"ingest": tally["ingest"], "rewrite": tally["rewrite"], "delete": tally["delete"]}
+
+
+def _send(state: StateStore, queue: TaskQueue, ref: DocRef, version: int) -> None:
+    doc = state.find_document(ref.tenant, ref.collection, ref.doc_id)
+    if doc is None:
+        return
+    queue.send_ingest(
+        IngestTask(
+            tenant=ref.tenant,
+            collection=ref.collection,
+            job_id=doc.job_id,
+            docs=[DocVersion(id=ref.doc_id, version=version)],
+        )
+    )

@@ -1,0 +1,182 @@
+"""The store-write protocol: points land only for the version they were computed for.
+
+Run by the store's owner (the API process in embedded mode, any worker in compose mode,
+where writes run in parallel and retries reorder them). Each document's writes take a
+short Redis lock, so a replace and a delete of the same document never interleave; under
+the lock the writer claims the document's current version, writes, and marks it indexed
+with a guarded transition. A delete, once its tombstone exists, always wins:
+
+- a replace for an older version finds the version moved on and writes nothing;
+- a replace that wrote just before the tombstone is undone by the delete that follows it
+  under the same lock (the delete removes every point of the document);
+- a delete that finds a newer version already indexed leaves it alone (its points are
+  the new version's).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from core.errors import SieveError
+from core.types import ChunkFilter, FieldEquals, Range
+from indexing.messages import DeleteWrite, ReplaceWrite, WrittenDocument
+from indexing.queue import TaskQueue
+from indexing.records import DocStatus
+from indexing.state_store import DocRef, Owner, StateStore
+from retriever.store import ChunkStore
+
+__all__ = ["StoreWriter"]
+
+log = logging.getLogger("sieve.indexing")
+
+# Longer than any one write of a batch (Edge upserts ~10k points/s): a writer that dies
+# holding a lock delays that document's next write by at most this.
+_LOCK_TTL_S = 60.0
+# A document whose lock is held is written again this much later.
+_RETRY_LOCKED_S = 1.0
+
+
+class StoreWriter:
+    """Applies ``ReplaceWrite`` / ``DeleteWrite`` messages to the store, as owner ``owner``."""
+
+    def __init__(
+        self, state: StateStore, store: ChunkStore, queue: TaskQueue, *, owner: str
+    ) -> None:
+        self._state = state
+        self._store = store
+        self._queue = queue
+        self.owner = owner
+
+    def apply(self, write: ReplaceWrite | DeleteWrite, *, last_attempt: bool = False) -> str:
+        """Apply one write; returns what happened (indexed, deleted, skipped, deferred).
+
+        Raises:
+            UpstreamUnavailable: the store or Redis failed; the caller retries the write.
+        """
+        if isinstance(write, DeleteWrite):
+            return self._delete(write)
+        return self._replace(write, last_attempt=last_attempt)
+
+    def _replace(self, write: ReplaceWrite, *, last_attempt: bool) -> str:
+        collection = self._state.find_collection(write.tenant, write.collection)
+        if collection is None:
+            return "skipped"
+        job = self._state.load_job(write.job_id)
+        token = f"{self.owner}:{uuid.uuid4().hex}"
+        locked: list[WrittenDocument] = []
+        deferred: list[WrittenDocument] = []
+        for doc in write.docs:
+            ref = DocRef(write.tenant, write.collection, doc.id)
+            (locked if self._state.lock(ref, token, _LOCK_TTL_S) else deferred).append(doc)
+        try:
+            cancelled = job is None or job.cancelled
+            live = [doc for doc in locked if self._claim(write, doc, cancelled=cancelled)]
+            try:
+                self._write_points(collection.store_name, live)
+            except Exception as exc:
+                # Release the claims (a retry may run anywhere), or fail on the last attempt.
+                code, message = (
+                    (exc.code, exc.message)
+                    if isinstance(exc, SieveError)
+                    else ("internal_error", type(exc).__name__)
+                )
+                for doc in live:
+                    if last_attempt:
+                        self._mark(
+                            write,
+                            doc,
+                            DocStatus.FAILED,
+                            Owner.mine(self.owner),
+                            error=(code, f"the chunk store failed: {message}"),
+                        )
+                    else:
+                        self._mark(write, doc, DocStatus.WRITING, Owner.mine(self.owner))
+                raise
+            for doc in live:
+                self._mark(
+                    write,
+                    doc,
+                    DocStatus.INDEXED,
+                    Owner.mine(self.owner),
+                    chunk_count=len(doc.points),
+                    indexed_hash=doc.content_hash,
+                    error_reason=None,
+                    error_message=None,
+                )
+        finally:
+            for doc in locked:
+                self._state.unlock(DocRef(write.tenant, write.collection, doc.id), token)
+        if deferred:
+            self._queue.send_write(write.model_copy(update={"docs": deferred}), countdown_s=1)
+        return "indexed" if locked else "deferred"
+
+    def _claim(self, write: ReplaceWrite, doc: WrittenDocument, *, cancelled: bool) -> bool:
+        """Claim a locked document's version for writing (a cancelled job's is cancelled)."""
+        if cancelled:
+            self._mark(write, doc, DocStatus.CANCELLED, Owner("keep"))
+            return False
+        return self._mark(write, doc, DocStatus.WRITING, Owner.claim(self.owner))
+
+    def _write_points(self, store_name: str, docs: list[WrittenDocument]) -> None:
+        if not docs:
+            return
+        # New chunks first, then the stale tail of an older, longer version: a reader never
+        # sees a document vanish, and a crash in between is repaired by the next write.
+        self._store.upsert(store_name, [p for doc in docs for p in doc.points])
+        for doc in docs:
+            stale = ChunkFilter(
+                must=[
+                    FieldEquals(key="document_id", value=doc.id),
+                    Range(key="chunk_no", gte=len(doc.points)),
+                ]
+            )
+            if self._store.count(store_name, stale):
+                self._store.delete_by_filter(store_name, stale)
+
+    def _mark(
+        self,
+        write: ReplaceWrite,
+        doc: WrittenDocument,
+        to: DocStatus,
+        owner: Owner,
+        *,
+        error: tuple[str, str] | None = None,
+        **fields: Any,
+    ) -> bool:
+        return self._state.transition(
+            write.tenant,
+            write.collection,
+            doc.id,
+            to,
+            version=doc.version,
+            from_=[DocStatus.WRITING],
+            owner=owner,
+            error=error,
+            **fields,
+        ).applied
+
+    def _delete(self, write: DeleteWrite) -> str:
+        collection = self._state.find_collection(write.tenant, write.collection)
+        if collection is None:
+            return "skipped"
+        ref = DocRef(write.tenant, write.collection, write.doc.id)
+        token = f"{self.owner}:{uuid.uuid4().hex}"
+        if not self._state.lock(ref, token, _LOCK_TTL_S):
+            self._queue.send_write(write, countdown_s=_RETRY_LOCKED_S)
+            return "deferred"
+        try:
+            current = self._state.find_document(write.tenant, write.collection, write.doc.id)
+            newer_indexed = (
+                current is not None
+                and current.version > write.doc.version
+                and current.status is DocStatus.INDEXED
+            )
+            if newer_indexed:
+                return "skipped"
+            self._store.delete_document(collection.store_name, write.doc.id)
+            self._state.forget(write.tenant, write.collection, write.doc.id, write.doc.version)
+            return "deleted"
+        finally:
+            self._state.unlock(ref, token)
