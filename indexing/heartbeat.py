@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from core.errors import SieveError
 from indexing.state_store import StateStore
@@ -20,10 +23,12 @@ def new_owner_id(kind: str) -> str:
 
 
 class Heartbeat:
-    """Refreshes ``owner``'s liveness key every ``every_s`` with a ``ttl_s`` expiry.
+    """Keeps this process's leases alive: each refreshed every ``every_s``, expiring in ``ttl_s``.
 
-    A process killed with SIGKILL stops beating; ``ttl_s`` later the reaper requeues what
-    it held. ``stop()`` retires the owner at once (a clean stop hands work back quickly).
+    A task takes a lease (``lease()``) and claims documents under its id; when the task
+    ends, however it ends (an exception, Redis gone mid-step), the lease is dropped, so
+    whatever it still holds is requeued by the reaper ``ttl_s`` later. A process killed
+    with SIGKILL stops beating every lease at once. ``stop()`` retires them all.
     """
 
     def __init__(self, state: StateStore, owner: str, *, ttl_s: float, every_s: float) -> None:
@@ -35,10 +40,33 @@ class Heartbeat:
         self._every_s = every_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._leases: set[str] = set()
+        self._lock = threading.Lock()
+        self._counter = itertools.count(1)
 
     def beat(self) -> None:
-        """One beat (also called once before claiming anything)."""
-        self._state.heartbeat(self.owner, self._ttl_s)
+        """One beat for every lease held."""
+        with self._lock:
+            owners = [self.owner, *self._leases]
+        for owner in owners:
+            self._state.heartbeat(owner, self._ttl_s)
+
+    @contextmanager
+    def lease(self) -> Iterator[str]:
+        """A fresh owner id, alive while the block runs, retired when it leaves."""
+        owner = f"{self.owner}.{next(self._counter)}"
+        self._state.heartbeat(owner, self._ttl_s)
+        with self._lock:
+            self._leases.add(owner)
+        try:
+            yield owner
+        finally:
+            with self._lock:
+                self._leases.discard(owner)
+            try:
+                self._state.retire(owner)
+            except SieveError:
+                log.warning("could not retire a lease; it expires", extra={"owner": owner})
 
     def start(self) -> None:
         """Beat now, then in a daemon thread."""
@@ -59,7 +87,10 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        try:
-            self._state.retire(self.owner)
-        except SieveError:
-            log.warning("could not retire owner", extra={"owner": self.owner})
+        with self._lock:
+            owners = [self.owner, *self._leases]
+        for owner in owners:
+            try:
+                self._state.retire(owner)
+            except SieveError:
+                log.warning("could not retire owner", extra={"owner": owner})

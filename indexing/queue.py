@@ -39,3 +39,11 @@ class TaskQueue(Protocol):
     def pending(self) -> Pending:
         """Every message waiting in a queue or delivered and not yet acknowledged."""
         ...
+
+    def delivered(self, older_than_s: float) -> list[tuple[str, IngestTask]]:
+        """Ingest messages delivered over ``older_than_s`` ago and still unacknowledged."""
+        ...
+
+    def redeliver(self, tag: str) -> bool:
+        """Put a delivered, unacknowledged message back in its queue (its consumer died)."""
+        ...

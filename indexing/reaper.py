@@ -26,8 +26,15 @@ __all__ = ["reap", "recover"]
 log = logging.getLogger("sieve.reaper")
 
 
-def reap(state: StateStore, queue: TaskQueue, *, max_crashes: int) -> dict[str, int]:
-    """One pass over the claimed documents (O(claimed)); counts requeued and failed."""
+def reap(
+    state: StateStore, queue: TaskQueue, *, max_crashes: int, orphan_after_s: float
+) -> dict[str, int]:
+    """One pass over the claimed documents and the delivered messages (O(in flight)).
+
+    A delivered message with documents still queued at its versions after
+    ``orphan_after_s`` lost its consumer (a live worker claims them all on receipt): it goes
+    back to its queue rather than waiting out the broker's visibility timeout.
+    """
     tally: Counter[str] = Counter()
     for ref in state.running():
         result, version = state.reap(ref, max_crashes)
@@ -35,9 +42,23 @@ def reap(state: StateStore, queue: TaskQueue, *, max_crashes: int) -> dict[str, 
             _send(state, queue, ref, version)
         if result in ("requeued", "failed"):
             tally[result] += 1
+    for tag, task in queue.delivered(orphan_after_s):
+        docs = state.get_documents(task.tenant, task.collection, [d.id for d in task.docs])
+        current = {d.id: d for d in docs}
+        waiting = [
+            d
+            for d in task.docs
+            if (doc := current.get(d.id)) is not None
+            and doc.version == d.version
+            and doc.status is DocStatus.QUEUED
+        ]
+        # A live consumer claims every document of its message first; some still waiting
+        # at their version means it never got to them.
+        if waiting and queue.redeliver(tag):
+            tally["redelivered"] += 1
     if tally:
-        log.warning("documents whose worker died", extra=dict(tally))
-    return {"requeued": tally["requeued"], "failed": tally["failed"]}
+        log.warning("work whose worker died", extra=dict(tally))
+    return {k: tally[k] for k in ("requeued", "failed", "redelivered")}
 
 
 def recover(state: StateStore, queue: TaskQueue) -> dict[str, int]:

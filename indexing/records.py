@@ -8,9 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import InvalidInput
+
 __all__ = [
     "IN_PROGRESS",
     "JOB_TERMINAL",
+    "MAX_STORE_NAME_CHARS",
     "SUPERSEDED",
     "TERMINAL",
     "CollectionRecord",
@@ -82,9 +85,24 @@ class CollectionRecord(_Record):
         return self.store or f"{self.tenant}__{self.name}"
 
 
+# The store's own limit on collection names (core.types.COLLECTION_NAME_PATTERN).
+MAX_STORE_NAME_CHARS = 128
+
+
 def store_name_for(tenant: str, name: str) -> str:
-    """An injective store name: the tenant's length first, so no two pairs can meet."""
-    return f"{len(tenant)}-{tenant}-{name}"
+    """An injective store name: the tenant's length first, so no two pairs can meet.
+
+    Raises:
+        InvalidInput: the tenant and collection names together are too long for the store.
+    """
+    store = f"{len(tenant)}-{tenant}-{name}"
+    if len(store) > MAX_STORE_NAME_CHARS:
+        room = MAX_STORE_NAME_CHARS - len(store) + len(name)
+        raise InvalidInput(
+            f"collection name of {len(name)} characters; for this tenant the limit is {room}",
+            code="name_too_long",
+        )
+    return store
 
 
 class DocumentRecord(_Record):

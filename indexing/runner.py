@@ -13,19 +13,43 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import Protocol
 
 from core.errors import SieveError, UpstreamUnavailable
+from indexing.heartbeat import Heartbeat
 from indexing.messages import IngestTask, ReplaceWrite, WrittenDocument
 from indexing.queue import TaskQueue
 from indexing.records import CollectionRecord, DocStatus, DocumentRecord
 from indexing.state_store import Owner, StateStore
 from ingest.blob_store import BlobStore
 from ingest.documents import ParseFailure
-from ingest.pipeline import ChunkedDocument, DocumentPipeline, PreparedDocument
+from ingest.pipeline import ChunkedDocument, PreparedDocument
 
-__all__ = ["IndexingRunner"]
+__all__ = ["IndexingRunner", "Pipeline"]
 
 log = logging.getLogger("sieve.indexing")
+
+
+class Pipeline(Protocol):
+    """What the runner needs of ``ingest.pipeline.DocumentPipeline``."""
+
+    def extract_and_chunk(
+        self, data: bytes, *, source: str, record: bool, document_id: str
+    ) -> ChunkedDocument | ParseFailure:
+        """Parse and chunk one document."""
+        ...
+
+    def embed_many(
+        self,
+        items: list[tuple[ChunkedDocument, str]],
+        *,
+        store_name: str,
+        embedding_model: str,
+        dimension: int,
+        bm25_avg_len: float,
+    ) -> list[PreparedDocument]:
+        """Embed several documents' chunks together."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -41,27 +65,33 @@ class IndexingRunner:
         self,
         state: StateStore,
         blobs: BlobStore,
-        pipeline: DocumentPipeline,
+        pipeline: Pipeline,
         queue: TaskQueue,
         *,
-        owner: str,
+        heartbeat: Heartbeat,
         interrupts: tuple[type[BaseException], ...] = (),
     ) -> None:
         self._state = state
         self._blobs = blobs
         self._pipeline = pipeline
         self._queue = queue
-        self.owner = owner
+        self._heartbeat = heartbeat
+        self.owner = ""
         # The task runner's time-limit exception (raised into the code at any point).
         self._interrupts = interrupts
 
     def run(self, task: IngestTask, *, last_attempt: bool) -> dict[str, int]:
-        """Process one task; returns counts by outcome.
+        """Process one task under a lease of its own; returns counts by outcome.
 
         Raises:
             UpstreamUnavailable: the hub is down; the documents are queued again and the
                 caller retries the task (unless ``last_attempt``: then they fail).
         """
+        with self._heartbeat.lease() as owner:
+            self.owner = owner
+            return self._run(task, last_attempt=last_attempt)
+
+    def _run(self, task: IngestTask, *, last_attempt: bool) -> dict[str, int]:
         summary: Counter[str] = Counter()
         job = self._state.load_job(task.job_id)
         collection = self._state.find_collection(task.tenant, task.collection)

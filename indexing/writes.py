@@ -21,6 +21,7 @@ from typing import Any
 
 from core.errors import SieveError
 from core.types import ChunkFilter, FieldEquals, Range
+from indexing.heartbeat import Heartbeat
 from indexing.messages import DeleteWrite, ReplaceWrite, WrittenDocument
 from indexing.queue import TaskQueue
 from indexing.records import DocStatus
@@ -42,22 +43,25 @@ class StoreWriter:
     """Applies ``ReplaceWrite`` / ``DeleteWrite`` messages to the store, as owner ``owner``."""
 
     def __init__(
-        self, state: StateStore, store: ChunkStore, queue: TaskQueue, *, owner: str
+        self, state: StateStore, store: ChunkStore, queue: TaskQueue, *, heartbeat: Heartbeat
     ) -> None:
         self._state = state
         self._store = store
         self._queue = queue
-        self.owner = owner
+        self._heartbeat = heartbeat
+        self.owner = ""
 
     def apply(self, write: ReplaceWrite | DeleteWrite, *, last_attempt: bool = False) -> str:
-        """Apply one write; returns what happened (indexed, deleted, skipped, deferred).
+        """Apply one write under a lease of its own; returns what happened.
 
         Raises:
             UpstreamUnavailable: the store or Redis failed; the caller retries the write.
         """
-        if isinstance(write, DeleteWrite):
-            return self._delete(write)
-        return self._replace(write, last_attempt=last_attempt)
+        with self._heartbeat.lease() as owner:
+            self.owner = owner
+            if isinstance(write, DeleteWrite):
+                return self._delete(write)
+            return self._replace(write, last_attempt=last_attempt)
 
     def _replace(self, write: ReplaceWrite, *, last_attempt: bool) -> str:
         collection = self._state.find_collection(write.tenant, write.collection)

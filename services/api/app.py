@@ -38,6 +38,8 @@ class AppHooks:
     close: Callable[[ApiDeps], Awaitable[None]]
     reap_every_s: float = 3.0
     max_crashes: int = 3
+    # A delivered message none of whose documents was claimed this long: its consumer died.
+    orphan_after_s: float = 30.0
     background: list[Callable[[ApiDeps], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
@@ -50,7 +52,12 @@ def create_app(hooks: AppHooks) -> FastAPI:
         app.state.deps = deps
         tasks = [
             asyncio.create_task(
-                lifecycle_loop(deps, every_s=hooks.reap_every_s, max_crashes=hooks.max_crashes)
+                lifecycle_loop(
+                    deps,
+                    every_s=hooks.reap_every_s,
+                    max_crashes=hooks.max_crashes,
+                    orphan_after_s=hooks.orphan_after_s,
+                )
             )
         ]
         tasks += [asyncio.create_task(bg(deps)) for bg in hooks.background]

@@ -160,7 +160,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
                 state, owner, ttl_s=worker.owner_ttl_s, every_s=worker.heartbeat_s
             )
             await asyncio.to_thread(heartbeat.start)
-            writer = StoreWriter(state, sync_store, queue, owner=owner)
+            writer = StoreWriter(state, sync_store, queue, heartbeat=heartbeat)
             consumer = StoreWritesConsumer(celery, StoreOwner(writer=writer, heartbeat=heartbeat))
             consumer.start()
             consumers.append(consumer)
@@ -181,5 +181,6 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             close=close,
             reap_every_s=worker.reap_every_s,
             max_crashes=worker.max_crashes,
+            orphan_after_s=3 * worker.owner_ttl_s,
         )
     )

@@ -19,7 +19,9 @@ __all__ = ["lifecycle_loop"]
 log = logging.getLogger("sieve.reaper")
 
 
-async def lifecycle_loop(deps: ApiDeps, *, every_s: float, max_crashes: int) -> None:
+async def lifecycle_loop(
+    deps: ApiDeps, *, every_s: float, max_crashes: int, orphan_after_s: float
+) -> None:
     """Run until cancelled; a failed pass (Redis away) is logged and retried."""
     seen_run_id = ""
     while True:
@@ -28,7 +30,13 @@ async def lifecycle_loop(deps: ApiDeps, *, every_s: float, max_crashes: int) -> 
             if run_id != seen_run_id:
                 await in_thread(recover, deps.state, deps.queue)
                 seen_run_id = run_id
-            await in_thread(reap, deps.state, deps.queue, max_crashes=max_crashes)
+            await in_thread(
+                reap,
+                deps.state,
+                deps.queue,
+                max_crashes=max_crashes,
+                orphan_after_s=orphan_after_s,
+            )
         except SieveError as exc:
             log.warning("lifecycle pass failed", extra={"code": exc.code})
         except Exception:

@@ -33,6 +33,7 @@ async def create_collection(
     body: CollectionCreateRequest, deps: Deps, tenant: Tenant
 ) -> CollectionResponse:
     """Create a collection; its embedding dimension is probed from the hub and pinned."""
+    store = store_name_for(tenant, body.name)  # refuses a name too long, before any write
     model = body.embedding_model or deps.models.embedding_model
     vectors = await in_thread(_probe, deps, model)
     dimension = len(vectors[0])
@@ -46,7 +47,7 @@ async def create_collection(
         hybrid=body.hybrid,
         rerank_model=body.rerank_model,
         min_score=body.min_score,
-        store=store_name_for(tenant, body.name),
+        store=store,
     )
     await in_thread(deps.state.create_collection, rec)
     try:

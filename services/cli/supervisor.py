@@ -5,11 +5,18 @@ the data directory), the local model hub, the API process (sole owner of the Edg
 it consumes ``store_writes``), and a Celery worker process. Ctrl-C or SIGTERM stops them in
 reverse order: the worker first (late acks: an unfinished task goes back to the queue),
 then the API, the hub, and Redis last (its AOF is synced on shutdown).
+
+It refuses to start when a port it needs is taken. A child that dies is restarted with
+backoff (the lifecycle's recovery makes that safe: nothing it held is lost); after
+``max_restarts`` crashes within ``crash_window_s`` it gives up and stops everything.
+Children get a parent-death signal, so even ``kill -9`` of ``sieve up`` leaves nothing
+running (no orphan holding a port or the Edge lock).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -31,6 +38,8 @@ log = logging.getLogger("sieve.up")
 
 # The worker may be mid-document (late acks make stopping safe, but let it finish).
 _STOP_TIMEOUT_S = {"worker": 60, "api": 30, "redis": 30}
+_PR_SET_PDEATHSIG = 1
+_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def _free_port() -> int:
@@ -38,6 +47,23 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def port_taken(host: str, port: int) -> bool:
+    """True when something already listens on (or holds) ``host:port``."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies, however it dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -52,13 +78,19 @@ class UpConfig:
     workers: int = 1
     local_hub: bool = True
     load_sample: bool = True
+    max_restarts: int = 5
+    crash_window_s: float = 300.0
 
 
 @dataclass
 class _Child:
     name: str
+    argv: list[str]
+    env: dict[str, str]
     proc: subprocess.Popen[bytes]
     log: IO[bytes]
+    health: str | None = None
+    crashes: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +128,17 @@ class Supervisor:
     def start(self) -> None:
         """Start everything in order; raises ``RuntimeError`` naming what failed."""
         cfg = self.config
+        wanted = [("api", cfg.host, cfg.port)]
+        if cfg.local_hub:
+            wanted.append(("modelhub", "127.0.0.1", cfg.hub_port))
+        if cfg.redis_port:
+            wanted.append(("redis", "127.0.0.1", cfg.redis_port))
+        for name, host, port in wanted:
+            if port_taken(host, port):
+                raise RuntimeError(
+                    f"port {port} ({name}) on {host} is already in use; stop what holds it "
+                    f"or choose another port"
+                )
         for sub in ("redis", "qdrant", "blobs", "logs"):
             (cfg.data_dir / sub).mkdir(parents=True, exist_ok=True)
         self.redis_port = cfg.redis_port or _free_port()
@@ -149,9 +192,12 @@ class Supervisor:
             conf,
             self.redis_port,
             redis_dir,
-            {"appendonly": "yes", "appendfsync": "everysec", "save": "", "bind": "127.0.0.1"},
+            {"appendonly": "yes", "appendfsync": "always", "save": "", "bind": "127.0.0.1"},
         )
         self._spawn("redis", [str(get_binary_path()), str(conf)], dict(os.environ))
+        self._wait_redis()
+
+    def _wait_redis(self) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -161,7 +207,8 @@ class Supervisor:
                         return
             except OSError:
                 pass
-            if time.monotonic() > deadline or self.children[-1].proc.poll() is not None:
+            child = self._child("redis")
+            if time.monotonic() > deadline or child.proc.poll() is not None:
                 raise RuntimeError(
                     f"redis did not start; see {self.config.data_dir / 'logs' / 'redis.log'}"
                 )
@@ -171,16 +218,31 @@ class Supervisor:
         return str(self.bin_dir / name)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        proc, log_file = self._popen(name, argv, env)
+        self.children.append(_Child(name, argv, env, proc, log_file))
+
+    def _popen(
+        self, name: str, argv: list[str], env: dict[str, str]
+    ) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
         log_file = (self.config.data_dir / "logs" / f"{name}.log").open("ab")
         # Own process group: a terminal's Ctrl-C reaches only the supervisor, which then
         # stops the children in order instead of all at once.
         proc = subprocess.Popen(  # noqa: S603 - our own console scripts
-            argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
         )
-        self.children.append(_Child(name, proc, log_file))
+        return proc, log_file
+
+    def _child(self, name: str) -> _Child:
+        return next(c for c in self.children if c.name == name)
 
     def _wait_http(self, url: str, name: str, timeout_s: float) -> None:
-        child = next(c for c in self.children if c.name == name)
+        child = self._child(name)
+        child.health = url
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not self.stopping.is_set():
             if child.proc.poll() is not None:
@@ -197,16 +259,52 @@ class Supervisor:
         raise RuntimeError(f"{name} did not become healthy at {url} within {timeout_s:.0f}s")
 
     def watch(self) -> int:
-        """Block until a stop signal or a child dies; returns the exit code."""
+        """Block until a stop signal; restart children that die, with backoff.
+
+        Returns 0 after a signal, 1 when a child kept crashing (``max_restarts`` within
+        ``crash_window_s``).
+        """
         while not self.stopping.wait(0.5):
             for child in self.children:
-                if child.proc.poll() is not None:
-                    self.echo(
-                        f"sieve up: {child.name} exited with code {child.proc.returncode}; "
-                        f"stopping (log: {self.config.data_dir / 'logs' / (child.name + '.log')})"
-                    )
+                if child.proc.poll() is None:
+                    continue
+                if not self._restart(child):
                     return 1
         return 0
+
+    def _restart(self, child: _Child) -> bool:
+        cfg = self.config
+        log_path = cfg.data_dir / "logs" / (child.name + ".log")
+        now = time.monotonic()
+        child.crashes = [t for t in child.crashes if now - t < cfg.crash_window_s] + [now]
+        if len(child.crashes) > cfg.max_restarts:
+            self.echo(
+                f"sieve up: {child.name} crashed {len(child.crashes)} times in "
+                f"{cfg.crash_window_s:.0f}s (exit code {child.proc.returncode}); stopping "
+                f"(log: {log_path})"
+            )
+            return False
+        delay = _BACKOFF_S[min(len(child.crashes) - 1, len(_BACKOFF_S) - 1)]
+        self.echo(
+            f"sieve up: {child.name} exited with code {child.proc.returncode}; restarting in "
+            f"{delay:g}s (log: {log_path})"
+        )
+        # Reap what the dead child left in its group (prefork pool processes, say): the
+        # API's Edge lock and ports are free once every process of it is gone.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.proc.pid, signal.SIGKILL)
+        child.log.close()
+        if self.stopping.wait(delay):
+            return True
+        child.proc, child.log = self._popen(child.name, child.argv, child.env)
+        try:
+            if child.name == "redis":
+                self._wait_redis()
+            elif child.health:
+                self._wait_http(child.health, child.name, 180)
+        except RuntimeError as exc:
+            self.echo(f"sieve up: {exc}")
+        return True
 
     def stop(self) -> None:
         """Stop every child, newest first, then Redis; nothing is left running."""

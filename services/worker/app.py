@@ -69,7 +69,7 @@ def build_worker_context() -> WorkerContext:
         LocalBlobStore(ingest.blob_dir),
         pipeline,
         CeleryTaskQueue(celery_app, state.raw()),
-        owner=owner,
+        heartbeat=heartbeat,
         interrupts=(SoftTimeLimitExceeded,),
     )
     return WorkerContext(state=state, runner=runner, heartbeat=heartbeat)
@@ -86,7 +86,7 @@ def _init_process(**_: Any) -> None:
             ctx.state,
             open_sync_store(store),
             CeleryTaskQueue(celery_app, ctx.state.raw()),
-            owner=ctx.runner.owner,
+            heartbeat=ctx.heartbeat,
         )
         set_store_owner(StoreOwner(writer=writer, heartbeat=ctx.heartbeat))
 

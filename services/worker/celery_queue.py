@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -41,6 +42,16 @@ WRITE_TASK = "sieve.write"
 _UNACKED = "unacked"
 _UNACKED_INDEX = "unacked_index"
 _PRIORITY_SEP = "\x06\x16"
+# The message goes back where kombu's own restore puts it (RPUSH: consumed next).
+_REDELIVER = """
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if not entry then return 0 end
+local msg = cjson.decode(entry)
+redis.call('RPUSH', msg[3], cjson.encode(msg[1]))
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
 _WRITE_ADAPTER: TypeAdapter[ReplaceWrite | DeleteWrite] = TypeAdapter(StoreWrite)
 
 
@@ -106,6 +117,29 @@ class CeleryTaskQueue:
             except (ValidationError, IndexError):
                 continue
         return out
+
+    def delivered(self, older_than_s: float) -> list[tuple[str, IngestTask]]:
+        """Ingest messages delivered over ``older_than_s`` ago and not acknowledged."""
+        cutoff = time.time() - older_than_s
+        tags = cast(list[str], self._broker.zrangebyscore(_UNACKED_INDEX, 0, cutoff))
+        out: list[tuple[str, IngestTask]] = []
+        for tag in tags:
+            entry = self._broker.hget(_UNACKED, tag)
+            if entry is None:
+                continue
+            try:
+                payload = json.loads(entry)[0]
+                for name, args in _decode([json.dumps(payload)]):
+                    if name == INGEST_TASK:
+                        out.append((tag, IngestTask.model_validate(args[0])))
+            except (ValueError, IndexError, TypeError, ValidationError):
+                continue
+        return out
+
+    def redeliver(self, tag: str) -> bool:
+        """Move one unacknowledged message back to the front of its queue, atomically."""
+        restored = self._broker.eval(_REDELIVER, 2, _UNACKED, _UNACKED_INDEX, tag)
+        return bool(restored)
 
     def restore_unacked(self, queue: str) -> int:
         """Put ``queue``'s delivered, unacknowledged messages back (their consumer is gone).
