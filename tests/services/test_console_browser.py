@@ -8,10 +8,12 @@ pytest temporary directory) and are kept as test artifacts.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shlex
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -215,7 +217,7 @@ def test_the_key_field_collections_create_and_delete(
 
 
 def test_upload_shows_progress_indexing_and_a_plain_failure_reason(
-    watched: tuple[Page, Watch], stack: Stack, shots: Path
+    watched: tuple[Page, Watch], stack: Stack, shots: Path, tmp_path: Path
 ) -> None:
     page, watch = watched
     with stack.client() as c:
@@ -273,9 +275,34 @@ def test_upload_shows_progress_indexing_and_a_plain_failure_reason(
     expect(docs.locator("tr[data-document='crema.txt']")).to_have_attribute(
         "data-status", "indexed", timeout=120_000
     )
+
+    # A folder through the folder picker keeps its relative paths; an archive is unpacked
+    # by the server into one document per member.
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("Chlorophyll absorbs red and blue light.")
+    (folder / "sub" / "b.md").write_text("# Stomata\nStomata let carbon dioxide into leaves.")
+    page.set_input_files("#folder-input", str(folder))
+    expect(uploads).to_have_count(5)
+    names = page.locator("#upload-list .upload-name").all_inner_texts()
+    assert {"notes/a.txt", "notes/sub/b.md"} <= set(names), names
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("zipped/one.txt", "Roots take up water and minerals from the soil.")
+        zf.writestr("zipped/two.txt", "Xylem carries water from the roots to the leaves.")
+    page.set_input_files(
+        "#file-input", files=[_file("plants.zip", "application/zip", archive.getvalue())]
+    )
+    expect(uploads).to_have_count(6)
+    expect(uploads.nth(5).locator(".upload-status")).to_contain_text("uploaded: 2 queued")
+    expect(jobs).to_have_count(6)
+    for n in range(6):
+        expect(jobs.nth(n).locator(".job-state")).to_contain_text("done", timeout=120_000)
     with stack.client() as c:
         by_status = c.get("/v1/collections/uploads").json()["documents_by_status"]
-        assert by_status == {"indexed": 2, "failed": 1}
+        assert by_status == {"indexed": 6, "failed": 1}
+        ids = {d["id"] for d in c.get("/v1/collections/uploads/documents").json()["documents"]}
+        assert {"notes/a.txt", "notes/sub/b.md"} <= ids, ids
     watch.check()
 
 

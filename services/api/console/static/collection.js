@@ -116,7 +116,9 @@
   // ------------------------------------------------------------ job progress
   const jobs = document.getElementById("jobs");
   const tracked = new Set();
-  const ORDER = ["queued", "parsing", "embedding", "indexed", "failed", "cancelled", "deleted"];
+  const ORDER = ["queued", "parsing", "embedding", "writing", "indexed", "failed", "cancelled",
+    "superseded", "deleted"];
+  const FINISHED = ["indexed", "failed", "cancelled", "superseded", "deleted"];
 
   function trackJob(jobId, label) {
     if (tracked.has(jobId)) return;
@@ -150,7 +152,7 @@
   }
 
   function renderJob(job, ui) {
-    const done = (job.counts.indexed || 0) + (job.counts.failed || 0) + (job.counts.cancelled || 0);
+    const done = FINISHED.reduce((n, s) => n + (job.counts[s] || 0), 0);
     const words = {
       queued: "waiting for a worker", running: "indexing", completed: "done",
       completed_with_errors: "done, with failures", cancelled: "cancelled",
@@ -218,7 +220,8 @@
     return el("tr", { "data-document": d.id, "data-status": d.status },
       el("th", { scope: "row" }, d.title ? [d.id, el("br"), el("span", { class: "muted small" }, d.title)] : d.id),
       el("td", {}, d.source || "–"),
-      el("td", {}, el("span", { class: "chip status-" + d.status }, d.status)),
+      el("td", {}, el("span", { class: "chip status-" + d.status }, d.status),
+        d.version > 1 ? el("span", { class: "muted small" }, " v" + d.version) : null),
       el("td", { class: "num" }, d.chunk_count),
       el("td", { class: "num" }, d.pages === null ? "–" : d.pages),
       el("td", { class: "num" }, bytes(d.size)),

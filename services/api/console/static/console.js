@@ -134,6 +134,11 @@ const Sieve = (() => {
     invalid_record: "The JSON record is missing its text or is malformed.",
     duplicate_id: "Another document in the same upload has this id.",
     stalled: "Processing stopped repeatedly and Sieve gave up.",
+    worker_crashed: "The worker processing it died repeatedly, so Sieve stopped retrying.",
+    time_limit: "Processing took longer than the time limit.",
+    internal_error: "Sieve hit an internal error while processing it.",
+    upstream_unavailable: "The model hub did not answer, even after retries.",
+    upstream_rejected: "The model hub refused the text.",
   };
 
   function failureText(reason, message) {
