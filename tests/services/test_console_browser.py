@@ -125,6 +125,8 @@ class Watch:
         assert self.page_errors == [], self.page_errors
         assert console == [], console
         assert self.outside == [], self.outside
+        # The gate saw the page's traffic (so "nothing outside" is not vacuous).
+        assert any("/console/static/" in u for u in self.requests), self.requests
 
 
 @contextmanager
