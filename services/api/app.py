@@ -15,7 +15,14 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.logs import log_context
-from services.api import routes_collections, routes_documents, routes_jobs, routes_query
+from services.api import (
+    routes_collections,
+    routes_documents,
+    routes_evaluation,
+    routes_jobs,
+    routes_query,
+)
+from services.api.console import install_console
 from services.api.deps import ApiDeps
 from services.api.errors import error_response, install_error_handlers
 from services.api.readiness import readiness
@@ -99,6 +106,8 @@ def create_app(hooks: AppHooks) -> FastAPI:
     app.include_router(routes_documents.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_query.router)
+    app.include_router(routes_evaluation.router)
+    install_console(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -8,6 +8,7 @@ from core.errors import InvalidInput
 from core.types import StoreCollectionSpec
 from indexing.records import CollectionRecord, store_name_for
 from services.api.deps import Deps, Tenant, in_thread
+from services.api.evaluations import EvaluationStore
 from services.api.schemas import CollectionCreateRequest, CollectionResponse
 
 __all__ = ["router"]
@@ -92,4 +93,5 @@ async def delete_collection(name: str, deps: Deps, tenant: Tenant) -> Response:
     if await deps.store.collection_exists(rec.store_name):
         await deps.store.drop_collection(rec.store_name)
     await in_thread(deps.state.delete_collection, tenant, name)
+    await in_thread(EvaluationStore(deps.state.raw()).delete, tenant, name)
     return Response(status_code=204)

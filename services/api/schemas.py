@@ -13,8 +13,10 @@ __all__ = [
     "CollectionResponse",
     "DocumentResponse",
     "DocumentsPageResponse",
+    "EvaluationReport",
     "IngestAcceptedResponse",
     "JobResponse",
+    "SweepRow",
 ]
 
 
@@ -99,3 +101,25 @@ class JobResponse(BaseModel):
     created_at: float
     finished_at: float | None
     cancelled: bool
+
+
+class SweepRow(BaseModel):
+    """One ``min_score`` threshold of the sweep: results and relevant results kept."""
+
+    min_score: float
+    kept: int
+    relevant_kept: int
+
+
+class EvaluationReport(BaseModel):
+    """What ``sieve eval`` measured on a collection (its ``--json`` report), as stored."""
+
+    collection: str
+    queries: int
+    metrics: dict[str, dict[str, float]]
+    latency_ms: dict[str, dict[str, float]]
+    rerank_statuses: dict[str, int] = Field(default_factory=dict)
+    min_score_sweep: list[SweepRow] = Field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = Field(default_factory=list)
+    saved_at: float | None = None

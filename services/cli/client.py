@@ -209,6 +209,11 @@ class SieveClient:
         """Query a collection."""
         return _parse(QueryResponse, self.query_raw(collection, body), "query")
 
+    # ------------------------------------------------------------------ evaluation
+    def put_evaluation(self, collection: str, report: dict[str, Any]) -> None:
+        """Store a ``sieve eval`` report on the server (the console shows it)."""
+        self._send("PUT", f"/v1/collections/{_seg(collection)}/evaluation", json=report)
+
     # ------------------------------------------------------------------ transport
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self._send(method, path, **kwargs)

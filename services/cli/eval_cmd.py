@@ -28,13 +28,18 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N queries.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="Queries in flight.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    save: Annotated[
+        bool, typer.Option(help="Store the report on the server for the console's view.")
+    ] = True,
     api_url: ApiUrl = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
     """Ingest (or reuse) a BEIR dataset, run every judged query, print nDCG@10/R@100/MRR@10.
 
     Rows: dense, sparse, hybrid recall, and hybrid + rerank under each final-score policy;
-    then per-stage latency p50/p95 and a min_score sweep over the default top 10.
+    then per-stage latency p50/p95 and a min_score sweep over the default top 10. The
+    report is stored on the server (``GET /v1/collections/{name}/evaluation``, shown by the
+    console) unless ``--no-save``.
     """
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import Progress  # noqa: PLC0415
@@ -68,6 +73,8 @@ def evaluate(
                     concurrency=concurrency,
                     progress=lambda n: bar.update(task, completed=n),
                 )
+            if save:
+                client.put_evaluation(name, report.to_json())
     except ApiError as exc:
         typer.echo(f"sieve: {exc}", err=True)
         raise typer.Exit(code=1) from None

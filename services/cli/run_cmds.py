@@ -69,6 +69,7 @@ def up(
         if sample:
             _load_sample(api)
         typer.echo(f"  api       {api}   docs: {api}/docs")
+        typer.echo(f"  console   {api}/console/")
         typer.echo('ready. try:  sieve query "how does reranking work" -c sample   (Ctrl-C stops)')
         code = sup.watch()
     except RuntimeError as exc:

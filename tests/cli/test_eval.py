@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from services.cli.evaluation import evaluate_runs, load_beir, ranked_documents
 from services.cli.main import app
-from tests.services.stack import KEY_A, Stack, running_stack
+from tests.services.stack import KEY_A, KEY_B, Stack, running_stack
 
 SCIFACT = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "scifact"
 
@@ -83,8 +83,42 @@ def test_eval_runs_every_configuration_through_the_api(stack: Stack, tmp_path: P
     kept = [row["kept"] for row in report["min_score_sweep"]]
     assert kept == sorted(kept, reverse=True)
     assert report["latency_ms"]["rerank"]["p50"] > 0
+    # The report is stored on the server for the console, exactly as printed.
+    with stack.client() as c:
+        stored = c.get(f"/v1/collections/{report['collection']}/evaluation")
+        assert stored.status_code == 200, stored.text
+        assert stored.json()["metrics"] == report["metrics"]
+        assert stored.json()["saved_at"] > 0
     # A second run reuses the collection instead of ingesting again.
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     # BM25 is deterministic; the INT8 models may move slightly with batch composition.
     assert json.loads(again.stdout)["metrics"]["sparse"] == report["metrics"]["sparse"]
+
+
+@pytest.mark.slow
+def test_the_stored_report_is_validated_per_tenant_and_goes_with_its_collection(
+    stack: Stack,
+) -> None:
+    report = {
+        "collection": "evaluated",
+        "queries": 1,
+        "metrics": {"dense": {"ndcg@10": 0.5, "recall@100": 1.0, "mrr@10": 0.5}},
+        "latency_ms": {"total": {"p50": 10.0, "p95": 12.0}},
+        "min_score_sweep": [{"min_score": 0.0, "kept": 10, "relevant_kept": 1}],
+    }
+    with stack.client() as a, stack.client(KEY_B) as b:
+        assert a.post("/v1/collections", json={"name": "evaluated"}).status_code == 201
+        missing = a.get("/v1/collections/evaluated/evaluation")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "evaluation_not_found"
+        assert a.put("/v1/collections/evaluated/evaluation", json={"queries": 1}).status_code == 422
+        assert a.put("/v1/collections/evaluated/evaluation", json=report).status_code == 200
+        assert a.get("/v1/collections/evaluated/evaluation").json()["queries"] == 1
+        # Another tenant neither reads nor writes it: the collection is not theirs.
+        assert b.get("/v1/collections/evaluated/evaluation").status_code == 404
+        assert b.put("/v1/collections/evaluated/evaluation", json=report).status_code == 404
+        # Deleting the collection deletes its report; a new one by that name starts empty.
+        assert a.delete("/v1/collections/evaluated").status_code == 204
+        assert a.post("/v1/collections", json={"name": "evaluated"}).status_code == 201
+        assert a.get("/v1/collections/evaluated/evaluation").status_code == 404

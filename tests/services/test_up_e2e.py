@@ -52,6 +52,10 @@ def test_make_run_serves_the_sample_and_stops_cleanly(tmp_path: Path) -> None:
         body = resp.json()
         assert body["results"][0]["source"] == "photosynthesis.md"
         assert body["rerank"]["status"] == "ok"
+        # The console is served by the same process, at the URL `sieve up` prints.
+        console = f"http://127.0.0.1:{port}/console/"
+        assert console in (tmp_path / "up.log").read_text()
+        assert "Sieve console" in httpx.get(console, timeout=10).text
         root = psutil.Process(proc.pid)
         family = [root, *root.children(recursive=True)]
         names = " ".join(" ".join(p.cmdline()) for p in family if p.is_running())
