@@ -183,6 +183,8 @@ def accept(
     docs: list[NewDocument] = []
     failed: dict[str, str] = {}
     sizes: dict[str, int] = {}
+    good = [item for item in items if item.failure is None]
+    keys = dict(zip((i.doc_id for i in good), blobs.put_many([i.data for i in good]), strict=True))
     for item in items:
         if item.failure is not None:
             if item.doc_id in accepted_ids:
@@ -201,7 +203,7 @@ def accept(
             )
             docs.append(NewDocument(record, (item.failure.reason.value, item.failure.message)))
             continue
-        blob_key = blobs.put(item.data)
+        blob_key = keys[item.doc_id]
         sizes[item.doc_id] = len(item.data)
         record = DocumentRecord(
             id=item.doc_id,

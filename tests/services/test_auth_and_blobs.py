@@ -77,3 +77,12 @@ def test_task_batches_bound_count_and_bytes_in_order() -> None:
         ["d4", "d5", "d6"],
     ]
     assert task_batches([], {}, 3, 100) == []
+
+
+def test_put_many_stores_every_blob_under_its_content_hash(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    datas = [f"member {i}".encode() for i in range(50)] + [b"member 3"]
+    keys = blobs.put_many(datas)
+    assert keys == [hashlib.sha256(d).hexdigest() for d in datas]
+    assert all(blobs.get(k) == d for k, d in zip(keys, datas, strict=True))
+    assert not list((tmp_path / "blobs").rglob(".tmp-*"))
