@@ -7,6 +7,12 @@ through the hub (a ``sieve modelhub`` subprocess on a free loopback port, httpx,
 and through a raw session (default onnxruntime threading, one padded batch per request,
 tokenization included). Then 8 concurrent clients hit the hub. The hub's RSS is sampled
 throughout; its peak is reported.
+
+First, in-process and on the same inputs: each bundled model opened from its shipped graph
+and from the hub's offline-optimised cached graph (``graph_cache.optimized_graph``), with the
+hub's session options (one intra-op thread), run alternately in the hub's batch shape
+(length-sorted, <= 4,096 padded tokens); the table gives both rates, their ratio, the time to
+open each session and the largest score difference.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +39,16 @@ import onnxruntime as ort
 import psutil
 from tokenizers import Tokenizer
 
-from services.modelhub.registry import BUNDLED_EMBED_ID, BUNDLED_RERANK_ID, bundled_data_dir
+from bench.harness import markdown_table
+from core.settings import ModelHubSettings
+from services.modelhub.graph_cache import optimized_graph
+from services.modelhub.onnx_models import OnnxCrossEncoder, OnnxEmbedder, TokenSeq
+from services.modelhub.registry import (
+    BUNDLED_EMBED_ID,
+    BUNDLED_RERANK_ID,
+    bundled_data_dir,
+    bundled_models,
+)
 
 WORDS = [
     "retrieval",
@@ -231,14 +247,89 @@ def free_port() -> int:
         return port
 
 
+def hub_batches(rows: list[TokenSeq], max_tokens: int) -> list[list[TokenSeq]]:
+    """Length-sorted batches of at most ``max_tokens`` padded tokens, as the hub forms them."""
+    batches: list[list[TokenSeq]] = []
+    current: list[TokenSeq] = []
+    for row in sorted(rows, key=lambda r: len(r.ids)):
+        if current and (len(current) + 1) * len(row.ids) > max_tokens:
+            batches.append(current)
+            current = []
+        current.append(row)
+    return [*batches, current] if current else batches
+
+
+def timed_open(fn: Callable[[], object], repeats: int = 3) -> float:
+    """Median ms to build a session (tokenizer included)."""
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000
+
+
+def graph_table(docs: list[str], short: list[str], repeats: int) -> list[list[str]]:
+    """Shipped vs optimised graph, same inputs, same session options, alternating."""
+    specs = {spec.id: spec for spec in bundled_models()}
+    max_tokens = ModelHubSettings().max_batch_tokens
+    out: list[list[str]] = []
+    with tempfile.TemporaryDirectory() as cache:
+        cache_dir = Path(cache)
+        for model_id, cls, unit, items in (
+            (BUNDLED_EMBED_ID, OnnxEmbedder, "texts/s", len(short)),
+            (BUNDLED_RERANK_ID, OnnxCrossEncoder, "pairs/s", len(docs)),
+        ):
+            spec = specs[model_id]
+            start = time.perf_counter()
+            optimized_graph(spec.path / "model.onnx", cache_dir)
+            build_ms = (time.perf_counter() - start) * 1000
+            shipped = cls(spec, intra_op_threads=1)
+            fast = cls(spec, intra_op_threads=1, graph_cache_dir=cache_dir)
+            open_a = timed_open(lambda: cls(spec, intra_op_threads=1))  # noqa: B023
+            open_b = timed_open(
+                lambda: cls(spec, intra_op_threads=1, graph_cache_dir=cache_dir)  # noqa: B023
+            )
+            if cls is OnnxEmbedder:
+                rows = [shipped.finish(e) for e in shipped.encode(short)]
+            else:
+                query = shipped.encode([QUERY])[0]
+                rows = [shipped.finish(query, e) for e in shipped.encode(docs)]
+            batches = hub_batches(rows, max_tokens)
+
+            def run(model: OnnxEmbedder | OnnxCrossEncoder) -> np.ndarray:
+                return np.concatenate([model.run(b) for b in batches])  # noqa: B023
+
+            a, b = run(shipped), run(fast)
+            if cls is OnnxEmbedder:
+                diff = f"min cosine {float(np.min(np.sum(a * b, axis=1))):.6f}"
+            else:
+                diff = f"max abs logit diff {float(np.max(np.abs(a - b))):.4f}"
+            ms_a, ms_b = timed_pair(lambda: run(shipped), lambda: run(fast), repeats)  # noqa: B023
+            rate_a, rate_b = items / ms_a * 1000, items / ms_b * 1000
+            out.append(
+                [
+                    model_id,
+                    f"{rate_a:.1f}",
+                    f"{rate_b:.1f}",
+                    unit,
+                    f"{rate_b / rate_a:.2f}x",
+                    f"{open_a:.0f} / {open_b:.0f} (build {build_ms:.0f})",
+                    diff,
+                ]
+            )
+    return out
+
+
 def main() -> None:
-    """Run the benchmark and print a markdown table."""
+    """Run the benchmark and print markdown tables."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--encoding", choices=["float", "base64"], default="float")
+    parser.add_argument("--graphs-only", action="store_true", help="only the graph table")
     args = parser.parse_args()
 
     data = bundled_data_dir()
@@ -248,6 +339,29 @@ def main() -> None:
     short = passages(raw_embed.tok, 256, 14, seed=2)
     doc_tokens = statistics.mean(len(raw_rerank.tok.encode(d).ids) - 2 for d in docs)
     short_tokens = statistics.mean(len(raw_embed.tok.encode(s).ids) - 2 for s in short)
+
+    graphs = graph_table(docs, short, args.repeats)
+    print(
+        f"\nShipped vs optimised graph (onnxruntime {ort.__version__}, 1 intra-op thread, "
+        f"hub batch shape, median of {args.repeats} alternating runs, load average "
+        f"{os.getloadavg()[0]:.1f})\n"
+    )
+    print(
+        markdown_table(
+            [
+                "model",
+                "shipped",
+                "optimised",
+                "unit",
+                "optimised / shipped",
+                "open ms shipped / optimised",
+                "scores",
+            ],
+            graphs,
+        )
+    )
+    if args.graphs_only:
+        return
 
     port = free_port()
     hub = start_hub(port)

@@ -337,6 +337,10 @@ class ModelHubSettings(BaseSettings):
     max_inputs: Annotated[int, Field(ge=1, le=100_000)] = 2_048
     max_text_chars: Annotated[int, Field(ge=16, le=10_000_000)] = 100_000
     intra_op_threads: Annotated[int | None, Field(ge=1, le=256)] = None
+    # Offline-optimised ONNX graphs, cached here keyed by the source's sha256 and the
+    # onnxruntime version and verified by sha256 on reuse (never in the model's package).
+    graph_cache_dir: Path = Path("data/modelhub")
+    optimize_graphs: bool = True
     inference_threads: Annotated[int | None, Field(ge=1, le=256)] = None
     max_batch_items: Annotated[int, Field(ge=1, le=4_096)] = 64
     # Padded tokens per batch; attention cells (n * L**2) are held to 128x this. Smaller

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -53,10 +54,13 @@ def hub_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     sieve = Path(sys.executable).parent / "sieve"
     log = (tmp_path_factory.mktemp("hub") / "hub.log").open("wb")
+    # The hub builds its optimised graphs in a cache of its own, never in the repository.
+    env = {**os.environ, "SIEVE_MODELHUB_GRAPH_CACHE_DIR": str(tmp_path_factory.mktemp("graphs"))}
     proc = subprocess.Popen(
         [str(sieve), "modelhub", "--host", "127.0.0.1", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=env,
     )
     try:
         _wait_http(f"http://127.0.0.1:{port}/v1/models", proc, timeout_s=120)

@@ -39,7 +39,8 @@ RERANK_PATHS = ("/v1/rerank", "/rerank", "/v2/rerank")
 def _load(settings: ModelHubSettings) -> dict[str, LoadedModel]:
     threads = settings.inference_threads or default_inference_threads()
     intra = settings.intra_op_threads or default_intra_op_threads(threads)
-    return load_models(model_specs(settings), intra_op_threads=intra)
+    cache = settings.graph_cache_dir if settings.optimize_graphs else None
+    return load_models(model_specs(settings), intra_op_threads=intra, graph_cache_dir=cache)
 
 
 def _hub(request: Request) -> ModelHub:

@@ -8,6 +8,7 @@ every pair to 512).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -16,6 +17,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from core.settings import ModelKind, Pooling, RegisteredModel
+from services.modelhub.graph_cache import optimized_graph
 
 __all__ = [
     "OnnxCrossEncoder",
@@ -82,16 +84,23 @@ class OnnxModel:
 
     kind: ModelKind
 
-    def __init__(self, spec: RegisteredModel, *, intra_op_threads: int) -> None:
+    def __init__(
+        self, spec: RegisteredModel, *, intra_op_threads: int, graph_cache_dir: Path | None = None
+    ) -> None:
         self.spec = spec
         self.tokenizer = Tokenizer.from_file(str(spec.path / "tokenizer.json"))
         padding: dict[str, Any] | None = self.tokenizer.padding
         self.pad_id = int(padding["pad_id"]) if padding else 0
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
-        self.session = make_session(
-            str(spec.path / "model.onnx"), intra_op_threads=intra_op_threads
-        )
+        graph = spec.path / "model.onnx"
+        if graph_cache_dir is not None:
+            # The pin (already checked by the registry) is the cache key: no second hash.
+            graph = optimized_graph(
+                graph, graph_cache_dir, source_sha256=spec.sha256.get("model.onnx")
+            )
+        self.graph_path = graph
+        self.session = make_session(str(graph), intra_op_threads=intra_op_threads)
         names = [i.name for i in self.session.get_inputs()]
         unknown = set(names) - {"input_ids", "attention_mask", "token_type_ids"}
         if unknown or "input_ids" not in names:
@@ -121,8 +130,10 @@ class OnnxEmbedder(OnnxModel):
 
     kind = ModelKind.EMBED
 
-    def __init__(self, spec: RegisteredModel, *, intra_op_threads: int) -> None:
-        super().__init__(spec, intra_op_threads=intra_op_threads)
+    def __init__(
+        self, spec: RegisteredModel, *, intra_op_threads: int, graph_cache_dir: Path | None = None
+    ) -> None:
+        super().__init__(spec, intra_op_threads=intra_op_threads, graph_cache_dir=graph_cache_dir)
         shape = self.session.get_outputs()[0].shape
         if len(shape) != 3 or not isinstance(shape[2], int):
             raise ValueError(f"{spec.id}: expected last_hidden_state [batch, seq, dim]")

@@ -6,7 +6,6 @@ and checked against sha256 digests pinned here before anything is loaded.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from core.settings import ModelHubSettings, ModelKind, Pooling, RegisteredModel
 from services.modelhub.errors import ModelIntegrityError
+from services.modelhub.graph_cache import sha256_file
 from services.modelhub.onnx_models import OnnxCrossEncoder, OnnxEmbedder
 
 __all__ = [
@@ -103,12 +103,6 @@ def model_specs(settings: ModelHubSettings) -> list[RegisteredModel]:
     return specs
 
 
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of a file, read in chunks."""
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def verify_files(spec: RegisteredModel) -> None:
     """Check each pinned file of ``spec`` against its sha256.
 
@@ -136,8 +130,13 @@ def default_intra_op_threads(inference_threads: int, cpus: int | None = None) ->
     return max(1, (cpus or os.cpu_count() or 1) // inference_threads)
 
 
-def load_models(specs: list[RegisteredModel], *, intra_op_threads: int) -> dict[str, LoadedModel]:
+def load_models(
+    specs: list[RegisteredModel], *, intra_op_threads: int, graph_cache_dir: Path | None = None
+) -> dict[str, LoadedModel]:
     """Verify and load every model; return them by id.
+
+    With ``graph_cache_dir``, each session opens its offline-optimised graph from that cache
+    (``graph_cache.optimized_graph``), built on first use.
 
     Raises:
         ModelIntegrityError: when a file is missing, altered, or not a usable model.
@@ -147,7 +146,9 @@ def load_models(specs: list[RegisteredModel], *, intra_op_threads: int) -> dict[
         verify_files(spec)
         cls = OnnxEmbedder if spec.kind is ModelKind.EMBED else OnnxCrossEncoder
         try:
-            models[spec.id] = cls(spec, intra_op_threads=intra_op_threads)
+            models[spec.id] = cls(
+                spec, intra_op_threads=intra_op_threads, graph_cache_dir=graph_cache_dir
+            )
         except Exception as exc:  # onnxruntime and tokenizers raise their own bare types
             raise ModelIntegrityError(f"{spec.id}: cannot load ({type(exc).__name__})") from exc
         log.info(
