@@ -27,6 +27,7 @@ __all__ = [
     "EvalReport",
     "evaluate_runs",
     "load_beir",
+    "per_query_metrics",
     "ranked_documents",
     "run_eval",
 ]
@@ -109,6 +110,23 @@ def evaluate_runs(
         "ndcg@10": mean(full, "ndcg_cut_10"),
         "recall@100": mean(full, "recall_100"),
         "mrr@10": mean(top10, "recip_rank"),
+    }
+
+
+def per_query_metrics(
+    qrels: dict[str, dict[str, int]], ranking: dict[str, list[str]]
+) -> dict[str, dict[str, float]]:
+    """nDCG@10, Recall@100 and MRR@10 for each judged query (0 where it returned nothing)."""
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, _MEASURES)
+    full = evaluator.evaluate(_as_run(ranking))
+    top10 = evaluator.evaluate(_as_run(ranking, depth=10))
+    return {
+        qid: {
+            "ndcg@10": full.get(qid, {}).get("ndcg_cut_10", 0.0),
+            "recall@100": full.get(qid, {}).get("recall_100", 0.0),
+            "mrr@10": top10.get(qid, {}).get("recip_rank", 0.0),
+        }
+        for qid in qrels
     }
 
 
