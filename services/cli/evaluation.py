@@ -179,20 +179,23 @@ def _run_query(
     results = out["results"]
     policy = out["rerank"]["final"]
     rankings[f"hybrid+rerank ({policy}, default)"] = ranked_documents(results, qid)
-    # The same candidates in recall order, re-ordered by the other policy.
+    # The same candidates in recall order, re-ordered by every other policy.
     by_recall = sorted(results, key=lambda h: -(h["scores"]["fused"] or 0.0))
-    other = ScorePolicy.RERANK if policy == ScorePolicy.FUSION.value else ScorePolicy.FUSION
     if out["rerank"]["status"] == "ok":
-        decision = finalize_ranking(
-            [h["scores"]["fused"] or 0.0 for h in by_recall],
-            [h["scores"]["rerank"] for h in by_recall],
-            top_n=len(by_recall) or 1,
-            policy=other,
-            fusion=fusion,
-        )
-        rankings[f"hybrid+rerank ({other.value})"] = ranked_documents(
-            decision.select(by_recall), qid
-        )
+        depth = int(out["rerank"].get("depth") or len(by_recall))
+        for other in ScorePolicy:
+            if other.value == policy:
+                continue
+            decision = finalize_ranking(
+                [h["scores"]["fused"] or 0.0 for h in by_recall],
+                [h["scores"]["rerank"] for h in by_recall[:depth]],
+                top_n=len(by_recall) or 1,
+                policy=other,
+                fusion=fusion,
+            )
+            rankings[f"hybrid+rerank ({other.value})"] = ranked_documents(
+                decision.select(by_recall), qid
+            )
     sweep = [(h["scores"]["rerank"], str(h["document_id"])) for h in results[:10]]
     return _QueryOutcome(rankings, out["timings_ms"], out["rerank"]["status"], sweep)
 

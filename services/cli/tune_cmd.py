@@ -233,7 +233,7 @@ def _run(
         report["applied"] = body
         if held:
             report["held_out"]["api"] = _api_ndcg(
-                client, collection, queries, qrels, held, concurrency
+                client, collection, queries=queries, qrels=qrels, held=held, concurrency=concurrency
             )
     return report
 

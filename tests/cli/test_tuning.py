@@ -157,3 +157,22 @@ def test_candidates_round_trip_through_the_cache_file(tmp_path: Path) -> None:
 def test_a_chosen_candidate_becomes_a_stored_policy() -> None:
     policy = Candidate(rerank_depth=20, final="fusion").to_policy({"by": "test"})
     assert (policy.rerank_depth, policy.final, policy.provenance) == (20, "fusion", {"by": "test"})
+
+
+def test_tune_needs_a_dataset_or_feedback_and_reports_a_down_api(tmp_path: Path) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from services.cli.main import app  # noqa: PLC0415
+    from tests.servers import free_port  # noqa: PLC0415
+
+    runner = CliRunner()
+    down = f"http://127.0.0.1:{free_port()}"
+    neither = runner.invoke(app, ["tune", "-c", "c", "--api-url", down])
+    assert neither.exit_code == 2
+    assert "DATASET_DIR or --feedback" in neither.output
+    both = runner.invoke(app, ["tune", str(tmp_path), "-c", "c", "--feedback", "--api-url", down])
+    assert both.exit_code == 2
+    result = runner.invoke(app, ["tune", "-c", "c", "--feedback", "--api-url", down])
+    assert result.exit_code == 1
+    assert "sieve tune:" in result.output
+    assert "Traceback" not in result.output
