@@ -199,7 +199,9 @@ def _run(
         "frontier": [_row(s, tuned, "frontier") for s in front],
         "reference": [
             _row(by_cand[hybrid], tuned, "hybrid recall (first stage)"),
-            _row(by_cand[baseline], tuned, "cross-encoder over 50 (baseline)"),
+            _row(
+                by_cand[baseline], tuned, f"cross-encoder over {baseline.rerank_depth} (baseline)"
+            ),
             _row(by_cand[default], tuned, "untuned default"),
         ],
         "chosen": _row(chosen, tuned, "chosen"),
