@@ -1,6 +1,12 @@
 """Query benchmark: ``POST /v1/collections/{name}/query`` on the embedded stack, 10k/100k chunks.
 
     .venv/bin/python -m bench.query [--sizes 10000,100000] [--queries 100] [--json]
+    .venv/bin/python -m bench.query --policies --api-url URL --collection C --dataset DIR
+
+``--policies`` compares the final policies on a real, already ingested BEIR collection
+(bench/policies.py: latency at 1 and 16 clients, queries/s and nDCG@10, each as a ratio to
+the cross-encoder over 50 measured in the same run); the rest of this text is the default
+mode, the store-size benchmark.
 
 Per size, a builder (this process) writes the collection straight into the Edge store the
 API will own, before the API starts: chunk texts are the pipeline's chunks of SciFact
@@ -517,7 +523,27 @@ def main() -> None:
     parser.add_argument("--index", choices=["hnsw", "plain"], default="hnsw")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--policies", action="store_true", help="final policies side by side")
+    parser.add_argument("--api-url", default="http://127.0.0.1:8000")
+    parser.add_argument("--collection", default="beir-scifact")
+    parser.add_argument("--dataset", type=Path, default=SCIFACT_DIR)
     args = parser.parse_args()
+    if args.policies:
+        from bench.policies import run_policies  # noqa: PLC0415
+
+        print(
+            run_policies(
+                args.api_url,
+                args.collection,
+                args.dataset,
+                queries=args.queries,
+                queries_concurrent=args.queries_concurrent,
+                clients=args.clients,
+                timeout=args.request_timeout,
+            )
+        )
+        print(f"\ncode: {code_state()}; load average {os.getloadavg()[0]:.1f} at the end")
+        return
     code = code_state()  # at the start: others commit in this tree while it runs
     base = scifact_chunks()
     queries = load_queries()

@@ -23,6 +23,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.defaults import (
+    DEFAULT_FUSION_K,
+    DEFAULT_POLICY_NAME,
+    DEFAULT_RECALL_WEIGHT,
+    DEFAULT_RERANK_DEPTH,
+    DEFAULT_RERANK_WEIGHT,
+    DEFAULT_WINDOW,
+)
+
 __all__ = [
     "ApiSettings",
     "IngestSettings",
@@ -436,12 +445,27 @@ class RerankSettings(BaseSettings):
     breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
     min_score: Annotated[float | None, Field(ge=0, le=1)] = None
     model_min_scores: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
-    final: Literal["rerank", "fusion"] = "fusion"
+    # The default final policy (reranker.policy's defaults; chosen on a dev half of
+    # SciFact's queries, README "Evaluation"): the reranker reorders only within windows of
+    # 5 recall ranks, by weighted RRF of recall rank 2 : rerank rank 1 with k=2.
+    final: Literal["rerank", "fusion", "window"] = DEFAULT_POLICY_NAME
     on_error: Literal["open", "fail"] = "open"
-    # Chosen by `sieve eval` on SciFact (300 queries, a 35-point grid; README): recall rank
-    # weighted 2:1 over the rerank rank with k=2 gave nDCG@10 0.740, the plateau around it
-    # 0.737-0.740; equal weights with k=10 gave 0.729, below hybrid recall alone (0.730).
-    fusion_recall_weight: Annotated[float, Field(ge=0)] = 2.0
-    fusion_rerank_weight: Annotated[float, Field(ge=0)] = 1.0
-    fusion_k: Annotated[float, Field(gt=0)] = 2.0
+    fusion_recall_weight: Annotated[float, Field(ge=0)] = DEFAULT_RECALL_WEIGHT
+    fusion_rerank_weight: Annotated[float, Field(ge=0)] = DEFAULT_RERANK_WEIGHT
+    fusion_k: Annotated[float, Field(gt=0)] = DEFAULT_FUSION_K
+    window: Annotated[int, Field(ge=1, le=500)] = DEFAULT_WINDOW
+    # Candidates sent to /rerank out of top_k: the window policy needs only top_n of them,
+    # and the cross-encoder's cost is linear in pairs (50 pairs ~ 99 % of query time).
+    depth: Annotated[int, Field(ge=0, le=500)] = DEFAULT_RERANK_DEPTH
+    # Per-document cap, cut client-side by the token estimate (IONOS documents no
+    # max_tokens_per_doc); the estimate is pessimistic, so 512 keeps a 256-token chunk whole.
+    document_tokens: Annotated[int | None, Field(ge=16)] = 512
+    # In-process LRU of rerank scores keyed by (model, query, chunk content hash); 0: off.
+    cache_size: Annotated[int, Field(ge=0, le=10_000_000)] = 20_000
+    # Load shedding: the depth shrinks when the pairs already in flight, at the recent cost
+    # a pair, would not fit this budget; it never goes below min_depth.
+    budget_ms: Annotated[float, Field(gt=0, le=600_000)] = 2_000.0
+    min_depth: Annotated[int, Field(ge=1, le=500)] = 5
+    # Cut answers at this many score jumps (Weaviate's autocut); None: off.
+    autocut: Annotated[int | None, Field(ge=1, le=10)] = None
     models_cache_s: Annotated[float, Field(ge=0)] = 300.0

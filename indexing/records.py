@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InvalidInput
+from core.query_policy import QueryPolicy
 
 __all__ = [
     "IN_PROGRESS",
@@ -74,6 +75,7 @@ class CollectionRecord(_Record):
     rerank_model: str | None = None
     min_score: float | None = None
     bm25_avg_len: float | None = None
+    policy: QueryPolicy | None = None
     created_at: float = Field(default_factory=time.time)
     # Pinned at creation (``store_name_for``); records written before it existed use the
     # old ``tenant__name`` form, which two tenants could share (acme + b__x, acme__b + x).

@@ -9,6 +9,7 @@ from reranker.budget import (
     fit_query,
     truncate_to_tokens,
 )
+from reranker.cache import RerankScoreCache, score_key
 from reranker.codes import RerankErrorCode
 from reranker.dialects import (
     MalformedResponse,
@@ -23,7 +24,9 @@ from reranker.dialects import (
 )
 from reranker.documents import PreparedDocument, RerankDocument
 from reranker.images import PreparedImage, prepare_image
+from reranker.load import RerankLoad
 from reranker.policy import (
+    DEFAULT_POLICY,
     DEFAULT_TOP_N,
     FusionParams,
     OnRerankError,
@@ -33,6 +36,7 @@ from reranker.policy import (
     RerankOutcome,
     RerankStatus,
     ScorePolicy,
+    autocut,
     failure_from_error,
     finalize_ranking,
     resolve_min_score,
@@ -42,6 +46,7 @@ from reranker.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
 from reranker.splitting import one_image_document_per_request, split_requests
 
 __all__ = [
+    "DEFAULT_POLICY",
     "DEFAULT_TOP_N",
     "RETRYABLE_STATUSES",
     "BreakerState",
@@ -60,12 +65,15 @@ __all__ = [
     "RerankDocument",
     "RerankErrorCode",
     "RerankFailure",
+    "RerankLoad",
     "RerankOutcome",
     "RerankResult",
     "RerankScore",
+    "RerankScoreCache",
     "RerankStatus",
     "ScorePolicy",
     "TokenCounter",
+    "autocut",
     "backoff_delay",
     "build_rerank_request",
     "document_wire_form",
@@ -81,6 +89,7 @@ __all__ = [
     "parse_retry_after",
     "prepare_image",
     "resolve_min_score",
+    "score_key",
     "split_requests",
     "truncate_to_tokens",
 ]

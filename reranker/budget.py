@@ -58,15 +58,20 @@ class PairBudget:
     """The model's context per (query, document) pair and what the prompt costs around them.
 
     ``max_query_share`` caps the query so that a long query cannot starve every document.
+    ``max_document_tokens`` caps each document's text on the client (IONOS documents no
+    ``max_tokens_per_doc``): the cost of a cross-encoder pair grows with its length.
     """
 
     context_tokens: int = 32_768
     overhead_tokens: int = 200
     max_query_share: float = 0.5
+    max_document_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.context_tokens <= self.overhead_tokens:
             raise ValueError("the pair context must be larger than the prompt overhead")
+        if self.max_document_tokens is not None and self.max_document_tokens < 1:
+            raise ValueError("max_document_tokens must be at least 1")
         if not 0 < self.max_query_share < 1:
             raise ValueError("max_query_share must be between 0 and 1")
 
@@ -106,7 +111,10 @@ def fit_document(
             break
         kept.append(image)
         image_tokens += image.tokens
-    fitted = truncate_to_tokens(text, room - image_tokens, count)
+    text_room = room - image_tokens
+    if budget.max_document_tokens is not None:
+        text_room = min(text_room, budget.max_document_tokens)
+    fitted = truncate_to_tokens(text, text_room, count)
     return PreparedDocument(
         text=fitted,
         image_uris=tuple(image.data_uri for image in kept),

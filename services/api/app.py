@@ -20,6 +20,7 @@ from services.api import (
     routes_documents,
     routes_evaluation,
     routes_jobs,
+    routes_policy,
     routes_query,
 )
 from services.api.console import install_console
@@ -107,6 +108,7 @@ def create_app(hooks: AppHooks) -> FastAPI:
     app.include_router(routes_jobs.router)
     app.include_router(routes_query.router)
     app.include_router(routes_evaluation.router)
+    app.include_router(routes_policy.router)
     install_console(app)
 
     @app.get("/healthz", tags=["operations"])

@@ -11,6 +11,7 @@ from fastapi import Depends, Header, Request
 
 from core.settings import ApiSettings, IngestSettings, ModelSettings
 from indexing.accept import AcceptLimits
+from indexing.feedback import FeedbackStore
 from indexing.state_store import StateStore
 from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
@@ -40,6 +41,7 @@ class ApiDeps:
     resolver: TenantResolver
     query: QueryEngine
     metrics: ApiMetrics
+    feedback: FeedbackStore | None = None
 
     @property
     def accept_limits(self) -> AcceptLimits:

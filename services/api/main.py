@@ -29,6 +29,7 @@ from core.settings import (
     StoreSettings,
     WorkerSettings,
 )
+from indexing.feedback import FeedbackStore
 from indexing.heartbeat import Heartbeat, new_owner_id
 from indexing.state_store import StateStore
 from indexing.writes import StoreWriter
@@ -144,6 +145,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             resolver=TenantResolver(api.keys),
             query=engine,
             metrics=ApiMetrics(state),
+            feedback=FeedbackStore.from_url(redis_url),
         )
         if consume:
             # This process is the only store writer (embedded mode): whatever a previous
@@ -174,6 +176,8 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         for sync_store in sync_stores:
             sync_store.close()
         deps.state.close()
+        if deps.feedback is not None:
+            deps.feedback.close()
 
     return create_app(
         AppHooks(

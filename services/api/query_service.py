@@ -1,4 +1,9 @@
-"""The query path: embed → hybrid recall → /rerank → cutoff → final order, timed per stage."""
+"""The query path: embed → hybrid recall → /rerank → cutoff → final order, timed per stage.
+
+The rerank stage is budgeted: only ``rerank_depth`` candidates go to /rerank, each cut to a
+token cap; scores already known (model, query, chunk text) come from an in-process LRU;
+and under load the depth shrinks, said in ``rerank.reason``, before the call would time out.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ from core.types import (
     ChunkFilter,
     Condition,
     FieldEquals,
-    FusionWeights,
     HybridQuery,
     QueryMode,
     Range,
@@ -27,19 +31,22 @@ from indexing.records import CollectionRecord
 from ingest.embeddings_client import AsyncEmbeddingsClient
 from reranker import (
     CircuitBreaker,
-    FusionParams,
     HttpReranker,
     OnRerankError,
     PairBudget,
     RerankDocument,
+    RerankErrorCode,
     RerankFailure,
-    ScorePolicy,
+    RerankLoad,
+    RerankScoreCache,
     failure_from_error,
     finalize_ranking,
     resolve_min_score,
+    score_key,
 )
 from retriever.bm25 import Bm25Encoder
 from retriever.store import AsyncChunkStore
+from services.api.query_plan import QueryPlan, resolve_plan
 from services.api.schemas_query import (
     HitScores,
     QueryFilter,
@@ -131,6 +138,15 @@ class RerankerPool:
         self._models = models
         self._rerank = rerank
         self._pool: dict[str, HttpReranker] = {}
+        self._loads: dict[str, RerankLoad] = {}
+        self.cache = RerankScoreCache(rerank.cache_size)
+
+    def load(self, model: str) -> RerankLoad:
+        """The in-flight pairs and recent cost a pair of ``model``'s peer."""
+        if model not in self._loads:
+            s = self._rerank
+            self._loads[model] = RerankLoad(budget_ms=s.budget_ms, min_depth=s.min_depth)
+        return self._loads[model]
 
     def get(self, model: str) -> HttpReranker:
         """The client for ``model``."""
@@ -149,12 +165,22 @@ class RerankerPool:
                 max_documents_per_request=s.max_documents_per_request,
                 max_images_per_request=s.max_images_per_request,
                 max_concurrency=s.max_concurrency,
-                budget=PairBudget(context_tokens=s.context_tokens),
+                budget=PairBudget(
+                    context_tokens=s.context_tokens, max_document_tokens=s.document_tokens
+                ),
                 breaker=CircuitBreaker(
                     failure_threshold=s.breaker_failures, reset_timeout_s=s.breaker_reset_s
                 ),
             )
         return self._pool[model]
+
+
+@dataclass
+class _RerankRun:
+    scores: list[float | None] | RerankFailure | None = None
+    tokens: int | None = None
+    cached: int = 0
+    reason: str | None = None
 
 
 @dataclass
@@ -213,42 +239,32 @@ class QueryEngine:
         if top_k > self._query.max_top_k:
             raise InvalidInput(f"top_k ({top_k}) is over the limit of {self._query.max_top_k}")
         rerank_model = req.rerank_model or first.rerank_model or self._models.rerank_model
-        reranking = req.rerank and self._rerank.enabled
+        plan = resolve_plan(req, first.policy, self._query, self._rerank, top_k=top_k)
+        reranking = req.rerank and self._rerank.enabled and plan.depth > 0
         if reranking and req.rerank_model is not None:
             await self.catalog.check(rerank_model)
-        recall = await self._recall(collections, req, top_k)
+        recall = await self._recall(collections, req, top_k, plan)
         hits = [hit for _, hit in recall.hits]
         t_rerank = time.perf_counter()
-        rerank_input: list[float | None] | RerankFailure | None = None
-        rerank_tokens: int | None = None
+        run = _RerankRun()
         if reranking and hits:
-            try:
-                result = await self._rerankers.get(rerank_model).rerank(
-                    req.query, [RerankDocument(text=_rerank_text(h)) for h in hits]
-                )
-                rerank_input, rerank_tokens = list(result.scores), result.usage_tokens
-            except SieveError as exc:
-                rerank_input = failure_from_error(exc)
+            run = await self._rerank_stage(rerank_model, req.query, hits[: plan.depth])
         rerank_ms = (time.perf_counter() - t_rerank) * 1000
-        policy = ScorePolicy(req.final or self._rerank.final)
         decision = finalize_ranking(
             [h.score for h in hits],
-            rerank_input,
+            run.scores,
             top_n=top_n,
             min_score=resolve_min_score(
                 req.min_score,
                 first.min_score,
                 self._rerank.model_min_scores.get(rerank_model, self._rerank.min_score),
             ),
-            policy=policy,
-            fusion=FusionParams(
-                recall_weight=self._rerank.fusion_recall_weight,
-                rerank_weight=self._rerank.fusion_rerank_weight,
-                k=self._rerank.fusion_k,
-            ),
+            policy=plan.final,
+            fusion=plan.fusion,
             on_error=OnRerankError(req.on_rerank_error or self._rerank.on_error),
             model=rerank_model if reranking else None,
-            skip_reason="reranking is off" if not req.rerank else "reranking is disabled",
+            skip_reason=_skip_reason(req.rerank, self._rerank.enabled),
+            autocut_jumps=plan.autocut,
         )
         results = []
         for rank, item in enumerate(decision.ranked, start=1):
@@ -277,17 +293,23 @@ class QueryEngine:
                 )
             )
         out = decision.outcome
+        scored = len(run.scores) if isinstance(run.scores, list) else 0
         return QueryResponse(
             query=req.query,
             results=results,
             rerank=RerankReport(
                 status=out.status.value,
-                reason=out.reason,
+                reason=out.reason or run.reason,
                 model=out.model,
                 candidates=out.candidates,
                 dropped_by_cutoff=out.dropped_by_cutoff,
                 min_score=out.min_score,
-                final=policy.value,
+                final=plan.final.value,
+                depth=scored,
+                requested_depth=plan.depth if reranking else 0,
+                cached=run.cached,
+                dropped_by_autocut=out.dropped_by_autocut,
+                autocut=out.autocut,
             ),
             timings_ms={
                 "embed": round(recall.embed_ms, 2),
@@ -295,11 +317,60 @@ class QueryEngine:
                 "rerank": round(rerank_ms, 2),
                 "total": round((time.perf_counter() - started) * 1000, 2),
             },
-            usage={"embed_tokens": recall.embed_tokens, "rerank_tokens": rerank_tokens},
+            usage={"embed_tokens": recall.embed_tokens, "rerank_tokens": run.tokens},
         )
 
+    async def _rerank_stage(self, model: str, query: str, hits: list[ScoredHit]) -> _RerankRun:
+        """Score ``hits`` (the first rerank_depth candidates): cache first, then /rerank.
+
+        Under load only the first candidates whose uncached pairs fit the budget are sent;
+        the rest keep their recall order (they are past the returned scores).
+        """
+        cache, load = self._rerankers.cache, self._rerankers.load(model)
+        texts = [_rerank_text(h) for h in hits]
+        keys = [score_key(model, query, text) for text in texts]
+        known = cache.lookup(keys)
+        misses = [i for i, score in enumerate(known) if score is None]
+        allowed = load.allowed_pairs(len(misses))
+        reason = None
+        depth = len(hits)
+        if allowed < len(misses):
+            depth = misses[allowed]  # the first miss that does not fit: cut before it
+            reason = f"under load: reranked {depth} of {len(hits)} candidates ({load.describe()})"
+            misses = misses[:allowed]
+        run = _RerankRun(cached=depth - len(misses), reason=reason)
+        scores: list[float | None] = list(known[:depth])
+        if not misses:
+            run.scores = scores
+            return run
+        ahead = load.start(len(misses))
+        started = time.perf_counter()
+
+        def done(*, sample: bool) -> None:
+            elapsed = (time.perf_counter() - started) * 1000
+            load.finish(len(misses), ahead, elapsed, sample=sample)
+
+        try:
+            result = await self._rerankers.get(model).rerank(
+                query, [RerankDocument(text=texts[i]) for i in misses]
+            )
+        except SieveError as exc:
+            # A timeout's elapsed time still teaches the cost a pair; a refusal does not.
+            done(sample=exc.code == RerankErrorCode.TIMEOUT.value)
+            run.scores = failure_from_error(exc)
+            return run
+        except BaseException:
+            done(sample=False)
+            raise
+        done(sample=True)
+        for i, score in zip(misses, result.scores, strict=True):
+            scores[i] = score
+        cache.store([keys[i] for i in misses], list(result.scores))
+        run.scores, run.tokens = scores, result.usage_tokens
+        return run
+
     async def _recall(
-        self, collections: list[CollectionRecord], req: QueryRequest, top_k: int
+        self, collections: list[CollectionRecord], req: QueryRequest, top_k: int, plan: QueryPlan
     ) -> _Recall:
         first = collections[0]
         mode = req.mode
@@ -319,8 +390,8 @@ class QueryEngine:
             sparse=sparse,
             mode=mode,
             limit=top_k,
-            rrf_k=self._query.rrf_k,
-            weights=FusionWeights(dense=self._query.dense_weight, sparse=self._query.sparse_weight),
+            rrf_k=plan.rrf_k,
+            weights=plan.weights,
             filter=to_chunk_filter(req.filter),
         )
         per = await asyncio.gather(*(self._store.query(c.store_name, query) for c in collections))
@@ -346,6 +417,12 @@ class QueryEngine:
             recall_ms=(t2 - t1) * 1000,
             embed_tokens=embed_tokens,
         )
+
+
+def _skip_reason(requested: bool, enabled: bool) -> str:
+    if not requested:
+        return "reranking is off"
+    return "rerank_depth is 0" if enabled else "reranking is disabled"
 
 
 def _rerank_text(hit: ScoredHit) -> str:

@@ -24,6 +24,7 @@ def _response(rec: CollectionRecord, **counts: object) -> CollectionResponse:
         hybrid=rec.hybrid,
         rerank_model=rec.rerank_model,
         min_score=rec.min_score,
+        policy=rec.policy,
         created_at=rec.created_at,
         **counts,  # type: ignore[arg-type]
     )
@@ -94,4 +95,6 @@ async def delete_collection(name: str, deps: Deps, tenant: Tenant) -> Response:
         await deps.store.drop_collection(rec.store_name)
     await in_thread(deps.state.delete_collection, tenant, name)
     await in_thread(EvaluationStore(deps.state.raw()).delete, tenant, name)
+    if deps.feedback is not None:
+        await in_thread(deps.feedback.clear, tenant, name)
     return Response(status_code=204)

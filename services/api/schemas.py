@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.query_policy import QueryPolicy
 from core.types import COLLECTION_NAME_PATTERN
 
 __all__ = [
@@ -44,6 +45,8 @@ class CollectionResponse(BaseModel):
     rerank_model: str | None
     min_score: float | None
     created_at: float
+    # The query policy stored by `sieve tune --apply` / PUT .../policy (None: defaults).
+    policy: QueryPolicy | None = None
     documents: int | None = None
     documents_by_status: dict[str, int] | None = None
     chunks: int | None = None

@@ -57,8 +57,14 @@ class QueryRequest(_Strict):
     mode: QueryMode = QueryMode.HYBRID
     rerank: bool = True
     rerank_model: str | None = None
-    final: Literal["rerank", "fusion"] | None = None
+    # How many of the top_k recalled candidates go to /rerank (default: the collection's
+    # policy, else SIEVE_RERANK_DEPTH); 0 skips the call. Under load the server may send
+    # fewer, and says so in rerank.reason.
+    rerank_depth: Annotated[int | None, Field(ge=0, le=500)] = None
+    final: Literal["rerank", "fusion", "window"] | None = None
     on_rerank_error: Literal["open", "fail"] | None = None
+    # Cut at this many score jumps of the final scores (Weaviate's autocut); 0: off.
+    autocut: Annotated[int | None, Field(ge=0, le=10)] = None
 
     @field_validator("query")
     @classmethod
@@ -105,7 +111,12 @@ class QueryHit(BaseModel):
 
 
 class RerankReport(BaseModel):
-    """What the rerank stage did; never hidden."""
+    """What the rerank stage did; never hidden.
+
+    ``depth``: candidates that got a rerank score (``cached`` of them from the in-process
+    cache); ``requested_depth``: how many the request or policy asked for. When load made
+    ``depth`` smaller, ``reason`` says so while ``status`` stays ``ok``.
+    """
 
     status: str
     reason: str | None
@@ -114,6 +125,11 @@ class RerankReport(BaseModel):
     dropped_by_cutoff: int
     min_score: float | None
     final: str
+    depth: int = 0
+    requested_depth: int = 0
+    cached: int = 0
+    dropped_by_autocut: int = 0
+    autocut: int | None = None
 
 
 class QueryResponse(BaseModel):

@@ -163,6 +163,21 @@ class SieveClient:
         """Delete a collection with its documents and chunks."""
         self._send("DELETE", f"/v1/collections/{_seg(name)}")
 
+    def put_policy(self, name: str, policy: dict[str, Any]) -> dict[str, Any]:
+        """Store a query policy on a collection (``PUT /v1/collections/{name}/policy``)."""
+        out = self._json("PUT", f"/v1/collections/{_seg(name)}/policy", json=policy)
+        if not isinstance(out, dict):
+            raise _unexpected("PUT policy", "not a JSON object")
+        return out
+
+    def feedback(self, name: str) -> list[dict[str, Any]]:
+        """Every relevance judgment recorded for a collection."""
+        out = self._json("GET", f"/v1/collections/{_seg(name)}/feedback")
+        items = out.get("judgments") if isinstance(out, dict) else None
+        if not isinstance(items, list):
+            raise _unexpected("GET feedback", "no 'judgments' list")
+        return [item for item in items if isinstance(item, dict)]
+
     # ------------------------------------------------------------------ documents
     def upload_files(
         self, collection: str, files: Sequence[tuple[str, bytes]]

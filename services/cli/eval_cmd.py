@@ -68,6 +68,7 @@ def evaluate(
                         recall_weight=rerank.fusion_recall_weight,
                         rerank_weight=rerank.fusion_rerank_weight,
                         k=rerank.fusion_k,
+                        window=rerank.window,
                     ),
                     limit=limit,
                     concurrency=concurrency,

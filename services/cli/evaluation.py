@@ -27,6 +27,7 @@ __all__ = [
     "EvalReport",
     "evaluate_runs",
     "load_beir",
+    "per_query_metrics",
     "ranked_documents",
     "run_eval",
 ]
@@ -112,6 +113,23 @@ def evaluate_runs(
     }
 
 
+def per_query_metrics(
+    qrels: dict[str, dict[str, int]], ranking: dict[str, list[str]]
+) -> dict[str, dict[str, float]]:
+    """nDCG@10, Recall@100 and MRR@10 for each judged query (0 where it returned nothing)."""
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, _MEASURES)
+    full = evaluator.evaluate(_as_run(ranking))
+    top10 = evaluator.evaluate(_as_run(ranking, depth=10))
+    return {
+        qid: {
+            "ndcg@10": full.get(qid, {}).get("ndcg_cut_10", 0.0),
+            "recall@100": full.get(qid, {}).get("recall_100", 0.0),
+            "mrr@10": top10.get(qid, {}).get("recip_rank", 0.0),
+        }
+        for qid in qrels
+    }
+
+
 @dataclass
 class _QueryOutcome:
     rankings: dict[str, list[str]]
@@ -161,20 +179,23 @@ def _run_query(
     results = out["results"]
     policy = out["rerank"]["final"]
     rankings[f"hybrid+rerank ({policy}, default)"] = ranked_documents(results, qid)
-    # The same candidates in recall order, re-ordered by the other policy.
+    # The same candidates in recall order, re-ordered by every other policy.
     by_recall = sorted(results, key=lambda h: -(h["scores"]["fused"] or 0.0))
-    other = ScorePolicy.RERANK if policy == ScorePolicy.FUSION.value else ScorePolicy.FUSION
     if out["rerank"]["status"] == "ok":
-        decision = finalize_ranking(
-            [h["scores"]["fused"] or 0.0 for h in by_recall],
-            [h["scores"]["rerank"] for h in by_recall],
-            top_n=len(by_recall) or 1,
-            policy=other,
-            fusion=fusion,
-        )
-        rankings[f"hybrid+rerank ({other.value})"] = ranked_documents(
-            decision.select(by_recall), qid
-        )
+        depth = int(out["rerank"].get("depth") or len(by_recall))
+        for other in ScorePolicy:
+            if other.value == policy:
+                continue
+            decision = finalize_ranking(
+                [h["scores"]["fused"] or 0.0 for h in by_recall],
+                [h["scores"]["rerank"] for h in by_recall[:depth]],
+                top_n=len(by_recall) or 1,
+                policy=other,
+                fusion=fusion,
+            )
+            rankings[f"hybrid+rerank ({other.value})"] = ranked_documents(
+                decision.select(by_recall), qid
+            )
     sweep = [(h["scores"]["rerank"], str(h["document_id"])) for h in results[:10]]
     return _QueryOutcome(rankings, out["timings_ms"], out["rerank"]["status"], sweep)
 

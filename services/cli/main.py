@@ -11,6 +11,7 @@ from core.settings import LogSettings, ModelHubSettings
 from services.cli import run_cmds
 from services.cli.commands import register_client_commands
 from services.cli.eval_cmd import evaluate
+from services.cli.tune_cmd import tune
 
 __all__ = ["app"]
 
@@ -58,6 +59,7 @@ def modelhub(
 run_cmds.register(app)
 register_client_commands(app)
 app.command("eval", rich_help_panel="Client")(evaluate)
+app.command("tune", rich_help_panel="Client")(tune)
 
 if __name__ == "__main__":
     app()

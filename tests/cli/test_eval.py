@@ -74,7 +74,11 @@ def test_eval_runs_every_configuration_through_the_api(stack: Stack, tmp_path: P
     assert report["queries"] == 8
     configs = set(report["metrics"])
     assert {"dense", "sparse", "hybrid"} <= configs
-    assert {"hybrid+rerank (fusion, default)", "hybrid+rerank (rerank)"} <= configs
+    assert {
+        "hybrid+rerank (window, default)",
+        "hybrid+rerank (fusion)",
+        "hybrid+rerank (rerank)",
+    } <= configs
     for metrics in report["metrics"].values():
         assert 0.0 <= metrics["ndcg@10"] <= 1.0
     # With every relevant document in a small corpus, recall finds them.
@@ -122,3 +126,42 @@ def test_the_stored_report_is_validated_per_tenant_and_goes_with_its_collection(
         assert a.delete("/v1/collections/evaluated").status_code == 204
         assert a.post("/v1/collections", json={"name": "evaluated"}).status_code == 201
         assert a.get("/v1/collections/evaluated/evaluation").status_code == 404
+
+
+@pytest.mark.slow
+def test_tune_chooses_applies_and_the_api_uses_the_policy(stack: Stack, tmp_path: Path) -> None:
+    import httpx  # noqa: PLC0415
+
+    dataset = _tiny_beir(tmp_path / "tiny")
+    runner = CliRunner()
+    conn = ["--api-url", stack.api, "--api-key", KEY_A]
+    # The collection of the eval test above (ingested again if this test runs alone).
+    assert runner.invoke(app, ["eval", str(dataset), *conn, "--limit", "1"]).exit_code == 0
+    args = ["tune", str(dataset), "-c", "beir-tiny", "--folds", "2", "--holdout", "0.5"]
+    args += ["--fetch-depth", "10", "--apply", "--json", *conn]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["queries"] == {"tuned": 4, "held_out": 4}
+    assert report["frontier"]
+    assert 0.0 <= report["cv_ndcg@10"] <= 1.0
+    assert len(report["fold_choices"]) == 2
+    assert 0.0 <= report["held_out"]["api"] <= 1.0
+    headers = {"Authorization": f"Bearer {KEY_A}"}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as c:
+        shown = c.get("/v1/collections/beir-tiny").json()["policy"]
+        assert shown["provenance"]["by"] == "sieve tune"
+        assert shown["rerank_depth"] == report["applied"]["rerank_depth"]
+        out = c.post("/v1/collections/beir-tiny/query", json={"query": "cancer"}).json()
+        expected = shown["rerank_depth"]
+        assert out["rerank"]["requested_depth"] == expected
+        # Feedback instead of a file: judge the relevant documents of four queries.
+        data = load_beir(dataset)
+        for qid, text in list(data.queries.items())[:4]:
+            for doc in data.qrels[qid]:
+                body = {"query": text, "document_id": doc, "relevant": True}
+                assert c.post("/v1/collections/beir-tiny/feedback", json=body).status_code == 201
+    fb = runner.invoke(app, ["tune", "-c", "beir-tiny", "--feedback", "--folds", "2",
+                             "--fetch-depth", "10", "--json", *conn])  # fmt: skip
+    assert fb.exit_code == 0, fb.output
+    assert json.loads(fb.stdout)["queries"]["tuned"] == 4

@@ -105,3 +105,23 @@ def test_fit_document_with_real_prepared_images(make_image: Callable[..., bytes]
     doc = fit_document("caption", [image], query_tokens=10, budget=PairBudget())
     assert doc.image_tokens == 1247
     assert doc.image_uris == (image.data_uri,)
+
+
+def test_the_per_document_cap_cuts_the_text_on_the_client() -> None:
+    budget = PairBudget(context_tokens=1000, overhead_tokens=10, max_document_tokens=40)
+    doc = fit_document("x " * 500, [], query_tokens=30, budget=budget, count=_words)
+    assert _words(doc.text) == 40
+    assert doc.text_truncated
+    short = fit_document("a b c", [], query_tokens=30, budget=budget, count=_words)
+    assert not short.text_truncated
+
+
+def test_the_cap_never_raises_the_room_the_context_leaves() -> None:
+    budget = PairBudget(context_tokens=110, overhead_tokens=10, max_document_tokens=500)
+    doc = fit_document("x " * 500, [], query_tokens=30, budget=budget, count=_words)
+    assert _words(doc.text) == 70
+
+
+def test_a_cap_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_document_tokens"):
+        PairBudget(max_document_tokens=0)

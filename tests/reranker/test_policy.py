@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from core.errors import InvalidInput, UpstreamRejected, UpstreamUnavailable
 from reranker.codes import RerankErrorCode
 from reranker.policy import (
+    DEFAULT_POLICY,
     FusionParams,
     OnRerankError,
+    RerankDecision,
     RerankFailure,
     RerankStatus,
     ScorePolicy,
+    autocut,
     failure_from_error,
-    finalize_ranking,
     resolve_min_score,
 )
+from reranker.policy import finalize_ranking as _finalize
+
+
+def finalize_ranking(*args: Any, **kwargs: Any) -> RerankDecision:
+    """These tests order by the rerank score unless they name another policy."""
+    kwargs.setdefault("policy", ScorePolicy.RERANK)
+    return _finalize(*args, **kwargs)
+
 
 # Five candidates in recall order (recall ranks 1..5) and what the reranker thought of them.
 RECALL = [0.9, 0.8, 0.7, 0.6, 0.5]
@@ -168,12 +180,21 @@ def test_select_maps_back_to_the_callers_candidates() -> None:
 )
 def test_bad_parameters_are_invalid_input(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(InvalidInput, match=match):
-        finalize_ranking(RECALL, RERANK, **kwargs)  # type: ignore[arg-type]
+        finalize_ranking(RECALL, RERANK, **kwargs)
 
 
-def test_scores_must_match_candidates() -> None:
-    with pytest.raises(InvalidInput, match="3 rerank scores for 5"):
-        finalize_ranking(RECALL, [0.1, 0.2, 0.3])
+def test_more_scores_than_candidates_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="6 rerank scores for 5"):
+        finalize_ranking(RECALL, [0.1] * 6)
+
+
+@pytest.mark.parametrize("policy", list(ScorePolicy))
+def test_candidates_past_the_depth_follow_in_recall_order(policy: ScorePolicy) -> None:
+    # Only the first 3 were sent: the last two stay 4th and 5th, whatever the policy.
+    decision = finalize_ranking(RECALL, [0.1, 0.9, 0.5], policy=policy)
+    assert [c.index for c in decision.ranked][3:] == [3, 4]
+    assert sorted(c.index for c in decision.ranked[:3]) == [0, 1, 2]
+    assert decision.ranked[3].rerank_score is None
 
 
 def test_fusion_params_are_checked() -> None:
@@ -203,3 +224,93 @@ def test_min_score_precedence(
 def test_resolve_min_score_refuses_out_of_range() -> None:
     with pytest.raises(InvalidInput, match="collection"):
         resolve_min_score(None, 2.0, 0.3)
+
+
+# --- the window policy (the default) ---------------------------------------------------
+
+TEN = [1.0 - i / 10 for i in range(10)]
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 5, 10])
+def test_window_keeps_every_candidate_within_its_window(window: int) -> None:
+    # The reranker loves the recall order backwards: the worst case for the first stage.
+    backwards = [i / 10 for i in range(10)]
+    decision = finalize_ranking(
+        TEN, backwards, top_n=10, policy=ScorePolicy.WINDOW,
+        fusion=FusionParams(recall_weight=0.0, rerank_weight=1.0, window=window),
+    )  # fmt: skip
+    order = [c.index for c in decision.ranked]
+    for position, index in enumerate(order):
+        assert position // window == index // window
+    # Inside each window it follows the reranker (here: reversed).
+    assert order[:window] == list(range(window))[::-1]
+
+
+def test_window_of_one_is_the_recall_order_and_reports_the_scores() -> None:
+    decision = finalize_ranking(
+        TEN, [0.9] * 10, top_n=10, policy=ScorePolicy.WINDOW, fusion=FusionParams(window=1)
+    )
+    assert [c.index for c in decision.ranked] == list(range(10))
+    assert all(c.rerank_score == 0.9 for c in decision.ranked)
+
+
+def test_window_orders_by_fusion_inside_a_window() -> None:
+    decision = finalize_ranking(
+        RECALL, RERANK, policy=ScorePolicy.WINDOW,
+        fusion=FusionParams(recall_weight=1.0, rerank_weight=1.0, k=1.0, window=5),
+    )  # fmt: skip
+    fused = finalize_ranking(
+        RECALL, RERANK, policy=ScorePolicy.FUSION,
+        fusion=FusionParams(recall_weight=1.0, rerank_weight=1.0, k=1.0),
+    )  # fmt: skip
+    assert [c.index for c in decision.ranked] == [c.index for c in fused.ranked]
+
+
+def test_the_library_default_is_the_settings_default() -> None:
+    from core.settings import RerankSettings  # noqa: PLC0415
+
+    settings = RerankSettings()
+    params = FusionParams()
+    assert ScorePolicy(settings.final) is DEFAULT_POLICY
+    assert (params.recall_weight, params.rerank_weight, params.k, params.window) == (
+        settings.fusion_recall_weight,
+        settings.fusion_rerank_weight,
+        settings.fusion_k,
+        settings.window,
+    )
+
+
+def test_window_size_is_checked() -> None:
+    with pytest.raises(InvalidInput, match="window"):
+        FusionParams(window=0)
+
+
+# --- autocut (Weaviate's semantics) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scores", "jumps", "kept"),
+    [
+        ([0.99, 0.98, 0.97, 0.50, 0.49, 0.48], 1, 3),
+        ([0.90, 0.20, 0.19, 0.18], 1, 1),
+        ([0.9, 0.8, 0.7, 0.6, 0.5], 1, 5),  # a straight line has no jump
+        ([1.0, 1.0, 1.0], 1, 3),  # all equal: nothing to cut
+        ([0.9, 0.89, 0.5, 0.49, 0.1, 0.09], 1, 2),
+        ([0.9, 0.89, 0.5, 0.49, 0.1, 0.09], 2, 4),
+        ([0.9, 0.1], 1, 2),
+        ([0.9], 1, 1),
+        ([], 1, 0),
+    ],
+)
+def test_autocut_cuts_at_the_nth_jump(scores: list[float], jumps: int, kept: int) -> None:
+    assert autocut(scores, jumps) == kept
+
+
+def test_autocut_applies_to_the_final_order_and_is_reported() -> None:
+    recall = [0.9, 0.8, 0.7, 0.6, 0.5]
+    rerank = [0.99, 0.98, 0.97, 0.05, 0.04]
+    decision = finalize_ranking(recall, rerank, autocut_jumps=1)
+    assert [c.index for c in decision.ranked] == [0, 1, 2]
+    assert (decision.outcome.dropped_by_autocut, decision.outcome.autocut) == (2, 1)
+    plain = finalize_ranking(recall, None, autocut_jumps=None)
+    assert len(plain.ranked) == 5

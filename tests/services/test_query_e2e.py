@@ -77,7 +77,7 @@ def _query(stack: Stack, **body: object) -> dict[str, object]:
 
 
 def test_result_shape_provenance_scores_timings_usage(stack: Stack) -> None:
-    out = _query(stack, top_n=3)
+    out = _query(stack, query=f"{QUERY}?", top_n=3, final="fusion")
     results = out["results"]
     assert isinstance(results, list)
     assert [r["rank"] for r in results] == [1, 2, 3]
@@ -183,34 +183,36 @@ def test_query_over_several_collections_and_model_list(stack: Stack) -> None:
 
 
 def test_rerank_failures_degrade_visibly_or_fail_closed(stack: Stack) -> None:
+    # Every query here is new: a cached score would spare the failing hub the call.
+    fresh = iter(f"{QUERY} (failure case {n})" for n in range(100))
     stack.plan.fail_next(1, 429, "rerank")
-    recovered = _query(stack)
+    recovered = _query(stack, query=next(fresh))
     assert recovered["rerank"]["status"] == "ok"  # type: ignore[index]
     stack.plan.fail_next(2, 500, "rerank")
-    failed = _query(stack)
+    failed = _query(stack, query=next(fresh))
     assert failed["rerank"]["status"] == "failed"  # type: ignore[index]
     assert failed["rerank"]["reason"]  # type: ignore[index]
     assert all(r["scores"]["rerank"] is None for r in failed["results"])  # type: ignore[attr-defined]
     recall_order = [r["scores"]["fused"] for r in failed["results"]]  # type: ignore[attr-defined]
     assert recall_order == sorted(recall_order, reverse=True)
     stack.plan.hang_next(2, 5.0)
-    slow = _query(stack)
+    slow = _query(stack, query=next(fresh))
     assert slow["rerank"]["status"] == "timeout"  # type: ignore[index]
     stack.plan.fail_next(2, 503, "rerank")
-    assert _query(stack)["rerank"]["status"] == "failed"  # type: ignore[index]
+    assert _query(stack, query=next(fresh))["rerank"]["status"] == "failed"  # type: ignore[index]
     # Three failed queries in a row: the breaker is open, the hub is not even asked.
     before = stack.plan.forwarded.get("rerank", 0)
-    tripped = _query(stack)
+    tripped = _query(stack, query=next(fresh))
     assert tripped["rerank"]["status"] == "circuit_open"  # type: ignore[index]
     assert stack.plan.forwarded.get("rerank", 0) == before
     with stack.client() as c:
         closed = c.post(
-            "/v1/collections/kb/query", json={"query": QUERY, "on_rerank_error": "fail"}
+            "/v1/collections/kb/query", json={"query": next(fresh), "on_rerank_error": "fail"}
         )
         assert closed.status_code == 503
         assert closed.json()["error"]["code"] == "rerank_circuit_open"
     time.sleep(2.5)
-    assert _query(stack)["rerank"]["status"] == "ok"  # type: ignore[index]
+    assert _query(stack, query=next(fresh))["rerank"]["status"] == "ok"  # type: ignore[index]
 
 
 def test_readiness_and_metrics(stack: Stack) -> None:
@@ -225,3 +227,89 @@ def test_readiness_and_metrics(stack: Stack) -> None:
     assert 'sieve_queue_depth{queue="ingest"}' in text
     assert 'sieve_documents{state="indexed"}' in text
     assert 'sieve_hub_request_seconds_count{endpoint="embeddings"}' in text
+
+
+def test_rerank_depth_and_the_score_cache(stack: Stack) -> None:
+    query = "which drink is brewed from roasted beans"
+    first = _query(stack, query=query, top_n=4, rerank_depth=2, final="rerank")
+    report = first["rerank"]
+    assert isinstance(report, dict)
+    assert (report["status"], report["depth"], report["requested_depth"], report["cached"]) == (
+        "ok",
+        2,
+        2,
+        0,
+    )
+    results = first["results"]
+    assert isinstance(results, list)
+    assert [r["scores"]["rerank"] is None for r in results] == [False, False, True, True]
+    deeper = _query(stack, query=query, top_n=4, rerank_depth=4)
+    assert (deeper["rerank"]["depth"], deeper["rerank"]["cached"]) == (4, 2)  # type: ignore[index]
+    before = stack.plan.forwarded.get("rerank", 0)
+    again = _query(stack, query=query, top_n=4, rerank_depth=4)
+    assert again["rerank"]["cached"] == 4  # type: ignore[index]
+    assert stack.plan.forwarded.get("rerank", 0) == before  # the hub was not asked
+    same = [r["scores"]["rerank"] for r in again["results"]]  # type: ignore[attr-defined]
+    assert same == [r["scores"]["rerank"] for r in deeper["results"]]  # type: ignore[attr-defined]
+    off = _query(stack, query=query, rerank_depth=0)
+    assert (off["rerank"]["status"], off["rerank"]["reason"]) == ("skipped", "rerank_depth is 0")  # type: ignore[index]
+    with stack.client() as c:
+        too_deep = c.post(
+            "/v1/collections/kb/query", json={"query": query, "top_k": 3, "rerank_depth": 4}
+        )
+        assert too_deep.status_code == 400
+        assert "rerank_depth" in too_deep.json()["error"]["message"]
+
+
+def test_autocut_cuts_at_the_score_jump(stack: Stack) -> None:
+    out = _query(stack, top_n=4, min_score=0.0, final="rerank", autocut=1)
+    report = out["rerank"]
+    results = out["results"]
+    assert isinstance(report, dict)
+    assert isinstance(results, list)
+    assert report["autocut"] == 1
+    assert 1 <= len(results) < 4
+    assert len(results) + report["dropped_by_autocut"] == 4
+    assert results[0]["document_id"] == "photosynthesis"
+
+
+def test_a_stored_policy_is_shown_and_used_and_requests_still_win(stack: Stack) -> None:
+    with stack.client() as c:
+        put = c.put("/v1/collections/kb/policy", json={"rerank_depth": 1, "final": "rerank"})
+        assert put.status_code == 200, put.text
+        shown = c.get("/v1/collections/kb").json()["policy"]
+        assert (shown["rerank_depth"], shown["final"]) == (1, "rerank")
+        assert c.get("/v1/collections/kb/policy").json()["policy"]["rerank_depth"] == 1
+        out = c.post("/v1/collections/kb/query", json={"query": QUERY}).json()
+        assert (out["rerank"]["depth"], out["rerank"]["final"]) == (1, "rerank")
+        over = c.post("/v1/collections/kb/query", json={"query": QUERY, "rerank_depth": 3})
+        assert over.json()["rerank"]["depth"] == 3
+        for bad in ({"rerank_depth": -1}, {"no_such_knob": 1}, {"final": "magic"}):
+            resp = c.put("/v1/collections/kb/policy", json=bad)
+            assert resp.status_code == 422, bad
+        assert c.put("/v1/collections/nope/policy", json={}).status_code == 404
+        cleared = c.delete("/v1/collections/kb/policy")
+        assert cleared.status_code == 200
+        assert c.get("/v1/collections/kb").json()["policy"] is None
+        out = c.post("/v1/collections/kb/query", json={"query": QUERY}).json()
+        assert out["rerank"]["final"] == "window"
+
+
+def test_feedback_is_stored_per_pair_and_listed(stack: Stack) -> None:
+    with stack.client() as c:
+        url = "/v1/collections/kb2/feedback"
+        body = {"query": "what absorbs light", "document_id": "chlorophyll", "relevant": True}
+        first = c.post(url, json=body)
+        assert first.status_code == 201, first.text
+        assert first.json()["count"] == 1
+        # The same pair judged again overwrites; another pair adds.
+        assert c.post(url, json={**body, "relevant": False}).json()["count"] == 1
+        other = {**body, "document_id": "espresso"}
+        assert c.post(url, json=other).json()["count"] == 2
+        listed = c.get(url).json()
+        assert listed["count"] == 2
+        by_doc = {j["document_id"]: j["relevant"] for j in listed["judgments"]}
+        assert by_doc == {"chlorophyll": False, "espresso": True}
+        assert c.post("/v1/collections/nope/feedback", json=body).status_code == 404
+        assert c.post(url, json={**body, "query": "  "}).status_code == 422
+        assert c.post(url, json={"query": "x"}).status_code == 422

@@ -1,0 +1,25 @@
+"""Measured defaults that a library constructor and a settings class must agree on.
+
+One home, so that ``reranker``'s defaults and ``RerankSettings``'s cannot drift apart.
+Chosen on a dev half of SciFact's judged queries (README, "Evaluation").
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+__all__ = [
+    "DEFAULT_FUSION_K",
+    "DEFAULT_POLICY_NAME",
+    "DEFAULT_RECALL_WEIGHT",
+    "DEFAULT_RERANK_DEPTH",
+    "DEFAULT_RERANK_WEIGHT",
+    "DEFAULT_WINDOW",
+]
+
+DEFAULT_POLICY_NAME: Final[Literal["rerank", "fusion", "window"]] = "window"
+DEFAULT_RECALL_WEIGHT = 2.0
+DEFAULT_RERANK_WEIGHT = 1.0
+DEFAULT_FUSION_K = 2.0
+DEFAULT_WINDOW = 5
+DEFAULT_RERANK_DEPTH = 10

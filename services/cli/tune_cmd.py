@@ -1,0 +1,313 @@
+"""``sieve tune DATASET_DIR -c C``: choose a collection's query policy by cross-validation."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from services.cli.options import DEFAULT_URL, ApiKey, ApiUrl, open_client
+
+__all__ = ["tune"]
+
+
+def tune(
+    dataset: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True, file_okay=False, help="BEIR layout directory (not with --feedback)."
+        ),
+    ] = None,
+    *,
+    collection: Annotated[str, typer.Option("--collection", "-c", help="The collection.")],
+    apply: Annotated[bool, typer.Option(help="Store the chosen policy on the collection.")] = False,
+    feedback: Annotated[
+        bool, typer.Option(help="Judged queries from POST .../feedback instead of qrels.")
+    ] = False,
+    folds: Annotated[int, typer.Option(min=2, max=20, help="Cross-validation folds.")] = 5,
+    holdout: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.9,
+            help="Keep this share of the judged queries out of tuning, scored last.",
+        ),
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the folds and the holdout split.")] = 13,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N judged queries.")
+    ] = None,
+    fetch_depth: Annotated[
+        int, typer.Option(min=1, max=200, help="Candidates the cross-encoder scores per query.")
+    ] = 50,
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="JSONL of fetched candidates: reused if present, else written."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Queries in flight.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    api_url: ApiUrl = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Fetch every judged query's candidates once, score a grid of policies offline, choose one.
+
+    Prints the cost-quality frontier (nDCG@10, Recall@100, p50 ms a query, rerank tokens a
+    query) and the k-fold cross-validated nDCG@10 of the choice; ``--apply`` stores it.
+    """
+    from services.cli.client import ApiError  # noqa: PLC0415
+
+    if (dataset is None) == (not feedback):
+        typer.echo("sieve tune: give a DATASET_DIR or --feedback (one of them)", err=True)
+        raise typer.Exit(code=2)
+    try:
+        with open_client(api_url, api_key) as client:
+            report = _run(
+                client,
+                dataset,
+                collection,
+                apply=apply,
+                folds=folds,
+                holdout=holdout,
+                seed=seed,
+                limit=limit,
+                fetch_depth=fetch_depth,
+                cache=cache,
+                concurrency=concurrency,
+                quiet=as_json,
+            )
+    except (ApiError, ValueError) as exc:
+        typer.echo(f"sieve tune: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print(report)
+
+
+def _judged(client: Any, dataset: Path | None, collection: str) -> tuple[dict[str, str], Any]:
+    if dataset is not None:
+        from services.cli.evaluation import load_beir  # noqa: PLC0415
+
+        data = load_beir(dataset)
+        return data.queries, data.qrels
+    from indexing.feedback import query_id  # noqa: PLC0415
+
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for item in client.feedback(collection):
+        qid = query_id(item["query"])
+        queries[qid] = item["query"]
+        qrels.setdefault(qid, {})[str(item["document_id"])] = int(bool(item["relevant"]))
+    # A query with no relevant document cannot rank anything better or worse.
+    keep = {q for q, docs in qrels.items() if any(docs.values())}
+    return {q: t for q, t in queries.items() if q in keep}, {q: qrels[q] for q in keep}
+
+
+def _run(
+    client: Any,
+    dataset: Path | None,
+    collection: str,
+    *,
+    apply: bool,
+    folds: int,
+    holdout: float,
+    seed: int,
+    limit: int | None,
+    fetch_depth: int,
+    cache: Path | None,
+    concurrency: int,
+    quiet: bool,
+) -> dict[str, Any]:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from core.settings import QuerySettings, RerankSettings  # noqa: PLC0415
+    from services.cli import tuning  # noqa: PLC0415
+
+    console = Console(stderr=True, quiet=quiet)
+    client.get_collection(collection)
+    queries, qrels = _judged(client, dataset, collection)
+    qids = sorted(queries)[:limit] if limit else sorted(queries)
+    order = list(qids)
+    random.Random(seed).shuffle(order)  # noqa: S311 - a reproducible split, not a secret
+    n_out = round(len(order) * holdout)
+    held, tuned = sorted(order[:n_out]), sorted(order[n_out:])
+    if len(tuned) < folds:
+        raise ValueError(f"{len(tuned)} judged queries to tune on cannot make {folds} folds")
+    rerank_cfg, query_cfg = RerankSettings(), QuerySettings()
+    wanted = {q: queries[q] for q in qids}
+    items: list[tuning.QueryCandidates] = []
+    if cache is not None and cache.is_file():
+        items = [q for q in tuning.load_candidates(cache) if q.qid in wanted]
+    missing = {q: t for q, t in wanted.items() if q not in {i.qid for i in items}}
+    if missing:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("fetching candidates", total=len(missing))
+            items += tuning.fetch_all(
+                lambda body: client.query_raw(collection, body),
+                missing,
+                fetch_depth=fetch_depth,
+                document_tokens=rerank_cfg.document_tokens,
+                concurrency=concurrency,
+                progress=lambda n: bar.update(task, completed=n),
+            )
+        if cache is not None:
+            tuning.save_candidates(cache, items)
+    late = any(q.late for q in items)
+    grid = tuning.candidate_grid(
+        late=late, depths=[d for d in (10, 20, 30, 50) if d <= fetch_depth]
+    )
+    default = tuning.Candidate(
+        dense_weight=query_cfg.dense_weight,
+        sparse_weight=query_cfg.sparse_weight,
+        rrf_k=query_cfg.rrf_k,
+        rerank_depth=min(rerank_cfg.depth, fetch_depth),
+        final=rerank_cfg.final,
+        recall_weight=rerank_cfg.fusion_recall_weight,
+        rerank_weight=rerank_cfg.fusion_rerank_weight,
+        fusion_k=rerank_cfg.fusion_k,
+        window=rerank_cfg.window,
+    )
+    baseline = tuning.Candidate(
+        dense_weight=query_cfg.dense_weight,
+        sparse_weight=query_cfg.sparse_weight,
+        rrf_k=query_cfg.rrf_k,
+        rerank_depth=min(50, fetch_depth),
+        final="rerank",
+    )
+    hybrid = tuning.Candidate(
+        dense_weight=query_cfg.dense_weight,
+        sparse_weight=query_cfg.sparse_weight,
+        rrf_k=query_cfg.rrf_k,
+    )
+    grid = list(dict.fromkeys([hybrid, baseline, default, *grid]))
+    console.print(f"scoring {len(grid)} candidate policies over {len(items)} queries")
+    scores = tuning.score_candidates(grid, items, qrels, top_k=query_cfg.top_k)
+    by_cand = {s.candidate: s for s in scores}
+    result = tuning.cross_validate(scores, tuned, folds=folds, seed=seed)
+    chosen = result.chosen
+    front = tuning.frontier(scores, tuned)
+    report: dict[str, Any] = {
+        "collection": collection,
+        "queries": {"tuned": len(tuned), "held_out": len(held)},
+        "candidates": len(grid),
+        "late_interaction": late,
+        "rerank_coverage": round(chosen.coverage, 4),
+        "frontier": [_row(s, tuned, "frontier") for s in front],
+        "reference": [
+            _row(by_cand[hybrid], tuned, "hybrid recall (first stage)"),
+            _row(
+                by_cand[baseline], tuned, f"cross-encoder over {baseline.rerank_depth} (baseline)"
+            ),
+            _row(by_cand[default], tuned, "untuned default"),
+        ],
+        "chosen": _row(chosen, tuned, "chosen"),
+        "cv_ndcg@10": round(result.cv_ndcg, 4),
+        "folds": folds,
+        "fold_choices": result.fold_choices,
+    }
+    if held:
+        report["held_out"] = {
+            "queries": len(held),
+            "offline": {
+                name: round(by_cand[c].mean_ndcg(held), 4) if c in by_cand else None
+                for name, c in (
+                    ("hybrid", hybrid),
+                    ("baseline", baseline),
+                    ("default", default),
+                    ("chosen", chosen.candidate),
+                )
+            },
+        }
+    if apply:
+        provenance = {
+            "by": "sieve tune",
+            "cv_ndcg@10": round(result.cv_ndcg, 4),
+            "folds": folds,
+            "queries": len(tuned),
+            "candidates": len(grid),
+        }
+        body = chosen.candidate.to_policy(provenance).model_dump(exclude_none=True)
+        client.put_policy(collection, body)
+        report["applied"] = body
+        if held:
+            report["held_out"]["api"] = _api_ndcg(
+                client, collection, queries=queries, qrels=qrels, held=held, concurrency=concurrency
+            )
+    return report
+
+
+def _api_ndcg(
+    client: Any,
+    collection: str,
+    *,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    held: list[str],
+    concurrency: int,
+) -> float:
+    """nDCG@10 of the held-out queries as the API now answers them (the stored policy)."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    from services.cli.evaluation import evaluate_runs, ranked_documents  # noqa: PLC0415
+
+    def one(qid: str) -> list[str]:
+        out = client.query_raw(collection, {"query": queries[qid], "top_n": 10})
+        return ranked_documents(out["results"], qid)
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        ranking = dict(zip(held, pool.map(one, held), strict=True))
+    return round(evaluate_runs({q: qrels[q] for q in held}, ranking)["ndcg@10"], 4)
+
+
+def _row(s: Any, qids: list[str], kind: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "policy": s.candidate.label(),
+        "ndcg@10": round(s.mean_ndcg(qids), 4),
+        "recall@100": round(s.recall100, 4),
+        "p50_ms": round(s.p50_ms, 1),
+        "rerank_tokens": round(s.tokens),
+    }
+
+
+def _print(report: dict[str, Any]) -> None:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    console = Console()
+    q = report["queries"]
+    table = Table(
+        title=f"{report['collection']}: {report['candidates']} policies, {q['tuned']} tuned queries"
+        " (p50 ms and tokens are modelled: measured embed+recall + pairs x measured ms a pair)"
+    )
+    for col in ("", "policy", "nDCG@10", "Recall@100", "p50 ms", "rerank tokens"):
+        table.add_column(col, justify="left" if col in ("", "policy") else "right")
+    for row in [*report["reference"], *report["frontier"], report["chosen"]]:
+        table.add_row(
+            row["kind"],
+            row["policy"],
+            f"{row['ndcg@10']:.4f}",
+            f"{row['recall@100']:.4f}",
+            f"{row['p50_ms']:.0f}",
+            str(row["rerank_tokens"]),
+        )
+    console.print(table)
+    console.print(
+        f"chosen: {report['chosen']['policy']}; {report['folds']}-fold cross-validated "
+        f"nDCG@10 {report['cv_ndcg@10']:.4f} "
+        f"(fold choices: {len(set(report['fold_choices']))} distinct)"
+    )
+    if "held_out" in report:
+        h = report["held_out"]
+        line = ", ".join(f"{k} {v:.4f}" for k, v in h["offline"].items() if v is not None)
+        console.print(f"held out ({h['queries']} queries), offline: {line}")
+        if "api" in h:
+            console.print(
+                f"held out through the API with the applied policy: nDCG@10 {h['api']:.4f}"
+            )
+    if "applied" in report:
+        console.print(f"applied to {report['collection']!r}: {report['applied']}")

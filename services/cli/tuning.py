@@ -1,0 +1,450 @@
+"""``sieve tune``: choose a collection's query policy by k-fold cross-validation.
+
+Each judged query is sent to the running API once per recall leg (dense, BM25; rerank off)
+and once with the cross-encoder over the first ``fetch_depth`` hybrid candidates, which
+carries every candidate's rerank score. Every candidate policy is then recomputed offline
+with the server's own functions (``retriever.fusion.fuse_legs`` for recall,
+``reranker.finalize_ranking`` for the final order), so a grid of hundreds of policies costs
+one cross-encoder pass per query. Scores: pytrec_eval through ``evaluation``.
+
+Cost columns are a model, stated as such: p50 ms a query = the measured embed + recall time
+plus the pairs the policy sends times the measured cost of a pair (the cross-encoder is
+linear in pairs); rerank tokens = the token estimate (``reranker.estimate_tokens``, the
+one the client budgets with) of each pair sent, the document capped as the client caps it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from core.query_policy import QueryPolicy
+from core.types import FusionWeights, QueryMode
+from reranker import FusionParams, ScorePolicy, estimate_tokens, finalize_ranking
+from retriever.fusion import fuse_legs
+from services.cli.evaluation import per_query_metrics
+
+__all__ = [
+    "Candidate",
+    "CandidateScore",
+    "QueryCandidates",
+    "TuneResult",
+    "candidate_grid",
+    "cross_validate",
+    "fetch_all",
+    "fetch_candidates",
+    "load_candidates",
+    "rank_query",
+    "save_candidates",
+    "score_candidates",
+]
+
+QueryFn = Callable[[dict[str, Any]], dict[str, Any]]
+LEG_DEPTH = 100
+
+
+@dataclass(frozen=True)
+class QueryCandidates:
+    """One query's recall legs and rerank scores, as the API reported them."""
+
+    qid: str
+    query: str
+    dense: list[tuple[str, float]]
+    sparse: list[tuple[str, float]]
+    documents: dict[str, str]
+    rerank: dict[str, float]
+    late: dict[str, float]
+    doc_tokens: dict[str, int]
+    query_tokens: int
+    base_ms: float
+    rerank_ms: float
+    rerank_pairs: int
+    rerank_cached: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate policy: recall fusion, late interaction, rerank depth and final order."""
+
+    dense_weight: float = 2.0
+    sparse_weight: float = 1.0
+    rrf_k: float = 5.0
+    late_weight: float = 0.0
+    rerank_depth: int = 0
+    final: str = "window"
+    recall_weight: float = 2.0
+    rerank_weight: float = 1.0
+    fusion_k: float = 2.0
+    window: int = 5
+
+    def label(self) -> str:
+        """A short readable name for tables."""
+        recall = f"rrf {self.dense_weight:g}:{self.sparse_weight:g} k{self.rrf_k:g}"
+        if self.late_weight:
+            recall += f" +late {self.late_weight:g}"
+        if self.rerank_depth == 0:
+            return f"{recall} | no rerank"
+        final = self.final
+        if self.final in ("fusion", "window"):
+            final += f" {self.recall_weight:g}:{self.rerank_weight:g} k{self.fusion_k:g}"
+        if self.final == "window":
+            final += f" w{self.window}"
+        return f"{recall} | rerank@{self.rerank_depth} {final}"
+
+    def to_policy(self, provenance: dict[str, Any]) -> QueryPolicy:
+        """The policy to store on the collection."""
+        return QueryPolicy(
+            dense_weight=self.dense_weight,
+            sparse_weight=self.sparse_weight,
+            rrf_k=self.rrf_k,
+            late_weight=self.late_weight,
+            rerank_depth=self.rerank_depth,
+            final=self.final,  # type: ignore[arg-type]
+            fusion_recall_weight=self.recall_weight,
+            fusion_rerank_weight=self.rerank_weight,
+            fusion_k=self.fusion_k,
+            window=self.window,
+            provenance=provenance,
+        )
+
+
+def fetch_candidates(
+    query_fn: QueryFn, qid: str, text: str, *, fetch_depth: int, document_tokens: int | None
+) -> QueryCandidates:
+    """Ask the API for both legs and the rerank scores of the first ``fetch_depth`` hits."""
+    legs: dict[str, list[tuple[str, float]]] = {}
+    documents: dict[str, str] = {}
+    base_ms: list[float] = []
+    for mode in ("dense", "sparse"):
+        out = query_fn(
+            {"query": text, "mode": mode, "rerank": False, "top_k": LEG_DEPTH, "top_n": LEG_DEPTH}
+        )
+        legs[mode] = [(h["chunk_id"], float(h["scores"][mode] or 0.0)) for h in out["results"]]
+        documents.update({h["chunk_id"]: str(h["document_id"]) for h in out["results"]})
+        timings = out["timings_ms"]
+        base_ms.append(timings.get("embed", 0.0) + timings.get("recall", 0.0))
+    out = query_fn(
+        {
+            "query": text,
+            "top_k": fetch_depth,
+            "top_n": fetch_depth,
+            "rerank_depth": fetch_depth,
+            "min_score": 0.0,
+            "final": "rerank",
+            "autocut": 0,
+        }
+    )
+    rerank: dict[str, float] = {}
+    late: dict[str, float] = {}
+    doc_tokens: dict[str, int] = {}
+    if out["rerank"]["status"] == "ok":
+        for h in out["results"]:
+            scores = h["scores"]
+            if scores.get("rerank") is not None:
+                rerank[h["chunk_id"]] = float(scores["rerank"])
+            if scores.get("late") is not None:
+                late[h["chunk_id"]] = float(scores["late"])
+    for h in out["results"]:
+        documents[h["chunk_id"]] = str(h["document_id"])
+        doc_tokens[h["chunk_id"]] = _capped_tokens(h, document_tokens)
+    return QueryCandidates(
+        qid=qid,
+        query=text,
+        dense=legs["dense"],
+        sparse=legs["sparse"],
+        documents=documents,
+        rerank=rerank,
+        late=late,
+        doc_tokens=doc_tokens,
+        query_tokens=estimate_tokens(text),
+        # The hybrid call embeds once and queries both legs: the dense call's cost.
+        base_ms=base_ms[0],
+        rerank_ms=float(out["timings_ms"].get("rerank", 0.0)),
+        rerank_pairs=len(rerank),
+        rerank_cached=int(out["rerank"].get("cached") or 0),
+    )
+
+
+def _capped_tokens(hit: dict[str, Any], cap: int | None) -> int:
+    title, text = hit.get("title"), hit.get("text") or ""
+    body = f"{title}\n{text}" if title and title not in text[: len(title) + 8] else text
+    tokens = estimate_tokens(body)
+    return min(tokens, cap) if cap is not None else tokens
+
+
+def fetch_all(
+    query_fn: QueryFn,
+    queries: dict[str, str],
+    *,
+    fetch_depth: int,
+    document_tokens: int | None,
+    concurrency: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> list[QueryCandidates]:
+    """:func:`fetch_candidates` for every query, ``concurrency`` at a time, in query order."""
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        futures = [
+            pool.submit(
+                fetch_candidates,
+                query_fn,
+                qid,
+                text,
+                fetch_depth=fetch_depth,
+                document_tokens=document_tokens,
+            )
+            for qid, text in queries.items()
+        ]
+        out = []
+        for n, fut in enumerate(futures, start=1):
+            out.append(fut.result())
+            if progress is not None:
+                progress(n)
+    return out
+
+
+def save_candidates(path: Path, items: Sequence[QueryCandidates]) -> None:
+    """Write fetched candidates as JSON lines (``--cache``), to re-tune without the API."""
+    with path.open("w", encoding="utf-8") as fh:
+        for item in items:
+            fh.write(json.dumps(asdict(item)) + "\n")
+
+
+def load_candidates(path: Path) -> list[QueryCandidates]:
+    """Read :func:`save_candidates`' file."""
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                raw = json.loads(line)
+                raw["dense"] = [tuple(x) for x in raw["dense"]]
+                raw["sparse"] = [tuple(x) for x in raw["sparse"]]
+                out.append(QueryCandidates(**raw))
+    return out
+
+
+def rank_query(cand: Candidate, q: QueryCandidates, *, top_k: int) -> list[str]:
+    """The chunk ids the server would return for ``q`` under ``cand``, best first."""
+    fused = fuse_legs(
+        QueryMode.HYBRID,
+        q.dense[:top_k],
+        q.sparse[:top_k],
+        weights=FusionWeights(dense=cand.dense_weight, sparse=cand.sparse_weight),
+        k=cand.rrf_k,
+        limit=top_k,
+    )
+    ids = [hit.id for hit in fused]
+    scores = [hit.score for hit in fused]
+    if cand.late_weight and q.late:
+        ids, scores = _with_late(ids, scores, q.late, cand.late_weight, cand.rrf_k)
+    if cand.rerank_depth == 0:
+        return ids
+    depth = min(cand.rerank_depth, len(ids))
+    # A chunk the fetch did not rerank (another recall put it in the top) stays unscored.
+    rerank = [q.rerank.get(cid) for cid in ids[:depth]]
+    decision = finalize_ranking(
+        scores,
+        rerank,
+        top_n=len(ids),
+        policy=ScorePolicy(cand.final),
+        fusion=FusionParams(
+            recall_weight=cand.recall_weight,
+            rerank_weight=cand.rerank_weight,
+            k=cand.fusion_k,
+            window=cand.window,
+        ),
+    )
+    return decision.select(ids)
+
+
+def _with_late(
+    ids: list[str], scores: list[float], late: dict[str, float], weight: float, k: float
+) -> tuple[list[str], list[float]]:
+    """Add late interaction as a third RRF leg over the recalled candidates.
+
+    Extension point for the ``late`` branch: the store's own MaxSim rescoring will be the
+    authority once it lands; this models it as the server is expected to fuse it.
+    """
+    scored = sorted((cid for cid in ids if cid in late), key=lambda c: -late[c])
+    rank = {cid: r for r, cid in enumerate(scored, start=1)}
+    total = {
+        cid: s + (weight / (k + rank[cid]) if cid in rank else 0.0)
+        for cid, s in zip(ids, scores, strict=True)
+    }
+    order = sorted(ids, key=lambda c: -total[c])
+    return order, [total[c] for c in order]
+
+
+def _documents(chunks: Iterable[str], q: QueryCandidates) -> list[str]:
+    out: list[str] = []
+    seen: set[str] = set()
+    for cid in chunks:
+        doc = q.documents.get(cid, cid)
+        if doc == q.qid or doc in seen:
+            continue
+        seen.add(doc)
+        out.append(doc)
+    return out
+
+
+@dataclass
+class CandidateScore:
+    """A candidate's per-query nDCG@10 and its averages and modelled costs."""
+
+    candidate: Candidate
+    ndcg: dict[str, float]
+    recall100: float
+    p50_ms: float
+    tokens: float
+    coverage: float
+
+    def mean_ndcg(self, qids: Iterable[str]) -> float:
+        """Mean nDCG@10 over ``qids``."""
+        values = [self.ndcg.get(q, 0.0) for q in qids]
+        return sum(values) / len(values) if values else 0.0
+
+
+def score_candidates(
+    candidates: Sequence[Candidate],
+    items: Sequence[QueryCandidates],
+    qrels: dict[str, dict[str, int]],
+    *,
+    top_k: int,
+) -> list[CandidateScore]:
+    """Every candidate over every query: nDCG@10 per query, Recall@100, modelled cost."""
+    judged = [q for q in items if q.qid in qrels]
+    sub = {q.qid: qrels[q.qid] for q in judged}
+    pair_ms = _pair_ms(judged)
+    recall_cache: dict[tuple[float, float, float, float], float] = {}
+    out = []
+    for cand in candidates:
+        ranking = {q.qid: _documents(rank_query(cand, q, top_k=top_k), q) for q in judged}
+        per_query = per_query_metrics(sub, ranking)
+        key = (cand.dense_weight, cand.sparse_weight, cand.rrf_k, cand.late_weight)
+        if key not in recall_cache:
+            wide = replace(cand, rerank_depth=0)
+            deep = {q.qid: _documents(rank_query(wide, q, top_k=LEG_DEPTH), q) for q in judged}
+            recall_cache[key] = statistics.fmean(
+                m["recall@100"] for m in per_query_metrics(sub, deep).values()
+            )
+        ms, tokens, covered, sent = [], [], 0, 0
+        for q in judged:
+            ids = rank_query(replace(cand, rerank_depth=0), q, top_k=top_k)[: cand.rerank_depth]
+            ms.append(q.base_ms + pair_ms * len(ids))
+            tokens.append(sum(q.query_tokens + q.doc_tokens.get(c, 0) for c in ids))
+            covered += sum(1 for c in ids if c in q.rerank)
+            sent += len(ids)
+        out.append(
+            CandidateScore(
+                candidate=cand,
+                ndcg={qid: m["ndcg@10"] for qid, m in per_query.items()},
+                recall100=recall_cache[key],
+                p50_ms=statistics.median(ms) if ms else 0.0,
+                tokens=statistics.fmean(tokens) if tokens else 0.0,
+                coverage=covered / sent if sent else 1.0,
+            )
+        )
+    return out
+
+
+def _pair_ms(items: Sequence[QueryCandidates]) -> float:
+    """Median measured rerank time a pair, over queries the cache did not serve."""
+    values = [q.rerank_ms / q.rerank_pairs for q in items if q.rerank_pairs and not q.rerank_cached]
+    return statistics.median(values) if values else 0.0
+
+
+def candidate_grid(*, late: bool, depths: Sequence[int] = (10, 20, 30, 50)) -> list[Candidate]:
+    """The policies ``sieve tune`` compares (late interaction only when the collection has it)."""
+    recalls = [(2.0, 1.0, 5.0), (1.0, 1.0, 5.0), (3.0, 1.0, 5.0), (2.0, 1.0, 2.0), (2.0, 1.0, 10.0)]
+    lates = (0.0, 0.5, 1.0) if late else (0.0,)
+    finals: list[dict[str, Any]] = [{"final": "rerank"}]
+    finals.extend(
+        {"final": "fusion", "recall_weight": rw, "rerank_weight": xw, "fusion_k": k}
+        for rw, xw in ((1.0, 1.0), (2.0, 1.0), (3.0, 1.0), (1.0, 2.0))
+        for k in (2.0, 5.0, 10.0)
+    )
+    for w in (2, 3, 5, 10):
+        for rw, xw in ((1.0, 1.0), (2.0, 1.0), (1.0, 2.0)):
+            finals.append(
+                {
+                    "final": "window",
+                    "window": w,
+                    "recall_weight": rw,
+                    "rerank_weight": xw,
+                    "fusion_k": 2.0,
+                }
+            )
+    grid = []
+    for dw, sw, k in recalls:
+        for lw in lates:
+            base = Candidate(dense_weight=dw, sparse_weight=sw, rrf_k=k, late_weight=lw)
+            grid.append(base)
+            for depth in depths:
+                grid.extend(replace(base, rerank_depth=depth, **f) for f in finals)
+    return grid
+
+
+@dataclass
+class TuneResult:
+    """The chosen candidate, its cross-validated score, and every candidate's scores."""
+
+    chosen: CandidateScore
+    cv_ndcg: float
+    folds: int
+    fold_choices: list[str] = field(default_factory=list)
+    scores: list[CandidateScore] = field(default_factory=list)
+
+
+def _best(scores: Sequence[CandidateScore], qids: Sequence[str]) -> CandidateScore:
+    # Best mean nDCG@10; among equals (to 4 decimals) the cheaper one.
+    return max(scores, key=lambda s: (round(s.mean_ndcg(qids), 4), -s.p50_ms, -s.tokens))
+
+
+def cross_validate(
+    scores: Sequence[CandidateScore], qids: Sequence[str], *, folds: int = 5, seed: int = 13
+) -> TuneResult:
+    """k-fold: choose on k-1 folds, score the choice on the held-out fold; then choose on all.
+
+    Raises:
+        ValueError: fewer judged queries than folds, or no candidate.
+    """
+    if not scores:
+        raise ValueError("no candidate policy to choose from")
+    if len(qids) < folds or folds < 2:
+        raise ValueError(f"{len(qids)} judged queries cannot make {folds} folds")
+    order = sorted(qids)
+    random.Random(seed).shuffle(order)  # noqa: S311 - a reproducible split, not a secret
+    parts = [order[i::folds] for i in range(folds)]
+    held: list[float] = []
+    choices = []
+    for i, test in enumerate(parts):
+        train = [q for j, part in enumerate(parts) if j != i for q in part]
+        pick = _best(scores, train)
+        choices.append(pick.candidate.label())
+        held.extend(pick.ndcg.get(q, 0.0) for q in test)
+    chosen = _best(scores, order)
+    return TuneResult(
+        chosen=chosen,
+        cv_ndcg=sum(held) / len(held),
+        folds=folds,
+        fold_choices=choices,
+        scores=list(scores),
+    )
+
+
+def frontier(scores: Sequence[CandidateScore], qids: Sequence[str]) -> list[CandidateScore]:
+    """The candidates no other beats on both nDCG@10 and p50 cost, cheapest first."""
+    ranked = sorted(scores, key=lambda s: (s.p50_ms, -s.mean_ndcg(qids)))
+    out: list[CandidateScore] = []
+    best = float("-inf")
+    for s in ranked:
+        value = s.mean_ndcg(qids)
+        if value > best + 1e-9:
+            out.append(s)
+            best = value
+    return out

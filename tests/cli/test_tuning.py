@@ -1,0 +1,178 @@
+"""``sieve tune``'s offline half: recomputing policies, scoring them, k-fold choice, frontier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.types import FusionWeights, QueryMode
+from retriever.fusion import fuse_legs
+from services.cli.tuning import (
+    Candidate,
+    QueryCandidates,
+    candidate_grid,
+    cross_validate,
+    frontier,
+    load_candidates,
+    rank_query,
+    save_candidates,
+    score_candidates,
+)
+
+
+def _query(qid: str, relevant: str, *, rerank_right: bool) -> QueryCandidates:
+    """Ten chunks c0..c9 (document d<i>); dense ranks them in order, BM25 in reverse.
+
+    The relevant document sits at recall rank 4; the reranker either finds it (scores it
+    top) or is fooled (scores c9 top and the relevant one bottom).
+    """
+    chunks = [f"{qid}-c{i}" for i in range(10)]
+    dense = [(c, 1.0 - i / 10) for i, c in enumerate(chunks)]
+    sparse = [(c, 1.0 - i / 10) for i, c in enumerate(reversed(chunks[:6]))]
+    rerank = dict.fromkeys(chunks, 0.5)
+    target = f"{qid}-c{relevant}"
+    if rerank_right:
+        rerank[target] = 0.99
+    else:
+        rerank[target], rerank[chunks[9]] = 0.01, 0.99
+    return QueryCandidates(
+        qid=qid,
+        query=f"query {qid}",
+        dense=dense,
+        sparse=sparse,
+        documents={c: f"{qid}-d{i}" for i, c in enumerate(chunks)},
+        rerank=rerank,
+        late={},
+        doc_tokens=dict.fromkeys(chunks, 100),
+        query_tokens=5,
+        base_ms=10.0,
+        rerank_ms=100.0,
+        rerank_pairs=10,
+        rerank_cached=0,
+    )
+
+
+def test_without_rerank_the_order_is_the_servers_fusion() -> None:
+    q = _query("a", "3", rerank_right=True)
+    cand = Candidate(dense_weight=2, sparse_weight=1, rrf_k=5)
+    expected = fuse_legs(
+        QueryMode.HYBRID, q.dense, q.sparse, weights=FusionWeights(dense=2, sparse=1), k=5,
+        limit=10,
+    )  # fmt: skip
+    assert rank_query(cand, q, top_k=10) == [h.id for h in expected]
+
+
+def test_rerank_depth_limits_what_the_reranker_may_move() -> None:
+    q = _query("a", "9", rerank_right=True)
+    recall = rank_query(Candidate(dense_weight=1, sparse_weight=0), q, top_k=10)
+    assert recall[-1] == "a-c9"
+    shallow = Candidate(dense_weight=1, sparse_weight=0, rerank_depth=5, final="rerank")
+    deep = Candidate(dense_weight=1, sparse_weight=0, rerank_depth=10, final="rerank")
+    assert rank_query(shallow, q, top_k=10)[-1] == "a-c9"  # never sent: stays last
+    assert rank_query(deep, q, top_k=10)[0] == "a-c9"
+
+
+def _dataset(
+    n: int, *, rerank_right: bool
+) -> tuple[list[QueryCandidates], dict[str, dict[str, int]]]:
+    items = [_query(f"q{i}", "3", rerank_right=rerank_right) for i in range(n)]
+    qrels = {q.qid: {f"{q.qid}-d3": 1} for q in items}
+    return items, qrels
+
+
+def test_cross_validation_picks_the_reranker_when_it_helps() -> None:
+    items, qrels = _dataset(10, rerank_right=True)
+    grid = [Candidate(), Candidate(rerank_depth=10, final="rerank")]
+    scores = score_candidates(grid, items, qrels, top_k=10)
+    result = cross_validate(scores, sorted(qrels), folds=5)
+    assert result.chosen.candidate.final == "rerank"
+    assert result.cv_ndcg == pytest.approx(1.0)
+    assert set(result.fold_choices) == {result.chosen.candidate.label()}
+
+
+def test_cross_validation_keeps_recall_when_the_reranker_is_fooled() -> None:
+    items, qrels = _dataset(10, rerank_right=False)
+    grid = [Candidate(), Candidate(rerank_depth=10, final="rerank")]
+    scores = score_candidates(grid, items, qrels, top_k=10)
+    result = cross_validate(scores, sorted(qrels), folds=5)
+    assert result.chosen.candidate.rerank_depth == 0
+    no_rerank, ce = scores
+    assert ce.mean_ndcg(qrels) < no_rerank.mean_ndcg(qrels)
+
+
+def test_costs_are_modelled_from_the_measured_pair_cost() -> None:
+    items, qrels = _dataset(4, rerank_right=True)
+    none, ten = score_candidates(
+        [Candidate(), Candidate(rerank_depth=10, final="rerank")], items, qrels, top_k=10
+    )
+    assert (none.p50_ms, none.tokens) == (10.0, 0.0)
+    assert ten.p50_ms == pytest.approx(10.0 + 10 * 10.0)  # 100 ms for 10 pairs measured
+    assert ten.tokens == 10 * (5 + 100)
+    assert ten.coverage == 1.0
+    assert none.recall100 == 1.0
+
+
+def test_frontier_keeps_only_undominated_candidates() -> None:
+    items, qrels = _dataset(4, rerank_right=True)
+    grid = [
+        Candidate(),
+        Candidate(rerank_depth=10, final="rerank"),
+        Candidate(rerank_depth=10, final="window", window=1),  # costs pairs, gains nothing
+    ]
+    scores = score_candidates(grid, items, qrels, top_k=10)
+    front = frontier(scores, sorted(qrels))
+    assert [s.candidate for s in front] == [grid[0], grid[1]]
+
+
+def test_too_few_queries_for_the_folds() -> None:
+    items, qrels = _dataset(3, rerank_right=True)
+    scores = score_candidates([Candidate()], items, qrels, top_k=10)
+    with pytest.raises(ValueError, match="folds"):
+        cross_validate(scores, sorted(qrels), folds=5)
+
+
+def test_grid_has_late_interaction_only_when_the_collection_has_it() -> None:
+    assert all(c.late_weight == 0 for c in candidate_grid(late=False))
+    assert any(c.late_weight > 0 for c in candidate_grid(late=True))
+    assert len(set(candidate_grid(late=False))) == len(candidate_grid(late=False))
+
+
+def test_late_scores_join_recall_as_a_third_leg() -> None:
+    q = _query("a", "3", rerank_right=True)
+    late = {f"a-c{i}": (1.0 if i == 8 else 0.0) for i in range(10)}
+    q = QueryCandidates(**{**q.__dict__, "late": late})
+    plain = rank_query(Candidate(dense_weight=1, sparse_weight=0), q, top_k=10)
+    with_late = rank_query(Candidate(dense_weight=1, sparse_weight=0, late_weight=5), q, top_k=10)
+    assert with_late.index("a-c8") < plain.index("a-c8")
+
+
+def test_candidates_round_trip_through_the_cache_file(tmp_path: Path) -> None:
+    items, _ = _dataset(2, rerank_right=True)
+    path = tmp_path / "cands.jsonl"
+    save_candidates(path, items)
+    assert load_candidates(path) == items
+
+
+def test_a_chosen_candidate_becomes_a_stored_policy() -> None:
+    policy = Candidate(rerank_depth=20, final="fusion").to_policy({"by": "test"})
+    assert (policy.rerank_depth, policy.final, policy.provenance) == (20, "fusion", {"by": "test"})
+
+
+def test_tune_needs_a_dataset_or_feedback_and_reports_a_down_api(tmp_path: Path) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from services.cli.main import app  # noqa: PLC0415
+    from tests.servers import free_port  # noqa: PLC0415
+
+    runner = CliRunner()
+    down = f"http://127.0.0.1:{free_port()}"
+    neither = runner.invoke(app, ["tune", "-c", "c", "--api-url", down])
+    assert neither.exit_code == 2
+    assert "DATASET_DIR or --feedback" in neither.output
+    both = runner.invoke(app, ["tune", str(tmp_path), "-c", "c", "--feedback", "--api-url", down])
+    assert both.exit_code == 2
+    result = runner.invoke(app, ["tune", "-c", "c", "--feedback", "--api-url", down])
+    assert result.exit_code == 1
+    assert "sieve tune:" in result.output
+    assert "Traceback" not in result.output
