@@ -24,6 +24,7 @@ from sieve_client.errors import (
 )
 from sieve_client.models import (
     CollectionResponse,
+    DocStatus,
     DocumentDeletedResponse,
     DocumentResponse,
     DocumentsPageResponse,
@@ -261,7 +262,12 @@ class SieveClient(_Base):
         )
 
     def list_documents(
-        self, collection: str, *, status: str | None = None, offset: int = 0, limit: int = 100
+        self,
+        collection: str,
+        *,
+        status: DocStatus | str | None = None,
+        offset: int = 0,
+        limit: int = 100,
     ) -> DocumentsPageResponse:
         """A page of documents in upload order, optionally only those in ``status``."""
         return self._run(p.list_documents(collection, status=status, offset=offset, limit=limit))
@@ -504,7 +510,12 @@ class AsyncSieveClient(_Base):
         )
 
     async def list_documents(
-        self, collection: str, *, status: str | None = None, offset: int = 0, limit: int = 100
+        self,
+        collection: str,
+        *,
+        status: DocStatus | str | None = None,
+        offset: int = 0,
+        limit: int = 100,
     ) -> DocumentsPageResponse:
         """A page of documents in upload order, optionally only those in ``status``."""
         return await self._run(

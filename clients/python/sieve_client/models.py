@@ -17,6 +17,7 @@ __all__ = [
     "COLLECTION_NAME_PATTERN",
     "CollectionCreateRequest",
     "CollectionResponse",
+    "DocStatus",
     "DocumentDeletedResponse",
     "DocumentResponse",
     "DocumentsPageResponse",
@@ -52,6 +53,19 @@ class QueryMode(StrEnum):
     HYBRID = "hybrid"
     DENSE = "dense"
     SPARSE = "sparse"
+
+
+class DocStatus(StrEnum):
+    """A document's life: queued, then parsed, embedded, written, and indexed or failed."""
+
+    QUEUED = "queued"
+    PARSING = "parsing"
+    EMBEDDING = "embedding"
+    WRITING = "writing"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DELETED = "deleted"
 
 
 # ---------------------------------------------------------------- collections

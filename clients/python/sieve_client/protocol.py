@@ -20,10 +20,11 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from sieve_client.errors import BadResponseError
+from sieve_client.errors import BadResponseError, ValidationFailedError
 from sieve_client.models import (
     CollectionCreateRequest,
     CollectionResponse,
+    DocStatus,
     DocumentDeletedResponse,
     DocumentResponse,
     DocumentsPageResponse,
@@ -192,6 +193,20 @@ def _listed(model: type[M], key: str, where: str) -> Callable[[Any], list[M]]:
     return parse
 
 
+def _build(model: type[M], data: Mapping[str, Any]) -> M:
+    """A request body, checked against the API's schema before it is sent."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ValidationFailedError(
+            f"invalid request: {loc}: {first['msg']}",
+            "invalid_request",
+            details=exc.errors(include_url=False, include_context=False),
+        ) from None
+
+
 def _none(_: Any) -> None:
     return None
 
@@ -224,12 +239,15 @@ def create_collection(
     min_score: float | None = None,
 ) -> Call[CollectionResponse]:
     """``POST /v1/collections``."""
-    spec = CollectionCreateRequest(
-        name=name,
-        embedding_model=embedding_model,
-        hybrid=hybrid,
-        rerank_model=rerank_model,
-        min_score=min_score,
+    spec = _build(
+        CollectionCreateRequest,
+        {
+            "name": name,
+            "embedding_model": embedding_model,
+            "hybrid": hybrid,
+            "rerank_model": rerank_model,
+            "min_score": min_score,
+        },
     )
     return Call(
         "POST",
@@ -369,13 +387,13 @@ def replace_document(
 
 
 def list_documents(
-    collection: str, *, status: str | None = None, offset: int = 0, limit: int = 100
+    collection: str, *, status: DocStatus | str | None = None, offset: int = 0, limit: int = 100
 ) -> Call[DocumentsPageResponse]:
     """``GET .../documents``: a page, in upload order, optionally by status."""
     path = _documents_path(collection)
     params: dict[str, str | int] = {"offset": offset, "limit": limit}
     if status is not None:
-        params["status"] = status
+        params["status"] = str(status)
     return Call("GET", path, _model(DocumentsPageResponse, path), params=params)
 
 
@@ -426,7 +444,7 @@ def query(
     """``POST /v1/collections/{name}/query`` for one collection, ``POST /v1/query`` for several.
 
     Raises:
-        pydantic.ValidationError: a knob out of the API's range (checked before sending).
+        ValidationFailedError: a knob out of the API's range (checked before sending).
     """
     knobs: dict[str, Any] = {
         "query": text,
@@ -442,10 +460,10 @@ def query(
     }
     if isinstance(collection, str):
         path = f"/v1/collections/{_seg(collection)}/query"
-        req: QueryRequest = QueryRequest.model_validate(knobs)
+        req: QueryRequest = _build(QueryRequest, knobs)
     else:
         path = "/v1/query"
-        req = MultiQueryRequest.model_validate({**knobs, "collections": list(collection)})
+        req = _build(MultiQueryRequest, {**knobs, "collections": list(collection)})
     body = req.model_dump(mode="json", exclude_none=True)
     return Call("POST", path, _model(QueryResponse, path), json=body)
 
