@@ -25,6 +25,7 @@ from core.types import (
 )
 from indexing.records import CollectionRecord
 from ingest.embeddings_client import AsyncEmbeddingsClient
+from ingest.tracing import span
 from reranker import (
     CircuitBreaker,
     FusionParams,
@@ -197,6 +198,19 @@ class QueryEngine:
 
     async def run(self, collections: list[CollectionRecord], req: QueryRequest) -> QueryResponse:
         """Recall, rerank, cut off and order; never hides what the rerank stage did."""
+        with span(
+            "query",
+            collections=[c.name for c in collections],
+            mode=req.mode.value,
+            top_k=req.top_k,
+            top_n=req.top_n,
+        ) as current:
+            out = await self._run(collections, req)
+            current.set_attribute("rerank.status", out.rerank.status)
+            current.set_attribute("results", len(out.results))
+            return out
+
+    async def _run(self, collections: list[CollectionRecord], req: QueryRequest) -> QueryResponse:
         started = time.perf_counter()
         first = collections[0]
         for other in collections[1:]:
@@ -222,34 +236,39 @@ class QueryEngine:
         rerank_input: list[float | None] | RerankFailure | None = None
         rerank_tokens: int | None = None
         if reranking and hits:
-            try:
-                result = await self._rerankers.get(rerank_model).rerank(
-                    req.query, [RerankDocument(text=_rerank_text(h)) for h in hits]
-                )
-                rerank_input, rerank_tokens = list(result.scores), result.usage_tokens
-            except SieveError as exc:
-                rerank_input = failure_from_error(exc)
+            with span("query.rerank", model=rerank_model, candidates=len(hits)) as stage:
+                try:
+                    result = await self._rerankers.get(rerank_model).rerank(
+                        req.query, [RerankDocument(text=_rerank_text(h)) for h in hits]
+                    )
+                    rerank_input, rerank_tokens = list(result.scores), result.usage_tokens
+                except SieveError as exc:
+                    rerank_input = failure_from_error(exc)
+                    stage.set_attribute("error.code", exc.code)
         rerank_ms = (time.perf_counter() - t_rerank) * 1000
         policy = ScorePolicy(req.final or self._rerank.final)
-        decision = finalize_ranking(
-            [h.score for h in hits],
-            rerank_input,
-            top_n=top_n,
-            min_score=resolve_min_score(
-                req.min_score,
-                first.min_score,
-                self._rerank.model_min_scores.get(rerank_model, self._rerank.min_score),
-            ),
-            policy=policy,
-            fusion=FusionParams(
-                recall_weight=self._rerank.fusion_recall_weight,
-                rerank_weight=self._rerank.fusion_rerank_weight,
-                k=self._rerank.fusion_k,
-            ),
-            on_error=OnRerankError(req.on_rerank_error or self._rerank.on_error),
-            model=rerank_model if reranking else None,
-            skip_reason="reranking is off" if not req.rerank else "reranking is disabled",
-        )
+        with span("query.cutoff", top_n=top_n, policy=policy.value) as cutting:
+            decision = finalize_ranking(
+                [h.score for h in hits],
+                rerank_input,
+                top_n=top_n,
+                min_score=resolve_min_score(
+                    req.min_score,
+                    first.min_score,
+                    self._rerank.model_min_scores.get(rerank_model, self._rerank.min_score),
+                ),
+                policy=policy,
+                fusion=FusionParams(
+                    recall_weight=self._rerank.fusion_recall_weight,
+                    rerank_weight=self._rerank.fusion_rerank_weight,
+                    k=self._rerank.fusion_k,
+                ),
+                on_error=OnRerankError(req.on_rerank_error or self._rerank.on_error),
+                model=rerank_model if reranking else None,
+                skip_reason="reranking is off" if not req.rerank else "reranking is disabled",
+            )
+            cutting.set_attribute("dropped", decision.outcome.dropped_by_cutoff)
+            cutting.set_attribute("kept", len(decision.ranked))
         results = []
         for rank, item in enumerate(decision.ranked, start=1):
             coll, hit = recall.hits[item.index]
@@ -306,13 +325,14 @@ class QueryEngine:
         dense: list[float] | None = None
         embed_tokens: int | None = None
         t0 = time.perf_counter()
-        if mode in (QueryMode.HYBRID, QueryMode.DENSE):
-            prefix = self._query.query_prefixes.get(first.embedding_model, "")
-            vectors, embed_tokens = await self._embeddings.embed(
-                [prefix + req.query], model=first.embedding_model, dimension=first.dimension
-            )
-            dense = vectors[0]
-        sparse = self._bm25.embed_query(req.query) if mode is not QueryMode.DENSE else None
+        with span("query.embed", model=first.embedding_model, mode=mode.value):
+            if mode in (QueryMode.HYBRID, QueryMode.DENSE):
+                prefix = self._query.query_prefixes.get(first.embedding_model, "")
+                vectors, embed_tokens = await self._embeddings.embed(
+                    [prefix + req.query], model=first.embedding_model, dimension=first.dimension
+                )
+                dense = vectors[0]
+            sparse = self._bm25.embed_query(req.query) if mode is not QueryMode.DENSE else None
         t1 = time.perf_counter()
         query = HybridQuery(
             dense=dense,
@@ -323,19 +343,24 @@ class QueryEngine:
             weights=FusionWeights(dense=self._query.dense_weight, sparse=self._query.sparse_weight),
             filter=to_chunk_filter(req.filter),
         )
-        per = await asyncio.gather(*(self._store.query(c.store_name, query) for c in collections))
-        if self._deleted is not None:
-            # A deleted document's points may outlive its tombstone by a moment: never show them.
-            gone = await asyncio.gather(
-                *(
-                    self._deleted(c, [h.payload.document_id for h in hits])
-                    for c, hits in zip(collections, per, strict=True)
-                )
+        with span("query.recall", collections=[c.name for c in collections], limit=top_k) as stage:
+            per = await asyncio.gather(
+                *(self._store.query(c.store_name, query) for c in collections)
             )
-            per = [
-                [h for h in hits if h.payload.document_id not in g]
-                for hits, g in zip(per, gone, strict=True)
-            ]
+            if self._deleted is not None:
+                # A deleted document's points may outlive its tombstone by a moment: never
+                # show them.
+                gone = await asyncio.gather(
+                    *(
+                        self._deleted(c, [h.payload.document_id for h in hits])
+                        for c, hits in zip(collections, per, strict=True)
+                    )
+                )
+                per = [
+                    [h for h in hits if h.payload.document_id not in g]
+                    for hits, g in zip(per, gone, strict=True)
+                ]
+            stage.set_attribute("candidates", sum(len(hits) for hits in per))
         merged = [(c.name, hit) for c, hits in zip(collections, per, strict=True) for hit in hits]
         # Several collections: fused scores are rank-based, so they compare across them.
         merged.sort(key=lambda pair: -pair[1].score)
