@@ -1,8 +1,10 @@
 """Spans for Sieve's stages, on the OpenTelemetry API only (no SDK below ``services``).
 
-``span(name, **attrs)`` is the one way Sieve opens a span. With no tracer provider set up
-(``SIEVE_OTEL_ENABLED`` off, the default) it returns a shared no-op context manager without
-touching OpenTelemetry's context, so a disabled trace costs one ``isinstance`` check.
+``span(name, **attrs)`` is the one way Sieve opens a span. Until a composition root turns
+spans on (``services.telemetry.setup_tracing`` calls ``enable_spans`` when
+``SIEVE_OTEL_ENABLED`` is set) it returns a shared no-op context manager without touching
+OpenTelemetry at all: a disabled span costs one attribute read. (Asking OpenTelemetry whether
+a provider is set costs an ``os.environ`` lookup per call; see ``bench/tracing.py``.)
 """
 
 from __future__ import annotations
@@ -14,12 +16,32 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span
 
-__all__ = ["AttrValue", "span"]
+__all__ = ["AttrValue", "enable_spans", "span", "spans_enabled"]
 
 AttrValue = str | bool | int | float | Sequence[str] | None
 
 _TRACER = trace.get_tracer("sieve")
 _OFF: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
+
+
+class _Switch:
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = False
+
+
+_SWITCH = _Switch()
+
+
+def enable_spans(on: bool = True) -> None:
+    """Record spans from now on in this process (the composition root decides, once)."""
+    _SWITCH.on = on
+
+
+def spans_enabled() -> bool:
+    """True once ``enable_spans`` turned spans on."""
+    return _SWITCH.on
 
 
 def _attributes(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +65,6 @@ def span(name: str, **attrs: AttrValue) -> AbstractContextManager[Span]:
     Exceptions raised inside are recorded on the span and re-raised. Use the yielded span
     to add what is known only at the end: ``with span("x") as s: ...; s.set_attribute(...)``.
     """
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    if not _SWITCH.on:
         return _OFF
     return _on(name, attrs)

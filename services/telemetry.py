@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from core.settings import TelemetrySettings
+from ingest.tracing import enable_spans
 
 __all__ = ["setup_tracing", "shutdown_tracing"]
 
@@ -32,7 +33,10 @@ def setup_tracing(
     is off, or the host application set one up already (``opentelemetry-instrument``, a
     test), which is kept: Sieve's spans go to it.
     """
-    if not settings.enabled or isinstance(trace.get_tracer_provider(), TracerProvider):
+    if not settings.enabled:
+        return None
+    enable_spans()
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
         return None
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415

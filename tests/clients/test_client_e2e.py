@@ -30,7 +30,7 @@ from sieve_client import (
 
 from tests.clients.openapi_shapes import component_name, model_schemas, shape
 from tests.servers import free_port
-from tests.services.stack import KEY_A, KEY_B, Stack, running_stack
+from tests.services.stack import KEY_A, KEY_B, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -57,14 +57,6 @@ DOCS = [
     },
 ]
 QUERY = "how do plants turn sunlight into sugar"
-
-
-@pytest.fixture(scope="module")
-def stack(
-    redis_url: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    with running_stack(redis_url, hub_url, tmp_path_factory.mktemp("client")) as handle:
-        yield handle
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from sieve_client import SieveClient
 from sieve_client.langchain import SieveRetriever as LangChainRetriever
 from sieve_client.llamaindex import SieveRetriever as LlamaIndexRetriever
 
-from tests.services.stack import KEY_A, Stack, running_stack
+from tests.services.stack import KEY_A, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -27,19 +26,14 @@ QUESTION = "how do plants make sugar from light"
 ANSWER = "photosynthesis.md"
 
 
-@pytest.fixture(scope="module")
-def stack(
-    redis_url: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    with (
-        running_stack(redis_url, hub_url, tmp_path_factory.mktemp("sample")) as handle,
-        SieveClient(handle.api, KEY_A) as client,
-    ):
+@pytest.fixture(scope="module", autouse=True)
+def sample(stack: Stack) -> None:
+    """The bundled sample collection, as ``sieve up`` loads it on a first run."""
+    with SieveClient(stack.api, KEY_A) as client:
         client.create_collection("sample")
         files = sorted(SAMPLE.glob("*.md"))
         job = client.upload_files("sample", files)
         assert client.wait_job(job.job_id, timeout_s=180).counts == {"indexed": len(files)}
-        yield handle
 
 
 def _check_scores(meta: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
-"""``ingest.tracing.span``: a shared no-op when no tracer provider is set up, real nested spans
-when one is. Each case runs in a fresh interpreter: a tracer provider is process-global."""
+"""``ingest.tracing.span``: a shared no-op until spans are enabled, real nested spans after.
+Each case runs in a fresh interpreter: a tracer provider is process-global."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import sys
 import textwrap
 
 OFF = """
-from opentelemetry import context
+from opentelemetry import context, trace
+from opentelemetry.sdk.trace import TracerProvider
 from ingest.tracing import span
+
+# Even with a provider installed, spans stay off until the composition root enables them.
+trace.set_tracer_provider(TracerProvider())
 
 before = context.get_current()
 first, second = span("a", x=1), span("b")
@@ -25,8 +29,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from ingest.tracing import span
+from ingest.tracing import enable_spans, span
 
+enable_spans()
 exporter = InMemorySpanExporter()
 provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
