@@ -23,7 +23,7 @@ from bench.harness import machine_note, markdown_table
 from ingest.tracing import enable_spans, span
 
 
-def _per_call_ns(body: Callable[[], None], n: int, repeats: int = 5) -> float:
+def _per_call_ns(body: Callable[[], object], n: int, repeats: int = 5) -> float:
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter_ns()

@@ -164,26 +164,26 @@ def test_an_upload_is_one_trace_from_the_api_through_the_worker_and_back(
         job = c.post("/v1/collections/traced/documents", json={"documents": docs}).json()
         assert stack.wait_job(c, job["job_id"])["counts"] == {"indexed": 1}
     worker = _wait_for(
-        receiver, {"celery.task sieve.ingest_batch", "ingest.parse", "ingest.chunk", "ingest.embed"}
+        receiver, {"celery.task sieve.ingest", "ingest.parse", "ingest.chunk", "ingest.embed"}
     )
     deadline = time.monotonic() + 10
-    while not any(s.name == "celery.task sieve.store_write" for s in _api_spans(exporter)):
+    while not any(s.name == "celery.task sieve.write" for s in _api_spans(exporter)):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     api = _api_spans(exporter)
 
     upload = _one(api, "POST /v1/collections/{name}/documents")
-    task = _one(worker, "celery.task sieve.ingest_batch")
+    task = _one(worker, "celery.task sieve.ingest")
     assert task.service == "sieve-worker"
     assert (task.trace_id, task.parent_id) == (upload.trace_id, upload.span_id)
     by_id = {s.span_id: s for s in [*api, *worker]}
     for step in ("ingest.parse", "ingest.chunk", "ingest.embed"):
         span = _one(worker, step)
         assert span.trace_id == upload.trace_id
-        assert "celery.task sieve.ingest_batch" in _ancestors(span, by_id), step
+        assert "celery.task sieve.ingest" in _ancestors(span, by_id), step
     # The worker hands the computed points to the store owner (this API process): the
     # store-write task continues the same trace, as a child of a worker span.
-    writes = [s for s in api if s.name == "celery.task sieve.store_write"]
+    writes = [s for s in api if s.name == "celery.task sieve.write"]
     assert writes
     assert all(w.trace_id == upload.trace_id for w in writes)
     assert all(w.parent_id in {s.span_id for s in worker} for w in writes)
