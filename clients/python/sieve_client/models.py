@@ -109,9 +109,10 @@ class IngestAcceptedResponse(_Response):
 
 
 class DocumentResponse(_Response):
-    """A document's state."""
+    """A document's state at its current version (every accepted change takes a new one)."""
 
     id: str
+    version: int
     status: str
     job_id: str
     content_hash: str | None
@@ -150,7 +151,9 @@ class JobResponse(_Response):
     state: str
     counts: dict[str, int]
     total: int
-    documents: dict[str, str]
+    # Each document's state in the job (``superseded``: a newer upload took over); None for
+    # jobs of over 1,000 documents, whose counts say the same.
+    documents: dict[str, str] | None
     errors: dict[str, dict[str, str]] = Field(default_factory=dict)
     created_at: float
     finished_at: float | None
