@@ -208,6 +208,23 @@ def test_query_knobs_and_provenance(sieve: SieveClient) -> None:
     assert unknown.value.code == "unknown_model"
 
 
+def test_evaluation_reports_are_stored_and_read(sieve: SieveClient) -> None:
+    with pytest.raises(NotFoundError) as none:
+        sieve.get_evaluation("kb")
+    assert none.value.code == "evaluation_not_found"
+    report = client_models.EvaluationReport(
+        collection="kb",
+        queries=2,
+        metrics={"hybrid": {"ndcg@10": 0.5}},
+        latency_ms={"hybrid": {"p50": 12.0}},
+        min_score_sweep=[client_models.SweepRow(min_score=0.1, kept=3, relevant_kept=2)],
+    )
+    saved = sieve.put_evaluation("kb", report)
+    assert saved.saved_at is not None
+    back = sieve.get_evaluation("kb")
+    assert back.model_dump(exclude={"saved_at"}) == report.model_dump(exclude={"saved_at"})
+
+
 def test_models_health_ready(sieve: SieveClient) -> None:
     ids = {m.id for m in sieve.list_models()}
     assert {"BAAI/bge-small-en-v1.5", "cross-encoder/ms-marco-MiniLM-L-12-v2"} <= ids
@@ -303,6 +320,7 @@ _RESPONSES: list[type[BaseModel]] = [
     client_models.DocumentsPageResponse,
     client_models.JobResponse,
     client_models.QueryResponse,
+    client_models.EvaluationReport,
 ]
 # Bodies the API documents without a schema of their own (JSONResponse / dict routes).
 _UNDOCUMENTED = {"DocumentDeletedResponse", "ModelInfo"}

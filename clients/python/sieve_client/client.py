@@ -28,6 +28,7 @@ from sieve_client.models import (
     DocumentDeletedResponse,
     DocumentResponse,
     DocumentsPageResponse,
+    EvaluationReport,
     IngestAcceptedResponse,
     JobResponse,
     ModelInfo,
@@ -346,6 +347,18 @@ class SieveClient(_Base):
             )
         )
 
+    def get_evaluation(self, collection: str) -> EvaluationReport:
+        """The collection's last stored ``sieve eval`` report.
+
+        Raises:
+            NotFoundError: ``evaluation_not_found`` when none was stored.
+        """
+        return self._run(p.get_evaluation(collection))
+
+    def put_evaluation(self, collection: str, report: EvaluationReport) -> EvaluationReport:
+        """Store an evaluation report for the collection (replacing the last one)."""
+        return self._run(p.put_evaluation(collection, report))
+
     def list_models(self) -> list[ModelInfo]:
         """The hub's models, to pick an embedding or rerank model."""
         return self._run(p.list_models())
@@ -591,6 +604,14 @@ class AsyncSieveClient(_Base):
                 on_rerank_error=on_rerank_error,
             )
         )
+
+    async def get_evaluation(self, collection: str) -> EvaluationReport:
+        """The collection's last stored ``sieve eval`` report."""
+        return await self._run(p.get_evaluation(collection))
+
+    async def put_evaluation(self, collection: str, report: EvaluationReport) -> EvaluationReport:
+        """Store an evaluation report for the collection (replacing the last one)."""
+        return await self._run(p.put_evaluation(collection, report))
 
     async def list_models(self) -> list[ModelInfo]:
         """The hub's models, to pick an embedding or rerank model."""

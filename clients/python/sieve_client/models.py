@@ -21,6 +21,7 @@ __all__ = [
     "DocumentDeletedResponse",
     "DocumentResponse",
     "DocumentsPageResponse",
+    "EvaluationReport",
     "HitScores",
     "IngestAcceptedResponse",
     "JobResponse",
@@ -34,6 +35,7 @@ __all__ = [
     "QueryResponse",
     "RangeBounds",
     "RerankReport",
+    "SweepRow",
 ]
 
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
@@ -260,6 +262,31 @@ class QueryResponse(_Response):
     rerank: RerankReport
     timings_ms: dict[str, float]
     usage: dict[str, int | None]
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class SweepRow(_Response):
+    """One ``min_score`` threshold of the sweep: results and relevant results kept."""
+
+    min_score: float
+    kept: int
+    relevant_kept: int
+
+
+class EvaluationReport(_Response):
+    """What ``sieve eval`` measured on a collection (its ``--json`` report), as stored."""
+
+    collection: str
+    queries: int
+    metrics: dict[str, dict[str, float]]
+    latency_ms: dict[str, dict[str, float]]
+    rerank_statuses: dict[str, int] = Field(default_factory=dict)
+    min_score_sweep: list[SweepRow] = Field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = Field(default_factory=list)
+    saved_at: float | None = None
 
 
 # ---------------------------------------------------------------- models

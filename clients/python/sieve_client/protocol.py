@@ -28,6 +28,7 @@ from sieve_client.models import (
     DocumentDeletedResponse,
     DocumentResponse,
     DocumentsPageResponse,
+    EvaluationReport,
     IngestAcceptedResponse,
     JobResponse,
     ModelInfo,
@@ -49,12 +50,14 @@ __all__ = [
     "delete_document",
     "get_collection",
     "get_document",
+    "get_evaluation",
     "get_job",
     "health",
     "list_collections",
     "list_documents",
     "list_models",
     "load_files",
+    "put_evaluation",
     "query",
     "ready",
     "replace_document",
@@ -466,6 +469,19 @@ def query(
         req = _build(MultiQueryRequest, {**knobs, "collections": list(collection)})
     body = req.model_dump(mode="json", exclude_none=True)
     return Call("POST", path, _model(QueryResponse, path), json=body)
+
+
+def get_evaluation(collection: str) -> Call[EvaluationReport]:
+    """``GET /v1/collections/{name}/evaluation``: the last stored ``sieve eval`` report."""
+    path = f"/v1/collections/{_seg(collection)}/evaluation"
+    return Call("GET", path, _model(EvaluationReport, path))
+
+
+def put_evaluation(collection: str, report: EvaluationReport) -> Call[EvaluationReport]:
+    """``PUT /v1/collections/{name}/evaluation``: store a report (replacing the last one)."""
+    path = f"/v1/collections/{_seg(collection)}/evaluation"
+    body = report.model_dump(mode="json", exclude={"saved_at"})
+    return Call("PUT", path, _model(EvaluationReport, path), json=body)
 
 
 def list_models() -> Call[list[ModelInfo]]:
