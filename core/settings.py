@@ -46,6 +46,7 @@ __all__ = [
     "RerankSettings",
     "StoreBackend",
     "StoreSettings",
+    "TelemetrySettings",
     "WorkerSettings",
     "check_api_key",
     "reject_placeholder",
@@ -89,6 +90,18 @@ class LogSettings(BaseSettings):
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = Field(default=True, alias="SIEVE_LOG_JSON")
+
+
+class TelemetrySettings(BaseSettings):
+    """``SIEVE_OTEL_*``: OpenTelemetry traces, off by default.
+
+    Where spans go is OpenTelemetry's own business: the standard ``OTEL_*`` variables
+    (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_BSP_*``, ...).
+    """
+
+    model_config = _config("SIEVE_OTEL_")
+
+    enabled: bool = False
 
 
 class StoreBackend(StrEnum):

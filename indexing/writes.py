@@ -20,12 +20,13 @@ import uuid
 from typing import Any
 
 from core.errors import SieveError
-from core.types import ChunkFilter, FieldEquals, Range
+from core.types import ChunkFilter, ChunkPoint, FieldEquals, Range
 from indexing.heartbeat import Heartbeat
 from indexing.messages import DeleteWrite, ReplaceWrite, WrittenDocument
 from indexing.queue import TaskQueue
 from indexing.records import DocStatus
 from indexing.state_store import DocRef, Owner, StateStore
+from ingest.tracing import span
 from retriever.store import ChunkStore
 
 __all__ = ["StoreWriter"]
@@ -128,7 +129,14 @@ class StoreWriter:
             return
         # New chunks first, then the stale tail of an older, longer version: a reader never
         # sees a document vanish, and a crash in between is repaired by the next write.
-        self._store.upsert(store_name, [p for doc in docs for p in doc.points])
+        points = [p for doc in docs for p in doc.points]
+        with span("store.write", collection=store_name, documents=len(docs), points=len(points)):
+            self._write_and_trim(store_name, docs, points)
+
+    def _write_and_trim(
+        self, store_name: str, docs: list[WrittenDocument], points: list[ChunkPoint]
+    ) -> None:
+        self._store.upsert(store_name, points)
         for doc in docs:
             stale = ChunkFilter(
                 must=[
@@ -179,7 +187,8 @@ class StoreWriter:
             )
             if newer_indexed:
                 return "skipped"
-            self._store.delete_document(collection.store_name, write.doc.id)
+            with span("store.delete", collection=collection.store_name, document_id=write.doc.id):
+                self._store.delete_document(collection.store_name, write.doc.id)
             self._state.forget(write.tenant, write.collection, write.doc.id, write.doc.version)
             return "deleted"
         finally:

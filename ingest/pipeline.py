@@ -17,6 +17,7 @@ from ingest.embeddings_client import EmbeddingsClient
 from ingest.limits import IngestLimits
 from ingest.parsers import parse_document
 from ingest.records import record_to_document
+from ingest.tracing import span
 from retriever.bm25 import Bm25Encoder, token_lengths
 
 __all__ = ["ChunkedDocument", "DocumentPipeline", "PreparedDocument"]
@@ -61,13 +62,20 @@ class DocumentPipeline:
         self, data: bytes, *, source: str, record: bool, document_id: str
     ) -> ChunkedDocument | ParseFailure:
         """Parse ``data`` (a file, or a record's canonical JSON) and chunk its text."""
-        if record:
-            extracted = record_to_document(json.loads(data), source, self._limits)
-        else:
-            extracted = parse_document(data, source, self._limits)
-        if isinstance(extracted, ParseFailure):
-            return extracted
-        chunks = chunk_document(extracted, self._tokenizer, self._chunking)
+        with span(
+            "ingest.parse", document_id=document_id, source=source, bytes=len(data)
+        ) as parsing:
+            if record:
+                extracted = record_to_document(json.loads(data), source, self._limits)
+            else:
+                extracted = parse_document(data, source, self._limits)
+            if isinstance(extracted, ParseFailure):
+                parsing.set_attribute("failure", extracted.reason.value)
+                return extracted
+            parsing.set_attribute("pages", extracted.page_count or 0)
+        with span("ingest.chunk", document_id=document_id) as chunking:
+            chunks = chunk_document(extracted, self._tokenizer, self._chunking)
+            chunking.set_attribute("chunks", len(chunks))
         if not chunks:
             return ParseFailure(
                 source=source,
@@ -101,10 +109,17 @@ class DocumentPipeline:
         client = self._embeddings
         if client.model != embedding_model:
             client = client.for_model(embedding_model)
-        dense = client.embed(
-            texts, token_counts=[c.token_count + 2 for c in chunks], dimension=dimension
-        )
-        sparse = self._encoder(bm25_avg_len).embed_documents(texts)
+        with span(
+            "ingest.embed",
+            documents=len(items),
+            chunks=len(chunks),
+            model=embedding_model,
+            collection=store_name,
+        ):
+            dense = client.embed(
+                texts, token_counts=[c.token_count + 2 for c in chunks], dimension=dimension
+            )
+            sparse = self._encoder(bm25_avg_len).embed_documents(texts)
         out: list[PreparedDocument] = []
         start = 0
         for chunked, document_id in items:

@@ -84,6 +84,11 @@ def create_app(hooks: AppHooks) -> FastAPI:
         version="0.1.0",
         summary="Two-stage retrieval: hybrid recall in Qdrant, then /rerank with a score cutoff.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry request spans (on only when a tracer provider is set
+        # up, see services/telemetry.py) carry the caller's traceparent. Its log records
+        # would carry stack traces, which never leave Sieve, and dependency/serialization
+        # spans are noise next to the query's stage spans.
+        telemetry={"logs": False, "operation_spans": False, "metrics": False},
     )
     install_error_handlers(app)
 

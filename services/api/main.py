@@ -27,6 +27,7 @@ from core.settings import (
     RerankSettings,
     StoreBackend,
     StoreSettings,
+    TelemetrySettings,
     WorkerSettings,
 )
 from indexing.feedback import FeedbackStore
@@ -40,10 +41,12 @@ from services.api.auth import TenantResolver
 from services.api.deps import ApiDeps
 from services.api.metrics import ApiMetrics
 from services.api.query_service import ModelsCatalog, QueryEngine, RerankerPool
+from services.telemetry import setup_tracing, shutdown_tracing
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
 from services.worker.celery_app import STORE_WRITES_QUEUE, make_celery
 from services.worker.celery_queue import CeleryTaskQueue
 from services.worker.context import StoreOwner, set_store_owner
+from services.worker.tracing import install_celery_tracing
 
 __all__ = ["StoreWritesConsumer", "build_app"]
 
@@ -102,6 +105,10 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         store.backend is StoreBackend.EDGE if consume_store_writes is None else consume_store_writes
     )
     query_cfg, rerank_cfg = QuerySettings(), RerankSettings()
+    telemetry = TelemetrySettings()
+    tracer_provider = setup_tracing(telemetry, "sieve-api")
+    if telemetry.enabled:
+        install_celery_tracing()
     consumers: list[StoreWritesConsumer] = []
     sync_stores: list[ChunkStore] = []
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -178,6 +185,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         deps.state.close()
         if deps.feedback is not None:
             deps.feedback.close()
+        shutdown_tracing(tracer_provider)
 
     return create_app(
         AppHooks(

@@ -29,6 +29,7 @@ from core.types import (
 )
 from indexing.records import CollectionRecord
 from ingest.embeddings_client import AsyncEmbeddingsClient
+from ingest.tracing import span
 from reranker import (
     CircuitBreaker,
     HttpReranker,
@@ -223,6 +224,19 @@ class QueryEngine:
 
     async def run(self, collections: list[CollectionRecord], req: QueryRequest) -> QueryResponse:
         """Recall, rerank, cut off and order; never hides what the rerank stage did."""
+        with span(
+            "query",
+            collections=[c.name for c in collections],
+            mode=req.mode.value,
+            top_k=req.top_k,
+            top_n=req.top_n,
+        ) as current:
+            out = await self._run(collections, req)
+            current.set_attribute("rerank.status", out.rerank.status)
+            current.set_attribute("results", len(out.results))
+            return out
+
+    async def _run(self, collections: list[CollectionRecord], req: QueryRequest) -> QueryResponse:
         started = time.perf_counter()
         first = collections[0]
         for other in collections[1:]:
@@ -248,24 +262,30 @@ class QueryEngine:
         t_rerank = time.perf_counter()
         run = _RerankRun()
         if reranking and hits:
-            run = await self._rerank_stage(rerank_model, req.query, hits[: plan.depth])
+            with span("query.rerank", model=rerank_model, candidates=plan.depth) as stage:
+                run = await self._rerank_stage(rerank_model, req.query, hits[: plan.depth])
+                if isinstance(run.scores, RerankFailure):
+                    stage.set_attribute("error.code", run.scores.status.value)
         rerank_ms = (time.perf_counter() - t_rerank) * 1000
-        decision = finalize_ranking(
-            [h.score for h in hits],
-            run.scores,
-            top_n=top_n,
-            min_score=resolve_min_score(
-                req.min_score,
-                first.min_score,
-                self._rerank.model_min_scores.get(rerank_model, self._rerank.min_score),
-            ),
-            policy=plan.final,
-            fusion=plan.fusion,
-            on_error=OnRerankError(req.on_rerank_error or self._rerank.on_error),
-            model=rerank_model if reranking else None,
-            skip_reason=_skip_reason(req.rerank, self._rerank.enabled),
-            autocut_jumps=plan.autocut,
-        )
+        with span("query.cutoff", top_n=top_n, policy=plan.final.value) as cutting:
+            decision = finalize_ranking(
+                [h.score for h in hits],
+                run.scores,
+                top_n=top_n,
+                min_score=resolve_min_score(
+                    req.min_score,
+                    first.min_score,
+                    self._rerank.model_min_scores.get(rerank_model, self._rerank.min_score),
+                ),
+                policy=plan.final,
+                fusion=plan.fusion,
+                on_error=OnRerankError(req.on_rerank_error or self._rerank.on_error),
+                model=rerank_model if reranking else None,
+                skip_reason=_skip_reason(req.rerank, self._rerank.enabled),
+                autocut_jumps=plan.autocut,
+            )
+            cutting.set_attribute("dropped", decision.outcome.dropped_by_cutoff)
+            cutting.set_attribute("kept", len(decision.ranked))
         results = []
         for rank, item in enumerate(decision.ranked, start=1):
             coll, hit = recall.hits[item.index]
@@ -377,13 +397,14 @@ class QueryEngine:
         dense: list[float] | None = None
         embed_tokens: int | None = None
         t0 = time.perf_counter()
-        if mode in (QueryMode.HYBRID, QueryMode.DENSE):
-            prefix = self._query.query_prefixes.get(first.embedding_model, "")
-            vectors, embed_tokens = await self._embeddings.embed(
-                [prefix + req.query], model=first.embedding_model, dimension=first.dimension
-            )
-            dense = vectors[0]
-        sparse = self._bm25.embed_query(req.query) if mode is not QueryMode.DENSE else None
+        with span("query.embed", model=first.embedding_model, mode=mode.value):
+            if mode in (QueryMode.HYBRID, QueryMode.DENSE):
+                prefix = self._query.query_prefixes.get(first.embedding_model, "")
+                vectors, embed_tokens = await self._embeddings.embed(
+                    [prefix + req.query], model=first.embedding_model, dimension=first.dimension
+                )
+                dense = vectors[0]
+            sparse = self._bm25.embed_query(req.query) if mode is not QueryMode.DENSE else None
         t1 = time.perf_counter()
         query = HybridQuery(
             dense=dense,
@@ -394,19 +415,24 @@ class QueryEngine:
             weights=plan.weights,
             filter=to_chunk_filter(req.filter),
         )
-        per = await asyncio.gather(*(self._store.query(c.store_name, query) for c in collections))
-        if self._deleted is not None:
-            # A deleted document's points may outlive its tombstone by a moment: never show them.
-            gone = await asyncio.gather(
-                *(
-                    self._deleted(c, [h.payload.document_id for h in hits])
-                    for c, hits in zip(collections, per, strict=True)
-                )
+        with span("query.recall", collections=[c.name for c in collections], limit=top_k) as stage:
+            per = await asyncio.gather(
+                *(self._store.query(c.store_name, query) for c in collections)
             )
-            per = [
-                [h for h in hits if h.payload.document_id not in g]
-                for hits, g in zip(per, gone, strict=True)
-            ]
+            if self._deleted is not None:
+                # A deleted document's points may outlive its tombstone by a moment: never
+                # show them.
+                gone = await asyncio.gather(
+                    *(
+                        self._deleted(c, [h.payload.document_id for h in hits])
+                        for c, hits in zip(collections, per, strict=True)
+                    )
+                )
+                per = [
+                    [h for h in hits if h.payload.document_id not in g]
+                    for hits, g in zip(per, gone, strict=True)
+                ]
+            stage.set_attribute("candidates", sum(len(hits) for hits in per))
         merged = [(c.name, hit) for c, hits in zip(collections, per, strict=True) for hit in hits]
         # Several collections: fused scores are rank-based, so they compare across them.
         merged.sort(key=lambda pair: -pair[1].score)

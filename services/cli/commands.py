@@ -6,14 +6,16 @@ import typer
 
 from services.cli.admin_cmd import collections_app, jobs_app
 from services.cli.ingest_cmd import ingest
+from services.cli.mcp_cmd import mcp
 from services.cli.query_cmd import query
 
 __all__ = ["register_client_commands"]
 
 
 def register_client_commands(app: typer.Typer) -> None:
-    """Add ``ingest``, ``query``, ``collections`` and ``jobs`` to ``app``."""
+    """Add ``ingest``, ``query``, ``collections``, ``jobs`` and ``mcp`` to ``app``."""
     app.command(rich_help_panel="Client")(ingest)
     app.command(rich_help_panel="Client")(query)
     app.add_typer(collections_app, rich_help_panel="Client")
     app.add_typer(jobs_app, rich_help_panel="Client")
+    app.command(rich_help_panel="Client")(mcp)

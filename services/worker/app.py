@@ -21,6 +21,7 @@ from core.settings import (
     RedisSettings,
     StoreBackend,
     StoreSettings,
+    TelemetrySettings,
     WorkerSettings,
 )
 from indexing.heartbeat import Heartbeat, new_owner_id
@@ -32,6 +33,7 @@ from ingest.chunker import ChunkerConfig
 from ingest.limits import IngestLimits
 from ingest.pipeline import DocumentPipeline
 from ingest.tokenizer import load_bge_small_tokenizer
+from services.telemetry import setup_tracing, shutdown_tracing
 from services.wiring import build_embeddings, open_sync_store
 from services.worker.celery_app import make_celery
 from services.worker.celery_queue import CeleryTaskQueue
@@ -43,6 +45,7 @@ from services.worker.context import (
     set_worker_context,
     worker_context,
 )
+from services.worker.tracing import install_celery_tracing
 
 __all__ = ["build_worker_context", "celery_app"]
 
@@ -78,6 +81,12 @@ def build_worker_context() -> WorkerContext:
 def _init_process(**_: Any) -> None:
     log = LogSettings()
     configure_logging(log.level, json_format=log.json_format)
+    telemetry = TelemetrySettings()
+    # After the fork: the batch exporter's thread must belong to this child.
+    provider = setup_tracing(telemetry, "sieve-worker")
+    if telemetry.enabled:
+        install_celery_tracing()
+        worker_process_shutdown.connect(lambda **_: shutdown_tracing(provider), weak=False)
     ctx = build_worker_context()
     set_worker_context(ctx)
     store = StoreSettings()

@@ -1,0 +1,638 @@
+"""The sync and async clients: thin I/O around :mod:`sieve_client.protocol`.
+
+Both classes have the same methods with the same signatures (a test keeps them twins); each
+method is one line that builds a :class:`~sieve_client.protocol.Call` and runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from sieve_client import protocol as p
+from sieve_client.errors import (
+    BadResponseError,
+    JobWaitTimeout,
+    SieveClientError,
+    error_from_response,
+    error_from_transport,
+)
+from sieve_client.models import (
+    CollectionResponse,
+    DocStatus,
+    DocumentDeletedResponse,
+    DocumentResponse,
+    DocumentsPageResponse,
+    EvaluationReport,
+    IngestAcceptedResponse,
+    JobResponse,
+    ModelInfo,
+    QueryFilter,
+    QueryMode,
+    QueryResponse,
+)
+from sieve_client.protocol import FileInput, ProgressCallback
+
+__all__ = ["DEFAULT_TIMEOUT", "UPLOAD_TIMEOUT", "AsyncSieveClient", "SieveClient"]
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0, pool=5.0)
+# An upload batch can be tens of MB and the server fsyncs every blob before it answers.
+UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=5.0, pool=5.0)
+_MAX_RETRY_DELAY_S = 30.0
+
+
+class _Base:
+    """What both clients hold: where the API is, the key, the retry and timeout budget."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout: float | httpx.Timeout,
+        upload_timeout: float | httpx.Timeout,
+        max_retries: int,
+        max_retry_delay_s: float,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._upload_timeout = (
+            upload_timeout
+            if isinstance(upload_timeout, httpx.Timeout)
+            else httpx.Timeout(upload_timeout)
+        )
+        self._max_retries = max_retries
+        self._max_retry_delay_s = max_retry_delay_s
+
+    def _timeout_for(self, call: p.Call[Any]) -> httpx.Timeout:
+        return self._upload_timeout if call.upload else self._timeout
+
+    def _retry_in(self, resp: httpx.Response, attempt: int) -> float | None:
+        """Seconds to wait before another try, or None to raise now."""
+        if resp.status_code not in p.RETRY_STATUSES or attempt >= self._max_retries:
+            return None
+        return p.retry_delay(
+            resp.headers.get("retry-after"), attempt, cap_s=self._max_retry_delay_s
+        )
+
+    @staticmethod
+    def _finish(call: p.Call[T], resp: httpx.Response) -> T:
+        if not call.expect_json:
+            return call.parse(None)
+        try:
+            body = resp.json()
+        except ValueError:
+            raise BadResponseError(
+                f"unexpected response to {call.where}: the body is not JSON", "bad_response"
+            ) from None
+        return call.parse(body)
+
+
+class SieveClient(_Base):
+    """A typed, synchronous client for the whole Sieve API.
+
+    Errors come as :class:`~sieve_client.errors.SieveClientError` subclasses; 429 and 503 are
+    retried (``max_retries`` times, honouring ``Retry-After``); every call has a timeout.
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        upload_timeout: float | httpx.Timeout = UPLOAD_TIMEOUT,
+        max_retries: int = 3,
+        max_retry_delay_s: float = _MAX_RETRY_DELAY_S,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key,
+            timeout=timeout,
+            upload_timeout=upload_timeout,
+            max_retries=max_retries,
+            max_retry_delay_s=max_retry_delay_s,
+        )
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=self._headers,
+            # Connection failures only: retried once, at once (a restarting server).
+            transport=transport or httpx.HTTPTransport(retries=1),
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _run(self, call: p.Call[T], progress: ProgressCallback | None = None) -> T:
+        attempt = 0
+        while True:
+            content = (
+                p.upload_chunks(call.body, call.files, progress) if call.body is not None else None
+            )
+            try:
+                resp = self._http.request(
+                    call.method,
+                    call.path,
+                    json=call.json,
+                    params=call.params,
+                    content=content,
+                    headers=call.headers,
+                    timeout=self._timeout_for(call),
+                )
+            except httpx.TransportError as exc:
+                raise error_from_transport(exc, self.base_url) from exc
+            if resp.is_success:
+                return self._finish(call, resp)
+            delay = self._retry_in(resp, attempt)
+            if delay is None:
+                raise error_from_response(resp)
+            self._sleep(delay)
+            attempt += 1
+
+    # ------------------------------------------------------------------ collections
+    def list_collections(self) -> list[CollectionResponse]:
+        """The tenant's collections."""
+        return self._run(p.list_collections())
+
+    def get_collection(self, name: str) -> CollectionResponse:
+        """One collection with its document and chunk counts.
+
+        Raises:
+            NotFoundError: no such collection.
+        """
+        return self._run(p.get_collection(name))
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        embedding_model: str | None = None,
+        hybrid: bool = True,
+        rerank_model: str | None = None,
+        min_score: float | None = None,
+    ) -> CollectionResponse:
+        """Create a collection (its embedding dimension is probed and pinned).
+
+        Raises:
+            ConflictError: it exists already.
+        """
+        return self._run(
+            p.create_collection(
+                name,
+                embedding_model=embedding_model,
+                hybrid=hybrid,
+                rerank_model=rerank_model,
+                min_score=min_score,
+            )
+        )
+
+    def delete_collection(self, name: str) -> None:
+        """Delete a collection with its documents and chunks."""
+        self._run(p.delete_collection(name))
+
+    # ------------------------------------------------------------------ documents
+    def upload_files(
+        self,
+        collection: str,
+        files: Sequence[FileInput],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> IngestAcceptedResponse:
+        """Upload files (paths or ``(name, bytes)``): documents, archives, ``.jsonl`` files.
+
+        ``progress`` is called with an :class:`UploadProgress` as the body goes out.
+        """
+        return self._run(p.upload_files(collection, p.load_files(files)), progress)
+
+    def upload_documents(
+        self,
+        collection: str,
+        documents: Sequence[Mapping[str, Any]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> IngestAcceptedResponse:
+        """Upload records ``{"id", "text", "title", "metadata"}`` as JSON."""
+        return self._run(p.upload_records(collection, documents), progress)
+
+    def upload_jsonl(
+        self, collection: str, lines: bytes, *, progress: ProgressCallback | None = None
+    ) -> IngestAcceptedResponse:
+        """Upload BEIR-layout JSON lines (``_id``, ``title``, ``text``)."""
+        return self._run(p.upload_jsonl(collection, lines), progress)
+
+    def replace_document(
+        self,
+        collection: str,
+        document_id: str,
+        *,
+        text: str | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        file: tuple[str, bytes] | None = None,
+    ) -> IngestAcceptedResponse:
+        """Replace one document with new text (and title/metadata) or one new file."""
+        return self._run(
+            p.replace_document(
+                collection, document_id, text=text, title=title, metadata=metadata, file=file
+            )
+        )
+
+    def list_documents(
+        self,
+        collection: str,
+        *,
+        status: DocStatus | str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> DocumentsPageResponse:
+        """A page of documents in upload order, optionally only those in ``status``."""
+        return self._run(p.list_documents(collection, status=status, offset=offset, limit=limit))
+
+    def get_document(self, collection: str, document_id: str) -> DocumentResponse:
+        """One document's state."""
+        return self._run(p.get_document(collection, document_id))
+
+    def delete_document(self, collection: str, document_id: str) -> DocumentDeletedResponse:
+        """Delete a document: every chunk of it leaves the store."""
+        return self._run(p.delete_document(collection, document_id))
+
+    # ------------------------------------------------------------------ jobs
+    def get_job(self, job_id: str) -> JobResponse:
+        """A job's state, counts and per-document errors."""
+        return self._run(p.get_job(job_id))
+
+    def cancel_job(self, job_id: str) -> JobResponse:
+        """Cancel a job; documents already written stay."""
+        return self._run(p.cancel_job(job_id))
+
+    def wait_job(
+        self,
+        job_id: str,
+        *,
+        timeout_s: float = 600.0,
+        poll_s: float = 0.5,
+        on_update: Callable[[JobResponse], None] | None = None,
+    ) -> JobResponse:
+        """Poll a job until no document of it is queued or running; its final state.
+
+        Raises:
+            JobWaitTimeout: still running after ``timeout_s`` (``.job`` is the last state).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get_job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job.finished:
+                return job
+            if time.monotonic() >= deadline:
+                raise _wait_timeout(job, timeout_s)
+            self._sleep(poll_s)
+
+    # ------------------------------------------------------------------ query and models
+    def query(
+        self,
+        collection: str | Sequence[str],
+        text: str,
+        *,
+        top_k: int | None = None,
+        top_n: int | None = None,
+        min_score: float | None = None,
+        filter: QueryFilter | Mapping[str, Any] | None = None,
+        mode: QueryMode | str = QueryMode.HYBRID,
+        rerank: bool = True,
+        rerank_model: str | None = None,
+        final: str | None = None,
+        on_rerank_error: str | None = None,
+    ) -> QueryResponse:
+        """Query one collection (a name) or several sharing an embedding model (a list)."""
+        return self._run(
+            p.query(
+                collection,
+                text,
+                top_k=top_k,
+                top_n=top_n,
+                min_score=min_score,
+                filter=filter,
+                mode=mode,
+                rerank=rerank,
+                rerank_model=rerank_model,
+                final=final,
+                on_rerank_error=on_rerank_error,
+            )
+        )
+
+    def get_evaluation(self, collection: str) -> EvaluationReport:
+        """The collection's last stored ``sieve eval`` report.
+
+        Raises:
+            NotFoundError: ``evaluation_not_found`` when none was stored.
+        """
+        return self._run(p.get_evaluation(collection))
+
+    def put_evaluation(self, collection: str, report: EvaluationReport) -> EvaluationReport:
+        """Store an evaluation report for the collection (replacing the last one)."""
+        return self._run(p.put_evaluation(collection, report))
+
+    def list_models(self) -> list[ModelInfo]:
+        """The hub's models, to pick an embedding or rerank model."""
+        return self._run(p.list_models())
+
+    def health(self) -> dict[str, Any]:
+        """Liveness (``/healthz``)."""
+        return self._run(p.health())
+
+    def ready(self) -> dict[str, Any]:
+        """Readiness (``/readyz``): Redis, store and hub checks.
+
+        Raises:
+            ServiceUnavailableError: not ready.
+        """
+        return self._run(p.ready())
+
+
+class AsyncSieveClient(_Base):
+    """The asynchronous twin of :class:`SieveClient`: the same methods, awaited."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        upload_timeout: float | httpx.Timeout = UPLOAD_TIMEOUT,
+        max_retries: int = 3,
+        max_retry_delay_s: float = _MAX_RETRY_DELAY_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key,
+            timeout=timeout,
+            upload_timeout=upload_timeout,
+            max_retries=max_retries,
+            max_retry_delay_s=max_retry_delay_s,
+        )
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self._headers,
+            transport=transport or httpx.AsyncHTTPTransport(retries=1),
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _run(self, call: p.Call[T], progress: ProgressCallback | None = None) -> T:
+        attempt = 0
+        while True:
+            content = _aiter(call, progress) if call.body is not None else None
+            try:
+                resp = await self._http.request(
+                    call.method,
+                    call.path,
+                    json=call.json,
+                    params=call.params,
+                    content=content,
+                    headers=call.headers,
+                    timeout=self._timeout_for(call),
+                )
+            except httpx.TransportError as exc:
+                raise error_from_transport(exc, self.base_url) from exc
+            if resp.is_success:
+                return self._finish(call, resp)
+            delay = self._retry_in(resp, attempt)
+            if delay is None:
+                raise error_from_response(resp)
+            await self._sleep(delay)
+            attempt += 1
+
+    # ------------------------------------------------------------------ collections
+    async def list_collections(self) -> list[CollectionResponse]:
+        """The tenant's collections."""
+        return await self._run(p.list_collections())
+
+    async def get_collection(self, name: str) -> CollectionResponse:
+        """One collection with its document and chunk counts."""
+        return await self._run(p.get_collection(name))
+
+    async def create_collection(
+        self,
+        name: str,
+        *,
+        embedding_model: str | None = None,
+        hybrid: bool = True,
+        rerank_model: str | None = None,
+        min_score: float | None = None,
+    ) -> CollectionResponse:
+        """Create a collection (its embedding dimension is probed and pinned)."""
+        return await self._run(
+            p.create_collection(
+                name,
+                embedding_model=embedding_model,
+                hybrid=hybrid,
+                rerank_model=rerank_model,
+                min_score=min_score,
+            )
+        )
+
+    async def delete_collection(self, name: str) -> None:
+        """Delete a collection with its documents and chunks."""
+        await self._run(p.delete_collection(name))
+
+    # ------------------------------------------------------------------ documents
+    async def upload_files(
+        self,
+        collection: str,
+        files: Sequence[FileInput],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> IngestAcceptedResponse:
+        """Upload files (paths or ``(name, bytes)``): documents, archives, ``.jsonl`` files."""
+        return await self._run(p.upload_files(collection, p.load_files(files)), progress)
+
+    async def upload_documents(
+        self,
+        collection: str,
+        documents: Sequence[Mapping[str, Any]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> IngestAcceptedResponse:
+        """Upload records ``{"id", "text", "title", "metadata"}`` as JSON."""
+        return await self._run(p.upload_records(collection, documents), progress)
+
+    async def upload_jsonl(
+        self, collection: str, lines: bytes, *, progress: ProgressCallback | None = None
+    ) -> IngestAcceptedResponse:
+        """Upload BEIR-layout JSON lines (``_id``, ``title``, ``text``)."""
+        return await self._run(p.upload_jsonl(collection, lines), progress)
+
+    async def replace_document(
+        self,
+        collection: str,
+        document_id: str,
+        *,
+        text: str | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        file: tuple[str, bytes] | None = None,
+    ) -> IngestAcceptedResponse:
+        """Replace one document with new text (and title/metadata) or one new file."""
+        return await self._run(
+            p.replace_document(
+                collection, document_id, text=text, title=title, metadata=metadata, file=file
+            )
+        )
+
+    async def list_documents(
+        self,
+        collection: str,
+        *,
+        status: DocStatus | str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> DocumentsPageResponse:
+        """A page of documents in upload order, optionally only those in ``status``."""
+        return await self._run(
+            p.list_documents(collection, status=status, offset=offset, limit=limit)
+        )
+
+    async def get_document(self, collection: str, document_id: str) -> DocumentResponse:
+        """One document's state."""
+        return await self._run(p.get_document(collection, document_id))
+
+    async def delete_document(self, collection: str, document_id: str) -> DocumentDeletedResponse:
+        """Delete a document: every chunk of it leaves the store."""
+        return await self._run(p.delete_document(collection, document_id))
+
+    # ------------------------------------------------------------------ jobs
+    async def get_job(self, job_id: str) -> JobResponse:
+        """A job's state, counts and per-document errors."""
+        return await self._run(p.get_job(job_id))
+
+    async def cancel_job(self, job_id: str) -> JobResponse:
+        """Cancel a job; documents already written stay."""
+        return await self._run(p.cancel_job(job_id))
+
+    async def wait_job(
+        self,
+        job_id: str,
+        *,
+        timeout_s: float = 600.0,
+        poll_s: float = 0.5,
+        on_update: Callable[[JobResponse], None] | None = None,
+    ) -> JobResponse:
+        """Poll a job until no document of it is queued or running; its final state."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = await self.get_job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job.finished:
+                return job
+            if time.monotonic() >= deadline:
+                raise _wait_timeout(job, timeout_s)
+            await self._sleep(poll_s)
+
+    # ------------------------------------------------------------------ query and models
+    async def query(
+        self,
+        collection: str | Sequence[str],
+        text: str,
+        *,
+        top_k: int | None = None,
+        top_n: int | None = None,
+        min_score: float | None = None,
+        filter: QueryFilter | Mapping[str, Any] | None = None,
+        mode: QueryMode | str = QueryMode.HYBRID,
+        rerank: bool = True,
+        rerank_model: str | None = None,
+        final: str | None = None,
+        on_rerank_error: str | None = None,
+    ) -> QueryResponse:
+        """Query one collection (a name) or several sharing an embedding model (a list)."""
+        return await self._run(
+            p.query(
+                collection,
+                text,
+                top_k=top_k,
+                top_n=top_n,
+                min_score=min_score,
+                filter=filter,
+                mode=mode,
+                rerank=rerank,
+                rerank_model=rerank_model,
+                final=final,
+                on_rerank_error=on_rerank_error,
+            )
+        )
+
+    async def get_evaluation(self, collection: str) -> EvaluationReport:
+        """The collection's last stored ``sieve eval`` report."""
+        return await self._run(p.get_evaluation(collection))
+
+    async def put_evaluation(self, collection: str, report: EvaluationReport) -> EvaluationReport:
+        """Store an evaluation report for the collection (replacing the last one)."""
+        return await self._run(p.put_evaluation(collection, report))
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The hub's models, to pick an embedding or rerank model."""
+        return await self._run(p.list_models())
+
+    async def health(self) -> dict[str, Any]:
+        """Liveness (``/healthz``)."""
+        return await self._run(p.health())
+
+    async def ready(self) -> dict[str, Any]:
+        """Readiness (``/readyz``): Redis, store and hub checks."""
+        return await self._run(p.ready())
+
+
+async def _aiter(call: p.Call[Any], progress: ProgressCallback | None) -> AsyncIterator[bytes]:
+    assert call.body is not None
+    for piece in p.upload_chunks(call.body, call.files, progress):
+        yield piece
+
+
+def _wait_timeout(job: JobResponse, timeout_s: float) -> SieveClientError:
+    return JobWaitTimeout(
+        f"job {job.id} still {job.state} after {timeout_s:g}s ({job.counts})", job
+    )

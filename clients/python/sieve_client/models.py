@@ -1,0 +1,302 @@
+"""The Sieve API's request and response bodies, as the client sees them.
+
+They mirror the server's OpenAPI schema field for field (a test compares them with the live
+app's ``/openapi.json``). Response models ignore fields they do not know, so a newer server
+does not break an older client; request models forbid unknown fields, like the server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "COLLECTION_NAME_PATTERN",
+    "CollectionCreateRequest",
+    "CollectionResponse",
+    "DocStatus",
+    "DocumentDeletedResponse",
+    "DocumentResponse",
+    "DocumentsPageResponse",
+    "EvaluationReport",
+    "HitScores",
+    "IngestAcceptedResponse",
+    "JobResponse",
+    "MetadataCondition",
+    "ModelInfo",
+    "MultiQueryRequest",
+    "QueryFilter",
+    "QueryHit",
+    "QueryMode",
+    "QueryRequest",
+    "QueryResponse",
+    "RangeBounds",
+    "RerankReport",
+    "SweepRow",
+]
+
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class QueryMode(StrEnum):
+    """Which recall legs a query runs."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    SPARSE = "sparse"
+
+
+class DocStatus(StrEnum):
+    """A document's life: queued, then parsed, embedded, written, and indexed or failed."""
+
+    QUEUED = "queued"
+    PARSING = "parsing"
+    EMBEDDING = "embedding"
+    WRITING = "writing"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DELETED = "deleted"
+
+
+# ---------------------------------------------------------------- collections
+
+
+class CollectionCreateRequest(_Request):
+    """Create a collection; the embedding model's dimension is probed from the hub and pinned."""
+
+    name: Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]
+    embedding_model: str | None = None
+    hybrid: bool = True
+    rerank_model: str | None = None
+    min_score: Annotated[float | None, Field(ge=0, le=1)] = None
+
+
+class CollectionResponse(_Response):
+    """A collection and its counts (the counts only when asked for one collection)."""
+
+    name: str
+    embedding_model: str
+    dimension: int
+    hybrid: bool
+    rerank_model: str | None
+    min_score: float | None
+    created_at: float
+    documents: int | None = None
+    documents_by_status: dict[str, int] | None = None
+    chunks: int | None = None
+
+
+# ---------------------------------------------------------------- documents and jobs
+
+
+class IngestAcceptedResponse(_Response):
+    """202: the documents are saved and queued."""
+
+    job_id: str
+    documents: list[str]
+    unchanged: list[str] = Field(default_factory=list)
+    failed: dict[str, str] = Field(default_factory=dict)
+
+
+class DocumentResponse(_Response):
+    """A document's state at its current version (every accepted change takes a new one)."""
+
+    id: str
+    version: int
+    status: str
+    job_id: str
+    content_hash: str | None
+    source: str | None
+    title: str | None
+    size: int
+    pages: int | None
+    chunk_count: int
+    error: dict[str, str] | None
+    metadata: dict[str, Any]
+    updated_at: float
+
+
+class DocumentsPageResponse(_Response):
+    """A page of documents."""
+
+    documents: list[DocumentResponse]
+    total: int
+    offset: int
+    limit: int
+
+
+class DocumentDeletedResponse(_Response):
+    """202: the document is marked deleted; its chunks leave the store shortly."""
+
+    document_id: str
+    status: str
+
+
+class JobResponse(_Response):
+    """A job's state, progress and per-document states."""
+
+    id: str
+    collection: str
+    kind: str
+    state: str
+    counts: dict[str, int]
+    total: int
+    # Each document's state in the job (``superseded``: a newer upload took over); None for
+    # jobs of over 1,000 documents, whose counts say the same.
+    documents: dict[str, str] | None
+    errors: dict[str, dict[str, str]] = Field(default_factory=dict)
+    created_at: float
+    finished_at: float | None
+    cancelled: bool
+
+    @property
+    def finished(self) -> bool:
+        """True once no document of the job is queued or in progress."""
+        return self.state not in ("queued", "running")
+
+
+# ---------------------------------------------------------------- query
+
+
+class RangeBounds(_Request):
+    """A numeric or datetime range on a metadata field."""
+
+    gt: float | datetime | None = None
+    gte: float | datetime | None = None
+    lt: float | datetime | None = None
+    lte: float | datetime | None = None
+
+
+MetadataCondition = str | int | bool | list[str] | list[int] | RangeBounds
+
+
+class QueryFilter(_Request):
+    """Restrict recall: all given conditions must hold."""
+
+    document_ids: Annotated[list[str] | None, Field(min_length=1, max_length=10_000)] = None
+    source: str | list[str] | None = None
+    page: int | RangeBounds | None = None
+    metadata: dict[str, MetadataCondition] | None = None
+
+
+class QueryRequest(_Request):
+    """``POST /v1/collections/{name}/query``."""
+
+    query: Annotated[str, Field(min_length=1, max_length=8192)]
+    top_k: Annotated[int | None, Field(ge=1, le=500)] = None
+    top_n: Annotated[int | None, Field(ge=1, le=500)] = None
+    min_score: Annotated[float | None, Field(ge=0, le=1)] = None
+    filter: QueryFilter | None = None
+    mode: QueryMode = QueryMode.HYBRID
+    rerank: bool = True
+    rerank_model: str | None = None
+    final: Literal["rerank", "fusion"] | None = None
+    on_rerank_error: Literal["open", "fail"] | None = None
+
+
+class MultiQueryRequest(QueryRequest):
+    """``POST /v1/query``: one query over several collections sharing an embedding model."""
+
+    collections: Annotated[
+        list[Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]],
+        Field(min_length=1, max_length=32),
+    ]
+
+
+class HitScores(_Response):
+    """Every stage's score for a hit (None where that stage did not score it)."""
+
+    dense: float | None
+    sparse: float | None
+    fused: float | None
+    rerank: float | None
+    final: float
+
+
+class QueryHit(_Response):
+    """One ranked, cited passage."""
+
+    rank: int
+    collection: str
+    chunk_id: str
+    document_id: str
+    text: str
+    title: str | None
+    source: str | None
+    page: int | None
+    char_start: int
+    char_end: int
+    metadata: dict[str, Any]
+    scores: HitScores
+
+
+class RerankReport(_Response):
+    """What the rerank stage did (``status`` is ``ok`` unless it failed or was skipped)."""
+
+    status: str
+    reason: str | None
+    model: str | None
+    candidates: int
+    dropped_by_cutoff: int
+    min_score: float | None
+    final: str
+
+
+class QueryResponse(_Response):
+    """Ranked results, the rerank report, per-stage timings and usage."""
+
+    query: str
+    results: list[QueryHit]
+    rerank: RerankReport
+    timings_ms: dict[str, float]
+    usage: dict[str, int | None]
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class SweepRow(_Response):
+    """One ``min_score`` threshold of the sweep: results and relevant results kept."""
+
+    min_score: float
+    kept: int
+    relevant_kept: int
+
+
+class EvaluationReport(_Response):
+    """What ``sieve eval`` measured on a collection (its ``--json`` report), as stored."""
+
+    collection: str
+    queries: int
+    metrics: dict[str, dict[str, float]]
+    latency_ms: dict[str, dict[str, float]]
+    rerank_statuses: dict[str, int] = Field(default_factory=dict)
+    min_score_sweep: list[SweepRow] = Field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = Field(default_factory=list)
+    saved_at: float | None = None
+
+
+# ---------------------------------------------------------------- models
+
+
+class ModelInfo(_Response):
+    """One of the hub's models (``GET /v1/models``); other fields the hub sends are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: str = "model"
+    owned_by: str | None = None

@@ -1,0 +1,499 @@
+"""Pure request building and response parsing, shared by the sync and async clients.
+
+Every API call is a :class:`Call`: what to send and how to read the answer. The two clients
+only move bytes (``SieveClient._run`` / ``AsyncSieveClient._run``), so they cannot disagree
+about paths, bodies, retries or parsing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from sieve_client.errors import BadResponseError, ValidationFailedError
+from sieve_client.models import (
+    CollectionCreateRequest,
+    CollectionResponse,
+    DocStatus,
+    DocumentDeletedResponse,
+    DocumentResponse,
+    DocumentsPageResponse,
+    EvaluationReport,
+    IngestAcceptedResponse,
+    JobResponse,
+    ModelInfo,
+    MultiQueryRequest,
+    QueryFilter,
+    QueryMode,
+    QueryRequest,
+    QueryResponse,
+)
+
+__all__ = [
+    "RETRY_STATUSES",
+    "Call",
+    "FileInput",
+    "UploadProgress",
+    "cancel_job",
+    "create_collection",
+    "delete_collection",
+    "delete_document",
+    "get_collection",
+    "get_document",
+    "get_evaluation",
+    "get_job",
+    "health",
+    "list_collections",
+    "list_documents",
+    "list_models",
+    "load_files",
+    "put_evaluation",
+    "query",
+    "ready",
+    "replace_document",
+    "retry_delay",
+    "upload_chunks",
+    "upload_files",
+    "upload_jsonl",
+    "upload_records",
+]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+# Overloaded or briefly unavailable: worth another try. Uploads are safe to repeat because
+# the server deduplicates documents by content hash.
+RETRY_STATUSES = frozenset({429, 503})
+_UPLOAD_CHUNK = 64 * 1024
+
+FileInput = str | os.PathLike[str] | tuple[str, bytes]
+
+
+@dataclass(frozen=True)
+class UploadProgress:
+    """How much of an upload's body has been sent."""
+
+    sent_bytes: int
+    total_bytes: int
+    files: int
+
+    @property
+    def fraction(self) -> float:
+        """Sent share of the body, 0..1."""
+        return self.sent_bytes / self.total_bytes if self.total_bytes else 1.0
+
+
+ProgressCallback = Callable[[UploadProgress], None]
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API call: the request to send and the parser for a successful answer."""
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    json: Any = None
+    params: Mapping[str, str | int] | None = None
+    body: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    upload: bool = False
+    files: int = 0
+    expect_json: bool = True
+
+    @property
+    def where(self) -> str:
+        """``METHOD /path``, for messages."""
+        return f"{self.method} {self.path}"
+
+
+def retry_delay(
+    retry_after: str | None, attempt: int, *, cap_s: float, now: float | None = None
+) -> float:
+    """Seconds before retry ``attempt`` (0-based): ``Retry-After`` (seconds or an HTTP date)
+    when the server sent one, else exponential from 0.5 s; never over ``cap_s``."""
+    delay = 0.5 * 2**attempt
+    if retry_after is not None:
+        value = retry_after.strip()
+        try:
+            delay = float(value)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value).timestamp()
+            except (TypeError, ValueError):
+                pass
+            else:
+                delay = when - (time.time() if now is None else now)
+    return float(min(max(delay, 0.0), cap_s))
+
+
+def upload_chunks(body: bytes, files: int, progress: ProgressCallback | None) -> Iterator[bytes]:
+    """The body in 64 KiB pieces, reporting progress after each one is handed to the socket."""
+    total = len(body)
+    if progress is not None:
+        progress(UploadProgress(0, total, files))
+    for start in range(0, total, _UPLOAD_CHUNK):
+        piece = body[start : start + _UPLOAD_CHUNK]
+        yield piece
+        if progress is not None:
+            progress(UploadProgress(min(start + _UPLOAD_CHUNK, total), total, files))
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _seg(value: str) -> str:
+    """One URL path segment: a user's id can never reach another route."""
+    return quote(value, safe="")
+
+
+def _doc_path(value: str) -> str:
+    """A document id: the API routes ``{doc_id:path}``, so slashes stay (each part quoted)."""
+    return "/".join(quote(part, safe="") for part in value.split("/"))
+
+
+def _unexpected(where: str, why: str) -> BadResponseError:
+    return BadResponseError(
+        f"unexpected response to {where}: {why} (is this a Sieve API?)", "bad_response"
+    )
+
+
+def _model(model: type[M], where: str) -> Callable[[Any], M]:
+    def parse(body: Any) -> M:
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise _unexpected(where, f"{loc}: {first['msg']}") from None
+
+    return parse
+
+
+def _listed(model: type[M], key: str, where: str) -> Callable[[Any], list[M]]:
+    adapter = TypeAdapter(list[model])  # type: ignore[valid-type]
+
+    def parse(body: Any) -> list[M]:
+        items = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise _unexpected(where, f"no {key!r} list")
+        try:
+            out: list[M] = adapter.validate_python(items)
+        except ValidationError as exc:
+            raise _unexpected(where, str(exc.errors()[0]["msg"])) from None
+        return out
+
+    return parse
+
+
+def _build(model: type[M], data: Mapping[str, Any]) -> M:
+    """A request body, checked against the API's schema before it is sent."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ValidationFailedError(
+            f"invalid request: {loc}: {first['msg']}",
+            "invalid_request",
+            details=exc.errors(include_url=False, include_context=False),
+        ) from None
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+def _raw(body: Any) -> dict[str, Any]:
+    return body if isinstance(body, dict) else {"body": body}
+
+
+# ---------------------------------------------------------------- collections
+
+
+def list_collections() -> Call[list[CollectionResponse]]:
+    """``GET /v1/collections``."""
+    where = "GET /v1/collections"
+    return Call("GET", "/v1/collections", _listed(CollectionResponse, "collections", where))
+
+
+def get_collection(name: str) -> Call[CollectionResponse]:
+    """``GET /v1/collections/{name}``."""
+    path = f"/v1/collections/{_seg(name)}"
+    return Call("GET", path, _model(CollectionResponse, path))
+
+
+def create_collection(
+    name: str,
+    *,
+    embedding_model: str | None = None,
+    hybrid: bool = True,
+    rerank_model: str | None = None,
+    min_score: float | None = None,
+) -> Call[CollectionResponse]:
+    """``POST /v1/collections``."""
+    spec = _build(
+        CollectionCreateRequest,
+        {
+            "name": name,
+            "embedding_model": embedding_model,
+            "hybrid": hybrid,
+            "rerank_model": rerank_model,
+            "min_score": min_score,
+        },
+    )
+    return Call(
+        "POST",
+        "/v1/collections",
+        _model(CollectionResponse, "POST /v1/collections"),
+        json=spec.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def delete_collection(name: str) -> Call[None]:
+    """``DELETE /v1/collections/{name}``."""
+    return Call("DELETE", f"/v1/collections/{_seg(name)}", _none, expect_json=False)
+
+
+# ---------------------------------------------------------------- documents
+
+
+def load_files(files: Sequence[FileInput]) -> list[tuple[str, bytes]]:
+    """Paths read from disk (named by their file name), ``(name, bytes)`` pairs kept."""
+    out: list[tuple[str, bytes]] = []
+    for item in files:
+        if isinstance(item, tuple):
+            out.append(item)
+        else:
+            path = Path(item)
+            out.append((path.name, path.read_bytes()))
+    return out
+
+
+def _multipart(files: Sequence[tuple[str, bytes]], boundary: str) -> bytes:
+    parts: list[bytes] = []
+    for name, data in files:
+        safe = name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "").replace("\n", "")
+        head = (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="files"; filename="{safe}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        parts += [head.encode(), data, b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts)
+
+
+def _documents_path(collection: str) -> str:
+    return f"/v1/collections/{_seg(collection)}/documents"
+
+
+def upload_files(
+    collection: str, files: Sequence[tuple[str, bytes]], *, boundary: str | None = None
+) -> Call[IngestAcceptedResponse]:
+    """``POST .../documents`` as multipart field ``files`` (documents, archives, .jsonl)."""
+    if not files:
+        raise ValueError("upload at least one file")
+    boundary = boundary or f"sieve-{secrets.token_hex(16)}"
+    path = _documents_path(collection)
+    return Call(
+        "POST",
+        path,
+        _model(IngestAcceptedResponse, path),
+        body=_multipart(files, boundary),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        upload=True,
+        files=len(files),
+    )
+
+
+def upload_records(
+    collection: str, documents: Sequence[Mapping[str, Any]]
+) -> Call[IngestAcceptedResponse]:
+    """``POST .../documents`` as JSON ``{"documents": [{"id", "text", "title", "metadata"}]}``."""
+    path = _documents_path(collection)
+    body = json.dumps({"documents": list(documents)}, ensure_ascii=False).encode()
+    return Call(
+        "POST",
+        path,
+        _model(IngestAcceptedResponse, path),
+        body=body,
+        headers={"Content-Type": "application/json"},
+        upload=True,
+        files=len(documents),
+    )
+
+
+def upload_jsonl(collection: str, lines: bytes) -> Call[IngestAcceptedResponse]:
+    """``POST .../documents`` as BEIR JSON lines (``_id``, ``title``, ``text``)."""
+    path = _documents_path(collection)
+    return Call(
+        "POST",
+        path,
+        _model(IngestAcceptedResponse, path),
+        body=lines,
+        headers={"Content-Type": "application/x-ndjson"},
+        upload=True,
+        files=1,
+    )
+
+
+def replace_document(
+    collection: str,
+    document_id: str,
+    *,
+    text: str | None = None,
+    title: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    file: tuple[str, bytes] | None = None,
+) -> Call[IngestAcceptedResponse]:
+    """``PUT .../documents/{id}``: new text (JSON) or one new file (multipart)."""
+    if (text is None) == (file is None):
+        raise ValueError("replace a document with either text or a file")
+    path = f"{_documents_path(collection)}/{_doc_path(document_id)}"
+    parse = _model(IngestAcceptedResponse, path)
+    if file is not None:
+        boundary = f"sieve-{secrets.token_hex(16)}"
+        return Call(
+            "PUT",
+            path,
+            parse,
+            body=_multipart([file], boundary),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            upload=True,
+            files=1,
+        )
+    record: dict[str, Any] = {"text": text}
+    if title is not None:
+        record["title"] = title
+    if metadata is not None:
+        record["metadata"] = dict(metadata)
+    return Call(
+        "PUT",
+        path,
+        parse,
+        body=json.dumps(record, ensure_ascii=False).encode(),
+        headers={"Content-Type": "application/json"},
+        upload=True,
+        files=1,
+    )
+
+
+def list_documents(
+    collection: str, *, status: DocStatus | str | None = None, offset: int = 0, limit: int = 100
+) -> Call[DocumentsPageResponse]:
+    """``GET .../documents``: a page, in upload order, optionally by status."""
+    path = _documents_path(collection)
+    params: dict[str, str | int] = {"offset": offset, "limit": limit}
+    if status is not None:
+        params["status"] = str(status)
+    return Call("GET", path, _model(DocumentsPageResponse, path), params=params)
+
+
+def get_document(collection: str, document_id: str) -> Call[DocumentResponse]:
+    """``GET .../documents/{id}``."""
+    path = f"{_documents_path(collection)}/{_doc_path(document_id)}"
+    return Call("GET", path, _model(DocumentResponse, path))
+
+
+def delete_document(collection: str, document_id: str) -> Call[DocumentDeletedResponse]:
+    """``DELETE .../documents/{id}``: every chunk of it leaves the store."""
+    path = f"{_documents_path(collection)}/{_doc_path(document_id)}"
+    return Call("DELETE", path, _model(DocumentDeletedResponse, path))
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def get_job(job_id: str) -> Call[JobResponse]:
+    """``GET /v1/jobs/{id}``."""
+    path = f"/v1/jobs/{_seg(job_id)}"
+    return Call("GET", path, _model(JobResponse, path))
+
+
+def cancel_job(job_id: str) -> Call[JobResponse]:
+    """``POST /v1/jobs/{id}/cancel``."""
+    path = f"/v1/jobs/{_seg(job_id)}/cancel"
+    return Call("POST", path, _model(JobResponse, path))
+
+
+# ---------------------------------------------------------------- query and models
+
+
+def query(
+    collection: str | Sequence[str],
+    text: str,
+    *,
+    top_k: int | None = None,
+    top_n: int | None = None,
+    min_score: float | None = None,
+    filter: QueryFilter | Mapping[str, Any] | None = None,
+    mode: QueryMode | str = QueryMode.HYBRID,
+    rerank: bool = True,
+    rerank_model: str | None = None,
+    final: str | None = None,
+    on_rerank_error: str | None = None,
+) -> Call[QueryResponse]:
+    """``POST /v1/collections/{name}/query`` for one collection, ``POST /v1/query`` for several.
+
+    Raises:
+        ValidationFailedError: a knob out of the API's range (checked before sending).
+    """
+    knobs: dict[str, Any] = {
+        "query": text,
+        "top_k": top_k,
+        "top_n": top_n,
+        "min_score": min_score,
+        "filter": filter,
+        "mode": mode,
+        "rerank": rerank,
+        "rerank_model": rerank_model,
+        "final": final,
+        "on_rerank_error": on_rerank_error,
+    }
+    if isinstance(collection, str):
+        path = f"/v1/collections/{_seg(collection)}/query"
+        req: QueryRequest = _build(QueryRequest, knobs)
+    else:
+        path = "/v1/query"
+        req = _build(MultiQueryRequest, {**knobs, "collections": list(collection)})
+    body = req.model_dump(mode="json", exclude_none=True)
+    return Call("POST", path, _model(QueryResponse, path), json=body)
+
+
+def get_evaluation(collection: str) -> Call[EvaluationReport]:
+    """``GET /v1/collections/{name}/evaluation``: the last stored ``sieve eval`` report."""
+    path = f"/v1/collections/{_seg(collection)}/evaluation"
+    return Call("GET", path, _model(EvaluationReport, path))
+
+
+def put_evaluation(collection: str, report: EvaluationReport) -> Call[EvaluationReport]:
+    """``PUT /v1/collections/{name}/evaluation``: store a report (replacing the last one)."""
+    path = f"/v1/collections/{_seg(collection)}/evaluation"
+    body = report.model_dump(mode="json", exclude={"saved_at"})
+    return Call("PUT", path, _model(EvaluationReport, path), json=body)
+
+
+def list_models() -> Call[list[ModelInfo]]:
+    """``GET /v1/models``: the hub's models."""
+    return Call("GET", "/v1/models", _listed(ModelInfo, "data", "GET /v1/models"))
+
+
+def health() -> Call[dict[str, Any]]:
+    """``GET /healthz``: liveness."""
+    return Call("GET", "/healthz", _raw)
+
+
+def ready() -> Call[dict[str, Any]]:
+    """``GET /readyz``: readiness (Redis, store, hub); a 503 raises."""
+    return Call("GET", "/readyz", _raw)

@@ -1,0 +1,18 @@
+"""One running embedded stack for every client test module (each uses its own collections)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.services.stack import Stack, running_stack
+
+
+@pytest.fixture(scope="package")
+def stack(
+    redis_url: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The stack (real Redis, hub, API over HTTP, one Celery worker), started once."""
+    with running_stack(redis_url, hub_url, tmp_path_factory.mktemp("clients")) as handle:
+        yield handle

@@ -1,0 +1,149 @@
+"""sieve_client's pure parts: retry timing, multipart bodies, request checks, and the error
+mapping for answers a Sieve API never sends itself (a rate-limiting gateway, a proxy page)."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+
+import httpx
+import pytest
+from sieve_client import (
+    AsyncSieveClient,
+    BadResponseError,
+    RateLimitedError,
+    ServerError,
+    SieveClient,
+    ValidationFailedError,
+)
+from sieve_client import protocol as p
+
+NOW = 1_800_000_000.0
+
+
+def test_retry_delay_honours_seconds_dates_and_the_cap() -> None:
+    assert p.retry_delay("3", 0, cap_s=30) == 3.0
+    assert p.retry_delay("0", 5, cap_s=30) == 0.0
+    assert p.retry_delay("120", 0, cap_s=30) == 30.0
+    date = email.utils.formatdate(NOW + 7, usegmt=True)
+    assert p.retry_delay(date, 0, cap_s=30, now=NOW) == pytest.approx(7.0)
+    past = email.utils.formatdate(NOW - 100, usegmt=True)
+    assert p.retry_delay(past, 0, cap_s=30, now=NOW) == 0.0
+    # No header, or one we cannot read: exponential from half a second.
+    assert [p.retry_delay(None, a, cap_s=30) for a in range(4)] == [0.5, 1.0, 2.0, 4.0]
+    assert p.retry_delay("soon", 1, cap_s=30) == 1.0
+
+
+def test_multipart_body_names_every_file_and_escapes_quotes() -> None:
+    call = p.upload_files("kb", [('a "b".md', b"# A"), ("c.txt", b"C")], boundary="XYZ")
+    assert call.headers["Content-Type"] == "multipart/form-data; boundary=XYZ"
+    assert call.body is not None
+    body = call.body.decode()
+    assert body.count('name="files"') == 2
+    assert 'filename="a %22b%22.md"' in body
+    assert body.endswith("--XYZ--\r\n")
+    with pytest.raises(ValueError, match="at least one file"):
+        p.upload_files("kb", [])
+
+
+def test_progress_reports_every_piece_in_order() -> None:
+    seen: list[p.UploadProgress] = []
+    pieces = list(p.upload_chunks(b"x" * 150_000, 2, seen.append))
+    assert b"".join(pieces) == b"x" * 150_000
+    assert [s.sent_bytes for s in seen] == [0, 65_536, 131_072, 150_000]
+    assert seen[-1].fraction == 1.0
+
+
+def test_paths_are_single_segments_and_document_ids_keep_their_slashes() -> None:
+    assert p.get_collection("a/../b").path == "/v1/collections/a%2F..%2Fb"
+    assert p.get_job("x?y").path == "/v1/jobs/x%3Fy"
+    assert p.get_document("kb", "dir/a b.md").path == "/v1/collections/kb/documents/dir/a%20b.md"
+
+
+def test_requests_are_checked_before_they_are_sent() -> None:
+    with pytest.raises(ValidationFailedError) as bad:
+        p.query("kb", "q", top_n=0)
+    assert bad.value.status is None
+    assert bad.value.details[0]["loc"] == ("top_n",)
+    with pytest.raises(ValidationFailedError):
+        p.create_collection("no spaces allowed")
+    with pytest.raises(ValidationFailedError):
+        p.query("kb", "q", filter={"unknown": 1})
+    multi = p.query(["a", "b"], "q", top_n=3)
+    assert (multi.path, multi.json["collections"], multi.json["top_n"]) == (
+        "/v1/query",
+        ["a", "b"],
+        3,
+    )
+    assert "top_k" not in p.query("kb", "q").json  # unset knobs leave the server's defaults
+
+
+def _gateway(replies: list[httpx.Response]) -> httpx.MockTransport:
+    """A rate-limiting gateway in front of the API (Sieve itself never answers 429)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return replies.pop(0)
+
+    return httpx.MockTransport(handle)
+
+
+def _ok() -> httpx.Response:
+    return httpx.Response(200, json={"collections": []})
+
+
+def test_429_is_retried_after_retry_after_then_raised_typed() -> None:
+    waits: list[float] = []
+    replies = [httpx.Response(429, headers={"Retry-After": "2"}, text="slow down"), _ok()]
+    with SieveClient("http://api", sleep=waits.append, transport=_gateway(replies)) as client:
+        assert client.list_collections() == []
+    assert waits == [2.0]
+
+    waits.clear()
+    replies = [httpx.Response(429, text="slow down") for _ in range(3)]
+    with (
+        SieveClient(
+            "http://api", max_retries=2, sleep=waits.append, transport=_gateway(replies)
+        ) as client,
+        pytest.raises(RateLimitedError) as limited,
+    ):
+        client.list_collections()
+    assert waits == [0.5, 1.0]
+    assert limited.value.code == "http_429"
+    assert "slow down" in limited.value.message
+
+
+def test_the_async_twin_retries_the_same_way() -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    class Gateway(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.replies = [httpx.Response(503, headers={"Retry-After": "1"}), _ok()]
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return self.replies.pop(0)
+
+    async def main() -> None:
+        async with AsyncSieveClient("http://api", sleep=sleep, transport=Gateway()) as client:
+            assert await client.list_collections() == []
+
+    asyncio.run(main())
+    assert waits == [1.0]
+
+
+def test_a_proxy_page_and_a_foreign_body_are_reported_as_such() -> None:
+    page = httpx.Response(500, text="<html><body>Bad gateway   here</body></html>")
+    client = SieveClient("http://api", transport=_gateway([page]))
+    with client, pytest.raises(ServerError) as crashed:
+        client.list_collections()
+    assert crashed.value.message.endswith("<html><body>Bad gateway here</body></html>")
+    client = SieveClient("http://api", transport=_gateway([httpx.Response(200, text="hi")]))
+    with client, pytest.raises(BadResponseError, match="not JSON"):
+        client.list_collections()
+    wrong = httpx.Response(200, content=json.dumps({"collections": [{"name": 1}]}).encode())
+    client = SieveClient("http://api", transport=_gateway([wrong]))
+    with client, pytest.raises(BadResponseError, match="is this a Sieve API"):
+        client.list_collections()
