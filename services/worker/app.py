@@ -30,6 +30,7 @@ from indexing.writes import StoreWriter
 from ingest.blob_store import LocalBlobStore
 from ingest.chunker import ChunkerConfig
 from ingest.limits import IngestLimits
+from ingest.ocr import OcrConfig, RapidOcrEngine
 from ingest.pipeline import DocumentPipeline
 from ingest.tokenizer import load_bge_small_tokenizer
 from services.wiring import build_embeddings, open_sync_store
@@ -44,9 +45,20 @@ from services.worker.context import (
     worker_context,
 )
 
-__all__ = ["build_worker_context", "celery_app"]
+__all__ = ["build_worker_context", "celery_app", "ingest_limits"]
 
 celery_app = make_celery(RedisSettings().url, WorkerSettings())
+
+
+def ingest_limits(ingest: IngestSettings) -> IngestLimits:
+    """The parse limits of the settings (sizes, pages, OCR pixels, pages and time)."""
+    return IngestLimits(
+        max_file_bytes=ingest.max_file_bytes,
+        max_pages=ingest.max_pages,
+        max_image_pixels=ingest.max_image_pixels,
+        max_ocr_pages=ingest.max_ocr_pages,
+        ocr_time_limit_s=ingest.ocr_time_limit_s,
+    )
 
 
 def build_worker_context() -> WorkerContext:
@@ -59,7 +71,11 @@ def build_worker_context() -> WorkerContext:
         chunking=ChunkerConfig(
             target_tokens=ingest.chunk_tokens, overlap_tokens=ingest.chunk_overlap
         ),
-        limits=IngestLimits(max_file_bytes=ingest.max_file_bytes, max_pages=ingest.max_pages),
+        limits=ingest_limits(ingest),
+        # Models load (sha256-verified) on the first image, not at start-up.
+        ocr=RapidOcrEngine(OcrConfig(intra_op_threads=ingest.ocr_threads))
+        if ingest.ocr_enabled
+        else None,
     )
     owner = new_owner_id("worker")
     heartbeat = Heartbeat(state, owner, ttl_s=worker.owner_ttl_s, every_s=worker.heartbeat_s)
