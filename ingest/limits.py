@@ -6,7 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["IngestLimits"]
+from core.settings import IngestSettings
+
+__all__ = ["IngestLimits", "limits_from_settings"]
 
 _MIB = 1024 * 1024
 
@@ -33,3 +35,14 @@ class IngestLimits(BaseModel):
     max_image_pixels: Annotated[int, Field(gt=0)] = 50_000_000
     max_ocr_pages: Annotated[int, Field(gt=0)] = 200
     ocr_time_limit_s: Annotated[float, Field(gt=0)] = 300.0
+
+
+def limits_from_settings(ingest: IngestSettings) -> IngestLimits:
+    """The parse limits of ``SIEVE_INGEST_*`` (sizes, pages, OCR pixels, pages and time)."""
+    return IngestLimits(
+        max_file_bytes=ingest.max_file_bytes,
+        max_pages=ingest.max_pages,
+        max_image_pixels=ingest.max_image_pixels,
+        max_ocr_pages=ingest.max_ocr_pages,
+        ocr_time_limit_s=ingest.ocr_time_limit_s,
+    )

@@ -37,8 +37,12 @@ log = logging.getLogger(__name__)
 
 # sha256 of the files inside rapidocr-onnxruntime==1.4.4 (rapidocr_onnxruntime/models/).
 OCR_MODEL_PINS: dict[str, str] = {
-    "ch_PP-OCRv4_det_infer.onnx": "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
-    "ch_PP-OCRv4_rec_infer.onnx": "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+    "ch_PP-OCRv4_det_infer.onnx": (
+        "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"
+    ),
+    "ch_PP-OCRv4_rec_infer.onnx": (
+        "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b"
+    ),
     "ch_ppocr_mobile_v2.0_cls_infer.onnx": (
         "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c"
     ),
@@ -97,7 +101,9 @@ class Recognizer(Protocol):
 def _models_dir() -> Path:
     spec = importlib.util.find_spec("rapidocr_onnxruntime")
     if spec is None or not spec.submodule_search_locations:
-        raise OcrIntegrityError("rapidocr-onnxruntime==1.4.4 (which ships the OCR models) is missing")
+        raise OcrIntegrityError(
+            "rapidocr-onnxruntime==1.4.4 (which ships the OCR models) is missing"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
@@ -160,7 +166,9 @@ class RapidOcrEngine:
                     inter_op_num_threads=1,
                 )
             except Exception as exc:  # onnxruntime raises its own bare types
-                raise OcrIntegrityError(f"cannot load the OCR models ({type(exc).__name__})") from exc
+                raise OcrIntegrityError(
+                    f"cannot load the OCR models ({type(exc).__name__})"
+                ) from exc
             log.info("ocr models loaded", extra={"path": str(directory)})
 
     def recognize(self, image: Any) -> list[RecognizedLine]:

@@ -161,9 +161,11 @@ class PdfPages:
                     covered += max(0.0, right - left) * max(0.0, top - bottom)
             finally:
                 page.close()
-        return min(1.0, covered / area)
+        return float(min(1.0, covered / area))
 
-    def render(self, index: int, *, max_pixels: int, max_side: int | None = OCR_MAX_SIDE_PX) -> Image.Image:
+    def render(
+        self, index: int, *, max_pixels: int, max_side: int | None = OCR_MAX_SIDE_PX
+    ) -> Image.Image:
         """Render page ``index`` (0-based) as RGB at 200 dpi, within the pixel and side caps."""
         with _PDFIUM:
             page = self._pdf[index]
@@ -173,7 +175,7 @@ class PdfPages:
                 scale = base * fit_pixels(width * base, height * base, max_pixels, max_side)
                 bitmap = page.render(scale=scale, rev_byteorder=True)
                 try:
-                    image = bitmap.to_pil().convert("RGB")
+                    image: Image.Image = bitmap.to_pil().convert("RGB")
                 finally:
                     bitmap.close()
             finally:
@@ -213,9 +215,7 @@ def page_image(data: bytes, page: int, *, max_pixels: int | None = None) -> Rend
             raise NotFound("the document has no image", code="no_image")
         frames = image_frames(img)
         if page > frames:
-            raise NotFound(
-                f"the image has {frames} page(s), no page {page}", code="page_not_found"
-            )
+            raise NotFound(f"the image has {frames} page(s), no page {page}", code="page_not_found")
         width, height = img.size
         scale = fit_pixels(width, height, max_pixels) if max_pixels else 1.0
         if frames == 1 and scale == 1.0 and fmt != "TIFF":

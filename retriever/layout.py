@@ -14,9 +14,9 @@ from pydantic_core import to_jsonable_python
 from core.errors import InvalidInput
 from core.types import (
     ChunkPayload,
-    ImageRef,
     ChunkPoint,
     HybridQuery,
+    ImageRef,
     QueryMode,
     ScoredHit,
     StoreCollectionSpec,

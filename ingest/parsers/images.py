@@ -123,6 +123,4 @@ def parse_image(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> Pa
             FailureReason.NO_TEXT_FOUND,
             f"OCR found no text in the {what} ({frames} page{'s' if frames > 1 else ''})",
         )
-    return ParsedText(
-        text=parsed.text, pages=parsed.pages, page_count=frames, images=tuple(pages)
-    )
+    return ParsedText(text=parsed.text, pages=parsed.pages, page_count=frames, images=tuple(pages))

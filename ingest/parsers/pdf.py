@@ -24,7 +24,6 @@ from ingest.parsers.assembly import (
     normalise_newlines,
     squeeze_blank_lines,
 )
-
 from ingest.parsers.images import OcrPass
 
 __all__ = ["parse_pdf"]
@@ -71,22 +70,7 @@ def _parse(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> ParsedT
     sparse = [n for n, text in enumerate(texts) if len("".join(text.split())) < _MIN_TEXT_CHARS]
     scanned = _scanned_pages(data, sparse) if ocr is not None and sparse else set()
     assembler = TextAssembler(max_chars=limits.max_text_chars)
-    images: list[PageImage] = []
-    if scanned and ocr is not None:
-        run = OcrPass(ocr, limits)
-        run.check_pages(len(scanned))
-        with PdfPages(data) as pdf:
-            for index, text in enumerate(texts):
-                if index in scanned:
-                    image = pdf.render(index, max_pixels=limits.max_image_pixels)
-                    images.append(run.read(assembler, index + 1, image))
-                else:
-                    assembler.page(index + 1)
-                    assembler.paragraph(text)
-    else:
-        for index, text in enumerate(texts):
-            assembler.page(index + 1)
-            assembler.paragraph(text)
+    images = _assemble(data, texts, scanned, assembler, limits, ocr)
     parsed = assembler.build(page_count=page_count)
     if not parsed.text:
         if scanned:
@@ -107,6 +91,34 @@ def _parse(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> ParsedT
         page_count=page_count,
         images=tuple(images),
     )
+
+
+def _assemble(  # noqa: PLR0917 - private, one call site
+    data: bytes,
+    texts: list[str],
+    scanned: set[int],
+    assembler: TextAssembler,
+    limits: IngestLimits,
+    ocr: Recognizer | None,
+) -> list[PageImage]:
+    """Add every page in order: text layers as they are, scanned pages through OCR."""
+    if not scanned or ocr is None:
+        for index, text in enumerate(texts):
+            assembler.page(index + 1)
+            assembler.paragraph(text)
+        return []
+    images: list[PageImage] = []
+    run = OcrPass(ocr, limits)
+    run.check_pages(len(scanned))
+    with PdfPages(data) as pdf:
+        for index, text in enumerate(texts):
+            if index in scanned:
+                image = pdf.render(index, max_pixels=limits.max_image_pixels)
+                images.append(run.read(assembler, index + 1, image))
+            else:
+                assembler.page(index + 1)
+                assembler.paragraph(text)
+    return images
 
 
 def _scanned_pages(data: bytes, candidates: list[int]) -> set[int]:

@@ -38,6 +38,7 @@ from services.api.app import AppHooks, create_app
 from services.api.auth import TenantResolver
 from services.api.deps import ApiDeps
 from services.api.metrics import ApiMetrics
+from services.api.query_images import PageImageSource
 from services.api.query_service import ModelsCatalog, QueryEngine, RerankerPool
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
 from services.worker.celery_app import STORE_WRITES_QUEUE, make_celery
@@ -119,6 +120,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
                 else {}
             ),
         )
+        blobs = LocalBlobStore(ingest.blob_dir)
         query_embeddings = build_async_embeddings(models)
         closers.extend([hub.aclose, query_embeddings.close])
         engine = QueryEngine(
@@ -130,6 +132,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             query=query_cfg,
             rerank=rerank_cfg,
             deleted=lambda c, ids: asyncio.to_thread(state.deleted_among, c.tenant, c.name, ids),
+            images=PageImageSource(blobs),
         )
         queue = CeleryTaskQueue(celery, state.raw())
         deps = ApiDeps(
@@ -138,7 +141,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             ingest=ingest,
             state=state,
             store=async_store,
-            blobs=LocalBlobStore(ingest.blob_dir),
+            blobs=blobs,
             queue=queue,
             embeddings=build_embeddings(models, ingest),
             resolver=TenantResolver(api.keys),

@@ -19,6 +19,7 @@ from core.types import (
     FieldEquals,
     FusionWeights,
     HybridQuery,
+    ImageRef,
     QueryMode,
     Range,
     ScoredHit,
@@ -40,7 +41,9 @@ from reranker import (
 )
 from retriever.bm25 import Bm25Encoder
 from retriever.store import AsyncChunkStore
+from services.api.query_images import PageImageSource, image_url
 from services.api.schemas_query import (
+    HitImage,
     HitScores,
     QueryFilter,
     QueryHit,
@@ -183,9 +186,11 @@ class QueryEngine:
         query: QuerySettings,
         rerank: RerankSettings,
         deleted: DeletedLookup | None = None,
+        images: PageImageSource | None = None,
     ) -> None:
         self._store = store
         self._deleted = deleted
+        self._images = images
         self._embeddings = embeddings
         self._rerankers = rerankers
         self.catalog = catalog
@@ -223,9 +228,10 @@ class QueryEngine:
         rerank_tokens: int | None = None
         if reranking and hits:
             try:
-                result = await self._rerankers.get(rerank_model).rerank(
-                    req.query, [RerankDocument(text=_rerank_text(h)) for h in hits]
+                documents = await self._rerank_documents(
+                    hits, with_images=rerank_model in self._rerank.image_models
                 )
+                result = await self._rerankers.get(rerank_model).rerank(req.query, documents)
                 rerank_input, rerank_tokens = list(result.scores), result.usage_tokens
             except SieveError as exc:
                 rerank_input = failure_from_error(exc)
@@ -274,6 +280,7 @@ class QueryEngine:
                         rerank=item.rerank_score,
                         final=item.final_score,
                     ),
+                    image=_hit_image(coll, p.document_id, p.image),
                 )
             )
         out = decision.outcome
@@ -297,6 +304,23 @@ class QueryEngine:
             },
             usage={"embed_tokens": recall.embed_tokens, "rerank_tokens": rerank_tokens},
         )
+
+    async def _rerank_documents(
+        self, hits: list[ScoredHit], *, with_images: bool
+    ) -> list[RerankDocument]:
+        """Each hit's text; for an image-capable model, image hits also carry their page."""
+        texts = [_rerank_text(h) for h in hits]
+        source = self._images
+        if not with_images or source is None:
+            return [RerankDocument(text=t) for t in texts]
+        refs = [h.payload.image for h in hits]
+        loaded = await asyncio.gather(*(source.load(ref) for ref in refs if ref is not None))
+        images = iter(loaded)
+        out: list[RerankDocument] = []
+        for text, ref in zip(texts, refs, strict=True):
+            raw = next(images) if ref is not None else None
+            out.append(RerankDocument(text=text, images=(raw,) if raw else ()))
+        return out
 
     async def _recall(
         self, collections: list[CollectionRecord], req: QueryRequest, top_k: int
@@ -346,6 +370,20 @@ class QueryEngine:
             recall_ms=(t2 - t1) * 1000,
             embed_tokens=embed_tokens,
         )
+
+
+def _hit_image(collection: str, document_id: str, ref: ImageRef | None) -> HitImage | None:
+    if ref is None:
+        return None
+    return HitImage(
+        blob_id=ref.blob_id,
+        page=ref.page,
+        width=ref.width,
+        height=ref.height,
+        ocr_confidence=ref.ocr_confidence,
+        ocr_min_confidence=ref.ocr_min_confidence,
+        url=image_url(collection, document_id, ref.page),
+    )
 
 
 def _rerank_text(hit: ScoredHit) -> str:

@@ -29,7 +29,7 @@ from indexing.state_store import StateStore
 from indexing.writes import StoreWriter
 from ingest.blob_store import LocalBlobStore
 from ingest.chunker import ChunkerConfig
-from ingest.limits import IngestLimits
+from ingest.limits import limits_from_settings
 from ingest.ocr import OcrConfig, RapidOcrEngine
 from ingest.pipeline import DocumentPipeline
 from ingest.tokenizer import load_bge_small_tokenizer
@@ -45,20 +45,9 @@ from services.worker.context import (
     worker_context,
 )
 
-__all__ = ["build_worker_context", "celery_app", "ingest_limits"]
+__all__ = ["build_worker_context", "celery_app"]
 
 celery_app = make_celery(RedisSettings().url, WorkerSettings())
-
-
-def ingest_limits(ingest: IngestSettings) -> IngestLimits:
-    """The parse limits of the settings (sizes, pages, OCR pixels, pages and time)."""
-    return IngestLimits(
-        max_file_bytes=ingest.max_file_bytes,
-        max_pages=ingest.max_pages,
-        max_image_pixels=ingest.max_image_pixels,
-        max_ocr_pages=ingest.max_ocr_pages,
-        ocr_time_limit_s=ingest.ocr_time_limit_s,
-    )
 
 
 def build_worker_context() -> WorkerContext:
@@ -71,7 +60,7 @@ def build_worker_context() -> WorkerContext:
         chunking=ChunkerConfig(
             target_tokens=ingest.chunk_tokens, overlap_tokens=ingest.chunk_overlap
         ),
-        limits=ingest_limits(ingest),
+        limits=limits_from_settings(ingest),
         # Models load (sha256-verified) on the first image, not at start-up.
         ocr=RapidOcrEngine(OcrConfig(intra_op_threads=ingest.ocr_threads))
         if ingest.ocr_enabled
