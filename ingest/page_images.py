@@ -87,7 +87,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise InvalidInput(f"image over {max_pixels} pixels", code="too_large") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InvalidInput(f"unreadable image: {exc}", code="corrupt_file") from exc
+        # Pillow's message names a BytesIO object: say what matters instead.
+        raise InvalidInput(f"unreadable image ({type(exc).__name__})", code="corrupt_file") from exc
     width, height = img.size
     if width * height > max_pixels:
         img.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any
@@ -105,18 +106,9 @@ def _extract(
         raise ParseError(FailureReason.EMPTY_DOCUMENT, "the file is empty")
     if detection.type in ARCHIVE_TYPES:
         raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detection.detail}: not a document")
-    ocr_entry = OCR_PARSERS.get(detection.type)
-    entry = PARSERS.get(detection.type)
-    if entry is None and ocr_entry is None:
-        raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detection.detail} is not supported")
+    kind, parser = _parser_for(detection.type, detection.detail, ocr)
     try:
-        if ocr_entry is not None:
-            kind, ocr_parser = ocr_entry
-            parsed = ocr_parser(data, limits, ocr)
-        else:
-            assert entry is not None
-            kind, parser = entry
-            parsed = parser(data, limits)
+        parsed = parser(data, limits)
     except ParseError:
         raise
     except InvalidInput as exc:
@@ -137,6 +129,27 @@ def _extract(
     if not parsed.text.strip():
         raise ParseError(FailureReason.EMPTY_DOCUMENT, "no text in the document")
     return kind, parsed
+
+
+def _parser_for(
+    file_type: FileType, detail: str, ocr: Recognizer | None
+) -> tuple[DocumentKind, Parser]:
+    if file_type is FileType.IMAGE and ocr is None:
+        raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detail}: images need OCR, which is off")
+    ocr_entry = OCR_PARSERS.get(file_type)
+    if ocr_entry is not None:
+        kind, ocr_parser = ocr_entry
+        return kind, partial(_with_ocr, ocr_parser, ocr)
+    entry = PARSERS.get(file_type)
+    if entry is None:
+        raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detail} is not supported")
+    return entry
+
+
+def _with_ocr(
+    parser: OcrParser, ocr: Recognizer | None, data: bytes, limits: IngestLimits
+) -> ParsedText:
+    return parser(data, limits, ocr)
 
 
 def _title_from_name(source: str) -> str | None:

@@ -18,7 +18,7 @@ from ingest.parsers.assembly import ParsedText, TextAssembler
 __all__ = ["OcrPass", "layout_lines", "parse_image"]
 
 # A vertical gap over this many line heights between two rows starts a new paragraph.
-_PARAGRAPH_GAP = 1.0
+_PARAGRAPH_GAP = 1.6
 
 
 def layout_lines(lines: Sequence[RecognizedLine]) -> tuple[str, list[tuple[int, int, float]]]:
@@ -97,6 +97,8 @@ class OcrPass:
 
 def parse_image(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> ParsedText:
     """OCR an image file, one page per TIFF frame (GIF and WebP: the first frame)."""
+    if ocr is None:
+        raise ParseError(FailureReason.UNSUPPORTED_TYPE, "images need OCR, which is off here")
     try:
         img = open_image(data, limits.max_image_pixels)
     except InvalidInput as exc:
@@ -104,8 +106,6 @@ def parse_image(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> Pa
         raise ParseError(reason, exc.message) from exc
     with img:
         what = f"{img.format or 'unknown'} image"
-        if ocr is None:
-            raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{what}: OCR is not enabled here")
         frames = image_frames(img)
         run = OcrPass(ocr, limits)
         run.check_pages(frames)

@@ -53,7 +53,14 @@ from services.api.schemas_query import (
     RerankReport,
 )
 
-__all__ = ["DeletedLookup", "ModelsCatalog", "QueryEngine", "RerankerPool", "to_chunk_filter"]
+__all__ = [
+    "DeletedLookup",
+    "ModelsCatalog",
+    "QueryEngine",
+    "RerankerPool",
+    "rerank_documents",
+    "to_chunk_filter",
+]
 
 
 def to_chunk_filter(flt: QueryFilter | None) -> ChunkFilter | None:
@@ -228,8 +235,9 @@ class QueryEngine:
         rerank_tokens: int | None = None
         if reranking and hits:
             try:
-                documents = await self._rerank_documents(
-                    hits, with_images=rerank_model in self._rerank.image_models
+                documents = await rerank_documents(
+                    hits,
+                    self._images if rerank_model in self._rerank.image_models else None,
                 )
                 result = await self._rerankers.get(rerank_model).rerank(req.query, documents)
                 rerank_input, rerank_tokens = list(result.scores), result.usage_tokens
@@ -305,23 +313,6 @@ class QueryEngine:
             usage={"embed_tokens": recall.embed_tokens, "rerank_tokens": rerank_tokens},
         )
 
-    async def _rerank_documents(
-        self, hits: list[ScoredHit], *, with_images: bool
-    ) -> list[RerankDocument]:
-        """Each hit's text; for an image-capable model, image hits also carry their page."""
-        texts = [_rerank_text(h) for h in hits]
-        source = self._images
-        if not with_images or source is None:
-            return [RerankDocument(text=t) for t in texts]
-        refs = [h.payload.image for h in hits]
-        loaded = await asyncio.gather(*(source.load(ref) for ref in refs if ref is not None))
-        images = iter(loaded)
-        out: list[RerankDocument] = []
-        for text, ref in zip(texts, refs, strict=True):
-            raw = next(images) if ref is not None else None
-            out.append(RerankDocument(text=text, images=(raw,) if raw else ()))
-        return out
-
     async def _recall(
         self, collections: list[CollectionRecord], req: QueryRequest, top_k: int
     ) -> _Recall:
@@ -370,6 +361,26 @@ class QueryEngine:
             recall_ms=(t2 - t1) * 1000,
             embed_tokens=embed_tokens,
         )
+
+
+async def rerank_documents(
+    hits: list[ScoredHit], images: PageImageSource | None
+) -> list[RerankDocument]:
+    """Each hit's text; with ``images`` (an image-capable model) image hits carry their page.
+
+    A text-only model gets the OCR text alone; a page that cannot be loaded is sent as
+    text too (logged by the source).
+    """
+    texts = [_rerank_text(h) for h in hits]
+    if images is None:
+        return [RerankDocument(text=t) for t in texts]
+    refs = [h.payload.image for h in hits]
+    loaded = iter(await asyncio.gather(*(images.load(ref) for ref in refs if ref is not None)))
+    out: list[RerankDocument] = []
+    for text, ref in zip(texts, refs, strict=True):
+        raw = next(loaded) if ref is not None else None
+        out.append(RerankDocument(text=text, images=(raw,) if raw else ()))
+    return out
 
 
 def _hit_image(collection: str, document_id: str, ref: ImageRef | None) -> HitImage | None:
