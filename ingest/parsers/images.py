@@ -9,13 +9,13 @@ from statistics import median
 from PIL import Image
 
 from core.errors import InvalidInput
-from ingest.documents import FailureReason, OcrLine, PageImage, ParseError
+from ingest.documents import FailureReason, OcrLine, PageImage, ParseError, Section
 from ingest.limits import IngestLimits
 from ingest.ocr import RecognizedLine, Recognizer, reading_order
 from ingest.page_images import frame_rgb, image_frames, open_image
-from ingest.parsers.assembly import ParsedText, TextAssembler
+from ingest.parsers.assembly import ParsedText, TextAssembler, spans_to_sections
 
-__all__ = ["OcrPass", "layout_lines", "parse_image"]
+__all__ = ["OcrPass", "layout_lines", "page_sections", "parse_image"]
 
 # A vertical gap over this many line heights between two rows starts a new paragraph.
 _PARAGRAPH_GAP = 1.6
@@ -49,6 +49,13 @@ def layout_lines(lines: Sequence[RecognizedLine]) -> tuple[str, list[tuple[int, 
             at += len(line.text)
         previous_bottom = max(line.bottom for line in row)
     return "".join(parts), spans
+
+
+def page_sections(parsed: ParsedText) -> tuple[Section, ...]:
+    """One section per page, so that no chunk of a scan spans two pages (its image is one)."""
+    return spans_to_sections(
+        [(None, 0, page.char_start) for page in parsed.pages], len(parsed.text)
+    )
 
 
 class OcrPass:

@@ -24,7 +24,7 @@ from ingest.parsers.assembly import (
     normalise_newlines,
     squeeze_blank_lines,
 )
-from ingest.parsers.images import OcrPass
+from ingest.parsers.images import OcrPass, page_sections
 
 __all__ = ["parse_pdf"]
 
@@ -87,6 +87,7 @@ def _parse(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> ParsedT
     return ParsedText(
         text=parsed.text,
         title=title,
+        sections=page_sections(parsed) if images else (),
         pages=parsed.pages,
         page_count=page_count,
         images=tuple(images),

@@ -75,7 +75,8 @@ def _image_parts(body: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _pixels(uri: str) -> int:
     header, _, b64 = uri.partition(",")
-    assert header.startswith("data:image/") and header.endswith(";base64")
+    assert header.startswith("data:image/")
+    assert header.endswith(";base64")
     with Image.open(io.BytesIO(base64.b64decode(b64))) as img:
         return img.width * img.height
 
