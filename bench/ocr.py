@@ -9,7 +9,7 @@ is exact. Rows, all through ``parse_document`` as the worker calls it:
   image-only PDF, rendered by pdfium and read by OCR.
 
 Accuracy: character error rate (CER, whitespace folded) on the dev and held-out text sets,
-at 16/20/28-px text. The OCR defaults were chosen on the dev set.
+at 16/20/28-px text, 60 px apart (as in tests/ingest/test_ocr.py). The OCR defaults were chosen on the dev set.
 
     .venv/bin/python -m bench.ocr --threads 1
 """
@@ -98,7 +98,7 @@ def main() -> None:
         for size in (16, 20, 28):
             rates = []
             for page in pages:
-                png = encode(draw_page(page, size=size, line_gap=size * 2), "PNG")
+                png = encode(draw_page(page, size=size), "PNG")
                 rates.append(char_error_rate("\n".join(page), parse_all([png], "c.png")[0]))
             cells.append(f"{statistics.mean(rates):.4f} / {max(rates):.3f}")
         print(f"{name:<20}" + "".join(f"{c:>16}" for c in cells))
