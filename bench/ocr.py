@@ -9,7 +9,8 @@ is exact. Rows, all through ``parse_document`` as the worker calls it:
   image-only PDF, rendered by pdfium and read by OCR.
 
 Accuracy: character error rate (CER, whitespace folded) on the dev and held-out text sets,
-at 16/20/28-px text, 60 px apart (as in tests/ingest/test_ocr.py). The OCR defaults were chosen on the dev set.
+at 16/20/28-px text, 60 px apart (as in tests/ingest/test_ocr.py). The OCR defaults
+were chosen on the dev set.
 
     .venv/bin/python -m bench.ocr --threads 1
 """

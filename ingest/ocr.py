@@ -63,8 +63,8 @@ class OcrConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # rapidocr's default scales the *shorter* side up to 736 px before detection; on the
-    # drawn dev set that merged words ("arrivesatRotterdam", CER 0.036) and took 4x longer
-    # than scaling the *longer* side to at most 1280 px (CER 0.004). README, OCR numbers.
+    # drawn dev set that merged words ("RoomB-204,second", CER 0.031) and took 4x longer
+    # than capping the *longer* side at 1280 px (CER 0.006; 960-2000 tied). README, OCR.
     det_limit_side_len: Annotated[int, Field(ge=320, le=4096)] = 1280
     det_limit_type: str = "max"
     # Lines the recogniser scores below this are dropped as noise.
