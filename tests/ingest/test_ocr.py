@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from core.ids import content_sha256
-from ingest.documents import DocumentKind, ExtractedDocument, FailureReason, ParseOutcome
+from ingest.documents import (
+    DocumentKind,
+    ExtractedDocument,
+    FailureReason,
+    ParseError,
+    ParseOutcome,
+)
 from ingest.limits import IngestLimits
 from ingest.ocr import (
     OCR_MODEL_PINS,
@@ -21,6 +27,8 @@ from ingest.ocr import (
 )
 from ingest.page_images import page_image
 from ingest.parsers import parse_document
+from ingest.parsers.assembly import TextAssembler
+from ingest.parsers.images import OcrPass
 from ingest.pipeline import image_ref
 from tests.drawn import (
     HELD_OUT_PAGES,
@@ -158,11 +166,19 @@ def test_limits_pixels_pages_and_time(ocr: RapidOcrEngine) -> None:
     assert (
         _reason(parse_document(scans, "s.pdf", two_pages, ocr=ocr)) is FailureReason.TOO_MANY_PAGES
     )
-    # The deadline is checked between pages: the first page is read, the second refused.
     hurried = IngestLimits(ocr_time_limit_s=0.001)
     outcome = parse_document(tiff, "t.tif", hurried, ocr=ocr)
     assert _reason(outcome) is FailureReason.OCR_TIME_LIMIT
-    assert "page 2" in outcome.message  # type: ignore[union-attr]
+    # The deadline is checked before each page: page 1 is read, page 2 refused once the
+    # (injected) clock has passed it.
+    now = [0.0]
+    run = OcrPass(ocr, IngestLimits(ocr_time_limit_s=10), clock=lambda: now[0])
+    assembler = TextAssembler(max_chars=10_000)
+    assert run.read(assembler, 1, page).lines
+    now[0] = 11.0
+    with pytest.raises(ParseError, match="page 2") as caught:
+        run.read(assembler, 2, page)
+    assert caught.value.reason is FailureReason.OCR_TIME_LIMIT
 
 
 def test_models_are_verified_by_sha256_before_loading(tmp_path: Path) -> None:
