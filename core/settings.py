@@ -255,7 +255,7 @@ class WorkerSettings(BaseSettings):
 
 
 class IngestSettings(BaseSettings):
-    """``SIEVE_INGEST_*``: chunking and embedding batches."""
+    """``SIEVE_INGEST_*``: chunking, embedding batches, upload and OCR limits."""
 
     model_config = _config("SIEVE_INGEST_")
 
@@ -268,6 +268,12 @@ class IngestSettings(BaseSettings):
     task_batch_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
     max_file_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
     max_pages: Annotated[int, Field(gt=0)] = 2000
+    # OCR of images and scanned PDF pages (README, upload table). Off: they fail with a reason.
+    ocr_enabled: bool = True
+    max_image_pixels: Annotated[int, Field(gt=0)] = 50_000_000
+    max_ocr_pages: Annotated[int, Field(gt=0)] = 200
+    ocr_time_limit_s: Annotated[float, Field(gt=0)] = 300.0
+    ocr_threads: Annotated[int, Field(ge=1, le=64)] = 1
     # Uploads are saved here before the API answers; workers read them from here.
     blob_dir: Path = Path("data/blobs")
 
@@ -450,6 +456,9 @@ class RerankSettings(BaseSettings):
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
     max_documents_per_request: Annotated[int, Field(ge=1, le=10_000)] = 64
     max_images_per_request: Annotated[int, Field(ge=1, le=1000)] = 8
+    # Rerank models that read images (comma-separated or a JSON list): image hits are sent
+    # to them as content parts (image + OCR text); every other model gets the OCR text.
+    image_models: Annotated[tuple[str, ...], NoDecode] = ("Qwen/Qwen3-VL-Reranker-8B",)
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     # Per (query, document) pair; IONOS's Qwen3-VL reranker takes 32,768. The local hub
     # truncates with the real tokenizer itself, so the client need not cut earlier.
@@ -482,3 +491,13 @@ class RerankSettings(BaseSettings):
     # Cut answers at this many score jumps (Weaviate's autocut); None: off.
     autocut: Annotated[int | None, Field(ge=1, le=10)] = None
     models_cache_s: Annotated[float, Field(ge=0)] = 300.0
+
+    @field_validator("image_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            raw = value.strip()
+            if raw.startswith("["):
+                return json.loads(raw)
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return value

@@ -20,6 +20,7 @@ __all__ = [
     "FieldEquals",
     "FusionWeights",
     "HybridQuery",
+    "ImageRef",
     "LegScores",
     "QueryMode",
     "Range",
@@ -74,6 +75,23 @@ class SparseVec(_Frozen):
         return self
 
 
+class ImageRef(_Frozen):
+    """The page image a chunk's text was read from by OCR.
+
+    ``blob_id`` is the blob store key of the uploaded file (its sha256); ``page`` is
+    1-based (1 for a single image); ``width``/``height`` are the pixels OCR saw, which is
+    what ``GET .../documents/{id}/image?page=N`` returns.
+    """
+
+    blob_id: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    page: Annotated[int, Field(ge=1)] = 1
+    width: Annotated[int, Field(gt=0)]
+    height: Annotated[int, Field(gt=0)]
+    # Mean and lowest recogniser confidence of the OCR lines in this chunk.
+    ocr_confidence: Annotated[float | None, Field(ge=0, le=1)] = None
+    ocr_min_confidence: Annotated[float | None, Field(ge=0, le=1)] = None
+
+
 class ChunkPayload(_Frozen):
     """The payload stored with every chunk point (architecture.md, data model)."""
 
@@ -87,6 +105,7 @@ class ChunkPayload(_Frozen):
     char_start: Annotated[int, Field(ge=0)] = 0
     char_end: Annotated[int, Field(ge=0)] = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
+    image: ImageRef | None = None
 
 
 class ChunkPoint(_Frozen):

@@ -18,6 +18,7 @@ class FileType(StrEnum):
     HTML = "html"
     PDF = "pdf"
     DOCX = "docx"
+    IMAGE = "image"
     ZIP = "zip"
     TAR = "tar"
     GZIP = "gzip"
@@ -32,12 +33,6 @@ ARCHIVE_TYPES = frozenset({FileType.ZIP, FileType.TAR, FileType.GZIP, FileType.B
 # Formats we recognise only to refuse them by name. Short magics that plain text can start
 # with ("BM", "MZ") are left out: those files have NUL bytes and fail as binary anyway.
 _KNOWN_BINARY: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"\x89PNG\r\n\x1a\n", "PNG image"),
-    (0, b"\xff\xd8\xff", "JPEG image"),
-    (0, b"GIF87a", "GIF image"),
-    (0, b"GIF89a", "GIF image"),
-    (0, b"II*\x00", "TIFF image"),
-    (0, b"MM\x00*", "TIFF image"),
     (0, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "legacy Office document (.doc/.xls/.ppt)"),
     (0, b"{\\rtf", "RTF document"),
     (0, b"7z\xbc\xaf\x27\x1c", "7-Zip archive"),
@@ -46,6 +41,15 @@ _KNOWN_BINARY: tuple[tuple[int, bytes, str], ...] = (
     (0, b"SQLite format 3\x00", "SQLite database"),
     (0, b"OggS", "Ogg media"),
     (4, b"ftyp", "MP4/QuickTime media"),
+)
+# Images: documents whose text comes from OCR.
+_IMAGES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF87a", "GIF image"),
+    (b"GIF89a", "GIF image"),
+    (b"II*\x00", "TIFF image"),
+    (b"MM\x00*", "TIFF image"),
 )
 # Compressed streams: expanded as tar archives (a compressed single file is refused there).
 _COMPRESSED: tuple[tuple[bytes, FileType, str], ...] = (
@@ -91,11 +95,14 @@ def _detect_magic(head: bytes) -> Detection | None:
     for magic, file_type, what in _COMPRESSED:
         if head.startswith(magic):
             return Detection(file_type, what)
+    for magic, what in _IMAGES:
+        if head.startswith(magic):
+            return Detection(FileType.IMAGE, what)
     for offset, magic, what in _KNOWN_BINARY:
         if head[offset : offset + len(magic)] == magic:
             return Detection(FileType.UNSUPPORTED, what)
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return Detection(FileType.UNSUPPORTED, "WebP image")
+        return Detection(FileType.IMAGE, "WebP image")
     if b"\x00" in head and not head.startswith(_TEXT_BOMS):
         return Detection(FileType.UNSUPPORTED, "binary content")
     return None

@@ -13,7 +13,9 @@ __all__ = [
     "DocumentKind",
     "ExtractedDocument",
     "FailureReason",
+    "OcrLine",
     "Page",
+    "PageImage",
     "ParseError",
     "ParseFailure",
     "ParseOutcome",
@@ -28,6 +30,8 @@ class FailureReason(StrEnum):
     CORRUPT_FILE = "corrupt_file"
     EMPTY_DOCUMENT = "empty_document"
     NO_TEXT_LAYER = "no_text_layer"
+    NO_TEXT_FOUND = "no_text_found"
+    OCR_TIME_LIMIT = "ocr_time_limit"
     TOO_LARGE = "too_large"
     TOO_MANY_PAGES = "too_many_pages"
     ENCODING_ERROR = "encoding_error"
@@ -44,6 +48,7 @@ _TOO_LARGE = frozenset(
     {
         FailureReason.TOO_LARGE,
         FailureReason.TOO_MANY_PAGES,
+        FailureReason.OCR_TIME_LIMIT,
         FailureReason.ARCHIVE_TOO_LARGE,
         FailureReason.ARCHIVE_RATIO_EXCEEDED,
         FailureReason.ARCHIVE_TOO_MANY_FILES,
@@ -59,6 +64,7 @@ class DocumentKind(StrEnum):
     HTML = "html"
     PDF = "pdf"
     DOCX = "docx"
+    IMAGE = "image"
     RECORD = "record"
 
 
@@ -106,6 +112,23 @@ class Page(_Frozen):
     char_end: Annotated[int, Field(ge=0)]
 
 
+class OcrLine(_Frozen):
+    """One line the OCR read: where it is in the document text and how sure the model was."""
+
+    char_start: Annotated[int, Field(ge=0)]
+    char_end: Annotated[int, Field(ge=0)]
+    confidence: Annotated[float, Field(ge=0, le=1)]
+
+
+class PageImage(_Frozen):
+    """A page (or image) whose text came from OCR: its number, size in pixels, its lines."""
+
+    page: Annotated[int, Field(ge=1)]
+    width: Annotated[int, Field(gt=0)]
+    height: Annotated[int, Field(gt=0)]
+    lines: tuple[OcrLine, ...] = ()
+
+
 class ExtractedDocument(_Frozen):
     """A document's extracted text plus its structure as char offsets into ``text``."""
 
@@ -119,6 +142,8 @@ class ExtractedDocument(_Frozen):
     sections: tuple[Section, ...] = ()
     pages: tuple[Page, ...] = ()
     page_count: Annotated[int | None, Field(ge=0)] = None
+    # Pages read by OCR (all of an image document's, a PDF's scanned ones).
+    images: tuple[PageImage, ...] = ()
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -6,13 +6,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["IngestLimits"]
+from core.settings import IngestSettings
+
+__all__ = ["IngestLimits", "limits_from_settings"]
 
 _MIB = 1024 * 1024
 
 
 class IngestLimits(BaseModel):
-    """Upper bounds for parsing files and expanding archives (bytes, pages, members, ratio)."""
+    """Upper bounds for parsing files, expanding archives and OCR (bytes, pages, pixels, time)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -28,3 +30,19 @@ class IngestLimits(BaseModel):
     # 1: an upload may be an archive, archives inside it are refused; 0: no archives at all.
     max_archive_depth: Annotated[int, Field(ge=0, le=4)] = 1
     max_records: Annotated[int, Field(gt=0)] = 1_000_000
+    # OCR (images, scanned PDF pages). Pixels are checked before an image is decoded; 50 Mpx
+    # is a 600-dpi A3 scan. A page takes about 1-3 s to OCR on one core (bench/ocr.py).
+    max_image_pixels: Annotated[int, Field(gt=0)] = 50_000_000
+    max_ocr_pages: Annotated[int, Field(gt=0)] = 200
+    ocr_time_limit_s: Annotated[float, Field(gt=0)] = 300.0
+
+
+def limits_from_settings(ingest: IngestSettings) -> IngestLimits:
+    """The parse limits of ``SIEVE_INGEST_*`` (sizes, pages, OCR pixels, pages and time)."""
+    return IngestLimits(
+        max_file_bytes=ingest.max_file_bytes,
+        max_pages=ingest.max_pages,
+        max_image_pixels=ingest.max_image_pixels,
+        max_ocr_pages=ingest.max_ocr_pages,
+        ocr_time_limit_s=ingest.ocr_time_limit_s,
+    )

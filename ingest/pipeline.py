@@ -10,17 +10,18 @@ import json
 from dataclasses import dataclass
 
 from core.ids import point_id
-from core.types import ChunkPayload, ChunkPoint
+from core.types import ChunkPayload, ChunkPoint, ImageRef
 from ingest.chunker import Chunk, ChunkerConfig, OffsetTokenizer, chunk_document
-from ingest.documents import ExtractedDocument, FailureReason, ParseFailure
+from ingest.documents import ExtractedDocument, FailureReason, PageImage, ParseFailure
 from ingest.embeddings_client import EmbeddingsClient
 from ingest.limits import IngestLimits
+from ingest.ocr import Recognizer
 from ingest.parsers import parse_document
 from ingest.records import record_to_document
 from ingest.tracing import span
 from retriever.bm25 import Bm25Encoder, token_lengths
 
-__all__ = ["ChunkedDocument", "DocumentPipeline", "PreparedDocument"]
+__all__ = ["ChunkedDocument", "DocumentPipeline", "PreparedDocument", "image_ref"]
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,10 @@ class DocumentPipeline:
         *,
         chunking: ChunkerConfig | None = None,
         limits: IngestLimits | None = None,
+        ocr: Recognizer | None = None,
     ) -> None:
         self._embeddings = embeddings
+        self._ocr = ocr
         self._tokenizer = tokenizer
         self._chunking = chunking or ChunkerConfig()
         self._limits = limits or IngestLimits()
@@ -68,7 +71,7 @@ class DocumentPipeline:
             if record:
                 extracted = record_to_document(json.loads(data), source, self._limits)
             else:
-                extracted = parse_document(data, source, self._limits)
+                extracted = parse_document(data, source, self._limits, ocr=self._ocr)
             if isinstance(extracted, ParseFailure):
                 parsing.set_attribute("failure", extracted.reason.value)
                 return extracted
@@ -125,6 +128,7 @@ class DocumentPipeline:
         for chunked, document_id in items:
             doc = chunked.document
             end = start + len(chunked.chunks)
+            scans = {image.page: image for image in doc.images}
             points = [
                 ChunkPoint(
                     id=point_id(store_name, document_id, c.chunk_no),
@@ -141,6 +145,7 @@ class DocumentPipeline:
                         char_start=c.char_start,
                         char_end=c.char_end,
                         metadata=doc.metadata,
+                        image=image_ref(doc, scans, c),
                     ),
                 )
                 for c, vec, sv in zip(
@@ -157,3 +162,23 @@ class DocumentPipeline:
         if key not in self._bm25:
             self._bm25[key] = Bm25Encoder(avg_len=float(key))
         return self._bm25[key]
+
+
+def image_ref(doc: ExtractedDocument, scans: dict[int, PageImage], chunk: Chunk) -> ImageRef | None:
+    """The page image of a chunk read by OCR (its blob is the upload: key = content sha256)."""
+    image = scans.get(chunk.page) if chunk.page is not None else None
+    if image is None:
+        return None
+    confidences = [
+        line.confidence
+        for line in image.lines
+        if line.char_start < chunk.char_end and line.char_end > chunk.char_start
+    ]
+    return ImageRef(
+        blob_id=doc.content_sha256,
+        page=image.page,
+        width=image.width,
+        height=image.height,
+        ocr_confidence=round(sum(confidences) / len(confidences), 4) if confidences else None,
+        ocr_min_confidence=min(confidences) if confidences else None,
+    )

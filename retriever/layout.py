@@ -16,6 +16,7 @@ from core.types import (
     ChunkPayload,
     ChunkPoint,
     HybridQuery,
+    ImageRef,
     QueryMode,
     ScoredHit,
     StoreCollectionSpec,
@@ -135,6 +136,7 @@ def payload_to_stored(payload: ChunkPayload) -> dict[str, Any]:
         "char_start": payload.char_start,
         "char_end": payload.char_end,
         "metadata": metadata,
+        "image": None if payload.image is None else payload.image.model_dump(),
     }
 
 
@@ -142,6 +144,9 @@ def payload_from_stored(stored: dict[str, Any] | None) -> ChunkPayload:
     """A ``ChunkPayload`` from a stored payload this layout wrote (trusted: not re-validated)."""
     if not stored:
         raise InvalidInput("a stored point has no chunk payload")
+    image = stored.get("image")
+    if isinstance(image, dict):
+        stored = {**stored, "image": ImageRef.model_construct(**image)}
     if stored.keys() == _PAYLOAD_FIELDS:
         return _chunk_payload(stored)
     return ChunkPayload.model_construct(**stored)  # written by someone else: fill defaults

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
+from core.errors import InvalidInput, SieveError
 from core.ids import content_sha256
 from ingest.detect import ARCHIVE_TYPES, FileType, detect_type
 from ingest.documents import (
@@ -19,18 +21,21 @@ from ingest.documents import (
     ParseOutcome,
 )
 from ingest.limits import IngestLimits
+from ingest.ocr import Recognizer
 from ingest.parsers.assembly import ParsedText
 from ingest.parsers.html import parse_html
+from ingest.parsers.images import parse_image
 from ingest.parsers.markdown import parse_md
 from ingest.parsers.pdf import parse_pdf
 from ingest.parsers.plaintext import parse_txt
 from ingest.parsers.word import parse_docx
 
-__all__ = ["PARSERS", "Parser", "parse_document"]
+__all__ = ["OCR_PARSERS", "PARSERS", "OcrParser", "Parser", "parse_document"]
 
 logger = logging.getLogger(__name__)
 
 Parser = Callable[[bytes, IngestLimits], ParsedText]
+OcrParser = Callable[[bytes, IngestLimits, Recognizer | None], ParsedText]
 
 PARSERS: Mapping[FileType, tuple[DocumentKind, Parser]] = MappingProxyType(
     {
@@ -39,6 +44,13 @@ PARSERS: Mapping[FileType, tuple[DocumentKind, Parser]] = MappingProxyType(
         FileType.HTML: (DocumentKind.HTML, parse_html),
         FileType.PDF: (DocumentKind.PDF, parse_pdf),
         FileType.DOCX: (DocumentKind.DOCX, parse_docx),
+    }
+)
+# Formats whose text may come from OCR: they take the recognizer (None: OCR is off).
+OCR_PARSERS: Mapping[FileType, tuple[DocumentKind, OcrParser]] = MappingProxyType(
+    {
+        FileType.PDF: (DocumentKind.PDF, parse_pdf),
+        FileType.IMAGE: (DocumentKind.IMAGE, parse_image),
     }
 )
 
@@ -50,10 +62,18 @@ def parse_document(
     *,
     document_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    ocr: Recognizer | None = None,
 ) -> ParseOutcome:
-    """Parse one file into an ``ExtractedDocument``, or say why not; bad input never raises."""
+    """Parse one file into an ``ExtractedDocument``, or say why not; bad input never raises.
+
+    ``ocr`` reads images and scanned PDF pages; without it they fail with a reason.
+
+    Raises:
+        SieveError: only for faults of this process, not of the file (e.g. the OCR models
+            fail their integrity check: ``ocr_unavailable``).
+    """
     try:
-        kind, parsed = _extract(data, source, limits)
+        kind, parsed = _extract(data, source, limits, ocr)
     except ParseError as exc:
         return ParseFailure(
             source=source, reason=exc.reason, message=exc.message, document_id=document_id
@@ -69,11 +89,14 @@ def parse_document(
         sections=parsed.sections,
         pages=parsed.pages,
         page_count=parsed.page_count,
+        images=parsed.images,
         metadata=dict(metadata or {}),
     )
 
 
-def _extract(data: bytes, source: str, limits: IngestLimits) -> tuple[DocumentKind, ParsedText]:
+def _extract(
+    data: bytes, source: str, limits: IngestLimits, ocr: Recognizer | None
+) -> tuple[DocumentKind, ParsedText]:
     if len(data) > limits.max_file_bytes:
         raise ParseError(
             FailureReason.TOO_LARGE, f"{len(data)} bytes; the limit is {limits.max_file_bytes}"
@@ -83,13 +106,14 @@ def _extract(data: bytes, source: str, limits: IngestLimits) -> tuple[DocumentKi
         raise ParseError(FailureReason.EMPTY_DOCUMENT, "the file is empty")
     if detection.type in ARCHIVE_TYPES:
         raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detection.detail}: not a document")
-    entry = PARSERS.get(detection.type)
-    if entry is None:
-        raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detection.detail} is not supported")
-    kind, parser = entry
+    kind, parser = _parser_for(detection.type, detection.detail, ocr)
     try:
         parsed = parser(data, limits)
     except ParseError:
+        raise
+    except InvalidInput as exc:
+        raise ParseError(FailureReason.CORRUPT_FILE, exc.message) from exc
+    except SieveError:
         raise
     except RecursionError as exc:
         raise ParseError(
@@ -105,6 +129,27 @@ def _extract(data: bytes, source: str, limits: IngestLimits) -> tuple[DocumentKi
     if not parsed.text.strip():
         raise ParseError(FailureReason.EMPTY_DOCUMENT, "no text in the document")
     return kind, parsed
+
+
+def _parser_for(
+    file_type: FileType, detail: str, ocr: Recognizer | None
+) -> tuple[DocumentKind, Parser]:
+    if file_type is FileType.IMAGE and ocr is None:
+        raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detail}: images need OCR, which is off")
+    ocr_entry = OCR_PARSERS.get(file_type)
+    if ocr_entry is not None:
+        kind, ocr_parser = ocr_entry
+        return kind, partial(_with_ocr, ocr_parser, ocr)
+    entry = PARSERS.get(file_type)
+    if entry is None:
+        raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detail} is not supported")
+    return entry
+
+
+def _with_ocr(
+    parser: OcrParser, ocr: Recognizer | None, data: bytes, limits: IngestLimits
+) -> ParsedText:
+    return parser(data, limits, ocr)
 
 
 def _title_from_name(source: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ingest.documents import FailureReason, Page, ParseError, Section
+from ingest.documents import FailureReason, Page, PageImage, ParseError, Section
 
 __all__ = ["ParsedText", "TextAssembler", "normalise_newlines", "squeeze_blank_lines"]
 
@@ -22,6 +22,7 @@ class ParsedText:
     sections: tuple[Section, ...] = ()
     pages: tuple[Page, ...] = ()
     page_count: int | None = None
+    images: tuple[PageImage, ...] = ()
 
 
 def normalise_newlines(text: str) -> str:
@@ -58,11 +59,16 @@ class TextAssembler:
         """Mark that the following blocks come from page ``number`` (1-based)."""
         self._pending_page = number
 
-    def paragraph(self, text: str) -> None:
-        """Add one block of text (internal newlines kept); blank blocks are ignored."""
+    def paragraph(self, text: str) -> int | None:
+        """Add one block of text (internal newlines kept); return where it starts.
+
+        Blank blocks are ignored (None). The offset is of the stripped block.
+        """
         text = text.strip()
-        if text:
-            self._append(text, section=None)
+        if not text:
+            return None
+        self._append(text, section=None)
+        return self._length - len(text)
 
     def _append(self, text: str, section: tuple[str, int] | None) -> None:
         if self._length:

@@ -1,4 +1,9 @@
-"""PDF: text per page via pypdf, page numbers kept; no text layer is its own failure."""
+"""PDF: text per page via pypdf, page numbers kept; scanned pages rendered and read by OCR.
+
+A page is OCR'd when its text layer has almost no text (under 20 visible characters) and
+images cover at least half of it: a scan, perhaps with a stray page number in text. A page
+with neither text nor images is blank and skipped.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +13,33 @@ import warnings
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, LimitReachedError, PdfReadWarning, PyPdfError
 
-from ingest.documents import FailureReason, ParseError
+from core.errors import InvalidInput
+from ingest.documents import FailureReason, PageImage, ParseError
 from ingest.limits import IngestLimits
+from ingest.ocr import Recognizer
+from ingest.page_images import PdfPages
 from ingest.parsers.assembly import (
     ParsedText,
     TextAssembler,
     normalise_newlines,
     squeeze_blank_lines,
 )
+from ingest.parsers.images import OcrPass, page_sections
 
 __all__ = ["parse_pdf"]
 
+_MIN_TEXT_CHARS = 20
+_MIN_IMAGE_COVERAGE = 0.5
 
-def parse_pdf(data: bytes, limits: IngestLimits) -> ParsedText:
-    """Parse a PDF's text layer page by page (1-based page numbers)."""
+
+def parse_pdf(data: bytes, limits: IngestLimits, ocr: Recognizer | None = None) -> ParsedText:
+    """Parse a PDF page by page (1-based page numbers); OCR its scanned pages if ``ocr``."""
     # pypdf warns (PdfReadWarning) about recoverable damage in many real files; it must not
     # turn into an error under strict warning filters, and the file still parses.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PdfReadWarning)
         try:
-            return _parse(data, limits)
+            return _parse(data, limits, ocr)
         except LimitReachedError as exc:
             raise ParseError(
                 FailureReason.TOO_LARGE, f"PDF stream over pypdf's limit: {exc}"
@@ -37,7 +49,7 @@ def parse_pdf(data: bytes, limits: IngestLimits) -> ParsedText:
             raise ParseError(FailureReason.CORRUPT_FILE, f"unreadable PDF: {exc}") from exc
 
 
-def _parse(data: bytes, limits: IngestLimits) -> ParsedText:
+def _parse(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> ParsedText:
     reader = PdfReader(io.BytesIO(data), strict=False)
     if reader.is_encrypted:
         try:
@@ -54,18 +66,69 @@ def _parse(data: bytes, limits: IngestLimits) -> ParsedText:
             FailureReason.TOO_MANY_PAGES,
             f"the PDF has {page_count} pages; the limit is {limits.max_pages}",
         )
+    texts = [squeeze_blank_lines(normalise_newlines(page.extract_text())) for page in reader.pages]
+    sparse = [n for n, text in enumerate(texts) if len("".join(text.split())) < _MIN_TEXT_CHARS]
+    scanned = _scanned_pages(data, sparse) if ocr is not None and sparse else set()
     assembler = TextAssembler(max_chars=limits.max_text_chars)
-    for number, page in enumerate(reader.pages, start=1):
-        assembler.page(number)
-        assembler.paragraph(squeeze_blank_lines(normalise_newlines(page.extract_text())))
+    images = _assemble(data, texts, scanned, assembler, limits, ocr)
     parsed = assembler.build(page_count=page_count)
     if not parsed.text:
+        if scanned:
+            raise ParseError(
+                FailureReason.NO_TEXT_FOUND,
+                f"OCR found no text on the {len(scanned)} scanned page(s) of {page_count}",
+            )
+        hint = "scanned? OCR is not enabled here" if ocr is None else "no scanned pages found"
         raise ParseError(
             FailureReason.NO_TEXT_LAYER,
-            f"none of the {page_count} pages has a text layer (scanned? OCR is not applied)",
+            f"none of the {page_count} pages has a text layer ({hint})",
         )
     title = _metadata_title(reader)
-    return ParsedText(text=parsed.text, title=title, pages=parsed.pages, page_count=page_count)
+    return ParsedText(
+        text=parsed.text,
+        title=title,
+        sections=page_sections(parsed) if images else (),
+        pages=parsed.pages,
+        page_count=page_count,
+        images=tuple(images),
+    )
+
+
+def _assemble(  # noqa: PLR0917 - private, one call site
+    data: bytes,
+    texts: list[str],
+    scanned: set[int],
+    assembler: TextAssembler,
+    limits: IngestLimits,
+    ocr: Recognizer | None,
+) -> list[PageImage]:
+    """Add every page in order: text layers as they are, scanned pages through OCR."""
+    if not scanned or ocr is None:
+        for index, text in enumerate(texts):
+            assembler.page(index + 1)
+            assembler.paragraph(text)
+        return []
+    images: list[PageImage] = []
+    run = OcrPass(ocr, limits)
+    run.check_pages(len(scanned))
+    with PdfPages(data) as pdf:
+        for index, text in enumerate(texts):
+            if index in scanned:
+                image = pdf.render(index, max_pixels=limits.max_image_pixels)
+                images.append(run.read(assembler, index + 1, image))
+            else:
+                assembler.page(index + 1)
+                assembler.paragraph(text)
+    return images
+
+
+def _scanned_pages(data: bytes, candidates: list[int]) -> set[int]:
+    """Which of the nearly textless pages (0-based) are mostly image: scans to OCR."""
+    try:
+        with PdfPages(data) as pdf:
+            return {n for n in candidates if pdf.image_coverage(n) >= _MIN_IMAGE_COVERAGE}
+    except InvalidInput as exc:
+        raise ParseError(FailureReason.CORRUPT_FILE, exc.message) from exc
 
 
 def _metadata_title(reader: PdfReader) -> str | None:

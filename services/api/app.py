@@ -19,6 +19,7 @@ from services.api import (
     routes_collections,
     routes_documents,
     routes_evaluation,
+    routes_images,
     routes_jobs,
     routes_policy,
     routes_query,
@@ -109,6 +110,8 @@ def create_app(hooks: AppHooks) -> FastAPI:
         return response
 
     app.include_router(routes_collections.router)
+    # Before the documents router: its GET /{doc_id:path} would swallow ".../image".
+    app.include_router(routes_images.router)
     app.include_router(routes_documents.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_query.router)

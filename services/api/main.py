@@ -40,6 +40,7 @@ from services.api.app import AppHooks, create_app
 from services.api.auth import TenantResolver
 from services.api.deps import ApiDeps
 from services.api.metrics import ApiMetrics
+from services.api.query_images import PageImageSource
 from services.api.query_service import ModelsCatalog, QueryEngine, RerankerPool
 from services.telemetry import setup_tracing, shutdown_tracing
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
@@ -127,6 +128,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
                 else {}
             ),
         )
+        blobs = LocalBlobStore(ingest.blob_dir)
         query_embeddings = build_async_embeddings(models)
         closers.extend([hub.aclose, query_embeddings.close])
         engine = QueryEngine(
@@ -138,6 +140,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             query=query_cfg,
             rerank=rerank_cfg,
             deleted=lambda c, ids: asyncio.to_thread(state.deleted_among, c.tenant, c.name, ids),
+            images=PageImageSource(blobs),
         )
         queue = CeleryTaskQueue(celery, state.raw())
         deps = ApiDeps(
@@ -146,7 +149,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             ingest=ingest,
             state=state,
             store=async_store,
-            blobs=LocalBlobStore(ingest.blob_dir),
+            blobs=blobs,
             queue=queue,
             embeddings=build_embeddings(models, ingest),
             resolver=TenantResolver(api.keys),

@@ -23,6 +23,7 @@ from core.types import (
     Condition,
     FieldEquals,
     HybridQuery,
+    ImageRef,
     QueryMode,
     Range,
     ScoredHit,
@@ -47,8 +48,10 @@ from reranker import (
 )
 from retriever.bm25 import Bm25Encoder
 from retriever.store import AsyncChunkStore
+from services.api.query_images import PageImageSource, image_url
 from services.api.query_plan import QueryPlan, resolve_plan
 from services.api.schemas_query import (
+    HitImage,
     HitScores,
     QueryFilter,
     QueryHit,
@@ -58,7 +61,14 @@ from services.api.schemas_query import (
     RerankReport,
 )
 
-__all__ = ["DeletedLookup", "ModelsCatalog", "QueryEngine", "RerankerPool", "to_chunk_filter"]
+__all__ = [
+    "DeletedLookup",
+    "ModelsCatalog",
+    "QueryEngine",
+    "RerankerPool",
+    "rerank_documents",
+    "to_chunk_filter",
+]
 
 
 def to_chunk_filter(flt: QueryFilter | None) -> ChunkFilter | None:
@@ -210,9 +220,11 @@ class QueryEngine:
         query: QuerySettings,
         rerank: RerankSettings,
         deleted: DeletedLookup | None = None,
+        images: PageImageSource | None = None,
     ) -> None:
         self._store = store
         self._deleted = deleted
+        self._images = images
         self._embeddings = embeddings
         self._rerankers = rerankers
         self.catalog = catalog
@@ -310,6 +322,7 @@ class QueryEngine:
                         rerank=item.rerank_score,
                         final=item.final_score,
                     ),
+                    image=_hit_image(coll, p.document_id, p.image),
                 )
             )
         out = decision.outcome
@@ -371,9 +384,11 @@ class QueryEngine:
             load.finish(len(misses), ahead, elapsed, sample=sample)
 
         try:
-            result = await self._rerankers.get(model).rerank(
-                query, [RerankDocument(text=texts[i]) for i in misses]
+            documents = await rerank_documents(
+                [hits[i] for i in misses],
+                self._images if model in self._rerank.image_models else None,
             )
+            result = await self._rerankers.get(model).rerank(query, documents)
         except SieveError as exc:
             # A timeout's elapsed time still teaches the cost a pair; a refusal does not.
             done(sample=exc.code == RerankErrorCode.TIMEOUT.value)
@@ -449,6 +464,40 @@ def _skip_reason(requested: bool, enabled: bool) -> str:
     if not requested:
         return "reranking is off"
     return "rerank_depth is 0" if enabled else "reranking is disabled"
+
+
+async def rerank_documents(
+    hits: list[ScoredHit], images: PageImageSource | None
+) -> list[RerankDocument]:
+    """Each hit's text; with ``images`` (an image-capable model) image hits carry their page.
+
+    A text-only model gets the OCR text alone; a page that cannot be loaded is sent as
+    text too (logged by the source).
+    """
+    texts = [_rerank_text(h) for h in hits]
+    if images is None:
+        return [RerankDocument(text=t) for t in texts]
+    refs = [h.payload.image for h in hits]
+    loaded = iter(await asyncio.gather(*(images.load(ref) for ref in refs if ref is not None)))
+    out: list[RerankDocument] = []
+    for text, ref in zip(texts, refs, strict=True):
+        raw = next(loaded) if ref is not None else None
+        out.append(RerankDocument(text=text, images=(raw,) if raw else ()))
+    return out
+
+
+def _hit_image(collection: str, document_id: str, ref: ImageRef | None) -> HitImage | None:
+    if ref is None:
+        return None
+    return HitImage(
+        blob_id=ref.blob_id,
+        page=ref.page,
+        width=ref.width,
+        height=ref.height,
+        ocr_confidence=ref.ocr_confidence,
+        ocr_min_confidence=ref.ocr_min_confidence,
+        url=image_url(collection, document_id, ref.page),
+    )
 
 
 def _rerank_text(hit: ScoredHit) -> str:

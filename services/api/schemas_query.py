@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.types import COLLECTION_NAME_PATTERN, QueryMode
 
 __all__ = [
+    "HitImage",
     "HitScores",
     "MultiQueryRequest",
     "QueryFilter",
@@ -93,6 +94,18 @@ class HitScores(BaseModel):
     final: float
 
 
+class HitImage(BaseModel):
+    """The page image a hit's text was read from by OCR (``url`` serves it)."""
+
+    blob_id: str
+    page: int
+    width: int
+    height: int
+    ocr_confidence: float | None
+    ocr_min_confidence: float | None
+    url: str
+
+
 class QueryHit(BaseModel):
     """One ranked, cited passage."""
 
@@ -108,6 +121,7 @@ class QueryHit(BaseModel):
     char_end: int
     metadata: dict[str, Any]
     scores: HitScores
+    image: HitImage | None = None
 
 
 class RerankReport(BaseModel):

@@ -30,7 +30,8 @@ from indexing.state_store import StateStore
 from indexing.writes import StoreWriter
 from ingest.blob_store import LocalBlobStore
 from ingest.chunker import ChunkerConfig
-from ingest.limits import IngestLimits
+from ingest.limits import limits_from_settings
+from ingest.ocr import OcrConfig, RapidOcrEngine
 from ingest.pipeline import DocumentPipeline
 from ingest.tokenizer import load_bge_small_tokenizer
 from services.telemetry import setup_tracing, shutdown_tracing
@@ -62,7 +63,11 @@ def build_worker_context() -> WorkerContext:
         chunking=ChunkerConfig(
             target_tokens=ingest.chunk_tokens, overlap_tokens=ingest.chunk_overlap
         ),
-        limits=IngestLimits(max_file_bytes=ingest.max_file_bytes, max_pages=ingest.max_pages),
+        limits=limits_from_settings(ingest),
+        # Models load (sha256-verified) on the first image, not at start-up.
+        ocr=RapidOcrEngine(OcrConfig(intra_op_threads=ingest.ocr_threads))
+        if ingest.ocr_enabled
+        else None,
     )
     owner = new_owner_id("worker")
     heartbeat = Heartbeat(state, owner, ttl_s=worker.owner_ttl_s, every_s=worker.heartbeat_s)

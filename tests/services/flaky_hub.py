@@ -32,6 +32,8 @@ class FailurePlan:
     retry_after: str = "1"
     failed: dict[str, int] = field(default_factory=dict)
     forwarded: dict[str, int] = field(default_factory=dict)
+    # Bodies of the forwarded POSTs, per endpoint (to check what the client sent).
+    bodies: dict[str, list[bytes]] = field(default_factory=dict)
     _rules: dict[str, _Rule] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -69,11 +71,15 @@ def flaky_hub_app(upstream: str, plan: FailurePlan) -> Starlette:
             headers = {"Retry-After": plan.retry_after} if rule.status in (429, 503) else None
             error = {"message": "injected", "type": "test", "param": None, "code": rule.status}
             return JSONResponse({"error": error}, status_code=rule.status, headers=headers)
+        body = await request.body()
+        if request.method == "POST":
+            with plan._lock:
+                plan.bodies.setdefault(endpoint, []).append(body)
         async with httpx.AsyncClient(base_url=upstream, timeout=120) as client:
             upstream_resp = await client.request(
                 request.method,
                 request.url.path,
-                content=await request.body(),
+                content=body,
                 headers={"content-type": request.headers.get("content-type", "application/json")},
             )
         return Response(
