@@ -261,6 +261,8 @@ class ModelKind(StrEnum):
 
     EMBED = "embed"
     RERANK = "rerank"
+    # Token vectors for late interaction (a multivector per text, see model-api.md).
+    LATE = "late_interaction"
 
 
 class Pooling(StrEnum):
