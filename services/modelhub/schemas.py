@@ -69,6 +69,8 @@ class EmbeddingObject(BaseModel):
     # A vector; with ``return_multivector`` a list of token vectors (or, base64, the
     # row-major float32 matrix: tokens = bytes / 4 / dimensions).
     embedding: list[float] | list[list[float]] | str
+    # Multivectors only: [tokens, dimensions], so a base64 matrix needs no outside knowledge.
+    shape: list[int] | None = None
 
 
 class EmbeddingsResponse(BaseModel):

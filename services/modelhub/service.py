@@ -214,7 +214,11 @@ class ModelHub:
         lengths = [len(row.ids) for row in rows]
         padded = await self._batchers[model.spec.id].submit_each(rows, lengths)
         data = [
-            EmbeddingObject(index=n, embedding=_encode_matrix(out[:length], req.encoding_format))
+            EmbeddingObject(
+                index=n,
+                embedding=_encode_matrix(out[:length], req.encoding_format),
+                shape=[length, model.dimensions],
+            )
             for n, (out, length) in enumerate(zip(padded, lengths, strict=True))
         ]
         tokens = sum(lengths)

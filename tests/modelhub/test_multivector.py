@@ -47,6 +47,7 @@ def test_one_unit_vector_per_token(
     counts = [len(model.tokenizer.encode(t).ids) for t in texts]  # [CLS] ... [SEP]
     matrices = [np.array(d["embedding"]) for d in body["data"]]
     assert [m.shape for m in matrices] == [(n, 384) for n in counts]
+    assert [d["shape"] for d in body["data"]] == [[n, 384] for n in counts]
     for m in matrices:
         assert np.allclose(np.linalg.norm(m, axis=1), 1.0, atol=1e-5)
     assert body["usage"]["prompt_tokens"] == sum(counts)
