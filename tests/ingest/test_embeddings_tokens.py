@@ -21,9 +21,9 @@ TEXTS = [
 ]
 
 
-def _client(hub_url: str, **kwargs: int) -> EmbeddingsClient:
+def _client(hub_url: str, *, max_batch_items: int = 64) -> EmbeddingsClient:
     sdk = openai.OpenAI(base_url=hub_url, api_key="unused-local-key", timeout=60)
-    return EmbeddingsClient(sdk, BUNDLED_LATE_ID, **kwargs)
+    return EmbeddingsClient(sdk, BUNDLED_LATE_ID, max_batch_items=max_batch_items)
 
 
 def test_token_vectors_are_packed_per_request_and_in_order(hub_url: str) -> None:
