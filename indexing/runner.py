@@ -184,6 +184,8 @@ class IndexingRunner:
                 embedding_model=collection.embedding_model,
                 dimension=collection.dimension,
                 bm25_avg_len=avg_len,
+                late_model=collection.late_model,
+                late_dimension=collection.late_dimension,
             )
             return list(zip([item for item, _ in chunked], prepared, strict=True))
         except UpstreamUnavailable as exc:

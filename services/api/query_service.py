@@ -19,6 +19,7 @@ from core.types import (
     FieldEquals,
     FusionWeights,
     HybridQuery,
+    LateFusion,
     QueryMode,
     Range,
     ScoredHit,
@@ -271,6 +272,7 @@ class QueryEngine:
                         dense=hit.scores.dense,
                         sparse=hit.scores.sparse,
                         fused=hit.scores.fused,
+                        late=hit.scores.late,
                         rerank=item.rerank_score,
                         final=item.final_score,
                     ),
@@ -306,11 +308,30 @@ class QueryEngine:
         dense: list[float] | None = None
         embed_tokens: int | None = None
         t0 = time.perf_counter()
+        # Token vectors only when every collection has the same late-interaction model:
+        # late-fused scores do not compare with plain recall scores across collections.
+        late_models = {(c.late_model, c.late_dimension) for c in collections}
+        late_model, late_dimension = next(iter(late_models))
+        use_late = req.late and late_model is not None and len(late_models) == 1
+        calls: list[Awaitable[tuple[Any, int]]] = []
         if mode in (QueryMode.HYBRID, QueryMode.DENSE):
             prefix = self._query.query_prefixes.get(first.embedding_model, "")
-            vectors, embed_tokens = await self._embeddings.embed(
-                [prefix + req.query], model=first.embedding_model, dimension=first.dimension
+            calls.append(
+                self._embeddings.embed(
+                    [prefix + req.query], model=first.embedding_model, dimension=first.dimension
+                )
             )
+        if use_late:
+            assert late_model is not None
+            calls.append(
+                self._embeddings.embed_tokens(
+                    [req.query], model=late_model, dimension=late_dimension
+                )
+            )
+        answers = await asyncio.gather(*calls)
+        late = answers.pop()[0][0] if use_late else None
+        if answers:
+            vectors, embed_tokens = answers[0]
             dense = vectors[0]
         sparse = self._bm25.embed_query(req.query) if mode is not QueryMode.DENSE else None
         t1 = time.perf_counter()
@@ -322,6 +343,12 @@ class QueryEngine:
             rrf_k=self._query.rrf_k,
             weights=FusionWeights(dense=self._query.dense_weight, sparse=self._query.sparse_weight),
             filter=to_chunk_filter(req.filter),
+            late=late,
+            late_fusion=LateFusion(
+                recall=_or(req.late_recall_weight, self._query.late_recall_weight),
+                late=_or(req.late_weight, self._query.late_weight),
+                k=self._query.late_rrf_k,
+            ),
         )
         per = await asyncio.gather(*(self._store.query(c.store_name, query) for c in collections))
         if self._deleted is not None:
@@ -346,6 +373,10 @@ class QueryEngine:
             recall_ms=(t2 - t1) * 1000,
             embed_tokens=embed_tokens,
         )
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _rerank_text(hit: ScoredHit) -> str:
