@@ -34,8 +34,8 @@ class CollectionCreateRequest(_Strict):
     rerank_model: str | None = None
     min_score: Annotated[float | None, Field(ge=0, le=1)] = None
     # Store each chunk's token vectors and rescore recall by MaxSim (costs a second
-    # embedding pass at ingest and ~75 KB int8 + ~300 KB float32 on disk a chunk); the model defaults to
-    # SIEVE_MODEL_LATE_MODEL.
+    # embedding pass at ingest and, per ~190-token chunk, ~75 KB int8 + ~300 KB float32 on
+    # disk); the model defaults to SIEVE_MODEL_LATE_MODEL.
     late_interaction: bool = False
     late_model: str | None = None
 
