@@ -47,8 +47,10 @@ class Pipeline(Protocol):
         embedding_model: str,
         dimension: int,
         bm25_avg_len: float,
+        late_model: str | None = None,
+        late_dimension: int | None = None,
     ) -> list[PreparedDocument]:
-        """Embed several documents' chunks together."""
+        """Embed several documents' chunks together (token vectors too with ``late_model``)."""
         ...
 
 
