@@ -1,6 +1,6 @@
 """Ingest benchmark: SciFact end to end through the embedded stack vs the hub's raw embedding rate.
 
-    .venv/bin/python -m bench.ingest [--docs N] [--json]
+    .venv/bin/python -m bench.ingest [--docs N] [--late] [--json]
 
 The stack is started exactly as ``sieve up`` starts it (the supervisor: Redis with AOF, the
 model hub, the API owning the Edge store, one prefork Celery worker), on free loopback ports
@@ -15,6 +15,11 @@ of the requests run before the ingest and half after it, so that load from other
 on a shared machine falls on both sides. Target: end to end >= 80 % of the raw chunks/s.
 A diagnostic row replays a sample with one request per document, the shape a worker that
 embeds each document on its own sends (one request per document).
+
+``--late`` then ingests the same corpus again, in the same run and stack, into a collection
+created with ``late_interaction`` (a second, token-vector embedding pass and MaxSim
+multivectors in the store) and reports its rate against the plain ingest's. Target: with
+late interaction >= 45 % of the rate without it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from ingest.tokenizer import load_bge_small_tokenizer
 UPLOAD_LINES = 2_000
 COLLECTION = "scifact"
 TARGET = 0.80
+LATE_COLLECTION = "scifact-late"
+LATE_TARGET = 0.45
 POLL_S = 1.0
 
 
@@ -60,12 +67,6 @@ class Corpus:
 
 def load_corpus(docs: int | None) -> Corpus:
     """The first ``docs`` SciFact lines, chunked as ``DocumentPipeline.extract_and_chunk`` does."""
-    settings = IngestSettings()
-    config = ChunkerConfig(
-        target_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap
-    )
-    limits = IngestLimits(max_file_bytes=settings.max_file_bytes, max_pages=settings.max_pages)
-    tokenizer = load_bge_small_tokenizer()
     lines: list[bytes] = []
     with (SCIFACT_DIR / "corpus.jsonl").open("rb") as fh:
         for line in fh:
@@ -73,6 +74,17 @@ def load_corpus(docs: int | None) -> Corpus:
                 lines.append(line.rstrip(b"\n"))
                 if docs is not None and len(lines) >= docs:
                     break
+    return corpus_from_lines(lines)
+
+
+def corpus_from_lines(lines: list[bytes]) -> Corpus:
+    """BEIR JSONL lines chunked as ``DocumentPipeline.extract_and_chunk`` does."""
+    settings = IngestSettings()
+    config = ChunkerConfig(
+        target_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap
+    )
+    limits = IngestLimits(max_file_bytes=settings.max_file_bytes, max_pages=settings.max_pages)
+    tokenizer = load_bge_small_tokenizer()
     doc_chunks, doc_tokens = [], []
     for n, line in enumerate(lines):
         doc = record_to_document(json.loads(line), f"jsonl:{n + 1}", limits)
@@ -147,6 +159,7 @@ class EndToEnd:
     worker_peak_rss: int
     worker_peak_single: int
     api_peak_rss: int
+    storage_per_chunk: dict[str, Any] | None = None
 
 
 def _wait_jobs(api: httpx.Client, job_ids: list[str], stack: BenchStack, timeout_s: float) -> None:
@@ -163,10 +176,18 @@ def _wait_jobs(api: httpx.Client, job_ids: list[str], stack: BenchStack, timeout
             pending.pop(0)
 
 
-def ingest(stack: BenchStack, corpus: Corpus, timeout_s: float) -> EndToEnd:
+def ingest(
+    stack: BenchStack,
+    corpus: Corpus,
+    timeout_s: float,
+    *,
+    collection: str = COLLECTION,
+    late: bool = False,
+) -> EndToEnd:
     """Upload every line in 2,000-line JSONL batches, then wait for every job to finish."""
     with httpx.Client(base_url=stack.api_url, timeout=300) as api:
-        api.post("/v1/collections", json={"name": COLLECTION}).raise_for_status()
+        create = {"name": collection, "late_interaction": late}
+        api.post("/v1/collections", json=create).raise_for_status()
         with (
             TreeSampler(stack.pid("worker")) as worker_rss,
             TreeSampler(stack.pid("api")) as api_rss,
@@ -176,7 +197,7 @@ def ingest(stack: BenchStack, corpus: Corpus, timeout_s: float) -> EndToEnd:
             for at in range(0, len(corpus.lines), UPLOAD_LINES):
                 body = b"\n".join(corpus.lines[at : at + UPLOAD_LINES]) + b"\n"
                 resp = api.post(
-                    f"/v1/collections/{COLLECTION}/documents",
+                    f"/v1/collections/{collection}/documents",
                     content=body,
                     headers={"Content-Type": "application/x-ndjson"},
                 )
@@ -197,7 +218,7 @@ def ingest(stack: BenchStack, corpus: Corpus, timeout_s: float) -> EndToEnd:
             for err in job.get("errors", {}).values():
                 code = err.get("code") or err.get("reason") or "error"
                 errors[code] = errors.get(code, 0) + 1
-        info = api.get(f"/v1/collections/{COLLECTION}").raise_for_status().json()
+        info = api.get(f"/v1/collections/{collection}").raise_for_status().json()
     return EndToEnd(
         seconds=seconds,
         upload_seconds=uploaded,
@@ -207,10 +228,13 @@ def ingest(stack: BenchStack, corpus: Corpus, timeout_s: float) -> EndToEnd:
         worker_peak_rss=worker_rss.peak,
         worker_peak_single=worker_rss.peak_single,
         api_peak_rss=api_rss.peak,
+        storage_per_chunk=info.get("storage_per_chunk"),
     )
 
 
-def run(docs: int | None, per_doc_sample: int, timeout_s: float) -> dict[str, Any]:
+def run(
+    docs: int | None, per_doc_sample: int, timeout_s: float, *, late: bool = False
+) -> dict[str, Any]:
     """Chunk, start the stack, baseline (first half), ingest, baseline (second half)."""
     settings = IngestSettings()
     model = ModelSettings().embedding_model
@@ -240,6 +264,12 @@ def run(docs: int | None, per_doc_sample: int, timeout_s: float) -> dict[str, An
                 raw_b = embed_sequentially(hub, model, batches[half:])
                 sample = per_document_batches(corpus, settings, per_doc_sample)
                 per_doc = embed_sequentially(hub, model, sample) if sample else RawRun()
+                e2e_late = None
+                if late:
+                    print("end to end with late interaction ...", flush=True)
+                    e2e_late = ingest(
+                        stack, corpus, timeout_s, collection=LATE_COLLECTION, late=True
+                    )
             failed = False
         finally:
             stack.stop_and_report(failed)
@@ -278,11 +308,63 @@ def run(docs: int | None, per_doc_sample: int, timeout_s: float) -> dict[str, An
         "raw_halves_chunks_per_s": [raw_a.rate, raw_b.rate],
         "raw_per_document": _raw_summary(per_doc, f"first {per_doc_sample} docs"),
         "ratio": (e2e.chunks / e2e.seconds) / raw.rate if raw.rate else 0.0,
+        "late": None if e2e_late is None else _late_summary(e2e, e2e_late),
         "target": TARGET,
         "code": code,
         "load_average": os.getloadavg()[0],
         "cpus": os.cpu_count(),
     }
+
+
+def _late_summary(plain: EndToEnd, late: EndToEnd) -> dict[str, Any]:
+    rate = late.chunks / late.seconds
+    return {
+        "seconds": late.seconds,
+        "chunks": late.chunks,
+        "chunks_per_s": rate,
+        "states": late.states,
+        "errors": late.errors,
+        "ratio_to_plain": rate / (plain.chunks / plain.seconds),
+        "target": LATE_TARGET,
+        "worker_peak_rss_mib": late.worker_peak_rss / 2**20,
+        "api_peak_rss_mib": late.api_peak_rss / 2**20,
+        "storage_per_chunk": late.storage_per_chunk,
+    }
+
+
+def render_late(late: dict[str, Any], plain_rate: float) -> str:
+    """The late-interaction rows: its ingest against the plain ingest of the same run."""
+    met = "met" if late["ratio_to_plain"] >= late["target"] else "MISSED"
+    storage = late["storage_per_chunk"] or {}
+    rows = [
+        [
+            "chunks/s",
+            f"{plain_rate:,.2f}",
+            f"{late['chunks_per_s']:,.2f}",
+            f"{late['ratio_to_plain']:.1%} (target ≥ {late['target']:.0%}: {met})",
+        ],
+        ["wall s", "", f"{late['seconds']:,.1f}", ""],
+        [
+            "token vectors per chunk; bytes float32 / int8",
+            "",
+            f"{storage.get('late_tokens')}; {storage.get('late_bytes_float32'):,} / "
+            f"{storage.get('late_bytes_int8'):,}",
+            "",
+        ],
+        [
+            "worker / API peak RSS MiB",
+            "",
+            f"{late['worker_peak_rss_mib']:,.0f} / {late['api_peak_rss_mib']:,.0f}",
+            "",
+        ],
+    ]
+    return "\n".join(
+        [
+            "\n#### With late interaction (same corpus, same run)\n",
+            markdown_table(["metric", "plain", "late interaction", "late / plain"], rows),
+            f"\ndocument states: {late['states']}; errors: {late['errors'] or 'none'}",
+        ]
+    )
 
 
 def _raw_summary(run: RawRun, shape: str) -> dict[str, Any]:
@@ -352,6 +434,7 @@ def render(r: dict[str, Any]) -> str:
         ["API process peak RSS MiB", f"{e2e['api_peak_rss_mib']:,.0f}", "", ""],
     ]
     cfg = ", ".join(f"{k}={v}" for k, v in r["config"].items())
+    late = "" if not r.get("late") else render_late(r["late"], e2e["chunks_per_s"])
     return "\n".join(
         [
             f"\n### Ingest: SciFact, {r['documents']:,} documents ({r['cpus']} CPUs, load average "
@@ -361,6 +444,7 @@ def render(r: dict[str, Any]) -> str:
             f"raw baseline halves (before / after the ingest), chunks/s: {halves}",
             f"stack config: {cfg}",
             f"code: {r['code']}",
+            late,
         ]
     )
 
@@ -373,9 +457,12 @@ def main() -> None:
         "--per-doc-sample", type=int, default=300, help="documents replayed one request each"
     )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for jobs")
+    parser.add_argument(
+        "--late", action="store_true", help="also ingest with late interaction and compare"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
-    result = run(args.docs, args.per_doc_sample, args.timeout)
+    result = run(args.docs, args.per_doc_sample, args.timeout, late=args.late)
     print(json.dumps(result, indent=2) if args.json else render(result))
 
 

@@ -21,7 +21,9 @@ __all__ = [
     "FusionWeights",
     "HybridQuery",
     "ImageRef",
+    "LateFusion",
     "LegScores",
+    "MultiVector",
     "QueryMode",
     "Range",
     "ScoredHit",
@@ -60,6 +62,8 @@ class StoreCollectionSpec(_Frozen):
     dense_size: Annotated[int, Field(gt=0, le=65536)]
     distance: Distance = Distance.COSINE
     sparse: bool = True
+    # Token vectors for late interaction (MaxSim): their size, None when the collection has none.
+    late_size: Annotated[int | None, Field(gt=0, le=65536)] = None
 
 
 class SparseVec(_Frozen):
@@ -92,6 +96,26 @@ class ImageRef(_Frozen):
     ocr_min_confidence: Annotated[float | None, Field(ge=0, le=1)] = None
 
 
+class MultiVector(_Frozen):
+    """One text's token vectors, packed for the wire: ``count`` rows of ``dim`` float16s.
+
+    ``data`` is the row-major little-endian float16 bytes, base64-encoded. Stored as float32
+    (and int8 in the engine's quantized copy); float16 halves the task messages that carry
+    points from the workers to the store, and MaxSim over unit vectors does not feel it.
+    """
+
+    dim: Annotated[int, Field(gt=0, le=65536)]
+    count: Annotated[int, Field(gt=0, le=65536)]
+    data: str
+
+    @model_validator(mode="after")
+    def _size_fits(self) -> MultiVector:
+        raw = self.dim * self.count * 2
+        if len(self.data) != 4 * ((raw + 2) // 3):
+            raise ValueError(f"multivector data does not hold {self.count} x {self.dim} float16s")
+        return self
+
+
 class ChunkPayload(_Frozen):
     """The payload stored with every chunk point (architecture.md, data model)."""
 
@@ -109,12 +133,14 @@ class ChunkPayload(_Frozen):
 
 
 class ChunkPoint(_Frozen):
-    """One chunk as written to the store: id, dense vector, optional BM25 vector, payload."""
+    """One chunk as written to the store: id, dense vector, optional BM25 vector, payload,
+    and its token vectors when the collection has late interaction."""
 
     id: str
     dense: list[float]
     sparse: SparseVec | None = None
     payload: ChunkPayload
+    late: MultiVector | None = None
 
 
 # ---------------------------------------------------------------- filters
@@ -191,6 +217,19 @@ class FusionWeights(_Frozen):
     sparse: Annotated[float, Field(ge=0)] = 1.0
 
 
+class LateFusion(_Frozen):
+    """How the late-interaction (MaxSim) rank joins the recall rank: weighted RRF.
+
+    Measured outside Sieve (hybrid top-50, k=2): SciFact 1:1 +0.030 nDCG@10, 2:1 +0.011;
+    a held-out argument corpus 1:1 -0.052, 2:1 -0.012. So the default leans on recall.
+    ``late = 0`` keeps the recall order and only reports the MaxSim score.
+    """
+
+    recall: Annotated[float, Field(ge=0)] = 2.0
+    late: Annotated[float, Field(ge=0)] = 1.0
+    k: Annotated[float, Field(gt=0)] = 2.0
+
+
 class HybridQuery(_Frozen):
     """A recall request against one collection."""
 
@@ -202,6 +241,10 @@ class HybridQuery(_Frozen):
     rrf_k: Annotated[float, Field(gt=0)] = 5.0
     weights: FusionWeights = Field(default_factory=FusionWeights)
     filter: ChunkFilter | None = None
+    # The query's token vectors: when given, the store rescores the recalled candidates by
+    # MaxSim in the same call and fuses that rank with the recall rank (``late_fusion``).
+    late: MultiVector | None = None
+    late_fusion: LateFusion = Field(default_factory=LateFusion)
 
     @model_validator(mode="after")
     def _legs_present(self) -> HybridQuery:
@@ -225,6 +268,7 @@ class LegScores(_Frozen):
     sparse: float | None = None
     sparse_rank: int | None = None
     fused: float | None = None
+    late: float | None = None
 
 
 class ScoredHit(_Frozen):

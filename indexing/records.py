@@ -76,6 +76,8 @@ class CollectionRecord(_Record):
     min_score: float | None = None
     bm25_avg_len: float | None = None
     policy: QueryPolicy | None = None
+    late_model: str | None = None  # late interaction: the token encoder, None when off
+    late_dimension: int | None = None
     created_at: float = Field(default_factory=time.time)
     # Pinned at creation (``store_name_for``); records written before it existed use the
     # old ``tenant__name`` form, which two tenants could share (acme + b__x, acme__b + x).

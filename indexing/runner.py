@@ -47,8 +47,10 @@ class Pipeline(Protocol):
         embedding_model: str,
         dimension: int,
         bm25_avg_len: float,
+        late_model: str | None = None,
+        late_dimension: int | None = None,
     ) -> list[PreparedDocument]:
-        """Embed several documents' chunks together."""
+        """Embed several documents' chunks together (token vectors too with ``late_model``)."""
         ...
 
 
@@ -184,6 +186,8 @@ class IndexingRunner:
                 embedding_model=collection.embedding_model,
                 dimension=collection.dimension,
                 bm25_avg_len=avg_len,
+                late_model=collection.late_model,
+                late_dimension=collection.late_dimension,
             )
             return list(zip([item for item, _ in chunked], prepared, strict=True))
         except UpstreamUnavailable as exc:

@@ -8,6 +8,7 @@ batch with backoff and jitter honouring ``Retry-After`` — never per document.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import email.utils
 import logging
@@ -16,12 +17,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import openai
 from openai.types import CreateEmbeddingResponse
 
 from core.batching import bounded_batches
 from core.errors import InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
+from core.types import MultiVector
+from retriever.multivector import pack
 
 __all__ = [
     "AsyncEmbeddingsClient",
@@ -131,6 +136,54 @@ def _vectors(resp: CreateEmbeddingResponse, expected: int) -> list[list[float]]:
     return [list(d.embedding) for d in data]
 
 
+# Late interaction (model-api.md): Jina's flag; base64 is the row-major float32 matrix.
+_MULTIVECTOR: dict[str, Any] = {
+    "encoding_format": "base64",
+    "extra_body": {"return_multivector": True},
+}
+
+
+def _token_vectors(
+    resp: CreateEmbeddingResponse, expected: int, dimension: int | None, model: str
+) -> list[MultiVector]:
+    """The token vectors of each input, packed; a float or base64 answer both work."""
+    data = sorted(resp.data, key=lambda d: d.index)
+    if len(data) != expected:
+        raise UpstreamRejected(
+            f"hub returned {len(data)} multivectors for {expected} inputs",
+            code="bad_upstream_response",
+        )
+    out: list[MultiVector] = []
+    for item in data:
+        raw: object = item.embedding
+        if isinstance(raw, str):
+            flat = np.frombuffer(base64.b64decode(raw), dtype="<f4")
+            # Sieve's hub says the shape; a peer that does not is read by the pinned size.
+            shape = (item.model_extra or {}).get("shape")
+            width = int(shape[1]) if isinstance(shape, list) and len(shape) == 2 else dimension
+            if not width or flat.size % width:
+                raise UpstreamRejected(
+                    f"model {model} returned {flat.size} floats, not rows of {width}",
+                    code="bad_upstream_response",
+                )
+            matrix = flat.reshape(-1, width)
+        else:
+            matrix = np.asarray(raw, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] == 0:
+            raise UpstreamRejected(
+                f"model {model} did not return token vectors (shape {matrix.shape})",
+                code="bad_upstream_response",
+            )
+        if dimension is not None and matrix.shape[1] != dimension:
+            raise InvalidInput(
+                f"model {model} returned {matrix.shape[1]}-d token vectors; "
+                f"the collection is pinned to {dimension}-d",
+                code="dimension_mismatch",
+            )
+        out.append(pack(matrix))
+    return out
+
+
 def _check_dimension(vectors: list[list[float]], dimension: int | None, model: str) -> None:
     for vec in vectors:
         if dimension is not None and len(vec) != dimension:
@@ -188,20 +241,43 @@ class EmbeddingsClient:
         counts = token_counts or [estimate_tokens(t) for t in texts]
         out: list[list[float]] = []
         for batch in pack_batches(counts, self._max_tokens, self._max_items):
-            vectors = self._embed_batch([texts[i] for i in batch])
+            chunk = [texts[i] for i in batch]
+            vectors = _vectors(self._create(chunk, encoding_format="float"), len(chunk))
             _check_dimension(vectors, dimension, self.model)
             out.extend(vectors)
         return out
 
-    def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+    def embed_tokens(
+        self,
+        texts: Sequence[str],
+        *,
+        token_counts: Sequence[int] | None = None,
+        dimension: int | None = None,
+    ) -> list[MultiVector]:
+        """Return each text's token vectors (late interaction), in order; packed and
+        retried like ``embed``.
+
+        Raises:
+            InvalidInput: a token vector's size differs from ``dimension``.
+            UpstreamUnavailable: the hub kept failing (timeouts, 429, 5xx) past the retries.
+            UpstreamRejected: the hub refused the request (4xx) or answered no token vectors.
+        """
+        counts = token_counts or [estimate_tokens(t) for t in texts]
+        out: list[MultiVector] = []
+        for batch in pack_batches(counts, self._max_tokens, self._max_items):
+            chunk = [texts[i] for i in batch]
+            resp = self._create(chunk, **_MULTIVECTOR)
+            out.extend(_token_vectors(resp, len(chunk), dimension, self.model))
+        return out
+
+    def _create(self, texts: list[str], **options: Any) -> CreateEmbeddingResponse:
+        """One request, paced, retried with backoff (``Retry-After`` first)."""
         attempt = 0
         while True:
             if self._pacer is not None:
                 self._pacer.acquire()
             try:
-                resp = self._client.embeddings.create(
-                    model=self.model, input=texts, encoding_format="float"
-                )
+                resp = self._client.embeddings.create(model=self.model, input=texts, **options)
             except openai.APIError as exc:
                 self._sleep(self._retry.delay_or_raise(exc, attempt, self.model))
                 attempt += 1
@@ -209,7 +285,7 @@ class EmbeddingsClient:
             self.requests += 1
             if resp.usage is not None:
                 self.prompt_tokens += resp.usage.prompt_tokens
-            return _vectors(resp, len(texts))
+            return resp
 
 
 class AsyncEmbeddingsClient:
@@ -223,19 +299,29 @@ class AsyncEmbeddingsClient:
         self, texts: list[str], *, model: str, dimension: int | None = None
     ) -> tuple[list[list[float]], int]:
         """Return one vector per text and the prompt tokens the hub counted."""
+        resp = await self._create(texts, model, encoding_format="float")
+        vectors = _vectors(resp, len(texts))
+        _check_dimension(vectors, dimension, model)
+        return vectors, resp.usage.prompt_tokens if resp.usage is not None else 0
+
+    async def embed_tokens(
+        self, texts: list[str], *, model: str, dimension: int | None = None
+    ) -> tuple[list[MultiVector], int]:
+        """Return each text's token vectors and the prompt tokens the hub counted."""
+        resp = await self._create(texts, model, **_MULTIVECTOR)
+        vectors = _token_vectors(resp, len(texts), dimension, model)
+        return vectors, resp.usage.prompt_tokens if resp.usage is not None else 0
+
+    async def _create(
+        self, texts: list[str], model: str, **options: Any
+    ) -> CreateEmbeddingResponse:
         attempt = 0
         while True:
             try:
-                resp = await self._client.embeddings.create(
-                    model=model, input=texts, encoding_format="float"
-                )
+                return await self._client.embeddings.create(model=model, input=texts, **options)
             except openai.APIError as exc:
                 await asyncio.sleep(self._retry.delay_or_raise(exc, attempt, model))
                 attempt += 1
-                continue
-            vectors = _vectors(resp, len(texts))
-            _check_dimension(vectors, dimension, model)
-            return vectors, resp.usage.prompt_tokens if resp.usage is not None else 0
 
     async def close(self) -> None:
         """Close the HTTP connections."""

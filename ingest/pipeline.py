@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from core.ids import point_id
-from core.types import ChunkPayload, ChunkPoint, ImageRef
+from core.types import ChunkPayload, ChunkPoint, ImageRef, MultiVector
 from ingest.chunker import Chunk, ChunkerConfig, OffsetTokenizer, chunk_document
 from ingest.documents import ExtractedDocument, FailureReason, PageImage, ParseFailure
 from ingest.embeddings_client import EmbeddingsClient
@@ -97,11 +97,14 @@ class DocumentPipeline:
         embedding_model: str,
         dimension: int,
         bm25_avg_len: float,
+        late_model: str | None = None,
+        late_dimension: int | None = None,
     ) -> list[PreparedDocument]:
         """Embed the chunks of several documents together (dense via the hub, BM25 locally).
 
         One embeddings call for all of them, packed into requests by the client, so a
-        batch of small documents costs a few requests, not one each.
+        batch of small documents costs a few requests, not one each. With ``late_model``
+        (a collection with late interaction) a second call gets each chunk's token vectors.
 
         Raises:
             UpstreamUnavailable: the hub kept failing; the caller retries the batch.
@@ -112,6 +115,7 @@ class DocumentPipeline:
         client = self._embeddings
         if client.model != embedding_model:
             client = client.for_model(embedding_model)
+        counts = [c.token_count + 2 for c in chunks]
         with span(
             "ingest.embed",
             documents=len(items),
@@ -119,9 +123,13 @@ class DocumentPipeline:
             model=embedding_model,
             collection=store_name,
         ):
-            dense = client.embed(
-                texts, token_counts=[c.token_count + 2 for c in chunks], dimension=dimension
-            )
+            dense = client.embed(texts, token_counts=counts, dimension=dimension)
+            late: list[MultiVector | None] = [None] * len(chunks)
+            if late_model is not None:
+                late_client = client.for_model(late_model)
+                late = list(
+                    late_client.embed_tokens(texts, token_counts=counts, dimension=late_dimension)
+                )
             sparse = self._encoder(bm25_avg_len).embed_documents(texts)
         out: list[PreparedDocument] = []
         start = 0
@@ -147,9 +155,14 @@ class DocumentPipeline:
                         metadata=doc.metadata,
                         image=image_ref(doc, scans, c),
                     ),
+                    late=lv,
                 )
-                for c, vec, sv in zip(
-                    chunked.chunks, dense[start:end], sparse[start:end], strict=True
+                for c, vec, sv, lv in zip(
+                    chunked.chunks,
+                    dense[start:end],
+                    sparse[start:end],
+                    late[start:end],
+                    strict=True,
                 )
             ]
             out.append(PreparedDocument(points=points, title=doc.title, pages=doc.page_count))

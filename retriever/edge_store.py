@@ -39,9 +39,10 @@ from core.types import (
     StoreCollectionSpec,
 )
 from retriever.filters import document_filter, to_edge_filter
-from retriever.fusion import LegHit, fuse_legs, tie_score
+from retriever.fusion import LegHit, fuse_late, fuse_legs, tie_score
 from retriever.layout import (
     DENSE_VECTOR,
+    LATE_VECTOR,
     PAYLOAD_INDEXES,
     SPARSE_VECTOR,
     IndexKind,
@@ -49,6 +50,9 @@ from retriever.layout import (
     check_points,
     check_query,
     dense_list,
+    late_from_stored,
+    late_mean_tokens,
+    late_rows,
     payload_from_stored,
     payload_to_stored,
     scored_hits,
@@ -100,14 +104,30 @@ def _edge_errors(root: Path, name: str | None = None) -> Iterator[None]:
         raise UpstreamUnavailable(f"{where}embedded store error: {text}") from exc
 
 
+def _late_params(size: int) -> edge.EdgeVectorParams:
+    """Token vectors: MaxSim, never searched by HNSW (m=0: they only rescore a prefetch),
+    originals on disk (Cold), an int8 copy for scoring once segments are optimised."""
+    return edge.EdgeVectorParams(
+        size=size,
+        distance=edge.Distance.Cosine,
+        multivector_config=edge.MultiVectorConfig(edge.MultiVectorComparator.MaxSim),
+        hnsw_config=edge.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+        quantization_config=edge.ScalarQuantizationConfig(type=edge.ScalarType.Int8, quantile=0.99),
+        memory=edge.Memory.Cold,
+    )
+
+
 def _edge_config(spec: StoreCollectionSpec, search_threads: int | None) -> edge.EdgeConfig:
     sparse = {SPARSE_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)}
+    vectors = {
+        DENSE_VECTOR: edge.EdgeVectorParams(
+            size=spec.dense_size, distance=_DISTANCES[spec.distance]
+        )
+    }
+    if spec.late_size is not None:
+        vectors[LATE_VECTOR] = _late_params(spec.late_size)
     return edge.EdgeConfig(
-        vectors={
-            DENSE_VECTOR: edge.EdgeVectorParams(
-                size=spec.dense_size, distance=_DISTANCES[spec.distance]
-            )
-        },
+        vectors=vectors,
         sparse_vectors=sparse if spec.sparse else None,
         max_search_threads=search_threads,
     )
@@ -126,6 +146,8 @@ def _edge_point(point: ChunkPoint) -> edge.Point:
     vector: dict[str, Any] = {DENSE_VECTOR: point.dense}
     if point.sparse is not None:
         vector[SPARSE_VECTOR] = edge.SparseVector(point.sparse.indices, point.sparse.values)
+    if point.late is not None:
+        vector[LATE_VECTOR] = late_rows(point.late)
     return edge.Point(canonical_id(point.id), vector, payload_to_stored(point.payload))
 
 
@@ -139,6 +161,7 @@ def _chunk_point(record: edge.Record) -> ChunkPoint:
         if not isinstance(sparse, edge.SparseVector)
         else SparseVec.model_construct(indices=sparse.indices, values=sparse.values),
         payload=payload_from_stored(record.payload),
+        late=late_from_stored(vectors.get(LATE_VECTOR)),
     )
 
 
@@ -223,6 +246,7 @@ def _hybrid_hits(
                         "sparse": s_score,
                         "sparse_rank": s_rank,
                         "fused": fused,
+                        "late": None,
                     }
                 ),
                 "payload": payload_from_stored(point.payload),
@@ -453,8 +477,25 @@ class EdgeChunkStore:
         chunks.sort(key=lambda c: c.payload.chunk_no)
         return chunks
 
+    def late_tokens(self, name: str, *, sample: int = 64) -> float | None:
+        """Mean token vectors per chunk over up to ``sample`` points (None: none stored)."""
+        shard, spec = self._require(name)
+        if spec.late_size is None:
+            return None
+        request = edge.ScrollRequest(limit=sample, with_payload=False, with_vector=[LATE_VECTOR])
+        with _edge_errors(self.root, name):
+            records, _ = shard.scroll(request)
+        return late_mean_tokens(
+            [r.vector.get(LATE_VECTOR) for r in records if isinstance(r.vector, dict)]
+        )
+
     def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
-        """Run the dense and sparse legs as one batch, then fuse them client-side."""
+        """Run the dense and sparse legs as one batch, then fuse them client-side.
+
+        With ``query.late``, the same batch also rescores the union of the legs by MaxSim
+        over the stored token vectors (a request whose prefetches are the legs), and that
+        rank is fused with the recall rank (``fuse_late``).
+        """
         shard, spec = self._require(name)
         check_query(spec, query)
         edge_filter = to_edge_filter(query.filter)
@@ -468,8 +509,21 @@ class EdgeChunkStore:
             legs.append(
                 self._leg(edge.Query.Nearest(sparse, using=SPARSE_VECTOR), query, edge_filter)
             )
+        requests = list(legs)
+        if query.late is not None:
+            requests.append(_late_request(legs, query, edge_filter))
         with _edge_errors(self.root, name):
-            results = shard.query_batch(edge.QueryBatchRequest(legs))
+            results = shard.query_batch(edge.QueryBatchRequest(requests))
+        hits = self._recall_hits(query, results[: len(legs)])
+        if query.late is None:
+            return hits
+        late = {str(point.id): point.score for point in results[-1]}
+        return fuse_late(hits, late, query.late_fusion)
+
+    @staticmethod
+    def _recall_hits(
+        query: HybridQuery, results: Sequence[Sequence[edge.ScoredPoint]]
+    ) -> list[ScoredHit]:
         try:
             if query.mode is QueryMode.DENSE:
                 return _one_leg_hits(results[0], "dense", query.limit)
@@ -490,3 +544,26 @@ class EdgeChunkStore:
             with_payload=True,
             with_vector=False,
         )
+
+
+def _late_request(
+    legs: Sequence[edge.QueryRequest], query: HybridQuery, edge_filter: edge.Filter | None
+) -> edge.QueryRequest:
+    """MaxSim over every candidate of the legs: the fused top ``limit`` is inside their union.
+
+    Not Qdrant's own RRF prefetch: its weighted formula (1/(r/w + k - 1), integer k) is not
+    Sieve's (w/(k + r)), so it would rescore a different candidate set than the recall
+    order the hits report.
+    """
+    assert query.late is not None
+    prefetches = [
+        edge.Prefetch(limit=leg.limit, query=leg.query, filter=edge_filter) for leg in legs
+    ]
+    return edge.QueryRequest(
+        limit=sum(leg.limit for leg in legs),
+        query=edge.Query.Nearest(late_rows(query.late), using=LATE_VECTOR),
+        prefetches=prefetches,
+        filter=edge_filter,
+        with_payload=False,
+        with_vector=False,
+    )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.types import FusionWeights, LegScores, QueryMode
+from core.types import FusionWeights, LateFusion, LegScores, QueryMode, ScoredHit
 from retriever.layout import trusted
 
-__all__ = ["FusedHit", "LegHit", "fuse_legs", "rank_leg", "tie_score"]
+__all__ = ["FusedHit", "LegHit", "fuse_late", "fuse_legs", "rank_leg", "tie_score"]
 
 LegHit = tuple[str, float]
 """One leg's hit: (point id, the engine's raw score)."""
@@ -56,6 +56,7 @@ def _legs(
             "sparse": sparse,
             "sparse_rank": sparse_rank,
             "fused": fused,
+            "late": None,
         },
     )
 
@@ -146,3 +147,40 @@ def _rrf(
         )
         for pid, row in ordered[:limit]
     ]
+
+
+def fuse_late(
+    hits: Sequence[ScoredHit], late: Mapping[str, float], fusion: LateFusion
+) -> list[ScoredHit]:
+    """Join the MaxSim rank to the recall rank: w_recall/(k + r_recall) + w_late/(k + r_late).
+
+    ``hits`` come in recall order; ``late`` maps ids to MaxSim scores (a hit the engine did
+    not rescore gets no late term). Every hit keeps its recall scores and gains
+    ``scores.late``. With ``fusion.late == 0`` the recall order and scores are kept as they
+    are. Ties go by recall rank.
+    """
+    scored = [(pid, late[pid]) for pid in (h.id for h in hits) if pid in late]
+    late_rank = {pid: rank for rank, (pid, _) in enumerate(rank_leg(scored), start=1)}
+    k = fusion.k
+    rows: list[tuple[float, int, ScoredHit]] = []
+    for recall_rank, hit in enumerate(hits, start=1):
+        score = late.get(hit.id)
+        scores = trusted(LegScores, {**hit.scores.__dict__, "late": score})
+        if fusion.late == 0:
+            final = hit.score
+        else:
+            final = fusion.recall / (k + recall_rank)
+            if hit.id in late_rank:
+                final += fusion.late / (k + late_rank[hit.id])
+        rows.append(
+            (
+                -final if fusion.late else 0.0,
+                recall_rank,
+                trusted(
+                    ScoredHit,
+                    {"id": hit.id, "score": final, "scores": scores, "payload": hit.payload},
+                ),
+            )
+        )
+    rows.sort(key=lambda row: (row[0], row[1]))
+    return [row[2] for row in rows]

@@ -17,16 +17,19 @@ from core.types import (
     ChunkPoint,
     HybridQuery,
     ImageRef,
+    MultiVector,
     QueryMode,
     ScoredHit,
     StoreCollectionSpec,
 )
+from retriever.multivector import LATE_VECTOR, pack_rows, unpack
 
 if TYPE_CHECKING:
     from retriever.fusion import FusedHit
 
 __all__ = [
     "DENSE_VECTOR",
+    "LATE_VECTOR",
     "PAYLOAD_INDEXES",
     "SPARSE_VECTOR",
     "IndexKind",
@@ -35,6 +38,9 @@ __all__ = [
     "check_points",
     "check_query",
     "dense_list",
+    "late_from_stored",
+    "late_mean_tokens",
+    "late_rows",
     "payload_from_stored",
     "payload_to_stored",
     "scored_hits",
@@ -157,6 +163,25 @@ def dense_list(vector: object) -> list[float]:
     return [float(x) for x in vector] if isinstance(vector, list) else []
 
 
+def late_rows(vector: MultiVector) -> list[list[float]]:
+    """A multivector as the list of float rows both engines take."""
+    rows: list[list[float]] = unpack(vector).tolist()
+    return rows
+
+
+def late_from_stored(vector: object) -> MultiVector | None:
+    """A stored multivector (list of rows) packed again; None if the engine returned none."""
+    if isinstance(vector, list) and vector and isinstance(vector[0], list):
+        return pack_rows(vector)
+    return None
+
+
+def late_mean_tokens(vectors: Sequence[object]) -> float | None:
+    """Mean rows per stored multivector (each a list of rows); None when there are none."""
+    counts = [len(v) for v in vectors if isinstance(v, list) and v]
+    return sum(counts) / len(counts) if counts else None
+
+
 def scored_hits(
     fused: Sequence[FusedHit], payload_of: Callable[[str], dict[str, Any] | None]
 ) -> list[ScoredHit]:
@@ -201,6 +226,7 @@ def check_points(spec: StoreCollectionSpec, points: Sequence[ChunkPoint]) -> Non
             )
         if point.sparse is not None and not spec.sparse:
             raise InvalidInput(f"collection {spec.name!r} has no sparse vectors")
+        _check_late(spec, point.late, f"point {point.id}: token vectors")
 
 
 def check_query(spec: StoreCollectionSpec, query: HybridQuery) -> None:
@@ -217,3 +243,15 @@ def check_query(spec: StoreCollectionSpec, query: HybridQuery) -> None:
         )
     if query.mode is not QueryMode.DENSE and not spec.sparse:
         raise InvalidInput(f"collection {spec.name!r} has no sparse vectors to query")
+    _check_late(spec, query.late, "query token vectors")
+
+
+def _check_late(spec: StoreCollectionSpec, late: MultiVector | None, what: str) -> None:
+    if late is None:
+        return
+    if spec.late_size is None:
+        raise InvalidInput(f"collection {spec.name!r} has no late interaction (token vectors)")
+    if late.dim != spec.late_size:
+        raise InvalidInput(
+            f"{what} have {late.dim} dimensions, collection {spec.name!r} expects {spec.late_size}"
+        )

@@ -36,14 +36,18 @@ from core.types import (
     StoreCollectionSpec,
 )
 from retriever.filters import document_filter, to_qdrant_filter
-from retriever.fusion import LegHit, fuse_legs
+from retriever.fusion import LegHit, fuse_late, fuse_legs
 from retriever.layout import (
     DENSE_VECTOR,
+    LATE_VECTOR,
     PAYLOAD_INDEXES,
     SPARSE_VECTOR,
     IndexKind,
     canonical_id,
     dense_list,
+    late_from_stored,
+    late_mean_tokens,
+    late_rows,
     payload_from_stored,
     payload_to_stored,
     scored_hits,
@@ -161,12 +165,33 @@ def _quiet_local_index_warning() -> Iterator[None]:
 def collection_config(
     spec: StoreCollectionSpec,
 ) -> tuple[dict[str, models.VectorParams], dict[str, models.SparseVectorParams] | None]:
-    """Dense and sparse vector config of the shared layout."""
+    """Dense, sparse and (with late interaction) token vector config of the shared layout."""
     dense = {
         DENSE_VECTOR: models.VectorParams(size=spec.dense_size, distance=_DISTANCES[spec.distance])
     }
+    if spec.late_size is not None:
+        dense[LATE_VECTOR] = late_vector_params(spec.late_size)
     sparse = {SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)}
     return dense, sparse if spec.sparse else None
+
+
+def late_vector_params(size: int) -> models.VectorParams:
+    """Token vectors: MaxSim, no HNSW graph (m=0: they only rescore a prefetch), originals
+    on disk, an int8 scalar-quantized copy in RAM for scoring."""
+    return models.VectorParams(
+        size=size,
+        distance=models.Distance.COSINE,
+        multivector_config=models.MultiVectorConfig(
+            comparator=models.MultiVectorComparator.MAX_SIM
+        ),
+        hnsw_config=models.HnswConfigDiff(m=0),
+        quantization_config=models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+            )
+        ),
+        on_disk=True,
+    )
 
 
 def payload_index_schemas() -> list[tuple[str, models.PayloadSchemaParams]]:
@@ -197,6 +222,8 @@ def to_point_structs(points: Sequence[ChunkPoint]) -> list[models.PointStruct]:
             vector[SPARSE_VECTOR] = models.SparseVector.model_construct(
                 indices=point.sparse.indices, values=point.sparse.values
             )
+        if point.late is not None:
+            vector[LATE_VECTOR] = late_rows(point.late)
         structs.append(
             models.PointStruct(
                 id=canonical_id(point.id), vector=vector, payload=payload_to_stored(point.payload)
@@ -232,16 +259,40 @@ def leg_requests(query: HybridQuery) -> list[models.QueryRequest]:
                 with_vector=False,
             )
         )
+    if query.late is not None:
+        legs.append(_late_request(legs, query, query_filter))
     return legs
+
+
+def _late_request(
+    legs: Sequence[models.QueryRequest], query: HybridQuery, query_filter: models.Filter | None
+) -> models.QueryRequest:
+    """MaxSim over every candidate of the legs (see ``EdgeChunkStore``: not Qdrant's RRF,
+    whose weighted formula differs from Sieve's and would rescore another candidate set)."""
+    assert query.late is not None
+    prefetch = [
+        models.Prefetch(query=leg.query, using=leg.using, filter=query_filter, limit=leg.limit)
+        for leg in legs
+    ]
+    return models.QueryRequest(
+        query=late_rows(query.late),
+        using=LATE_VECTOR,
+        prefetch=prefetch,
+        filter=query_filter,
+        limit=sum(leg.limit or 0 for leg in legs),
+        with_payload=False,
+        with_vector=False,
+    )
 
 
 def hits_from_responses(
     query: HybridQuery, responses: Sequence[models.QueryResponse]
 ) -> list[ScoredHit]:
-    """Fuse the legs' responses into scored hits."""
+    """Fuse the legs' responses into scored hits (then the late rank, if asked for)."""
     payloads: dict[str, dict[str, Any] | None] = {}
     legs: list[list[LegHit]] = []
-    for response in responses:
+    leg_responses = responses[:-1] if query.late is not None else responses
+    for response in leg_responses:
         hits: list[LegHit] = []
         for point in response.points:
             pid = str(point.id)
@@ -256,7 +307,11 @@ def hits_from_responses(
         k=query.rrf_k,
         limit=query.limit,
     )
-    return scored_hits(fused, payloads.__getitem__)
+    recalled = scored_hits(fused, payloads.__getitem__)
+    if query.late is None:
+        return recalled
+    late = {str(point.id): point.score for point in responses[-1].points}
+    return fuse_late(recalled, late, query.late_fusion)
 
 
 def chunk_points(ids: Sequence[str], records: Sequence[models.Record]) -> list[ChunkPoint]:
@@ -270,6 +325,7 @@ def chunk_points(ids: Sequence[str], records: Sequence[models.Record]) -> list[C
         vectors = record.vector if isinstance(record.vector, dict) else {}
         dense = vectors.get(DENSE_VECTOR)
         sparse = vectors.get(SPARSE_VECTOR)
+        late = late_from_stored(vectors.get(LATE_VECTOR))
         out.append(
             ChunkPoint.model_construct(
                 id=pid,
@@ -278,9 +334,17 @@ def chunk_points(ids: Sequence[str], records: Sequence[models.Record]) -> list[C
                 if isinstance(sparse, models.SparseVector)
                 else None,
                 payload=payload_from_stored(record.payload),
+                late=late,
             )
         )
     return out
+
+
+def mean_late_tokens(records: Sequence[models.Record]) -> float | None:
+    """Mean token vectors of scrolled records (None: none stored)."""
+    return late_mean_tokens(
+        [r.vector.get(LATE_VECTOR) for r in records if isinstance(r.vector, dict)]
+    )
 
 
 def stored_chunks(records: Sequence[models.Record]) -> list[StoredChunk]:
@@ -390,6 +454,14 @@ class QdrantChunkStore:
             responses = self._client.query_batch_points(name, requests)
         return hits_from_responses(query, responses)
 
+    def late_tokens(self, name: str, *, sample: int = 64) -> float | None:
+        """Mean token vectors per chunk over up to ``sample`` points (None: none stored)."""
+        with _qdrant_errors(name):
+            records, _ = self._client.scroll(
+                name, limit=sample, with_payload=False, with_vectors=[LATE_VECTOR]
+            )
+        return mean_late_tokens(records)
+
     def optimize(self, name: str) -> None:
         """No-op: the server builds its indexes in the background."""
         if not self.collection_exists(name):
@@ -489,6 +561,14 @@ class AsyncQdrantChunkStore:
         with _qdrant_errors(name):
             responses = await self._client.query_batch_points(name, requests)
         return hits_from_responses(query, responses)
+
+    async def late_tokens(self, name: str, *, sample: int = 64) -> float | None:
+        """Mean token vectors per chunk over up to ``sample`` points (None: none stored)."""
+        with _qdrant_errors(name):
+            records, _ = await self._client.scroll(
+                name, limit=sample, with_payload=False, with_vectors=[LATE_VECTOR]
+            )
+        return mean_late_tokens(records)
 
     async def optimize(self, name: str) -> None:
         """No-op: the server builds its indexes in the background."""

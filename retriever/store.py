@@ -72,6 +72,10 @@ class ChunkStore(Protocol):
         """Recall: run the query's legs and fuse them client-side (see ``retriever.fusion``)."""
         ...
 
+    def late_tokens(self, name: str, *, sample: int = 64) -> float | None:
+        """Mean token vectors per chunk over up to ``sample`` points (None: none stored)."""
+        ...
+
     def optimize(self, name: str) -> None:
         """Build the vector index now (Edge: blocking HNSW build; server: no-op)."""
         ...
@@ -122,6 +126,10 @@ class AsyncChunkStore(Protocol):
 
     async def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
         """See ``ChunkStore.query``."""
+        ...
+
+    async def late_tokens(self, name: str, *, sample: int = 64) -> float | None:
+        """See ``ChunkStore.late_tokens``."""
         ...
 
     async def optimize(self, name: str) -> None:
@@ -185,6 +193,10 @@ class ThreadedChunkStore:
     async def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
         """See ``ChunkStore.query``."""
         return await self._run(partial(self.sync.query, name, query))
+
+    async def late_tokens(self, name: str, *, sample: int = 64) -> float | None:
+        """See ``ChunkStore.late_tokens``."""
+        return await self._run(partial(self.sync.late_tokens, name, sample=sample))
 
     async def optimize(self, name: str) -> None:
         """See ``ChunkStore.optimize``."""

@@ -24,6 +24,7 @@ from core.types import (
     FieldEquals,
     HybridQuery,
     ImageRef,
+    LateFusion,
     QueryMode,
     Range,
     ScoredHit,
@@ -319,6 +320,7 @@ class QueryEngine:
                         dense=hit.scores.dense,
                         sparse=hit.scores.sparse,
                         fused=hit.scores.fused,
+                        late=hit.scores.late,
                         rerank=item.rerank_score,
                         final=item.final_score,
                     ),
@@ -413,11 +415,30 @@ class QueryEngine:
         embed_tokens: int | None = None
         t0 = time.perf_counter()
         with span("query.embed", model=first.embedding_model, mode=mode.value):
+            # Token vectors only when every collection has the same late-interaction model:
+            # late-fused scores do not compare with plain recall scores across collections.
+            late_models = {(c.late_model, c.late_dimension) for c in collections}
+            late_model, late_dimension = next(iter(late_models))
+            use_late = req.late and late_model is not None and len(late_models) == 1
+            calls: list[Awaitable[tuple[Any, int]]] = []
             if mode in (QueryMode.HYBRID, QueryMode.DENSE):
                 prefix = self._query.query_prefixes.get(first.embedding_model, "")
-                vectors, embed_tokens = await self._embeddings.embed(
-                    [prefix + req.query], model=first.embedding_model, dimension=first.dimension
+                calls.append(
+                    self._embeddings.embed(
+                        [prefix + req.query], model=first.embedding_model, dimension=first.dimension
+                    )
                 )
+            if use_late:
+                assert late_model is not None
+                calls.append(
+                    self._embeddings.embed_tokens(
+                        [req.query], model=late_model, dimension=late_dimension
+                    )
+                )
+            answers = await asyncio.gather(*calls)
+            late = answers.pop()[0][0] if use_late else None
+            if answers:
+                vectors, embed_tokens = answers[0]
                 dense = vectors[0]
             sparse = self._bm25.embed_query(req.query) if mode is not QueryMode.DENSE else None
         t1 = time.perf_counter()
@@ -429,6 +450,12 @@ class QueryEngine:
             rrf_k=plan.rrf_k,
             weights=plan.weights,
             filter=to_chunk_filter(req.filter),
+            late=late,
+            late_fusion=LateFusion(
+                recall=_or(req.late_recall_weight, self._query.late_recall_weight),
+                late=_or(req.late_weight, self._query.late_weight),
+                k=self._query.late_rrf_k,
+            ),
         )
         with span("query.recall", collections=[c.name for c in collections], limit=top_k) as stage:
             per = await asyncio.gather(
@@ -498,6 +525,10 @@ def _hit_image(collection: str, document_id: str, ref: ImageRef | None) -> HitIm
         ocr_min_confidence=ref.ocr_min_confidence,
         url=image_url(collection, document_id, ref.page),
     )
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _rerank_text(hit: ScoredHit) -> str:

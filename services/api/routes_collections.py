@@ -9,7 +9,7 @@ from core.types import StoreCollectionSpec
 from indexing.records import CollectionRecord, store_name_for
 from services.api.deps import Deps, Tenant, in_thread
 from services.api.evaluations import EvaluationStore
-from services.api.schemas import CollectionCreateRequest, CollectionResponse
+from services.api.schemas import CollectionCreateRequest, CollectionResponse, StoragePerChunk
 
 __all__ = ["router"]
 
@@ -26,6 +26,9 @@ def _response(rec: CollectionRecord, **counts: object) -> CollectionResponse:
         min_score=rec.min_score,
         policy=rec.policy,
         created_at=rec.created_at,
+        late_interaction=rec.late_model is not None,
+        late_model=rec.late_model,
+        late_dimension=rec.late_dimension,
         **counts,  # type: ignore[arg-type]
     )
 
@@ -41,6 +44,12 @@ async def create_collection(
     dimension = len(vectors[0])
     if dimension == 0:
         raise InvalidInput(f"model {model!r} returned an empty vector", code="bad_model")
+    late_model = late_dimension = None
+    if body.late_interaction:
+        late_model = body.late_model or deps.models.late_model
+        late_dimension = await in_thread(_probe_tokens, deps, late_model)
+    elif body.late_model is not None:
+        raise InvalidInput("late_model needs late_interaction: true", code="invalid_request")
     rec = CollectionRecord(
         tenant=tenant,
         name=body.name,
@@ -50,11 +59,15 @@ async def create_collection(
         rerank_model=body.rerank_model,
         min_score=body.min_score,
         store=store,
+        late_model=late_model,
+        late_dimension=late_dimension,
     )
     await in_thread(deps.state.create_collection, rec)
     try:
         await deps.store.create_collection(
-            StoreCollectionSpec(name=rec.store_name, dense_size=dimension, sparse=True)
+            StoreCollectionSpec(
+                name=rec.store_name, dense_size=dimension, sparse=True, late_size=late_dimension
+            )
         )
     except BaseException:
         await in_thread(deps.state.delete_collection, tenant, body.name)
@@ -69,6 +82,25 @@ def _probe(deps: Deps, model: str) -> list[list[float]]:
     return client.for_model(model).embed(["dimension probe"])
 
 
+def _probe_tokens(deps: Deps, model: str) -> int:
+    """The token vectors' size of a late-interaction model (asked once, then pinned)."""
+    return deps.embeddings.for_model(model).embed_tokens(["dimension probe"])[0].dim
+
+
+def storage_per_chunk(rec: CollectionRecord, late_tokens: float | None) -> StoragePerChunk:
+    """Bytes per chunk of its vectors: float32 dense; token vectors as float32 originals
+    (on disk) and the int8 copy the engine scores with."""
+    late_floats = None
+    if rec.late_dimension is not None and late_tokens is not None:
+        late_floats = round(late_tokens * rec.late_dimension)
+    return StoragePerChunk(
+        dense_bytes=4 * rec.dimension,
+        late_tokens=None if late_tokens is None else round(late_tokens, 1),
+        late_bytes_float32=None if late_floats is None else 4 * late_floats,
+        late_bytes_int8=late_floats,
+    )
+
+
 @router.get("")
 async def list_collections(deps: Deps, tenant: Tenant) -> dict[str, list[CollectionResponse]]:
     """The tenant's collections."""
@@ -78,12 +110,17 @@ async def list_collections(deps: Deps, tenant: Tenant) -> dict[str, list[Collect
 
 @router.get("/{name}")
 async def get_collection(name: str, deps: Deps, tenant: Tenant) -> CollectionResponse:
-    """One collection with its document and chunk counts."""
+    """One collection with its document and chunk counts and its storage per chunk."""
     rec = await in_thread(deps.state.get_collection, tenant, name)
     by_status = await in_thread(deps.state.document_counts, tenant, name)
     chunks = await deps.store.count(rec.store_name)
+    late_tokens = await deps.store.late_tokens(rec.store_name) if rec.late_model else None
     return _response(
-        rec, documents=sum(by_status.values()), documents_by_status=by_status, chunks=chunks
+        rec,
+        documents=sum(by_status.values()),
+        documents_by_status=by_status,
+        chunks=chunks,
+        storage_per_chunk=storage_per_chunk(rec, late_tokens),
     )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "EvaluationReport",
     "IngestAcceptedResponse",
     "JobResponse",
+    "StoragePerChunk",
     "SweepRow",
 ]
 
@@ -33,6 +34,20 @@ class CollectionCreateRequest(_Strict):
     hybrid: bool = True
     rerank_model: str | None = None
     min_score: Annotated[float | None, Field(ge=0, le=1)] = None
+    # Store each chunk's token vectors and rescore recall by MaxSim (costs a second
+    # embedding pass at ingest and, per ~190-token chunk, ~75 KB int8 + ~300 KB float32 on
+    # disk); the model defaults to SIEVE_MODEL_LATE_MODEL.
+    late_interaction: bool = False
+    late_model: str | None = None
+
+
+class StoragePerChunk(BaseModel):
+    """Estimated bytes one chunk's vectors take (payload and indexes not counted)."""
+
+    dense_bytes: int
+    late_tokens: float | None = None
+    late_bytes_float32: int | None = None
+    late_bytes_int8: int | None = None
 
 
 class CollectionResponse(BaseModel):
@@ -47,9 +62,13 @@ class CollectionResponse(BaseModel):
     created_at: float
     # The query policy stored by `sieve tune --apply` / PUT .../policy (None: defaults).
     policy: QueryPolicy | None = None
+    late_interaction: bool = False
+    late_model: str | None = None
+    late_dimension: int | None = None
     documents: int | None = None
     documents_by_status: dict[str, int] | None = None
     chunks: int | None = None
+    storage_per_chunk: StoragePerChunk | None = None
 
 
 class IngestAcceptedResponse(BaseModel):

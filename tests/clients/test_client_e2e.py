@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -259,7 +260,8 @@ def test_unreachable_and_timeouts_are_client_errors(stack: Stack, sieve: SieveCl
     stack.plan.hang_next(1, 2.0, endpoint="rerank")
     hasty = SieveClient(stack.api, KEY_A, timeout=0.5)
     with hasty, pytest.raises(RequestTimeoutError) as late:
-        hasty.query("kb", QUERY)
+        # A query never asked before: its rerank scores cannot come from the cache.
+        hasty.query("kb", f"{QUERY} {time.monotonic_ns()}")
     assert late.value.code == "timeout"
 
 

@@ -73,8 +73,10 @@ class _Pipeline:
         embedding_model: str,
         dimension: int,
         bm25_avg_len: float,
+        late_model: str | None = None,
+        late_dimension: int | None = None,
     ) -> list[PreparedDocument]:
-        del embedding_model, dimension, bm25_avg_len
+        del embedding_model, dimension, bm25_avg_len, late_model, late_dimension
         out = []
         for chunked, doc_id in items:
             points = [

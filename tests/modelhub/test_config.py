@@ -159,7 +159,7 @@ def test_sieve_modelhub_serves_over_http(unused_port: int) -> None:
         assert httpx.get(url + "/v1/models").status_code == 401
         models = httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"})
         assert models.status_code == 200
-        assert len(models.json()["data"]) == 2
+        assert len(models.json()["data"]) == 3  # embed, rerank, late interaction
     finally:
         proc.terminate()
         proc.wait(timeout=15)

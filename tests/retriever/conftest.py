@@ -58,6 +58,9 @@ class BlockingFacade:
     def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
         return self._run(self._store.query(name, query))
 
+    def late_tokens(self, name: str, *, sample: int = 64) -> float | None:
+        return self._run(self._store.late_tokens(name, sample=sample))
+
     def optimize(self, name: str) -> None:
         self._run(self._store.optimize(name))
 

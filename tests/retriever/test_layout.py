@@ -40,6 +40,7 @@ def test_foreign_payload_gets_defaults() -> None:
 
 def test_trusted_models_behave_like_validated_ones() -> None:
     values = {"dense": 0.5, "dense_rank": 1, "sparse": None, "sparse_rank": None, "fused": 0.1}
+    values["late"] = None
     fast = trusted(LegScores, dict(values))
     slow = LegScores.model_validate(values)
     assert fast == slow

