@@ -28,3 +28,13 @@ class IngestLimits(BaseModel):
     # 1: an upload may be an archive, archives inside it are refused; 0: no archives at all.
     max_archive_depth: Annotated[int, Field(ge=0, le=4)] = 1
     max_records: Annotated[int, Field(gt=0)] = 1_000_000
+    # A record's metadata is copied into every chunk's payload and read back by pydantic,
+    # whose JSON reader stops at about 200 levels (a record nested ~210 deep was accepted
+    # and then made every read of its collection fail): bound both depth and size.
+    max_metadata_depth: Annotated[int, Field(ge=1, le=64)] = 16
+    max_metadata_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    # One JSON line is refused unread above this (its text is bounded by max_text_chars).
+    max_record_bytes: Annotated[int, Field(gt=0)] = 96 * _MIB
+    # CPU seconds one document may spend in its parser (a 4 KB PDF of 20 pages sharing one
+    # content stream took 28 s); past it the document fails ``too_expensive``.
+    max_parse_seconds: Annotated[float, Field(gt=0)] = 30.0

@@ -19,6 +19,7 @@ from ingest.documents import (
     ParseOutcome,
 )
 from ingest.limits import IngestLimits
+from ingest.parse_clock import parse_clock
 from ingest.parsers.assembly import ParsedText
 from ingest.parsers.html import parse_html
 from ingest.parsers.markdown import parse_md
@@ -88,7 +89,8 @@ def _extract(data: bytes, source: str, limits: IngestLimits) -> tuple[DocumentKi
         raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detection.detail} is not supported")
     kind, parser = entry
     try:
-        parsed = parser(data, limits)
+        with parse_clock(limits.max_parse_seconds):
+            parsed = parser(data, limits)
     except ParseError:
         raise
     except RecursionError as exc:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from ingest.documents import FailureReason, Page, ParseError, Section
+from ingest.parse_clock import check_parse_clock
 
 __all__ = ["ParsedText", "TextAssembler", "normalise_newlines", "squeeze_blank_lines"]
 
@@ -65,6 +66,7 @@ class TextAssembler:
             self._append(text, section=None)
 
     def _append(self, text: str, section: tuple[str, int] | None) -> None:
+        check_parse_clock()  # every parser feeds its blocks through here
         if self._length:
             self._parts.append("\n\n")
             self._length += 2

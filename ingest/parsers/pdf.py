@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, LimitReachedError, PdfReadWarning, PyPdfError
 
 from ingest.documents import FailureReason, ParseError
 from ingest.limits import IngestLimits
+from ingest.parse_clock import check_parse_clock
 from ingest.parsers.assembly import (
     ParsedText,
     TextAssembler,
@@ -56,8 +58,10 @@ def _parse(data: bytes, limits: IngestLimits) -> ParsedText:
         )
     assembler = TextAssembler(max_chars=limits.max_text_chars)
     for number, page in enumerate(reader.pages, start=1):
+        check_parse_clock()
         assembler.page(number)
-        assembler.paragraph(squeeze_blank_lines(normalise_newlines(page.extract_text())))
+        text = page.extract_text(visitor_operand_before=_clock_visitor())
+        assembler.paragraph(squeeze_blank_lines(normalise_newlines(text)))
     parsed = assembler.build(page_count=page_count)
     if not parsed.text:
         raise ParseError(
@@ -66,6 +70,26 @@ def _parse(data: bytes, limits: IngestLimits) -> ParsedText:
         )
     title = _metadata_title(reader)
     return ParsedText(text=parsed.text, title=title, pages=parsed.pages, page_count=page_count)
+
+
+_CHECK_EVERY_OPS = 256
+
+
+def _clock_visitor() -> Callable[..., None]:
+    """A content-operator visitor that checks the parse clock every few hundred operators.
+
+    Many pages sharing one huge content stream cost seconds each (a 4 KB PDF of 20 pages
+    took 28 s); the check stops such a document inside a page, not after all of them.
+    """
+    seen = 0
+
+    def visit(*_: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen % _CHECK_EVERY_OPS == 0:
+            check_parse_clock()
+
+    return visit
 
 
 def _metadata_title(reader: PdfReader) -> str | None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.types import COLLECTION_NAME_PATTERN
+from core.types import API_COLLECTION_NAME_PATTERN
 
 __all__ = [
     "CollectionCreateRequest",
@@ -27,10 +27,11 @@ class _Strict(BaseModel):
 class CollectionCreateRequest(_Strict):
     """Create a collection; the embedding model's dimension is probed from the hub and pinned."""
 
-    name: Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]
-    embedding_model: str | None = None
+    # At most 64 characters: with the tenant's name it stays a valid store name.
+    name: Annotated[str, Field(pattern=API_COLLECTION_NAME_PATTERN)]
+    embedding_model: Annotated[str | None, Field(min_length=1, max_length=256)] = None
     hybrid: bool = True
-    rerank_model: str | None = None
+    rerank_model: Annotated[str | None, Field(min_length=1, max_length=256)] = None
     min_score: Annotated[float | None, Field(ge=0, le=1)] = None
 
 

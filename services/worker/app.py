@@ -8,10 +8,11 @@ in embedded mode only the API process may open the Edge store.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from core.logs import configure_logging
 from core.settings import (
@@ -43,6 +44,7 @@ from services.worker.context import (
     set_worker_context,
     worker_context,
 )
+from services.worker.task_logs import connect_task_logs
 
 __all__ = ["build_worker_context", "celery_app"]
 
@@ -59,7 +61,11 @@ def build_worker_context() -> WorkerContext:
         chunking=ChunkerConfig(
             target_tokens=ingest.chunk_tokens, overlap_tokens=ingest.chunk_overlap
         ),
-        limits=IngestLimits(max_file_bytes=ingest.max_file_bytes, max_pages=ingest.max_pages),
+        limits=IngestLimits(
+            max_file_bytes=ingest.max_file_bytes,
+            max_pages=ingest.max_pages,
+            max_parse_seconds=ingest.max_parse_seconds,
+        ),
     )
     owner = new_owner_id("worker")
     heartbeat = Heartbeat(state, owner, ttl_s=worker.owner_ttl_s, every_s=worker.heartbeat_s)
@@ -75,9 +81,14 @@ def build_worker_context() -> WorkerContext:
     return WorkerContext(state=state, runner=runner, heartbeat=heartbeat)
 
 
-def _init_process(**_: Any) -> None:
+def _configure_logs(**_: Any) -> None:
+    # The real stderr: Celery may have swapped sys.stderr for a proxy into logging itself.
     log = LogSettings()
-    configure_logging(log.level, json_format=log.json_format)
+    configure_logging(log.level, json_format=log.json_format, stream=sys.__stderr__)
+
+
+def _init_process(**_: Any) -> None:
+    _configure_logs()
     ctx = build_worker_context()
     set_worker_context(ctx)
     store = StoreSettings()
@@ -101,3 +112,8 @@ def _shutdown_process(**_: Any) -> None:
 set_context_factory(build_worker_context)
 worker_process_init.connect(_init_process, weak=False)
 worker_process_shutdown.connect(_shutdown_process, weak=False)
+# A setup_logging receiver replaces Celery's own set-up in the main process: our JSON lines,
+# and no redirection of stdout/stderr into logging, which the prefork children inherited
+# and which swallowed every line they logged.
+setup_logging.connect(_configure_logs, weak=False)
+connect_task_logs()
