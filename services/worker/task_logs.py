@@ -24,7 +24,9 @@ log = logging.getLogger("sieve.worker.tasks")
 
 # Fields worth a log line, found as task parameters or keys of a dict argument.
 _ID_FIELDS = ("job_id", "tenant", "collection", "document_id", "op")
-_ID_LISTS = ("doc_ids", "document_ids")
+# Lists of ids, or of the typed messages' ``DocVersion``/``WrittenDocument`` (only ``id``
+# is read: a write carries its points, which never reach a log line).
+_ID_LISTS = ("doc_ids", "document_ids", "docs")
 _MAX_IDS = 50
 _MAX_CHARS = 256
 
@@ -35,17 +37,26 @@ def _short(value: object) -> str | None:
     return value[:_MAX_CHARS] if isinstance(value, str) else None
 
 
-def _collect(into: dict[str, Any], name: str, value: object) -> None:
+def _doc_id(value: object) -> str | None:
+    """A document id given as a string, or as a message's ``{"id": ..., "version": ...}``."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return _short(value)
+
+
+def _collect(into: dict[str, Any], name: str, value: object, depth: int = 0) -> None:
     if name in _ID_FIELDS and (text := _short(value)) is not None:
         into.setdefault(name, text)
     elif name in _ID_LISTS and isinstance(value, list | tuple):
-        ids = [v[:_MAX_CHARS] for v in value if isinstance(v, str)]
+        ids = [i for i in map(_doc_id, value) if i is not None]
         into["document_ids"] = ids[:_MAX_IDS]
         into["document_count"] = len(ids)
-    elif isinstance(value, Mapping):
+    elif name == "doc" and (doc_id := _doc_id(value)) is not None:
+        into.setdefault("document_id", doc_id)
+    elif isinstance(value, Mapping) and depth == 0:
         for key, inner in value.items():
-            if isinstance(key, str) and not isinstance(inner, Mapping):
-                _collect(into, key, inner)
+            if isinstance(key, str):
+                _collect(into, key, inner, depth + 1)
 
 
 def task_ids(task: Any, args: Any, kwargs: Any) -> dict[str, Any]:

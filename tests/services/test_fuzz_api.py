@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -21,6 +22,7 @@ from tests.services.stack import KEY_A, Stack, running_stack
 pytestmark = pytest.mark.slow
 
 FUZZ_EXAMPLES = 10
+FuzzCase = schemathesis.Case[Any]
 AUTH = {"Authorization": f"Bearer {KEY_A}"}
 
 
@@ -45,7 +47,7 @@ def api_schema(stack: Stack) -> schemathesis.BaseSchema:
     return schema
 
 
-def _aim_at_real_collection(case: schemathesis.Case) -> None:
+def _aim_at_real_collection(case: FuzzCase) -> None:
     """Half the cases name the seeded collection, so routes get past their 404; most
     queries skip the rerank stage (a second of cross-encoder each; tested elsewhere)."""
     params = case.path_parameters or {}
@@ -56,7 +58,7 @@ def _aim_at_real_collection(case: schemathesis.Case) -> None:
         case.body["rerank"] = False
 
 
-def _check(case: schemathesis.Case) -> None:
+def _check(case: FuzzCase) -> None:
     _aim_at_real_collection(case)
     response = case.call(headers=AUTH, timeout=60)
     where = f"{case.as_curl_command(headers=AUTH)} -> {response.status_code} {response.text[:300]}"
@@ -74,7 +76,7 @@ def test_no_route_answers_5xx_and_every_4xx_has_the_error_body(
     api_schema: schemathesis.BaseSchema,
 ) -> None:
     failures: list[str] = []
-    operations = [result.ok() for result in api_schema.get_all_operations()]
+    operations = [result.ok() for result in api_schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) >= 12  # every route in the schema, not a subset
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
@@ -87,7 +89,7 @@ def test_no_route_answers_5xx_and_every_4xx_has_the_error_body(
                 database=None,
                 suppress_health_check=list(HealthCheck),
             )
-            def run(case: schemathesis.Case) -> None:
+            def run(case: FuzzCase) -> None:
                 _check(case)
 
             try:
