@@ -400,9 +400,7 @@ class ModelHubSettings(BaseSettings):
     @model_validator(mode="after")
     def _open_only_on_loopback(self) -> ModelHubSettings:
         if not self.api_keys and self.host not in _LOOPBACK_HOSTS:
-            raise ValueError(
-                "SIEVE_MODELHUB_HOST is not a loopback address: set SIEVE_MODELHUB_API_KEYS"
-            )
+            raise ValueError("SIEVE_MODELHUB_HOST is not loopback: set SIEVE_MODELHUB_API_KEYS")
         if not self.bundled_models and not self.models:
             raise ValueError("no model to serve: keep bundled models or register some")
         ids = [model.id for model in self.models]
