@@ -5,7 +5,17 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-__all__ = ["SIEVE_NAMESPACE", "content_sha256", "point_id"]
+__all__ = [
+    "MAX_DOCUMENT_ID_CHARS",
+    "SIEVE_NAMESPACE",
+    "content_sha256",
+    "document_id_problem",
+    "point_id",
+]
+
+# Ids travel in URL paths (GET/PUT/DELETE /documents/{id}); past a few KiB proxies and
+# servers refuse the URL, and the document could never be addressed again.
+MAX_DOCUMENT_ID_CHARS = 1024
 
 # Fixed forever: changing it would re-key every stored chunk.
 SIEVE_NAMESPACE = uuid.UUID("6f0c1d2e-5a4b-5c3d-9e8f-7a6b5c4d3e2f")
@@ -22,3 +32,21 @@ def content_sha256(data: bytes | str) -> str:
     """Return the hex sha256 of ``data`` (text is hashed as UTF-8)."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
     return hashlib.sha256(raw).hexdigest()
+
+
+def document_id_problem(doc_id: str) -> str | None:
+    """Why ``doc_id`` cannot name a document (None when it can).
+
+    An id is kept exactly as given: one with outer whitespace is refused rather than
+    trimmed (``PUT /documents/%20a%20`` must not write ``a``), and so is one with control
+    characters or over ``MAX_DOCUMENT_ID_CHARS``.
+    """
+    if not doc_id or not doc_id.strip():
+        return "a document id must not be empty"
+    if len(doc_id) > MAX_DOCUMENT_ID_CHARS:
+        return f"a document id is at most {MAX_DOCUMENT_ID_CHARS} characters"
+    if doc_id != doc_id.strip():
+        return "a document id must not start or end with whitespace"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in doc_id):
+        return "a document id must not hold control characters"
+    return None

@@ -9,9 +9,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["JsonFormatter", "configure_logging", "log_context"]
+__all__ = [
+    "JsonFormatter",
+    "bind_log_context",
+    "configure_logging",
+    "log_context",
+    "reset_log_context",
+]
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "sieve_log_context", default=None
@@ -35,6 +41,16 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+def bind_log_context(**fields: Any) -> contextvars.Token[dict[str, Any] | None]:
+    """Like ``log_context`` for code that opens and closes in two callbacks (task signals)."""
+    return _context.set({**(_context.get() or {}), **fields})
+
+
+def reset_log_context(token: contextvars.Token[dict[str, Any] | None]) -> None:
+    """Undo a ``bind_log_context``."""
+    _context.reset(token)
+
+
 class JsonFormatter(logging.Formatter):
     """Render a record as one JSON line: time, level, logger, event, then fields."""
 
@@ -53,9 +69,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO", *, json_format: bool = True) -> None:
-    """Configure the root logger once, for a process's composition root."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(
+    level: str = "INFO", *, json_format: bool = True, stream: IO[str] | None = None
+) -> None:
+    """Configure the root logger once, for a process's composition root.
+
+    ``stream`` defaults to ``sys.stderr``; a Celery child passes the real ``sys.__stderr__``
+    (Celery may have swapped ``sys.stderr`` for a proxy that feeds the logging system, which
+    drops records that would loop back into it).
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
     if json_format:
         handler.setFormatter(JsonFormatter())
     else:

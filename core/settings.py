@@ -33,6 +33,7 @@ from core.defaults import (
 )
 
 __all__ = [
+    "MAX_TENANT_CHARS",
     "ApiSettings",
     "IngestSettings",
     "LogSettings",
@@ -63,12 +64,15 @@ def reject_placeholder(value: SecretStr | None, what: str) -> SecretStr | None:
         return None
     raw = value.get_secret_value().strip()
     if raw.lower() in _PLACEHOLDERS or (raw.startswith("<") and raw.endswith(">")):
-        raise ValueError(f"{what} is a placeholder ({raw[:12]!r}); set a real value or unset it")
+        # Name the setting, never its value: a near-miss of a real key must not reach a log.
+        raise ValueError(f"{what} is a placeholder; set a real value or unset it")
     return value
 
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _MIN_KEY_CHARS = 16
+# Tenant names are part of store names; with a 64-character collection name they fit.
+MAX_TENANT_CHARS = 48
 
 
 def check_api_key(value: SecretStr, what: str) -> SecretStr:
@@ -80,7 +84,11 @@ def check_api_key(value: SecretStr, what: str) -> SecretStr:
 
 
 def _config(prefix: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=prefix, extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error names the field, never the value it was given
+    # (pydantic would otherwise print ``input_value=`` with every API key of the map).
+    return SettingsConfigDict(
+        env_prefix=prefix, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
 
 class LogSettings(BaseSettings):
@@ -192,30 +200,52 @@ class ApiSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(gt=0, lt=65536)] = 8000
     keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # Scrapes /metrics (every tenant's counts): a tenant's key does not open it.
+    metrics_key: SecretStr | None = None
     max_upload_bytes: Annotated[int, Field(gt=0)] = 256 * 1024 * 1024
+    # Every other route's body (queries, collections): a query is at most 8 KiB of text
+    # plus a filter, so 1 MiB is generous and keeps a hostile body from being parsed.
+    max_json_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     max_documents_per_request: Annotated[int, Field(gt=0)] = 100_000
 
     @field_validator("keys")
     @classmethod
     def _valid_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
         seen: set[str] = set()
-        for tenant, key in keys.items():
-            if not tenant.replace("-", "").replace("_", "").isalnum() or len(tenant) > 48:
-                raise ValueError(f"tenant name {tenant!r}: use letters, digits, - and _")
-            check_api_key(key, f"SIEVE_API_KEYS[{tenant}]")
+        for n, (tenant, key) in enumerate(keys.items(), start=1):
+            if (
+                not tenant
+                or not tenant.isascii()
+                or not tenant.replace("-", "").replace("_", "").isalnum()
+                or len(tenant) > MAX_TENANT_CHARS
+            ):
+                raise ValueError(
+                    f"SIEVE_API_KEYS: tenant name number {n} is not 1-{MAX_TENANT_CHARS} "
+                    "letters, digits, - and _"
+                )
+            check_api_key(key, f"SIEVE_API_KEYS (tenant number {n})")
             raw = key.get_secret_value()
             if raw in seen:
-                raise ValueError("two tenants share one API key")
+                raise ValueError("SIEVE_API_KEYS: two tenants share one API key")
             seen.add(raw)
         return keys
+
+    @field_validator("metrics_key")
+    @classmethod
+    def _valid_metrics_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else check_api_key(value, "SIEVE_API_METRICS_KEY")
 
     @model_validator(mode="after")
     def _open_only_on_loopback(self) -> ApiSettings:
         if not self.keys and self.host not in _LOOPBACK_HOSTS:
             raise ValueError(
-                f"SIEVE_API_HOST={self.host} without SIEVE_API_KEYS would serve every "
-                "collection to anyone: set keys or bind to 127.0.0.1"
+                "SIEVE_API_HOST is not a loopback address and SIEVE_API_KEYS is empty: that "
+                "would serve every collection to anyone; set keys or bind to 127.0.0.1"
             )
+        if self.metrics_key is not None and any(
+            k.get_secret_value() == self.metrics_key.get_secret_value() for k in self.keys.values()
+        ):
+            raise ValueError("SIEVE_API_METRICS_KEY must differ from every tenant's key")
         return self
 
     @property
@@ -276,6 +306,8 @@ class IngestSettings(BaseSettings):
     max_ocr_pages: Annotated[int, Field(gt=0)] = 200
     ocr_time_limit_s: Annotated[float, Field(gt=0)] = 300.0
     ocr_threads: Annotated[int, Field(ge=1, le=64)] = 1
+    # CPU seconds one document may spend in its parser before it fails ``too_expensive``.
+    max_parse_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     # Uploads are saved here before the API answers; workers read them from here.
     blob_dir: Path = Path("data/blobs")
 
@@ -404,9 +436,7 @@ class ModelHubSettings(BaseSettings):
     @model_validator(mode="after")
     def _open_only_on_loopback(self) -> ModelHubSettings:
         if not self.api_keys and self.host not in _LOOPBACK_HOSTS:
-            raise ValueError(
-                f"SIEVE_MODELHUB_HOST={self.host} is not loopback: set SIEVE_MODELHUB_API_KEYS"
-            )
+            raise ValueError("SIEVE_MODELHUB_HOST is not loopback: set SIEVE_MODELHUB_API_KEYS")
         if not self.bundled_models and not self.models:
             raise ValueError("no model to serve: keep bundled models or register some")
         ids = [model.id for model in self.models]

@@ -7,10 +7,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
+    "API_COLLECTION_NAME_PATTERN",
     "COLLECTION_NAME_PATTERN",
+    "INT64_MAX",
+    "INT64_MIN",
     "AnyOf",
     "ChunkFilter",
     "ChunkPayload",
@@ -21,6 +31,7 @@ __all__ = [
     "FusionWeights",
     "HybridQuery",
     "ImageRef",
+    "Int64",
     "LateFusion",
     "LegScores",
     "MultiVector",
@@ -32,6 +43,12 @@ __all__ = [
 ]
 
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
+# What a caller may name a collection: the store name joins it to the tenant's (at most 48
+# characters), so 64 keeps the pair inside the store's 128.
+API_COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
+# Qdrant keeps payload integers as signed 64-bit; a larger one overflowed in the store.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 _PAYLOAD_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -163,24 +180,24 @@ class FieldEquals(_Cond):
     """``key`` equals ``value`` (keyword, integer or boolean)."""
 
     kind: Literal["eq"] = "eq"
-    value: str | int | bool
+    value: str | Int64 | bool
 
 
 class AnyOf(_Cond):
     """``key`` equals one of ``values``."""
 
     kind: Literal["any"] = "any"
-    values: Annotated[list[str] | list[int], Field(min_length=1)]
+    values: Annotated[list[str] | list[Int64], Field(min_length=1)]
 
 
 class Range(_Cond):
     """Numeric or datetime range on ``key``; at least one bound."""
 
     kind: Literal["range"] = "range"
-    gt: float | datetime | None = None
-    gte: float | datetime | None = None
-    lt: float | datetime | None = None
-    lte: float | datetime | None = None
+    gt: FiniteFloat | datetime | None = None
+    gte: FiniteFloat | datetime | None = None
+    lt: FiniteFloat | datetime | None = None
+    lte: FiniteFloat | datetime | None = None
 
     @model_validator(mode="after")
     def _has_bound(self) -> Range:

@@ -9,13 +9,13 @@ finds the queued versions without a message and queues them again.
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.batching import bounded_batches
 from core.errors import InvalidInput, PayloadTooLarge
+from core.ids import MAX_DOCUMENT_ID_CHARS, document_id_problem
 from indexing.messages import DocVersion, IngestTask
 from indexing.queue import TaskQueue
 from indexing.records import DocStatus, DocumentRecord, JobRecord
@@ -28,7 +28,6 @@ from ingest.limits import IngestLimits
 from ingest.records import iter_jsonl_records
 
 __all__ = [
-    "MAX_DOCUMENT_ID_CHARS",
     "AcceptLimits",
     "Accepted",
     "UploadItem",
@@ -41,9 +40,6 @@ __all__ = [
 ]
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
-# Ids travel in URLs (PUT/DELETE /documents/{id}): long enough for deep paths, short
-# enough to address.
-MAX_DOCUMENT_ID_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -79,22 +75,9 @@ class Accepted:
 
 def check_document_id(doc_id: str) -> str:
     """Refuse an id that could not be addressed later (``InvalidInput``); return it."""
-    if not doc_id:
-        raise InvalidInput("a document id must not be empty", code="invalid_document_id")
-    if len(doc_id) > MAX_DOCUMENT_ID_CHARS:
-        raise InvalidInput(
-            f"document id of {len(doc_id)} characters; the limit is {MAX_DOCUMENT_ID_CHARS}",
-            code="invalid_document_id",
-        )
-    if doc_id != doc_id.strip():
-        raise InvalidInput(
-            f"document id {doc_id[:80]!r} starts or ends with whitespace",
-            code="invalid_document_id",
-        )
-    if any(unicodedata.category(ch) == "Cc" for ch in doc_id):
-        raise InvalidInput(
-            f"document id {doc_id[:80]!r} holds a control character", code="invalid_document_id"
-        )
+    problem = document_id_problem(doc_id)
+    if problem is not None:
+        raise InvalidInput(f"{problem} (got {doc_id[:80]!r})", code="invalid_document_id")
     return doc_id
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import lzma
 import re
@@ -15,16 +16,21 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO
 
+from core.errors import PayloadTooLarge
+from core.ids import document_id_problem
 from ingest.detect import ARCHIVE_TYPES, FileType, detect_type
 from ingest.documents import FailureReason, ParseError, ParseFailure
 from ingest.limits import IngestLimits
 
 __all__ = [
     "ArchiveMember",
+    "ManifestEntry",
     "check_zip_directory",
     "is_junk_path",
     "iter_archive",
     "safe_member_path",
+    "scan_archive",
+    "stream_archive",
 ]
 
 _READ_SIZE = 64 * 1024
@@ -98,18 +104,85 @@ def iter_archive(
 ) -> Iterator[ArchiveMember | ParseFailure]:
     """Yield the regular files of an archive upload, or a failure per refused member.
 
-    Junk and directories are skipped silently. A failure whose ``source`` is the archive
-    itself (too many files, too large, bomb ratio, corrupt) ends the expansion.
+    Junk and directories are skipped silently. An archive that breaks a budget of the whole
+    upload (too many files, too large, bomb ratio) is refused whole: it yields that one
+    failure (``source`` the archive itself) and none of its members, so nothing of it is
+    ever half-queued. Members are therefore yielded only once the whole archive was read.
+    """
+    try:
+        members = list(stream_archive(data, source, limits))
+    except _Refused as exc:
+        yield ParseFailure(source=source, reason=FailureReason(exc.code), message=exc.detail)
+        return
+    yield from members
+
+
+def stream_archive(
+    data: bytes, source: str, limits: IngestLimits
+) -> Iterator[ArchiveMember | ParseFailure]:
+    """Like ``iter_archive`` but lazy: members come as they are read.
+
+    For a consumer that checked the archive first (``scan_archive``) and expands it again
+    without holding every member at once (a worker expanding one stored archive blob).
+
+    Raises:
+        PayloadTooLarge: a budget of the whole upload broke (its ``code`` is the reason);
+            members yielded before belong to a refused archive.
     """
     budget = _Budget(limits=limits, upload_size=len(data))
     try:
         yield from _expand(data, source, "", 1, budget)
     except _BudgetExceeded as exc:
-        yield ParseFailure(source=source, reason=exc.reason, message=exc.message)
+        raise _Refused(exc.message, code=exc.reason.value) from exc
+
+
+class _Refused(PayloadTooLarge):
+    """A budget error that keeps its own message apart (``detail``) for the failure value."""
+
+    def __init__(self, detail: str, *, code: str) -> None:
+        super().__init__(f"archive refused: {detail}", code=code)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One member an archive would yield: its path, size and content hash, or its failure."""
+
+    path: str
+    size: int = 0
+    sha256: str | None = None
+    failure: ParseFailure | None = None
+
+
+def scan_archive(data: bytes, source: str, limits: IngestLimits) -> list[ManifestEntry]:
+    """Check a whole archive against every budget without keeping its members' bytes.
+
+    What an API needs to accept an archive as one blob (and let a worker expand it with
+    ``iter_archive``): the same members, sizes and content hashes, in order.
+
+    Raises:
+        PayloadTooLarge: as ``stream_archive``; nothing of the archive is accepted then.
+    """
+    out: list[ManifestEntry] = []
+    for item in stream_archive(data, source, limits):
+        if isinstance(item, ParseFailure):
+            out.append(ManifestEntry(path=item.source, failure=item))
+        else:
+            digest = hashlib.sha256(item.data).hexdigest()
+            out.append(ManifestEntry(path=item.path, size=len(item.data), sha256=digest))
+    return out
 
 
 class _BudgetExceeded(ParseError):
     """The whole upload is over a limit: stop unpacking everything."""
+
+
+# Tar framing per member: a 512-byte header, padding to 512, and pax headers for long
+# names; plus the end-of-archive blocks and the last record's padding. Only member payloads
+# count toward the ratio (a 10k-file tar of small files is mostly headers); framing beyond
+# this allowance is itself a bomb.
+_FRAMING_PER_MEMBER = 4096
+_FRAMING_BASE = 64 * 1024
 
 
 @dataclass
@@ -120,6 +193,18 @@ class _Budget:
     upload_size: int
     members: int = 0
     bytes_out: int = 0
+    raw_out: int = 0
+
+    def add_raw(self, count: int) -> None:
+        """Charge decompressed tar stream bytes (payload and framing together)."""
+        self.raw_out += count
+        framing = self.raw_out - self.bytes_out
+        allowance = _FRAMING_BASE + _FRAMING_PER_MEMBER * (self.members + 1)
+        if framing > allowance + self.limits.ratio_grace_bytes:
+            raise _BudgetExceeded(
+                FailureReason.ARCHIVE_RATIO_EXCEEDED,
+                "tar headers and padding expand far beyond the members they frame",
+            )
 
     def add_members(self, count: int) -> None:
         self.members += count
@@ -175,6 +260,8 @@ def _expand(
     except _BudgetExceeded:
         raise
     except ParseError as exc:
+        if exc.reason in _BUDGET_REASONS:  # a zip's directory declares too much
+            raise _BudgetExceeded(exc.reason, exc.message) from exc
         yield ParseFailure(source=source, reason=exc.reason, message=exc.message)
 
 
@@ -205,7 +292,9 @@ def _zip_members(
             path = prefix + path
             if is_junk_path(path):
                 continue
-            if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
+            if (problem := document_id_problem(path)) is not None:
+                yield _member_failure(_clip(path), FailureReason.UNSAFE_PATH, problem)
+            elif (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
                 yield _member_failure(path, FailureReason.UNSAFE_PATH, "symbolic link")
             elif info.flag_bits & 0x1:
                 yield _member_failure(path, FailureReason.CORRUPT_FILE, "encrypted member")
@@ -256,6 +345,11 @@ def _read_bounded(
     return bytes(out)
 
 
+def _clip(path: str) -> str:
+    """A refused name short enough to report (it becomes the failed document's id)."""
+    return path if len(path) <= 200 else path[:200] + "..."
+
+
 def _too_large(path: str, size: int, limits: IngestLimits) -> ParseFailure:
     return _member_failure(
         path, FailureReason.TOO_LARGE, f"{size} bytes; the limit is {limits.max_file_bytes}"
@@ -274,7 +368,7 @@ class _CountingReader(io.RawIOBase):
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         data = self._inner.read(len(buffer))
-        self._budget.add_bytes(len(data))
+        self._budget.add_raw(len(data))
         buffer[: len(data)] = data
         return len(data)
 
@@ -293,14 +387,13 @@ def _open_stream(data: bytes, kind: FileType) -> io.BufferedIOBase:
 def _tar_members(
     data: bytes, kind: FileType, prefix: str, budget: _Budget
 ) -> Iterator[ArchiveMember | ParseFailure]:
-    limits = budget.limits
     stream = io.BufferedReader(_CountingReader(_open_stream(data, kind), budget), _READ_SIZE)
     try:
         # Stream mode ("r|"): one forward pass, never seeks, never loads the member index.
         with tarfile.open(fileobj=stream, mode="r|") as tf:
             for member in tf:
                 budget.add_members(1)
-                yield from _tar_member(tf, member, prefix, limits)
+                yield from _tar_member(tf, member, prefix, budget)
     except tarfile.ReadError as exc:
         if kind is FileType.TAR:
             raise ParseError(FailureReason.CORRUPT_FILE, f"unreadable tar archive: {exc}") from exc
@@ -315,8 +408,9 @@ def _tar_member(
     tf: tarfile.TarFile,
     member: tarfile.TarInfo,
     prefix: str,
-    limits: IngestLimits,
+    budget: _Budget,
 ) -> Iterator[ArchiveMember | ParseFailure]:
+    limits = budget.limits
     if member.isdir():
         return
     path = safe_member_path(member.name)
@@ -328,7 +422,9 @@ def _tar_member(
     path = prefix + path
     if is_junk_path(path):
         return
-    if member.issym() or member.islnk():
+    if (problem := document_id_problem(path)) is not None:
+        yield _member_failure(_clip(path), FailureReason.UNSAFE_PATH, problem)
+    elif member.issym() or member.islnk():
         yield _member_failure(path, FailureReason.UNSAFE_PATH, "symbolic or hard link")
     elif not member.isreg():
         yield _member_failure(path, FailureReason.UNSUPPORTED_TYPE, "device, fifo or special file")
@@ -338,5 +434,6 @@ def _tar_member(
         stream = tf.extractfile(member)
         if stream is None:
             return
-        data = _read_bounded(stream, path, limits.max_file_bytes, None)
+        # Only the payload counts toward the ratio; the raw stream is charged for framing.
+        data = _read_bounded(stream, path, limits.max_file_bytes, budget)
         yield data if isinstance(data, ParseFailure) else ArchiveMember(path=path, data=data)

@@ -42,6 +42,7 @@ class FailureReason(StrEnum):
     UNSAFE_PATH = "unsafe_path"
     INVALID_RECORD = "invalid_record"
     DUPLICATE_ID = "duplicate_id"
+    TOO_EXPENSIVE = "too_expensive"
 
 
 _TOO_LARGE = frozenset(
@@ -52,6 +53,7 @@ _TOO_LARGE = frozenset(
         FailureReason.ARCHIVE_TOO_LARGE,
         FailureReason.ARCHIVE_RATIO_EXCEEDED,
         FailureReason.ARCHIVE_TOO_MANY_FILES,
+        FailureReason.TOO_EXPENSIVE,
     }
 )
 

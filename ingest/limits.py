@@ -35,6 +35,16 @@ class IngestLimits(BaseModel):
     max_image_pixels: Annotated[int, Field(gt=0)] = 50_000_000
     max_ocr_pages: Annotated[int, Field(gt=0)] = 200
     ocr_time_limit_s: Annotated[float, Field(gt=0)] = 300.0
+    # A record's metadata is copied into every chunk's payload and read back by pydantic,
+    # whose JSON reader stops at about 200 levels (a record nested ~210 deep was accepted
+    # and then made every read of its collection fail): bound both depth and size.
+    max_metadata_depth: Annotated[int, Field(ge=1, le=64)] = 16
+    max_metadata_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    # One JSON line is refused unread above this (its text is bounded by max_text_chars).
+    max_record_bytes: Annotated[int, Field(gt=0)] = 96 * _MIB
+    # CPU seconds one document may spend in its parser (a 4 KB PDF of 20 pages sharing one
+    # content stream took 28 s); past it the document fails ``too_expensive``.
+    max_parse_seconds: Annotated[float, Field(gt=0)] = 30.0
 
 
 def limits_from_settings(ingest: IngestSettings) -> IngestLimits:
@@ -45,4 +55,5 @@ def limits_from_settings(ingest: IngestSettings) -> IngestLimits:
         max_image_pixels=ingest.max_image_pixels,
         max_ocr_pages=ingest.max_ocr_pages,
         ocr_time_limit_s=ingest.ocr_time_limit_s,
+        max_parse_seconds=ingest.max_parse_seconds,
     )

@@ -1,12 +1,19 @@
-"""Documents sent as records: a JSON body ``{"documents": [...]}`` or BEIR-style JSONL lines."""
+"""Documents sent as records: a JSON body ``{"documents": [...]}`` or BEIR-style JSONL lines.
+
+Both are read one record at a time: the count limit is checked before each record is
+decoded, each record is validated (id, text, metadata depth, size and numbers) as it comes,
+and nothing but the outcomes is kept, so a hostile body costs about its own size.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 
 from core.errors import InvalidInput, PayloadTooLarge
-from core.ids import content_sha256
+from core.ids import content_sha256, document_id_problem
 from ingest.documents import (
     DocumentKind,
     ExtractedDocument,
@@ -18,7 +25,34 @@ from ingest.documents import (
 from ingest.limits import IngestLimits
 from ingest.parsers.assembly import normalise_newlines
 
-__all__ = ["iter_jsonl_records", "read_json_records", "record_to_document"]
+__all__ = [
+    "check_metadata",
+    "iter_json_records",
+    "iter_jsonl_records",
+    "loads_json",
+    "read_json_records",
+    "record_to_document",
+]
+
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+# Qdrant stores payload integers as signed 64-bit.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_TOO_DEEP = "the JSON nests too deeply"
+
+
+def loads_json(data: bytes | str) -> object:
+    """``json.loads`` whose failures, deep nesting included, are ``InvalidInput``.
+
+    Raises:
+        InvalidInput: not UTF-8, not JSON, or nested past the parser's recursion limit.
+    """
+    try:
+        return json.loads(data)
+    except RecursionError as exc:
+        raise InvalidInput(_TOO_DEEP, code="invalid_json") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
 
 
 def read_json_records(data: bytes | str, limits: IngestLimits) -> list[ParseOutcome]:
@@ -28,20 +62,107 @@ def read_json_records(data: bytes | str, limits: IngestLimits) -> list[ParseOutc
         InvalidInput: the body is not JSON or has no ``documents`` list.
         PayloadTooLarge: more records than ``limits.max_records``.
     """
-    try:
-        body = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
-    documents = body.get("documents") if isinstance(body, dict) else None
-    if not isinstance(documents, list):
+    return list(iter_json_records(data, limits))
+
+
+def iter_json_records(data: bytes | str, limits: IngestLimits) -> Iterator[ParseOutcome]:
+    """Yield the records of a ``{"documents": [...]}`` body one at a time, as they are decoded.
+
+    A consumer that keeps the outcomes must treat an exception as refusing the whole body
+    (records before it were yielded already).
+
+    Raises:
+        InvalidInput: the body is not JSON, nests too deeply, or has no ``documents`` list.
+        PayloadTooLarge: more records than ``limits.max_records`` (before decoding the next).
+    """
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("the body is not UTF-8", code="invalid_json") from exc
+    else:
+        text = data
+    reader = _Reader(text)
+    reader.expect("{", 'expected an object with a "documents" list')
+    found = False
+    if not reader.take("}"):
+        while True:
+            key = reader.value()
+            if not isinstance(key, str):
+                raise InvalidInput("object keys must be strings", code="invalid_json")
+            reader.expect(":", "expected ':' after a key")
+            if key == "documents":
+                if found:
+                    raise InvalidInput('"documents" appears twice', code="invalid_json")
+                found = True
+                yield from _documents(reader, limits)
+            else:
+                reader.value()  # other keys are read and ignored, as before
+            if reader.take("}"):
+                break
+            reader.expect(",", "expected ',' or '}' in the object")
+    reader.end()
+    if not found:
         raise InvalidInput('expected an object with a "documents" list', code="invalid_json")
-    if len(documents) > limits.max_records:
-        raise PayloadTooLarge(f"{len(documents)} documents; the limit is {limits.max_records}")
+
+
+def _documents(reader: _Reader, limits: IngestLimits) -> Iterator[ParseOutcome]:
+    reader.expect("[", 'expected an object with a "documents" list')
+    if reader.take("]"):
+        return
     seen: set[str] = set()
-    return [
-        _checked_unique(record_to_document(record, f"documents[{n}]", limits), seen)
-        for n, record in enumerate(documents)
-    ]
+    n = 0
+    while True:
+        if n >= limits.max_records:
+            raise PayloadTooLarge(f"more than {limits.max_records} documents; that is the limit")
+        record = reader.value()
+        yield _checked_unique(record_to_document(record, f"documents[{n}]", limits), seen)
+        n += 1
+        if reader.take("]"):
+            return
+        reader.expect(",", "expected ',' or ']' in the documents list")
+
+
+class _Reader:
+    """A cursor over JSON text that decodes one value at a time (``raw_decode``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def _skip(self) -> None:
+        match = _WS.match(self.text, self.pos)
+        self.pos = match.end() if match else self.pos
+
+    def take(self, char: str) -> bool:
+        self._skip()
+        if self.text.startswith(char, self.pos):
+            self.pos += 1
+            return True
+        return False
+
+    def expect(self, char: str, message: str) -> None:
+        if not self.take(char):
+            raise InvalidInput(
+                f"the body is not valid JSON: {message} (char {self.pos})", code="invalid_json"
+            )
+
+    def value(self) -> object:
+        self._skip()
+        try:
+            value, self.pos = _DECODER.raw_decode(self.text, self.pos)
+        except RecursionError as exc:
+            raise InvalidInput(_TOO_DEEP, code="invalid_json") from exc
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+        return value
+
+    def end(self) -> None:
+        self._skip()
+        if self.pos != len(self.text):
+            raise InvalidInput(
+                f"the body is not valid JSON: extra data (char {self.pos})", code="invalid_json"
+            )
 
 
 def iter_jsonl_records(
@@ -63,8 +184,18 @@ def iter_jsonl_records(
         if count > limits.max_records:
             raise PayloadTooLarge(f"more than {limits.max_records} records in {source}")
         where = f"{source}:{line_no}"
+        if len(line) > limits.max_record_bytes:
+            yield ParseFailure(
+                source=where,
+                reason=FailureReason.TOO_LARGE,
+                message=f"the line is over the limit of {limits.max_record_bytes} bytes",
+            )
+            continue
         try:
             record = json.loads(line)
+        except RecursionError:
+            yield ParseFailure(source=where, reason=FailureReason.INVALID_RECORD, message=_TOO_DEEP)
+            continue
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             message = (
                 f"not JSON: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
@@ -78,6 +209,8 @@ def record_to_document(record: object, source: str, limits: IngestLimits) -> Par
     """Turn one record (``id``/``_id``, ``text``, ``title``?, ``metadata``?) into a document."""
     if not isinstance(record, Mapping) or (doc_id := _record_id(record)) is None:
         return _failure(source, None, FailureReason.INVALID_RECORD, _NEEDS_ID)
+    if (problem := document_id_problem(doc_id)) is not None:
+        return _failure(source, None, FailureReason.INVALID_RECORD, problem)
     try:
         return _record_document(record, doc_id, source, limits)
     except ParseError as exc:
@@ -93,7 +226,7 @@ def _record_id(record: Mapping[str, object]) -> str | None:
         raw_id = str(raw_id)
     if not isinstance(raw_id, str) or not raw_id.strip():
         return None
-    return raw_id.strip()
+    return raw_id
 
 
 def _record_document(
@@ -106,6 +239,8 @@ def _record_document(
         raise ParseError(FailureReason.INVALID_RECORD, '"title" must be a string')
     if metadata is not None and not isinstance(metadata, dict):
         raise ParseError(FailureReason.INVALID_RECORD, '"metadata" must be an object')
+    if metadata:
+        check_metadata(metadata, limits)
     text = normalise_newlines(text)
     if not text.strip():
         raise ParseError(FailureReason.EMPTY_DOCUMENT, "the record has no text")
@@ -119,7 +254,7 @@ def _record_document(
         {"text": text, "title": title, "metadata": metadata or {}},
         sort_keys=True,
         ensure_ascii=False,
-        default=str,
+        allow_nan=False,
     )
     return ExtractedDocument(
         text=text,
@@ -131,6 +266,46 @@ def _record_document(
         document_id=doc_id,
         metadata=dict(metadata or {}),
     )
+
+
+def check_metadata(metadata: Mapping[str, object], limits: IngestLimits) -> None:
+    """Refuse metadata that nests too deeply, is too large, or holds numbers JSON can't keep.
+
+    Walked without recursion, so the check itself never hits the recursion limit.
+
+    Raises:
+        ParseError: ``invalid_record`` naming the field (``metadata.a.b[2]``), or
+            ``too_large``.
+    """
+    stack: list[tuple[str, object, int]] = [("metadata", metadata, 1)]
+    while stack:
+        where, value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limits.max_metadata_depth:
+                raise ParseError(
+                    FailureReason.INVALID_RECORD,
+                    f"{where} nests deeper than {limits.max_metadata_depth} levels",
+                )
+            if isinstance(value, dict):
+                stack.extend((f"{where}.{k}", v, depth + 1) for k, v in value.items())
+            else:
+                stack.extend((f"{where}[{i}]", v, depth + 1) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ParseError(FailureReason.INVALID_RECORD, f"{where}: {value} is not a number")
+        elif (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not _INT_MIN <= value <= _INT_MAX
+        ):
+            raise ParseError(
+                FailureReason.INVALID_RECORD, f"{where}: integer out of the 64-bit range"
+            )
+    size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
+    if size > limits.max_metadata_bytes:
+        raise ParseError(
+            FailureReason.TOO_LARGE,
+            f"metadata is {size} bytes; the limit is {limits.max_metadata_bytes}",
+        )
 
 
 def _failure(source: str, doc_id: str | None, reason: FailureReason, message: str) -> ParseFailure:

@@ -22,6 +22,7 @@ from ingest.documents import (
 )
 from ingest.limits import IngestLimits
 from ingest.ocr import Recognizer
+from ingest.parse_clock import parse_clock
 from ingest.parsers.assembly import ParsedText
 from ingest.parsers.html import parse_html
 from ingest.parsers.images import parse_image
@@ -108,7 +109,8 @@ def _extract(
         raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detection.detail}: not a document")
     kind, parser = _parser_for(detection.type, detection.detail, ocr)
     try:
-        parsed = parser(data, limits)
+        with parse_clock(limits.max_parse_seconds):
+            parsed = parser(data, limits)
     except ParseError:
         raise
     except InvalidInput as exc:

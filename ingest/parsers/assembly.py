@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from ingest.documents import FailureReason, Page, PageImage, ParseError, Section
+from ingest.parse_clock import check_parse_clock
 
 __all__ = ["ParsedText", "TextAssembler", "normalise_newlines", "squeeze_blank_lines"]
 
@@ -71,6 +72,7 @@ class TextAssembler:
         return self._length - len(text)
 
     def _append(self, text: str, section: tuple[str, int] | None) -> None:
+        check_parse_clock()  # every parser feeds its blocks through here
         if self._length:
             self._parts.append("\n\n")
             self._length += 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError, LimitReachedError, PdfReadWarning, PyPdfError
@@ -18,6 +19,7 @@ from ingest.documents import FailureReason, PageImage, ParseError
 from ingest.limits import IngestLimits
 from ingest.ocr import Recognizer
 from ingest.page_images import PdfPages
+from ingest.parse_clock import check_parse_clock
 from ingest.parsers.assembly import (
     ParsedText,
     TextAssembler,
@@ -66,7 +68,11 @@ def _parse(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> ParsedT
             FailureReason.TOO_MANY_PAGES,
             f"the PDF has {page_count} pages; the limit is {limits.max_pages}",
         )
-    texts = [squeeze_blank_lines(normalise_newlines(page.extract_text())) for page in reader.pages]
+    texts = []
+    for page in reader.pages:
+        check_parse_clock()
+        text = page.extract_text(visitor_operand_before=_clock_visitor())
+        texts.append(squeeze_blank_lines(normalise_newlines(text)))
     sparse = [n for n, text in enumerate(texts) if len("".join(text.split())) < _MIN_TEXT_CHARS]
     scanned = _scanned_pages(data, sparse) if ocr is not None and sparse else set()
     assembler = TextAssembler(max_chars=limits.max_text_chars)
@@ -129,6 +135,26 @@ def _scanned_pages(data: bytes, candidates: list[int]) -> set[int]:
             return {n for n in candidates if pdf.image_coverage(n) >= _MIN_IMAGE_COVERAGE}
     except InvalidInput as exc:
         raise ParseError(FailureReason.CORRUPT_FILE, exc.message) from exc
+
+
+_CHECK_EVERY_OPS = 256
+
+
+def _clock_visitor() -> Callable[..., None]:
+    """A content-operator visitor that checks the parse clock every few hundred operators.
+
+    Many pages sharing one huge content stream cost seconds each (a 4 KB PDF of 20 pages
+    took 28 s); the check stops such a document inside a page, not after all of them.
+    """
+    seen = 0
+
+    def visit(*_: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen % _CHECK_EVERY_OPS == 0:
+            check_parse_clock()
+
+    return visit
 
 
 def _metadata_title(reader: PdfReader) -> str | None:

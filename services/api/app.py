@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.logs import log_context
@@ -24,9 +25,11 @@ from services.api import (
     routes_policy,
     routes_query,
 )
+from services.api.body_limits import BodyLimits, LimitPolicy
 from services.api.console import install_console
 from services.api.deps import ApiDeps
 from services.api.errors import error_response, install_error_handlers
+from services.api.metrics import metric_method, metrics_allowed
 from services.api.readiness import readiness
 from services.api.reaper import lifecycle_loop
 
@@ -50,6 +53,20 @@ class AppHooks:
     # A delivered message none of whose documents was claimed this long: its consumer died.
     orphan_after_s: float = 30.0
     background: list[Callable[[ApiDeps], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    # Request bodies (ApiSettings / IngestSettings): uploads, each uploaded file, the rest.
+    max_upload_bytes: int = 256 * 1024 * 1024
+    max_file_bytes: int = 64 * 1024 * 1024
+    max_json_bytes: int = 1024 * 1024
+
+
+def _upload_routes() -> frozenset[tuple[str, str]]:
+    """(method, path) of the routes that take documents: POST and PUT under documents."""
+    return frozenset(
+        (method, route.path)
+        for route in routes_documents.router.routes
+        if isinstance(route, APIRoute)
+        for method in (route.methods or set()) & {"POST", "PUT"}
+    )
 
 
 def create_app(hooks: AppHooks) -> FastAPI:
@@ -92,6 +109,15 @@ def create_app(hooks: AppHooks) -> FastAPI:
         telemetry={"logs": False, "operation_spans": False, "metrics": False},
     )
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimits,
+        policy=LimitPolicy(
+            default_bytes=hooks.max_json_bytes,
+            upload_bytes=hooks.max_upload_bytes,
+            file_part_bytes=hooks.max_file_bytes,
+            upload_routes=_upload_routes(),
+        ),
+    )
 
     @app.middleware("http")
     async def request_id(
@@ -105,8 +131,11 @@ def create_app(hooks: AppHooks) -> FastAPI:
         route = request.scope.get("route")
         deps = getattr(request.app.state, "deps", None)
         if deps is not None:
-            path = getattr(route, "path", "unmatched")
-            deps.metrics.http_requests.labels(request.method, path, response.status_code).inc()
+            # Labels from closed sets: any method string or unmatched path would be a series.
+            path = route.path if isinstance(route, APIRoute) else "unmatched"
+            deps.metrics.http_requests.labels(
+                metric_method(request.method), path, response.status_code
+            ).inc()
         return response
 
     app.include_router(routes_collections.router)
@@ -136,8 +165,13 @@ def create_app(hooks: AppHooks) -> FastAPI:
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        """Prometheus exposition."""
+        """Prometheus exposition: all tenants' counts, so only for the metrics key."""
         deps: ApiDeps = request.app.state.deps
+        refusal = metrics_allowed(deps.api, request.headers.get("authorization"))
+        if refusal is not None:
+            return error_response(
+                request, 401, "unauthorized", refusal, headers={"WWW-Authenticate": "Bearer"}
+            )
         body = await asyncio.to_thread(generate_latest, deps.metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -197,5 +197,8 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             reap_every_s=worker.reap_every_s,
             max_crashes=worker.max_crashes,
             orphan_after_s=3 * worker.owner_ttl_s,
+            max_upload_bytes=api.max_upload_bytes,
+            max_file_bytes=ingest.max_file_bytes,
+            max_json_bytes=api.max_json_bytes,
         )
     )

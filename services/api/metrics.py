@@ -6,16 +6,44 @@ tests, the embedded supervisor — never collide.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.settings import ApiSettings
 from indexing.state_store import StateStore
 from services.worker.celery_app import INGEST_QUEUE, STORE_WRITES_QUEUE
 
-__all__ = ["ApiMetrics"]
+__all__ = ["ApiMetrics", "metric_method", "metrics_allowed"]
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def metric_method(method: str) -> str:
+    """The method as a label: the standard ones, every other string folds into ``other``."""
+    return method if method in _METHODS else "other"
+
+
+def metrics_allowed(api: ApiSettings, authorization: str | None) -> str | None:
+    """None when this caller may read ``/metrics``, else why not.
+
+    The gauges count every tenant's documents, so a tenant key is not enough: with keys
+    configured only ``SIEVE_API_METRICS_KEY`` opens it (compared in constant time); the
+    open single-tenant mode, which runs on loopback only, serves it openly.
+    """
+    if api.open_mode:
+        return None
+    if api.metrics_key is None:
+        return "/metrics needs SIEVE_API_METRICS_KEY on a server with API keys"
+    scheme, _, token = (authorization or "").partition(" ")
+    expected = api.metrics_key.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        return "/metrics needs Authorization: Bearer <SIEVE_API_METRICS_KEY>"
+    return None
+
 
 _STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from pydantic import ValidationError
 
 from core.errors import InvalidInput
 from core.types import StoreCollectionSpec
@@ -62,13 +63,19 @@ async def create_collection(
         late_model=late_model,
         late_dimension=late_dimension,
     )
+    # Everything the store will check is checked before any state is written.
+    try:
+        spec = StoreCollectionSpec(
+            name=rec.store_name, dense_size=dimension, sparse=True, late_size=late_dimension
+        )
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"collection {body.name!r} cannot be stored: name or dimension out of range",
+            code="invalid_collection",
+        ) from exc
     await in_thread(deps.state.create_collection, rec)
     try:
-        await deps.store.create_collection(
-            StoreCollectionSpec(
-                name=rec.store_name, dense_size=dimension, sparse=True, late_size=late_dimension
-            )
-        )
+        await deps.store.create_collection(spec)
     except BaseException:
         await in_thread(deps.state.delete_collection, tenant, body.name)
         raise

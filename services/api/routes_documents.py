@@ -22,7 +22,7 @@ from indexing.changes import delete_document as delete_doc
 from indexing.records import DocStatus, DocumentRecord
 from ingest.documents import ParseOutcome
 from ingest.limits import IngestLimits
-from ingest.records import iter_jsonl_records, read_json_records, record_to_document
+from ingest.records import iter_jsonl_records, loads_json, read_json_records, record_to_document
 from services.api.deps import ApiDeps, Deps, Tenant, in_thread
 from services.api.schemas import DocumentResponse, DocumentsPageResponse, IngestAcceptedResponse
 
@@ -101,12 +101,7 @@ async def _items(request: Request, deps: ApiDeps, *, doc_id: str | None = None) 
 
 
 def _replacement_record(body: bytes, doc_id: str, limits: IngestLimits) -> ParseOutcome:
-    import json  # noqa: PLC0415 - only this path needs it
-
-    try:
-        record = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+    record = loads_json(body)
     if not isinstance(record, dict):
         raise InvalidInput('expected {"text": ..., "title": ..., "metadata": ...}')
     return record_to_document({**record, "id": doc_id}, "body", limits)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.query_policy import QueryPolicy
-from core.types import COLLECTION_NAME_PATTERN
+from core.types import API_COLLECTION_NAME_PATTERN
 
 __all__ = [
     "CollectionCreateRequest",
@@ -29,10 +29,11 @@ class _Strict(BaseModel):
 class CollectionCreateRequest(_Strict):
     """Create a collection; the embedding model's dimension is probed from the hub and pinned."""
 
-    name: Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]
-    embedding_model: str | None = None
+    # At most 64 characters: with the tenant's name it stays a valid store name.
+    name: Annotated[str, Field(pattern=API_COLLECTION_NAME_PATTERN)]
+    embedding_model: Annotated[str | None, Field(min_length=1, max_length=256)] = None
     hybrid: bool = True
-    rerank_model: str | None = None
+    rerank_model: Annotated[str | None, Field(min_length=1, max_length=256)] = None
     min_score: Annotated[float | None, Field(ge=0, le=1)] = None
     # Store each chunk's token vectors and rescore recall by MaxSim (costs a second
     # embedding pass at ingest and, per ~190-token chunk, ~75 KB int8 + ~300 KB float32 on

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
 
-from core.types import COLLECTION_NAME_PATTERN, QueryMode
+from core.ids import MAX_DOCUMENT_ID_CHARS
+from core.types import API_COLLECTION_NAME_PATTERN, Int64, QueryMode
 
 __all__ = [
     "HitImage",
@@ -29,22 +30,31 @@ class _Strict(BaseModel):
 class RangeBounds(_Strict):
     """A numeric or datetime range on a metadata field."""
 
-    gt: float | datetime | None = None
-    gte: float | datetime | None = None
-    lt: float | datetime | None = None
-    lte: float | datetime | None = None
+    # Finite only: NaN or Infinity (which Python's JSON reader accepts) are refused by name.
+    gt: FiniteFloat | datetime | None = None
+    gte: FiniteFloat | datetime | None = None
+    lt: FiniteFloat | datetime | None = None
+    lte: FiniteFloat | datetime | None = None
 
 
-MetadataCondition = str | int | bool | list[str] | list[int] | RangeBounds
+_Text = Annotated[str, Field(max_length=MAX_DOCUMENT_ID_CHARS)]
+MetadataCondition = (
+    _Text
+    | Int64
+    | bool
+    | Annotated[list[_Text], Field(max_length=1000)]
+    | Annotated[list[Int64], Field(max_length=1000)]
+    | RangeBounds
+)
 
 
 class QueryFilter(_Strict):
     """Restrict recall: all given conditions must hold."""
 
-    document_ids: Annotated[list[str] | None, Field(min_length=1, max_length=10_000)] = None
-    source: str | list[str] | None = None
-    page: int | RangeBounds | None = None
-    metadata: dict[str, MetadataCondition] | None = None
+    document_ids: Annotated[list[_Text] | None, Field(min_length=1, max_length=10_000)] = None
+    source: _Text | Annotated[list[_Text], Field(max_length=1000)] | None = None
+    page: Int64 | RangeBounds | None = None
+    metadata: Annotated[dict[str, MetadataCondition] | None, Field(max_length=64)] = None
 
 
 class QueryRequest(_Strict):
@@ -57,7 +67,7 @@ class QueryRequest(_Strict):
     filter: QueryFilter | None = None
     mode: QueryMode = QueryMode.HYBRID
     rerank: bool = True
-    rerank_model: str | None = None
+    rerank_model: Annotated[str | None, Field(max_length=256)] = None
     # How many of the top_k recalled candidates go to /rerank (default: the collection's
     # policy, else SIEVE_RERANK_DEPTH); 0 skips the call. Under load the server may send
     # fewer, and says so in rerank.reason.
@@ -85,7 +95,7 @@ class MultiQueryRequest(QueryRequest):
     """``POST /v1/query``: one query over several collections sharing an embedding model."""
 
     collections: Annotated[
-        list[Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]],
+        list[Annotated[str, Field(pattern=API_COLLECTION_NAME_PATTERN)]],
         Field(min_length=1, max_length=32),
     ]
 

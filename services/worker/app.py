@@ -8,10 +8,11 @@ in embedded mode only the API process may open the Edge store.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from core.logs import configure_logging
 from core.settings import (
@@ -46,6 +47,7 @@ from services.worker.context import (
     set_worker_context,
     worker_context,
 )
+from services.worker.task_logs import connect_task_logs
 from services.worker.tracing import install_celery_tracing
 
 __all__ = ["build_worker_context", "celery_app"]
@@ -83,9 +85,14 @@ def build_worker_context() -> WorkerContext:
     return WorkerContext(state=state, runner=runner, heartbeat=heartbeat)
 
 
-def _init_process(**_: Any) -> None:
+def _configure_logs(**_: Any) -> None:
+    # The real stderr: Celery may have swapped sys.stderr for a proxy into logging itself.
     log = LogSettings()
-    configure_logging(log.level, json_format=log.json_format)
+    configure_logging(log.level, json_format=log.json_format, stream=sys.__stderr__)
+
+
+def _init_process(**_: Any) -> None:
+    _configure_logs()
     telemetry = TelemetrySettings()
     # After the fork: the batch exporter's thread must belong to this child.
     provider = setup_tracing(telemetry, "sieve-worker")
@@ -115,3 +122,8 @@ def _shutdown_process(**_: Any) -> None:
 set_context_factory(build_worker_context)
 worker_process_init.connect(_init_process, weak=False)
 worker_process_shutdown.connect(_shutdown_process, weak=False)
+# A setup_logging receiver replaces Celery's own set-up in the main process: our JSON lines,
+# and no redirection of stdout/stderr into logging, which the prefork children inherited
+# and which swallowed every line they logged.
+setup_logging.connect(_configure_logs, weak=False)
+connect_task_logs()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Sequence
 
 import docx
 
-__all__ = ["make_docx", "make_pdf", "make_tar", "make_zip"]
+__all__ = ["make_docx", "make_pdf", "make_tar", "make_zip", "shared_stream_pdf"]
 
 
 def _pdf_string(text: str) -> str:
@@ -104,3 +105,33 @@ def make_tar(entries: list[tarfile.TarInfo | tuple[str, bytes]], *, mode: str = 
                 info.size = len(data)
                 tf.addfile(info, io.BytesIO(data))
     return out.getvalue()
+
+
+def shared_stream_pdf(pages: int, ops: int) -> bytes:
+    """A tiny PDF whose pages all draw one large (compressed) content stream."""
+    stream = zlib.compress(b"BT /F1 1 Tf " + b"(a) Tj 0 0 Td " * ops + b"ET", 9)
+    kids = " ".join(f"{5 + i} 0 R" for i in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode()
+        + stream
+        + b"\nendstream",
+    ]
+    page = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
+    )
+    objects += [page] * pages
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\n".encode()
+    out += f"startxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)

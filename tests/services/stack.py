@@ -22,10 +22,12 @@ import redis
 from tests.servers import serve_in_thread
 from tests.services.flaky_hub import FailurePlan, flaky_hub_app
 
-__all__ = ["KEY_A", "KEY_B", "Stack", "running_stack"]
+__all__ = ["KEY_A", "KEY_B", "METRICS_KEY", "Stack", "running_stack"]
 
 KEY_A = "tenant-a-key-0123456789"
 KEY_B = "tenant-b-key-9876543210"
+# /metrics counts every tenant: only this key opens it.
+METRICS_KEY = "metrics-scrape-key-0123456789"
 
 
 @dataclass
@@ -113,6 +115,7 @@ def running_stack(redis_url: str, hub_url: str, root: Path, **extra_env: str) ->
             "SIEVE_QDRANT_PATH": str(root / "qdrant"),
             "SIEVE_INGEST_BLOB_DIR": str(root / "blobs"),
             "SIEVE_API_KEYS": f'{{"team-a": "{KEY_A}", "team-b": "{KEY_B}"}}',
+            "SIEVE_API_METRICS_KEY": METRICS_KEY,
             "SIEVE_WORKER_TASK_TIME_LIMIT_S": "120",
             "SIEVE_WORKER_VISIBILITY_TIMEOUT_S": "150",
             "SIEVE_LOG_JSON": "false",

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services.stack import Stack, running_stack
+from tests.services.stack import METRICS_KEY, Stack, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -221,7 +221,7 @@ def test_readiness_and_metrics(stack: Stack) -> None:
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"redis": True, "store": True, "hub": True}
         _query(stack)
-        text = c.get("/metrics").text
+        text = c.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}).text
     assert 'sieve_query_stage_seconds_count{stage="rerank"}' in text
     assert 'sieve_rerank_status_total{status="ok"}' in text
     assert 'sieve_queue_depth{queue="ingest"}' in text
