@@ -20,7 +20,7 @@ from indexing.heartbeat import Heartbeat
 from indexing.messages import IngestTask, ReplaceWrite, WrittenDocument
 from indexing.queue import TaskQueue
 from indexing.records import CollectionRecord, DocStatus, DocumentRecord
-from indexing.state_store import Owner, StateStore
+from indexing.state_store import KEEP, Owner, StateStore
 from ingest.blob_store import BlobStore
 from ingest.documents import ParseFailure
 from ingest.pipeline import ChunkedDocument, PreparedDocument
@@ -310,5 +310,5 @@ class IndexingRunner:
             to,
             version=version,
             from_=[src] if src else None,
-            owner=Owner.mine(mine) if mine else Owner("keep"),
+            owner=Owner.mine(mine) if mine else KEEP,
         ).applied

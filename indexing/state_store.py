@@ -30,7 +30,7 @@ from indexing.records import (
     JobView,
 )
 
-__all__ = ["DocRef", "NewDocument", "Owner", "StateStore", "Transition"]
+__all__ = ["CLEAR", "KEEP", "DocRef", "NewDocument", "Owner", "StateStore", "Transition"]
 
 _PREFIX = "sieve:"
 # Used only before a collection has any chunk: a 256-token chunk holds ~150 BM25 terms.
@@ -457,7 +457,7 @@ class StateStore:
             pipe.zrange(key, offset, offset + limit - 1)
             pipe.zcard(key)
             ids, total = pipe.execute()
-        docs = [d for d in self.get_documents(tenant, collection, ids) if d.status is not None]
+        docs = self.get_documents(tenant, collection, ids)
         return [d for d in docs if d.status is not DocStatus.DELETED], int(total)
 
     def document_counts(self, tenant: str, collection: str) -> dict[str, int]:

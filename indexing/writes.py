@@ -25,7 +25,7 @@ from indexing.heartbeat import Heartbeat
 from indexing.messages import DeleteWrite, ReplaceWrite, WrittenDocument
 from indexing.queue import TaskQueue
 from indexing.records import DocStatus
-from indexing.state_store import DocRef, Owner, StateStore
+from indexing.state_store import KEEP, DocRef, Owner, StateStore
 from ingest.tracing import span
 from retriever.store import ChunkStore
 
@@ -120,7 +120,7 @@ class StoreWriter:
     def _claim(self, write: ReplaceWrite, doc: WrittenDocument, *, cancelled: bool) -> bool:
         """Claim a locked document's version for writing (a cancelled job's is cancelled)."""
         if cancelled:
-            self._mark(write, doc, DocStatus.CANCELLED, Owner("keep"))
+            self._mark(write, doc, DocStatus.CANCELLED, KEEP)
             return False
         return self._mark(write, doc, DocStatus.WRITING, Owner.claim(self.owner))
 

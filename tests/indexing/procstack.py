@@ -33,7 +33,7 @@ from ingest.tokenizer import load_bge_small_tokenizer
 from retriever.edge_store import EdgeChunkStore
 from tests.servers import free_port, serve_in_thread
 from tests.services.flaky_hub import FailurePlan, flaky_hub_app
-from tests.services.stack import KEY_A, KEY_B
+from tests.services.stack import KEY_A, KEY_B, worker_argv
 
 __all__ = ["ProcStack", "expected_point_ids", "proc_stack"]
 
@@ -133,28 +133,7 @@ class ProcStack:
 
     def start_worker(self, name: str = "worker") -> None:
         """A Celery worker (prefork, one child) on the ingest queue."""
-        self._spawn(
-            name,
-            [
-                str(_BIN / "celery"),
-                "-A",
-                "services.worker.app",
-                "worker",
-                "-Q",
-                "ingest",
-                "-c",
-                "1",
-                "--pool",
-                "prefork",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-                "-l",
-                "WARNING",
-                "-n",
-                f"{name}-{time.monotonic_ns()}@%h",
-            ],
-        )
+        self._spawn(name, worker_argv(f"{name}-{time.monotonic_ns()}"))
 
     def kill(self, name: str) -> None:
         """SIGKILL a process and its whole group (a crash, not a shutdown)."""

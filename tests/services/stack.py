@@ -22,12 +22,22 @@ import redis
 from tests.servers import serve_in_thread
 from tests.services.flaky_hub import FailurePlan, flaky_hub_app
 
-__all__ = ["KEY_A", "KEY_B", "METRICS_KEY", "Stack", "running_stack"]
+__all__ = ["KEY_A", "KEY_B", "METRICS_KEY", "Stack", "running_stack", "worker_argv"]
 
 KEY_A = "tenant-a-key-0123456789"
 KEY_B = "tenant-b-key-9876543210"
 # /metrics counts every tenant: only this key opens it.
 METRICS_KEY = "metrics-scrape-key-0123456789"
+
+
+def worker_argv(name: str) -> list[str]:
+    """A real Celery worker (prefork, one child) on the ingest queue, named ``name``."""
+    return [
+        str(Path(sys.executable).parent / "celery"),
+        *("-A", "services.worker.app", "worker", "-Q", "ingest", "-c", "1"),
+        *("--pool", "prefork", "--without-heartbeat", "--without-mingle", "--without-gossip"),
+        *("-l", "WARNING", "-n", f"{name}@%h"),
+    ]
 
 
 @dataclass
@@ -51,27 +61,8 @@ class Stack:
         """Start a real Celery worker process (prefork, one child) on the ingest queue."""
         log = (self.root / f"worker-{len(self.workers)}.log").open("wb")
         self.logs.append(log)
-        celery = Path(sys.executable).parent / "celery"
         proc = subprocess.Popen(
-            [
-                str(celery),
-                "-A",
-                "services.worker.app",
-                "worker",
-                "-Q",
-                "ingest",
-                "-c",
-                "1",
-                "--pool",
-                "prefork",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-                "-l",
-                "WARNING",
-                "-n",
-                f"w{len(self.workers)}@%h",
-            ],
+            worker_argv(f"w{len(self.workers)}"),
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
