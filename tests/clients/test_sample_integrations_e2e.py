@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,8 @@ def test_mcp_reports_a_failed_rerank(stack: Stack) -> None:
     stack.plan.fail_next(10, 500, endpoint="rerank")
     try:
         with SieveClient(stack.api, KEY_A) as client:
-            out = client.query("sample", QUESTION, top_n=2)
+            # A question never asked before: its rerank scores cannot come from the cache.
+            out = client.query("sample", f"{QUESTION} ({time.monotonic_ns()})", top_n=2)
     finally:
         stack.plan.fail_next(0, 500, endpoint="rerank")
     assert out.rerank.status != "ok"

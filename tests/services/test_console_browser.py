@@ -444,7 +444,8 @@ def test_playground_shows_every_stage_the_cutoff_and_the_rerank_status(
     # The reranker failing: fail open, in recall order, and the page says why.
     page.get_by_label("rerank", exact=True).check()
     stack.plan.fail_next(2, 500, "rerank")
-    _run_query(page)
+    # A question not asked before: its rerank scores cannot come from the score cache.
+    _run_query(page, f"{QUERY} and why")
     expect(status).to_have_attribute("data-status", "failed")
     expect(page.locator("#rerank-words")).to_have_text(
         "Reranking failed: the results are in recall order"
