@@ -37,6 +37,9 @@ def _freeze(value: Any) -> Any:
         return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # FastAPI writes large integer bounds (int64) as JSON floats: compare as numbers.
+        return float(value)
     return value
 
 

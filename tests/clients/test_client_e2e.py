@@ -314,6 +314,8 @@ _REQUESTS: list[type[BaseModel]] = [
     client_models.CollectionCreateRequest,
     client_models.QueryRequest,
     client_models.MultiQueryRequest,
+    client_models.QueryPolicy,
+    client_models.FeedbackRequest,
 ]
 _RESPONSES: list[type[BaseModel]] = [
     client_models.CollectionResponse,
@@ -323,6 +325,8 @@ _RESPONSES: list[type[BaseModel]] = [
     client_models.JobResponse,
     client_models.QueryResponse,
     client_models.EvaluationReport,
+    client_models.PolicyResponse,
+    client_models.FeedbackResponse,
 ]
 # Bodies the API documents without a schema of their own (JSONResponse / dict routes).
 _UNDOCUMENTED = {"DocumentDeletedResponse", "ModelInfo"}

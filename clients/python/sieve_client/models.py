@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 __all__ = [
     "COLLECTION_NAME_PATTERN",
@@ -22,23 +22,34 @@ __all__ = [
     "DocumentResponse",
     "DocumentsPageResponse",
     "EvaluationReport",
+    "FeedbackRequest",
+    "FeedbackResponse",
+    "HitImage",
     "HitScores",
     "IngestAcceptedResponse",
     "JobResponse",
+    "Judgment",
     "MetadataCondition",
     "ModelInfo",
     "MultiQueryRequest",
+    "PolicyResponse",
     "QueryFilter",
     "QueryHit",
     "QueryMode",
+    "QueryPolicy",
     "QueryRequest",
     "QueryResponse",
     "RangeBounds",
     "RerankReport",
+    "StoragePerChunk",
     "SweepRow",
 ]
 
-COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+Int64 = Annotated[int, Field(ge=_INT64_MIN, le=_INT64_MAX)]
+_Text = Annotated[str, Field(max_length=1024)]
 
 
 class _Request(BaseModel):
@@ -77,10 +88,38 @@ class CollectionCreateRequest(_Request):
     """Create a collection; the embedding model's dimension is probed from the hub and pinned."""
 
     name: Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]
-    embedding_model: str | None = None
+    embedding_model: Annotated[str | None, Field(min_length=1, max_length=256)] = None
     hybrid: bool = True
-    rerank_model: str | None = None
+    rerank_model: Annotated[str | None, Field(min_length=1, max_length=256)] = None
     min_score: Annotated[float | None, Field(ge=0, le=1)] = None
+    late_interaction: bool = False
+    late_model: str | None = None
+
+
+class QueryPolicy(_Request):
+    """How a collection's queries are ranked; None means "the server's default"."""
+
+    dense_weight: Annotated[float | None, Field(ge=0, le=100)] = None
+    sparse_weight: Annotated[float | None, Field(ge=0, le=100)] = None
+    rrf_k: Annotated[float | None, Field(gt=0, le=1000)] = None
+    late_weight: Annotated[float | None, Field(ge=0, le=100)] = None
+    rerank_depth: Annotated[int | None, Field(ge=0, le=500)] = None
+    final: Literal["rerank", "fusion", "window"] | None = None
+    fusion_recall_weight: Annotated[float | None, Field(ge=0, le=100)] = None
+    fusion_rerank_weight: Annotated[float | None, Field(ge=0, le=100)] = None
+    fusion_k: Annotated[float | None, Field(gt=0, le=1000)] = None
+    window: Annotated[int | None, Field(ge=1, le=500)] = None
+    autocut: Annotated[int | None, Field(ge=0, le=10)] = None
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+
+class StoragePerChunk(_Response):
+    """Estimated bytes one chunk's vectors take (payload and indexes not counted)."""
+
+    dense_bytes: int
+    late_tokens: float | None = None
+    late_bytes_float32: int | None = None
+    late_bytes_int8: int | None = None
 
 
 class CollectionResponse(_Response):
@@ -93,9 +132,14 @@ class CollectionResponse(_Response):
     rerank_model: str | None
     min_score: float | None
     created_at: float
+    policy: QueryPolicy | None = None
+    late_interaction: bool = False
+    late_model: str | None = None
+    late_dimension: int | None = None
     documents: int | None = None
     documents_by_status: dict[str, int] | None = None
     chunks: int | None = None
+    storage_per_chunk: StoragePerChunk | None = None
 
 
 # ---------------------------------------------------------------- documents and jobs
@@ -173,22 +217,29 @@ class JobResponse(_Response):
 class RangeBounds(_Request):
     """A numeric or datetime range on a metadata field."""
 
-    gt: float | datetime | None = None
-    gte: float | datetime | None = None
-    lt: float | datetime | None = None
-    lte: float | datetime | None = None
+    gt: FiniteFloat | datetime | None = None
+    gte: FiniteFloat | datetime | None = None
+    lt: FiniteFloat | datetime | None = None
+    lte: FiniteFloat | datetime | None = None
 
 
-MetadataCondition = str | int | bool | list[str] | list[int] | RangeBounds
+MetadataCondition = (
+    _Text
+    | Int64
+    | bool
+    | Annotated[list[_Text], Field(max_length=1000)]
+    | Annotated[list[Int64], Field(max_length=1000)]
+    | RangeBounds
+)
 
 
 class QueryFilter(_Request):
     """Restrict recall: all given conditions must hold."""
 
-    document_ids: Annotated[list[str] | None, Field(min_length=1, max_length=10_000)] = None
-    source: str | list[str] | None = None
-    page: int | RangeBounds | None = None
-    metadata: dict[str, MetadataCondition] | None = None
+    document_ids: Annotated[list[_Text] | None, Field(min_length=1, max_length=10_000)] = None
+    source: _Text | Annotated[list[_Text], Field(max_length=1000)] | None = None
+    page: Int64 | RangeBounds | None = None
+    metadata: Annotated[dict[str, MetadataCondition] | None, Field(max_length=64)] = None
 
 
 class QueryRequest(_Request):
@@ -201,9 +252,14 @@ class QueryRequest(_Request):
     filter: QueryFilter | None = None
     mode: QueryMode = QueryMode.HYBRID
     rerank: bool = True
-    rerank_model: str | None = None
-    final: Literal["rerank", "fusion"] | None = None
+    rerank_model: Annotated[str | None, Field(max_length=256)] = None
+    rerank_depth: Annotated[int | None, Field(ge=0, le=500)] = None
+    final: Literal["rerank", "fusion", "window"] | None = None
     on_rerank_error: Literal["open", "fail"] | None = None
+    autocut: Annotated[int | None, Field(ge=0, le=10)] = None
+    late: bool = True
+    late_weight: Annotated[float | None, Field(ge=0, le=100)] = None
+    late_recall_weight: Annotated[float | None, Field(ge=0, le=100)] = None
 
 
 class MultiQueryRequest(QueryRequest):
@@ -221,8 +277,21 @@ class HitScores(_Response):
     dense: float | None
     sparse: float | None
     fused: float | None
+    late: float | None = None
     rerank: float | None
     final: float
+
+
+class HitImage(_Response):
+    """The page image a hit's text was read from by OCR (``url`` serves it)."""
+
+    blob_id: str
+    page: int
+    width: int
+    height: int
+    ocr_confidence: float | None
+    ocr_min_confidence: float | None
+    url: str
 
 
 class QueryHit(_Response):
@@ -240,6 +309,7 @@ class QueryHit(_Response):
     char_end: int
     metadata: dict[str, Any]
     scores: HitScores
+    image: HitImage | None = None
 
 
 class RerankReport(_Response):
@@ -252,6 +322,11 @@ class RerankReport(_Response):
     dropped_by_cutoff: int
     min_score: float | None
     final: str
+    depth: int = 0
+    requested_depth: int = 0
+    cached: int = 0
+    dropped_by_autocut: int = 0
+    autocut: int | None = None
 
 
 class QueryResponse(_Response):
@@ -262,6 +337,41 @@ class QueryResponse(_Response):
     rerank: RerankReport
     timings_ms: dict[str, float]
     usage: dict[str, int | None]
+
+
+# ---------------------------------------------------------------- policy and feedback
+
+
+class PolicyResponse(_Response):
+    """The collection's stored policy (None: the server's defaults)."""
+
+    name: str
+    policy: QueryPolicy | None
+
+
+class FeedbackRequest(_Request):
+    """One judgment: was ``document_id`` relevant to ``query``?"""
+
+    query: Annotated[str, Field(min_length=1, max_length=8192)]
+    document_id: Annotated[str, Field(min_length=1, max_length=512)]
+    relevant: bool
+
+
+class Judgment(_Response):
+    """One user's judgment of one document for one query."""
+
+    query: str
+    document_id: str
+    relevant: bool
+    at: float = 0.0
+
+
+class FeedbackResponse(_Response):
+    """The collection's judgments (after a POST: how many it holds)."""
+
+    name: str
+    count: int
+    judgments: list[Judgment] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- evaluation
