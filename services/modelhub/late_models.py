@@ -10,29 +10,19 @@ scored worse here (measured over the SciFact hybrid top-50 before this was built
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from core.settings import ModelKind, RegisteredModel
-from services.modelhub.onnx_models import FloatArray, OnnxModel, TokenSeq
+from core.settings import ModelKind
+from services.modelhub.onnx_models import FloatArray, HiddenStateModel, TokenSeq
 
 __all__ = ["OnnxTokenEncoder"]
 
 
-class OnnxTokenEncoder(OnnxModel):
+class OnnxTokenEncoder(HiddenStateModel):
     """A BERT-style encoder whose output is every token's state, L2-normalised."""
 
     kind = ModelKind.LATE
-
-    def __init__(
-        self, spec: RegisteredModel, *, intra_op_threads: int, graph_cache_dir: Path | None = None
-    ) -> None:
-        super().__init__(spec, intra_op_threads=intra_op_threads, graph_cache_dir=graph_cache_dir)
-        shape = self.session.get_outputs()[0].shape
-        if len(shape) != 3 or not isinstance(shape[2], int):
-            raise ValueError(f"{spec.id}: expected last_hidden_state [batch, seq, dim]")
-        self.dimensions: int = shape[2]
 
     def run(self, seqs: Sequence[TokenSeq]) -> FloatArray:
         """Return [batch, padded length, dim] unit token vectors; padding rows are zero."""

@@ -20,6 +20,7 @@ from core.settings import ModelKind, Pooling, RegisteredModel
 from services.modelhub.graph_cache import optimized_graph
 
 __all__ = [
+    "HiddenStateModel",
     "OnnxCrossEncoder",
     "OnnxEmbedder",
     "OnnxModel",
@@ -125,10 +126,8 @@ class OnnxModel:
         return pad_batch(seqs, pad_id=self.pad_id, input_names=self.input_names)
 
 
-class OnnxEmbedder(OnnxModel):
-    """A BERT-style encoder pooled to one (optionally L2-normalised) vector per text."""
-
-    kind = ModelKind.EMBED
+class HiddenStateModel(OnnxModel):
+    """A BERT-style encoder whose output is ``last_hidden_state`` [batch, seq, dim]."""
 
     def __init__(
         self, spec: RegisteredModel, *, intra_op_threads: int, graph_cache_dir: Path | None = None
@@ -138,6 +137,12 @@ class OnnxEmbedder(OnnxModel):
         if len(shape) != 3 or not isinstance(shape[2], int):
             raise ValueError(f"{spec.id}: expected last_hidden_state [batch, seq, dim]")
         self.dimensions: int = shape[2]
+
+
+class OnnxEmbedder(HiddenStateModel):
+    """A BERT-style encoder pooled to one (optionally L2-normalised) vector per text."""
+
+    kind = ModelKind.EMBED
 
     def run(self, seqs: Sequence[TokenSeq]) -> FloatArray:
         """Return one float32 vector per row of the batch."""
