@@ -38,7 +38,7 @@ def sample(stack: Stack) -> None:
 
 
 def _check_scores(meta: dict[str, Any]) -> None:
-    assert set(meta["scores"]) == {"dense", "sparse", "fused", "rerank", "final"}
+    assert set(meta["scores"]) == {"dense", "sparse", "fused", "late", "rerank", "final"}
     assert meta["scores"]["rerank"] is not None
     assert meta["score"] == meta["scores"]["final"]
     assert meta["rerank_status"] == "ok"
