@@ -37,7 +37,7 @@ __all__ = ["Supervisor", "UpConfig"]
 log = logging.getLogger("sieve.up")
 
 # The worker may be mid-document (late acks make stopping safe, but let it finish).
-_STOP_TIMEOUT_S = {"worker": 60, "api": 30, "redis": 30}
+_STOP_TIMEOUT_S = {"worker": 60, "api": 30, "modelhub": 20, "redis": 20}
 _PR_SET_PDEATHSIG = 1
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -308,19 +308,34 @@ class Supervisor:
         return True
 
     def stop(self) -> None:
-        """Stop every child, newest first, then Redis; nothing is left running."""
+        """Stop every child: API and worker together, then the hub, then Redis.
+
+        The API and the worker stop at once (late acks and the store-write queue make either
+        order safe) under one deadline, so a slow shutdown of one does not add to the other's.
+        """
         self.stopping.set()
-        for child in reversed(self.children):
-            if child.proc.poll() is None:
-                os.killpg(child.proc.pid, signal.SIGTERM)
-                try:
-                    child.proc.wait(timeout=_STOP_TIMEOUT_S.get(child.name, 30))
-                except subprocess.TimeoutExpired:
-                    os.killpg(child.proc.pid, signal.SIGKILL)
-                    child.proc.wait()
-            else:
-                # Reap stragglers of a child that died (e.g. prefork pool processes).
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.proc.pid, signal.SIGKILL)
-            child.log.close()
+        last = ("modelhub", "redis")
+        stages = [[c for c in self.children if c.name not in last]]
+        stages += [[c for c in self.children if c.name == name] for name in last]
+        for stage in stages:
+            self._stop_together(stage)
         self.children.clear()
+
+    @staticmethod
+    def _stop_together(children: list[_Child]) -> None:
+        running = [c for c in children if c.proc.poll() is None]
+        for child in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + max(
+            (_STOP_TIMEOUT_S.get(c.name, 30) for c in running), default=0
+        )
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            # SIGKILL the group in every case: it reaps stragglers of a child that exited
+            # or died (prefork pool processes) as well as a child that did not stop in time.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGKILL)
+            child.proc.wait()
+            child.log.close()
