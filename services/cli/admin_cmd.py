@@ -73,11 +73,20 @@ def create_collection(
     no_hybrid: Annotated[
         bool, typer.Option("--no-hybrid", help="Dense vectors only, no sparse (BM25) recall.")
     ] = False,
+    late_interaction: Annotated[
+        bool,
+        typer.Option(
+            "--late-interaction",
+            help="Also store token vectors and rescore recall with MaxSim (scores.late).",
+        ),
+    ] = False,
     api_url: ApiUrl = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
     """Create a collection; its embedding dimension is probed and pinned by the server."""
     spec: dict[str, Any] = {"name": name, "hybrid": not no_hybrid}
+    if late_interaction:
+        spec["late_interaction"] = True
     optional = {
         "embedding_model": embedding_model,
         "rerank_model": rerank_model,
@@ -88,8 +97,10 @@ def create_collection(
         created = client.create_collection(spec)
         stdout().print(
             f"created collection {created.name}: {created.embedding_model}, "
-            f"{created.dimension} dims, hybrid {'on' if created.hybrid else 'off'}",
+            f"{created.dimension} dims, hybrid {'on' if created.hybrid else 'off'}, "
+            f"late interaction {'on' if created.late_interaction else 'off'}",
             markup=False,
+            soft_wrap=True,
         )
 
 

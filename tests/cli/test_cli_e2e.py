@@ -119,7 +119,10 @@ def test_a_scifact_jsonl_slice_in_batches(stack: Stack, tmp_path: Path) -> None:
 def test_collections_list_create_delete(stack: Stack) -> None:
     created = sieve(stack, "collections", "create", "tmp1", "--min-score", "0.25", "--no-hybrid")
     assert created.exit_code == 0, created.output
-    assert "created collection tmp1: BAAI/bge-small-en-v1.5, 384 dims, hybrid off" in created.stdout
+    assert created.stdout.strip() == (
+        "created collection tmp1: BAAI/bge-small-en-v1.5, 384 dims, hybrid off, "
+        "late interaction off"
+    )
     listed = sieve(stack, "collections", "list")
     assert listed.exit_code == 0, listed.output
     row = next(line for line in listed.stdout.splitlines() if "tmp1" in line)
@@ -132,6 +135,10 @@ def test_collections_list_create_delete(stack: Stack) -> None:
     ]
     assert sieve(stack, "collections", "delete", "tmp1", "--yes").exit_code == 0
     assert "tmp1" not in sieve(stack, "collections", "list").stdout
+    late = sieve(stack, "collections", "create", "tmp2", "--late-interaction")
+    assert late.exit_code == 0, late.output
+    assert late.stdout.strip().endswith("hybrid on, late interaction on")
+    assert sieve(stack, "collections", "delete", "tmp2", "--yes").exit_code == 0
     gone = sieve(stack, "collections", "delete", "tmp1", "--yes")
     assert gone.exit_code == 1
     assert "(collection_not_found)" in gone.stderr

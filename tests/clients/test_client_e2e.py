@@ -209,6 +209,37 @@ def test_query_knobs_and_provenance(sieve: SieveClient) -> None:
     assert unknown.value.code == "unknown_model"
 
 
+def test_rerank_budget_knobs_reach_the_server(sieve: SieveClient) -> None:
+    out = sieve.query("kb", "coffee brewed from beans", rerank_depth=2, autocut=1, top_n=3)
+    assert (out.rerank.requested_depth, out.rerank.autocut) == (2, 1)
+    assert out.rerank.depth <= 2
+    unlate = sieve.query("kb", QUERY, late=False, rerank=False)
+    assert all(h.scores.late is None for h in unlate.results)
+
+
+def test_policy_and_feedback_round_trip(sieve: SieveClient) -> None:
+    assert sieve.get_policy("kb").policy is None
+    stored = sieve.put_policy("kb", {"rerank_depth": 3, "final": "fusion", "fusion_k": 2})
+    assert stored.policy is not None
+    assert (stored.policy.rerank_depth, stored.policy.final) == (3, "fusion")
+    assert sieve.get_collection("kb").policy == stored.policy
+    out = sieve.query("kb", "which drink has a crema")
+    assert (out.rerank.final, out.rerank.requested_depth) == ("fusion", 3)
+    with pytest.raises(ValidationFailedError):
+        sieve.put_policy("kb", {"rerank_depth": -1})
+    assert sieve.clear_policy("kb").policy is None
+    first = sieve.add_feedback("kb", QUERY, "photosynthesis", relevant=True)
+    second = sieve.add_feedback("kb", QUERY, "espresso", relevant=False)
+    assert second.count == first.count + 1
+    judged = sieve.list_feedback("kb").judgments[-2:]
+    assert [(j.document_id, j.relevant) for j in judged] == [
+        ("photosynthesis", True),
+        ("espresso", False),
+    ]
+    with pytest.raises(NotFoundError):
+        sieve.add_feedback("nope", QUERY, "photosynthesis", relevant=True)
+
+
 def test_evaluation_reports_are_stored_and_read(sieve: SieveClient) -> None:
     with pytest.raises(NotFoundError) as none:
         sieve.get_evaluation("kb")

@@ -29,11 +29,14 @@ from sieve_client.models import (
     DocumentResponse,
     DocumentsPageResponse,
     EvaluationReport,
+    FeedbackResponse,
     IngestAcceptedResponse,
     JobResponse,
     ModelInfo,
+    PolicyResponse,
     QueryFilter,
     QueryMode,
+    QueryPolicy,
     QueryResponse,
 )
 from sieve_client.protocol import FileInput, ProgressCallback
@@ -329,6 +332,11 @@ class SieveClient(_Base):
         rerank_model: str | None = None,
         final: str | None = None,
         on_rerank_error: str | None = None,
+        rerank_depth: int | None = None,
+        autocut: int | None = None,
+        late: bool = True,
+        late_weight: float | None = None,
+        late_recall_weight: float | None = None,
     ) -> QueryResponse:
         """Query one collection (a name) or several sharing an embedding model (a list)."""
         return self._run(
@@ -344,6 +352,11 @@ class SieveClient(_Base):
                 rerank_model=rerank_model,
                 final=final,
                 on_rerank_error=on_rerank_error,
+                rerank_depth=rerank_depth,
+                autocut=autocut,
+                late=late,
+                late_weight=late_weight,
+                late_recall_weight=late_recall_weight,
             )
         )
 
@@ -358,6 +371,30 @@ class SieveClient(_Base):
     def put_evaluation(self, collection: str, report: EvaluationReport) -> EvaluationReport:
         """Store an evaluation report for the collection (replacing the last one)."""
         return self._run(p.put_evaluation(collection, report))
+
+    def get_policy(self, collection: str) -> PolicyResponse:
+        """The collection's stored query policy (``policy`` None: the server's defaults)."""
+        return self._run(p.get_policy(collection))
+
+    def put_policy(
+        self, collection: str, policy: QueryPolicy | Mapping[str, Any]
+    ) -> PolicyResponse:
+        """Store a query policy; queries use it when they do not say otherwise."""
+        return self._run(p.put_policy(collection, policy))
+
+    def clear_policy(self, collection: str) -> PolicyResponse:
+        """Drop the stored policy: queries use the server's defaults again."""
+        return self._run(p.clear_policy(collection))
+
+    def add_feedback(
+        self, collection: str, query: str, document_id: str, *, relevant: bool
+    ) -> FeedbackResponse:
+        """Record whether ``document_id`` was relevant to ``query`` (``count``: judgments held)."""
+        return self._run(p.add_feedback(collection, query, document_id, relevant=relevant))
+
+    def list_feedback(self, collection: str) -> FeedbackResponse:
+        """Every judgment recorded for the collection, oldest first."""
+        return self._run(p.list_feedback(collection))
 
     def list_models(self) -> list[ModelInfo]:
         """The hub's models, to pick an embedding or rerank model."""
@@ -587,6 +624,11 @@ class AsyncSieveClient(_Base):
         rerank_model: str | None = None,
         final: str | None = None,
         on_rerank_error: str | None = None,
+        rerank_depth: int | None = None,
+        autocut: int | None = None,
+        late: bool = True,
+        late_weight: float | None = None,
+        late_recall_weight: float | None = None,
     ) -> QueryResponse:
         """Query one collection (a name) or several sharing an embedding model (a list)."""
         return await self._run(
@@ -602,6 +644,11 @@ class AsyncSieveClient(_Base):
                 rerank_model=rerank_model,
                 final=final,
                 on_rerank_error=on_rerank_error,
+                rerank_depth=rerank_depth,
+                autocut=autocut,
+                late=late,
+                late_weight=late_weight,
+                late_recall_weight=late_recall_weight,
             )
         )
 
@@ -612,6 +659,30 @@ class AsyncSieveClient(_Base):
     async def put_evaluation(self, collection: str, report: EvaluationReport) -> EvaluationReport:
         """Store an evaluation report for the collection (replacing the last one)."""
         return await self._run(p.put_evaluation(collection, report))
+
+    async def get_policy(self, collection: str) -> PolicyResponse:
+        """The collection's stored query policy (``policy`` None: the server's defaults)."""
+        return await self._run(p.get_policy(collection))
+
+    async def put_policy(
+        self, collection: str, policy: QueryPolicy | Mapping[str, Any]
+    ) -> PolicyResponse:
+        """Store a query policy; queries use it when they do not say otherwise."""
+        return await self._run(p.put_policy(collection, policy))
+
+    async def clear_policy(self, collection: str) -> PolicyResponse:
+        """Drop the stored policy: queries use the server's defaults again."""
+        return await self._run(p.clear_policy(collection))
+
+    async def add_feedback(
+        self, collection: str, query: str, document_id: str, *, relevant: bool
+    ) -> FeedbackResponse:
+        """Record whether ``document_id`` was relevant to ``query`` (``count``: judgments held)."""
+        return await self._run(p.add_feedback(collection, query, document_id, relevant=relevant))
+
+    async def list_feedback(self, collection: str) -> FeedbackResponse:
+        """Every judgment recorded for the collection, oldest first."""
+        return await self._run(p.list_feedback(collection))
 
     async def list_models(self) -> list[ModelInfo]:
         """The hub's models, to pick an embedding or rerank model."""

@@ -29,12 +29,16 @@ from sieve_client.models import (
     DocumentResponse,
     DocumentsPageResponse,
     EvaluationReport,
+    FeedbackRequest,
+    FeedbackResponse,
     IngestAcceptedResponse,
     JobResponse,
     ModelInfo,
     MultiQueryRequest,
+    PolicyResponse,
     QueryFilter,
     QueryMode,
+    QueryPolicy,
     QueryRequest,
     QueryResponse,
 )
@@ -44,7 +48,9 @@ __all__ = [
     "Call",
     "FileInput",
     "UploadProgress",
+    "add_feedback",
     "cancel_job",
+    "clear_policy",
     "create_collection",
     "delete_collection",
     "delete_document",
@@ -52,12 +58,15 @@ __all__ = [
     "get_document",
     "get_evaluation",
     "get_job",
+    "get_policy",
     "health",
     "list_collections",
     "list_documents",
+    "list_feedback",
     "list_models",
     "load_files",
     "put_evaluation",
+    "put_policy",
     "query",
     "ready",
     "replace_document",
@@ -443,6 +452,11 @@ def query(
     rerank_model: str | None = None,
     final: str | None = None,
     on_rerank_error: str | None = None,
+    rerank_depth: int | None = None,
+    autocut: int | None = None,
+    late: bool = True,
+    late_weight: float | None = None,
+    late_recall_weight: float | None = None,
 ) -> Call[QueryResponse]:
     """``POST /v1/collections/{name}/query`` for one collection, ``POST /v1/query`` for several.
 
@@ -460,6 +474,11 @@ def query(
         "rerank_model": rerank_model,
         "final": final,
         "on_rerank_error": on_rerank_error,
+        "rerank_depth": rerank_depth,
+        "autocut": autocut,
+        "late": late,
+        "late_weight": late_weight,
+        "late_recall_weight": late_recall_weight,
     }
     if isinstance(collection, str):
         path = f"/v1/collections/{_seg(collection)}/query"
@@ -482,6 +501,47 @@ def put_evaluation(collection: str, report: EvaluationReport) -> Call[Evaluation
     path = f"/v1/collections/{_seg(collection)}/evaluation"
     body = report.model_dump(mode="json", exclude={"saved_at"})
     return Call("PUT", path, _model(EvaluationReport, path), json=body)
+
+
+def get_policy(collection: str) -> Call[PolicyResponse]:
+    """``GET /v1/collections/{name}/policy``: the stored query policy (None: defaults)."""
+    path = f"/v1/collections/{_seg(collection)}/policy"
+    return Call("GET", path, _model(PolicyResponse, path))
+
+
+def put_policy(collection: str, policy: QueryPolicy | Mapping[str, Any]) -> Call[PolicyResponse]:
+    """``PUT /v1/collections/{name}/policy``: queries use it when they do not say otherwise.
+
+    Raises:
+        ValidationFailedError: a field out of the API's range (checked before sending).
+    """
+    path = f"/v1/collections/{_seg(collection)}/policy"
+    req = policy if isinstance(policy, QueryPolicy) else _build(QueryPolicy, policy)
+    body = req.model_dump(mode="json", exclude_none=True)
+    return Call("PUT", path, _model(PolicyResponse, path), json=body)
+
+
+def clear_policy(collection: str) -> Call[PolicyResponse]:
+    """``DELETE /v1/collections/{name}/policy``: back to the server's defaults."""
+    path = f"/v1/collections/{_seg(collection)}/policy"
+    return Call("DELETE", path, _model(PolicyResponse, path))
+
+
+def add_feedback(
+    collection: str, query: str, document_id: str, *, relevant: bool
+) -> Call[FeedbackResponse]:
+    """``POST /v1/collections/{name}/feedback``: one judgment (``sieve tune --feedback``)."""
+    path = f"/v1/collections/{_seg(collection)}/feedback"
+    req = _build(
+        FeedbackRequest, {"query": query, "document_id": document_id, "relevant": relevant}
+    )
+    return Call("POST", path, _model(FeedbackResponse, path), json=req.model_dump(mode="json"))
+
+
+def list_feedback(collection: str) -> Call[FeedbackResponse]:
+    """``GET /v1/collections/{name}/feedback``: every judgment, oldest first."""
+    path = f"/v1/collections/{_seg(collection)}/feedback"
+    return Call("GET", path, _model(FeedbackResponse, path))
 
 
 def list_models() -> Call[list[ModelInfo]]:
