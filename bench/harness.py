@@ -9,7 +9,6 @@ with one hook between Redis and the API so a benchmark can register state first.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from core.net import free_port
 from services.cli.supervisor import Supervisor, UpConfig
 
 __all__ = [
@@ -35,14 +35,6 @@ __all__ = [
 
 # The shared data set lives next to the repository; it is read in place, never copied.
 SCIFACT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
-
-
-def free_port() -> int:
-    """A free loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def pct(samples: Sequence[float], q: int) -> float:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import psutil
 from tokenizers import Tokenizer
 
 from bench.harness import markdown_table
+from core.net import free_port
 from core.settings import ModelHubSettings
 from services.modelhub.graph_cache import optimized_graph
 from services.modelhub.onnx_models import OnnxCrossEncoder, OnnxEmbedder, TokenSeq
@@ -238,13 +238,6 @@ def start_hub(port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("the hub did not start")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def hub_batches(rows: list[TokenSeq], max_tokens: int) -> list[list[TokenSeq]]:

@@ -11,15 +11,9 @@ from typing import Any, Literal
 
 import uvicorn
 
+from core.net import free_port
+
 __all__ = ["free_port", "serve_in_thread"]
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

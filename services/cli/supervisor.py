@@ -33,6 +33,8 @@ from typing import IO
 
 import httpx
 
+from core.net import free_port, port_taken
+
 __all__ = ["Supervisor", "UpConfig"]
 
 log = logging.getLogger("sieve.up")
@@ -41,23 +43,6 @@ log = logging.getLogger("sieve.up")
 _STOP_TIMEOUT_S = {"worker": 60, "api": 30, "modelhub": 20, "redis": 20}
 _PR_SET_PDEATHSIG = 1
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_taken(host: str, port: int) -> bool:
-    """True when something already listens on (or holds) ``host:port``."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def _die_with_parent() -> None:
@@ -143,7 +128,7 @@ class Supervisor:
                 )
         for sub in ("redis", "qdrant", "blobs", "logs"):
             (cfg.data_dir / sub).mkdir(parents=True, exist_ok=True)
-        self.redis_port = cfg.redis_port or _free_port()
+        self.redis_port = cfg.redis_port or free_port()
         self._start_redis()
         self.echo(f"  redis     redis://127.0.0.1:{self.redis_port}  (AOF in {cfg.data_dir}/redis)")
         env = self.env()
