@@ -51,7 +51,7 @@ import psutil
 from bench.harness import BenchStack, code_state, markdown_table, pct
 from bench.query import load_queries
 from bench.soak_check import CheckResult, check_final_state, wait_jobs
-from bench.soak_mix import ROUTES, Recorder, SoakClient, TextSource, record_expectation
+from bench.soak_mix import ROUTES, Ledger, Recorder, SoakClient, TextSource, record_expectation
 
 __all__ = ["SoakResult", "render", "run_soak"]
 
@@ -129,6 +129,7 @@ class SoakResult:
     load_average: list[float]
     error_samples: list[str] = field(default_factory=list)
     code: str = ""
+    ledgers: list[Ledger] = field(default_factory=list)  # what the check compared with
 
     @property
     def server_errors(self) -> int:
@@ -292,6 +293,7 @@ def run_soak(
         load_average=[round(x, 2) for x in os.getloadavg()],
         error_samples=recorder.error_samples,
         code=code,
+        ledgers=[c.ledger for c in soakers],
     )
 
 
@@ -499,7 +501,7 @@ def main() -> None:
         finally:
             stack.stop_and_report(failed)
     if args.json:
-        out = {k: v for k, v in result.__dict__.items() if k != "check"}
+        out = {k: v for k, v in result.__dict__.items() if k not in ("check", "ledgers")}
         out["check"] = result.check.__dict__
         out["rss_growth"] = result.rss_growth()
         print(json.dumps(out, indent=2, default=str))
