@@ -432,7 +432,8 @@ def render(r: SoakResult, load_at_start: list[float] | None = None) -> str:
         rss,
         f"\nFinal check (jobs drained in {r.drain_s:.0f} s after the clients stopped):\n",
         checks,
-        f"\ncorrectness targets: {'all met' if r.correct else 'MISSED'}; code: {r.code or 'unknown'}",
+        f"\ncorrectness targets: {'all met' if r.correct else 'MISSED'}; "
+        f"code: {r.code or 'unknown'}",
     ]
     detail = _details(r)
     return "\n".join(lines + ([detail] if detail else []))

@@ -262,7 +262,7 @@ def test_single_file_upload_is_one_outcome(limits: IngestLimits) -> None:
 def test_a_10k_file_tar_gz_counts_only_member_payloads_toward_the_ratio() -> None:
     # ~0.5 MB of payload in ~10 MB of tar framing, gzipped to ~90 KB: counted with its
     # headers it would be a 110x "bomb"; by payload it is 6x and every member comes out.
-    members = [
+    members: list[tarfile.TarInfo | tuple[str, bytes]] = [
         (f"docs/f{i:05d}.txt", f"document {i}: recalled passages.\n".encode())
         for i in range(10_000)
     ]
