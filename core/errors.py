@@ -35,9 +35,17 @@ class SieveError(Exception):
 
 
 class InvalidInput(SieveError):
-    """The caller sent something we cannot accept (bad field, bad file, bad filter)."""
+    """The caller sent something we cannot accept (bad field, bad file, bad filter).
+
+    ``field`` names the offending field of the request body when there is one
+    (``filter.metadata.year``, ``metadata.score``); the API's error body carries it.
+    """
 
     code = "invalid_input"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field = field
 
 
 class PayloadTooLarge(InvalidInput):

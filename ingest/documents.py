@@ -81,20 +81,23 @@ class ParseFailure(_Frozen):
     reason: FailureReason
     message: str
     document_id: str | None = None
+    # The record field at fault (``metadata.score``), when one is.
+    field: str | None = None
 
     def to_error(self) -> InvalidInput:
         """Return the domain error matching this failure (``code`` is the reason)."""
         cls = PayloadTooLarge if self.reason in _TOO_LARGE else InvalidInput
-        return cls(f"{self.source}: {self.message}", code=self.reason.value)
+        return cls(f"{self.source}: {self.message}", code=self.reason.value, field=self.field)
 
 
 class ParseError(Exception):
     """Raised inside parsers; the parse entry points turn it into a ``ParseFailure``."""
 
-    def __init__(self, reason: FailureReason, message: str) -> None:
+    def __init__(self, reason: FailureReason, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.field = field
 
 
 class Section(_Frozen):

@@ -8,12 +8,12 @@ and nothing but the outcomes is kept, so a hostile body costs about its own size
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 
 from core.errors import InvalidInput, PayloadTooLarge
 from core.ids import content_sha256, document_id_problem
+from core.numbers import number_problem
 from ingest.documents import (
     DocumentKind,
     ExtractedDocument,
@@ -36,8 +36,6 @@ __all__ = [
 
 _WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
-# Qdrant stores payload integers as signed 64-bit.
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _TOO_DEEP = "the JSON nests too deeply"
 
 
@@ -214,7 +212,7 @@ def record_to_document(record: object, source: str, limits: IngestLimits) -> Par
     try:
         return _record_document(record, doc_id, source, limits)
     except ParseError as exc:
-        return _failure(source, doc_id, exc.reason, exc.message)
+        return _failure(source, doc_id, exc.reason, exc.message, exc.field)
 
 
 _NEEDS_ID = 'a record must be an object with a non-empty string "id" (or "_id")'
@@ -234,19 +232,23 @@ def _record_document(
 ) -> ExtractedDocument:
     text, title, metadata = record.get("text"), record.get("title"), record.get("metadata")
     if not isinstance(text, str):
-        raise ParseError(FailureReason.INVALID_RECORD, '"text" must be a string')
+        raise ParseError(FailureReason.INVALID_RECORD, '"text" must be a string', field="text")
     if title is not None and not isinstance(title, str):
-        raise ParseError(FailureReason.INVALID_RECORD, '"title" must be a string')
+        raise ParseError(FailureReason.INVALID_RECORD, '"title" must be a string', field="title")
     if metadata is not None and not isinstance(metadata, dict):
-        raise ParseError(FailureReason.INVALID_RECORD, '"metadata" must be an object')
+        raise ParseError(
+            FailureReason.INVALID_RECORD, '"metadata" must be an object', field="metadata"
+        )
     if metadata:
         check_metadata(metadata, limits)
     text = normalise_newlines(text)
     if not text.strip():
-        raise ParseError(FailureReason.EMPTY_DOCUMENT, "the record has no text")
+        raise ParseError(FailureReason.EMPTY_DOCUMENT, "the record has no text", field="text")
     if len(text) > limits.max_text_chars:
         raise ParseError(
-            FailureReason.TOO_LARGE, f"text is over the limit of {limits.max_text_chars} characters"
+            FailureReason.TOO_LARGE,
+            f"text is over the limit of {limits.max_text_chars} characters",
+            field="text",
         )
     title = (title or "").strip() or None
     # The hash covers title and metadata too: editing either must re-index the chunks.
@@ -285,31 +287,33 @@ def check_metadata(metadata: Mapping[str, object], limits: IngestLimits) -> None
                 raise ParseError(
                     FailureReason.INVALID_RECORD,
                     f"{where} nests deeper than {limits.max_metadata_depth} levels",
+                    field=where,
                 )
             if isinstance(value, dict):
                 stack.extend((f"{where}.{k}", v, depth + 1) for k, v in value.items())
             else:
                 stack.extend((f"{where}[{i}]", v, depth + 1) for i, v in enumerate(value))
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ParseError(FailureReason.INVALID_RECORD, f"{where}: {value} is not a number")
-        elif (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and not _INT_MIN <= value <= _INT_MAX
-        ):
-            raise ParseError(
-                FailureReason.INVALID_RECORD, f"{where}: integer out of the 64-bit range"
-            )
+        elif (problem := number_problem(value)) is not None:
+            raise ParseError(FailureReason.INVALID_RECORD, f"{where}: {problem}", field=where)
     size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
     if size > limits.max_metadata_bytes:
         raise ParseError(
             FailureReason.TOO_LARGE,
             f"metadata is {size} bytes; the limit is {limits.max_metadata_bytes}",
+            field="metadata",
         )
 
 
-def _failure(source: str, doc_id: str | None, reason: FailureReason, message: str) -> ParseFailure:
-    return ParseFailure(source=source, reason=reason, message=message, document_id=doc_id)
+def _failure(
+    source: str,
+    doc_id: str | None,
+    reason: FailureReason,
+    message: str,
+    field: str | None = None,
+) -> ParseFailure:
+    return ParseFailure(
+        source=source, reason=reason, message=message, document_id=doc_id, field=field
+    )
 
 
 def _checked_unique(outcome: ParseOutcome, seen: set[str]) -> ParseOutcome:

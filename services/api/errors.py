@@ -19,6 +19,7 @@ from core.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from core.numbers import first_bad_number
 
 __all__ = ["error_response", "install_error_handlers", "status_for"]
 
@@ -49,11 +50,19 @@ def _request_id(request: Request) -> str:
 
 
 def error_response(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    field: str | None = None,
 ) -> JSONResponse:
-    """Build the one error body."""
-    body = {"error": {"code": code, "message": message, "request_id": _request_id(request)}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    """Build the one error body (with ``field`` when one field of the request is at fault)."""
+    error = {"code": code, "message": message, "request_id": _request_id(request)}
+    if field is not None:
+        error["field"] = field
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -67,7 +76,8 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         if status >= 500:
             log.warning("upstream error", extra={"code": exc.code, "detail": exc.message})
-        return error_response(request, status, exc.code, exc.message, headers)
+        field = exc.field if isinstance(exc, InvalidInput) else None
+        return error_response(request, status, exc.code, exc.message, headers, field=field)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -78,6 +88,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A number JSON cannot carry faithfully (NaN, Infinity, an integer past 64 bits) is
+        # not a schema question: 400 naming the field, wherever in the body it is.
+        bad = first_bad_number(exc.body)
+        if bad is not None:
+            field, problem = bad
+            return error_response(
+                request, 400, "invalid_number", f"{field}: {problem}", field=field
+            )
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"

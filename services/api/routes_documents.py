@@ -20,7 +20,7 @@ from indexing.accept import (
 )
 from indexing.changes import delete_document as delete_doc
 from indexing.records import DocStatus, DocumentRecord
-from ingest.documents import ParseOutcome
+from ingest.documents import ParseFailure, ParseOutcome
 from ingest.limits import IngestLimits
 from ingest.records import iter_jsonl_records, loads_json, read_json_records, record_to_document
 from services.api.deps import ApiDeps, Deps, Tenant, in_thread
@@ -101,10 +101,19 @@ async def _items(request: Request, deps: ApiDeps, *, doc_id: str | None = None) 
 
 
 def _replacement_record(body: bytes, doc_id: str, limits: IngestLimits) -> ParseOutcome:
+    """The one record of a JSON replace; an invalid one is refused, never stored as failed.
+
+    Raises:
+        InvalidInput: not an object, or a record that fails validation (``field`` named):
+            the document keeps its current version.
+    """
     record = loads_json(body)
     if not isinstance(record, dict):
         raise InvalidInput('expected {"text": ..., "title": ..., "metadata": ...}')
-    return record_to_document({**record, "id": doc_id}, "body", limits)
+    outcome = record_to_document({**record, "id": doc_id}, "body", limits)
+    if isinstance(outcome, ParseFailure):
+        raise outcome.to_error()
+    return outcome
 
 
 @router.post("", status_code=202)

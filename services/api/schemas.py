@@ -129,6 +129,8 @@ class JobResponse(BaseModel):
 class SweepRow(BaseModel):
     """One ``min_score`` threshold of the sweep: results and relevant results kept."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     min_score: float
     kept: int
     relevant_kept: int
@@ -136,6 +138,9 @@ class SweepRow(BaseModel):
 
 class EvaluationReport(BaseModel):
     """What ``sieve eval`` measured on a collection (its ``--json`` report), as stored."""
+
+    # A NaN stored here could not be sent back as JSON: refuse it (a 400 naming the field).
+    model_config = ConfigDict(allow_inf_nan=False)
 
     collection: str
     queries: int

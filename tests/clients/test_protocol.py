@@ -12,12 +12,14 @@ import pytest
 from sieve_client import (
     AsyncSieveClient,
     BadResponseError,
+    InvalidRequestError,
     RateLimitedError,
     ServerError,
     SieveClient,
     ValidationFailedError,
 )
 from sieve_client import protocol as p
+from sieve_client.errors import error_from_response
 
 NOW = 1_800_000_000.0
 
@@ -147,3 +149,20 @@ def test_a_proxy_page_and_a_foreign_body_are_reported_as_such() -> None:
     client = SieveClient("http://api", transport=_gateway([wrong]))
     with client, pytest.raises(BadResponseError, match="is this a Sieve API"):
         client.list_collections()
+
+
+def test_an_error_about_one_field_names_it() -> None:
+    body = {
+        "error": {
+            "code": "invalid_number",
+            "message": "filter.page: integer out of the 64-bit range",
+            "request_id": "r1",
+            "field": "filter.page",
+        }
+    }
+    req = httpx.Request("POST", "http://api.test/v1/collections/kb/query")
+    err = error_from_response(httpx.Response(400, json=body, request=req))
+    assert isinstance(err, InvalidRequestError)
+    assert (err.code, err.status, err.field) == ("invalid_number", 400, "filter.page")
+    del body["error"]["field"]
+    assert error_from_response(httpx.Response(400, json=body, request=req)).field is None

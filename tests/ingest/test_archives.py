@@ -257,3 +257,26 @@ def test_single_file_upload_is_one_outcome(limits: IngestLimits) -> None:
     assert len(outcomes) == 1
     assert isinstance(outcomes[0], ExtractedDocument)
     assert outcomes[0].metadata == {"lang": "en"}
+
+
+def test_a_10k_file_tar_gz_counts_only_member_payloads_toward_the_ratio() -> None:
+    # ~0.5 MB of payload in ~10 MB of tar framing, gzipped to ~90 KB: counted with its
+    # headers it would be a 110x "bomb"; by payload it is 6x and every member comes out.
+    members: list[tarfile.TarInfo | tuple[str, bytes]] = [
+        (f"docs/f{i:05d}.txt", f"document {i}: recalled passages.\n".encode())
+        for i in range(10_000)
+    ]
+    upload = make_tar(members)
+    limits = IngestLimits()
+    framed = 512 * 2 * len(members)
+    assert framed > len(upload) * limits.max_compression_ratio
+    items = list(iter_archive(upload, "many.tar.gz", limits))
+    assert len(items) == 10_000
+    assert all(isinstance(i, ArchiveMember) for i in items)
+
+
+def test_an_archive_over_the_ratio_is_refused_whole_with_its_good_members() -> None:
+    members = [(f"f{i}.txt", b"fine text") for i in range(100)]
+    upload = make_tar([*members, ("zeros.txt", b"\x00" * (40 * MIB))])
+    items = list(iter_archive(upload, "mixed.tar.gz", IngestLimits()))
+    assert [_reason(i) for i in items] == [FailureReason.ARCHIVE_RATIO_EXCEEDED]

@@ -85,6 +85,8 @@ def test_nan_infinity_and_huge_ints_in_metadata_are_refused_by_name(raw: str, fi
     (out,) = iter_jsonl_records([line], IngestLimits())
     assert isinstance(out, ParseFailure)
     assert field in out.message
+    assert out.field == field
+    assert out.to_error().field == field  # what a JSON replace answers: a 400 naming it
 
 
 def test_oversized_metadata_is_refused() -> None:

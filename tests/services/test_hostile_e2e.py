@@ -164,12 +164,19 @@ def test_ids_are_bounded_and_never_trimmed(stack: Stack) -> None:
     ("flt", "field"),
     [
         ('{"metadata": {"year": 9223372036854775808}}', "filter.metadata.year"),
+        ('{"metadata": {"year": -9223372036854775809}}', "filter.metadata.year"),
+        ('{"metadata": {"score": NaN}}', "filter.metadata.score"),
+        ('{"metadata": {"score": Infinity}}', "filter.metadata.score"),
+        ('{"metadata": {"kind": [1, 9223372036854775808]}}', "filter.metadata.kind[1]"),
+        ('{"metadata": {"kind": [1, NaN]}}', "filter.metadata.kind[1]"),
         ('{"page": 99999999999999999999}', "filter.page"),
-        ('{"metadata": {"score": {"gte": NaN}}}', "filter.metadata.score"),
-        ('{"metadata": {"score": {"lt": Infinity}}}', "filter.metadata.score"),
+        ('{"page": {"gte": NaN}}', "filter.page.gte"),
+        ('{"metadata": {"score": {"gte": NaN}}}', "filter.metadata.score.gte"),
+        ('{"metadata": {"score": {"lt": Infinity}}}', "filter.metadata.score.lt"),
+        ('{"metadata": {"score": {"lt": 1e400}}}', "filter.metadata.score.lt"),
     ],
 )
-def test_out_of_range_filter_numbers_are_refused_by_name(
+def test_out_of_range_filter_numbers_are_a_400_naming_the_field(
     stack: Stack, flt: str, field: str
 ) -> None:
     body = '{"query": "reranking", "rerank": false, "filter": ' + flt + "}"
@@ -177,7 +184,56 @@ def test_out_of_range_filter_numbers_are_refused_by_name(
         resp = c.post(
             "/v1/collections/h/query", content=body, headers={"content-type": "application/json"}
         )
-        assert field in _error(resp, 422)["message"]
+        error = _error(resp, 400)
+        assert (error["code"], error["field"]) == ("invalid_number", field)
+        assert error["message"].startswith(f"{field}: ")
+
+
+def test_numbers_json_cannot_carry_are_a_400_on_every_json_route(stack: Stack) -> None:
+    json_ct = {"content-type": "application/json"}
+    with stack.client() as c:
+        create = c.post(
+            "/v1/collections", content='{"name": "n1", "min_score": NaN}', headers=json_ct
+        )
+        assert _error(create, 400)["field"] == "min_score"
+        assert c.get("/v1/collections/n1").status_code == 404
+        # An evaluation report would be stored and then could not be sent back as JSON.
+        report = (
+            '{"collection": "h", "queries": 1, "latency_ms": {},'
+            ' "metrics": {"hybrid": {"ndcg@10": NaN}}}'
+        )
+        put = c.put("/v1/collections/h/evaluation", content=report, headers=json_ct)
+        assert _error(put, 400)["field"] == "metrics.hybrid.ndcg@10"
+        assert c.get("/v1/collections/h/evaluation").status_code == 404
+        # Schema questions about valid numbers stay the validation error they were.
+        assert (
+            c.post("/v1/collections/h/query", json={"query": "x", "top_k": 501}).status_code == 422
+        )
+
+
+def test_a_json_replace_with_bad_metadata_is_a_400_and_the_document_stays(stack: Stack) -> None:
+    with stack.client() as c:
+        first = c.post(
+            "/v1/collections/h/documents",
+            json={"documents": [{"id": "kept", "text": TEXT, "metadata": {"score": 1}}]},
+        )
+        stack.wait_job(c, first.json()["job_id"])
+        before = c.get("/v1/collections/h/documents/kept").json()
+        assert before["status"] == "indexed"
+        for raw, field in (
+            ('{"score": NaN}', "metadata.score"),
+            ('{"big": 9223372036854775808}', "metadata.big"),
+        ):
+            resp = c.put(
+                "/v1/collections/h/documents/kept",
+                content='{"text": "new text", "metadata": ' + raw + "}",
+                headers={"content-type": "application/json"},
+            )
+            error = _error(resp, 400)
+            assert (error["code"], error["field"]) == ("invalid_record", field)
+        after = c.get("/v1/collections/h/documents/kept").json()
+        assert (after["version"], after["status"]) == (before["version"], "indexed")
+        assert after["metadata"] == {"score": 1}
 
 
 def test_a_collection_name_too_long_for_the_store_is_refused_before_any_state(

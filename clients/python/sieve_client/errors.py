@@ -40,6 +40,7 @@ class SieveClientError(Exception):
         status: int | None = None,
         request_id: str | None = None,
         details: Any = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -47,6 +48,8 @@ class SieveClientError(Exception):
         self.status = status
         self.request_id = request_id
         self.details = details
+        # The request field at fault, when the API named one (``filter.metadata.year``).
+        self.field = field
 
     def __str__(self) -> str:
         rid = f", request {self.request_id}" if self.request_id else ""
@@ -147,13 +150,14 @@ def error_from_response(resp: httpx.Response) -> SieveAPIError:
         body = None
     err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict) and isinstance(err.get("message"), str):
-        request_id = err.get("request_id")
+        request_id, field = err.get("request_id"), err.get("field")
         return cls(
             err["message"],
             str(err.get("code") or f"http_{resp.status_code}"),
             status=resp.status_code,
             request_id=request_id if isinstance(request_id, str) else None,
             details=err.get("details"),
+            field=field if isinstance(field, str) else None,
         )
     # Not Sieve's error body: a proxy in between, or another server on that port.
     text = " ".join(resp.text.split())[:200] or resp.reason_phrase
