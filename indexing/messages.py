@@ -62,6 +62,8 @@ class ReplaceWrite(_Message):
     collection: str
     job_id: str
     docs: list[WrittenDocument]
+    # The collection generation whose model computed the vectors (``CollectionRecord``).
+    generation: int = 0
 
 
 class DeleteWrite(_Message):

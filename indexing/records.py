@@ -15,6 +15,7 @@ __all__ = [
     "IN_PROGRESS",
     "JOB_TERMINAL",
     "MAX_STORE_NAME_CHARS",
+    "REINDEX_KIND",
     "SUPERSEDED",
     "TERMINAL",
     "CollectionRecord",
@@ -23,6 +24,8 @@ __all__ = [
     "JobRecord",
     "JobState",
     "JobView",
+    "ReindexTarget",
+    "generation_store_name",
     "store_name_for",
 ]
 
@@ -58,14 +61,38 @@ class JobState(StrEnum):
     COMPLETED = "completed"
     COMPLETED_WITH_ERRORS = "completed_with_errors"
     CANCELLED = "cancelled"
+    # A job with no documents of its own (a re-index) that could not finish.
+    FAILED = "failed"
+
+
+# The job kind of a re-index (``indexing.reindex``): its progress is kept apart from the
+# per-document entries of ingest jobs.
+REINDEX_KIND = "reindex"
 
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class ReindexTarget(_Record):
+    """A re-index under way: the generation being built and the model fields it pins."""
+
+    job_id: str
+    generation: int
+    store: str
+    embedding_model: str
+    dimension: int
+    late_model: str | None = None
+    late_dimension: int | None = None
+    started_at: float = Field(default_factory=time.time)
+
+
 class CollectionRecord(_Record):
-    """A tenant's collection and what was pinned at creation."""
+    """A tenant's collection and what was pinned at creation (or by its last re-index).
+
+    ``store`` is the store collection that serves it: a re-index builds another one and
+    switches this pointer, with the model fields, in one atomic change of the record.
+    """
 
     tenant: str
     name: str
@@ -82,11 +109,22 @@ class CollectionRecord(_Record):
     # Pinned at creation (``store_name_for``); records written before it existed use the
     # old ``tenant__name`` form, which two tenants could share (acme + b__x, acme__b + x).
     store: str | None = None
+    # Which re-index built ``store`` (0: none yet); writes carry it (``ReplaceWrite``).
+    generation: int = 0
+    # Point ids are derived from this name (pinned by the first re-index to the store name
+    # of generation 0), so every generation holds the same ids as a clean ingest.
+    ids: str | None = None
+    reindex: ReindexTarget | None = None
 
     @property
     def store_name(self) -> str:
         """The chunk store's collection name: tenants never share one."""
         return self.store or f"{self.tenant}__{self.name}"
+
+    @property
+    def point_ns(self) -> str:
+        """The name point ids are derived from (``core.ids.point_id``)."""
+        return self.ids or self.store_name
 
 
 # The store's own limit on collection names (core.types.COLLECTION_NAME_PATTERN).
@@ -104,6 +142,26 @@ def store_name_for(tenant: str, name: str) -> str:
         room = MAX_STORE_NAME_CHARS - len(store) + len(name)
         raise InvalidInput(
             f"collection name of {len(name)} characters; for this tenant the limit is {room}",
+            code="name_too_long",
+        )
+    return store
+
+
+def generation_store_name(base: str, generation: int) -> str:
+    """The store name of a re-indexed generation: ``g<generation>-<base>``.
+
+    Generation numbers come from one global counter, so a name is never reused, not even
+    by a collection deleted and created again; generation-0 names start with a digit, so
+    they never meet these.
+
+    Raises:
+        InvalidInput: the name would be longer than the store allows.
+    """
+    store = f"g{generation}-{base}"
+    if len(store) > MAX_STORE_NAME_CHARS:
+        raise InvalidInput(
+            f"the re-indexed store name would be {len(store)} characters; the store allows "
+            f"{MAX_STORE_NAME_CHARS} (use a shorter collection name)",
             code="name_too_long",
         )
     return store

@@ -138,7 +138,7 @@ class IndexingRunner:
             avg_len = self._state.bm25_avg_len(task.tenant, task.collection, lengths)
             prepared = self._embed(task, chunked, collection, avg_len, last_attempt=last_attempt)
             summary["failed"] += len(chunked) - len(prepared)
-            summary["embedded"] += self._hand_over(task, prepared)
+            summary["embedded"] += self._hand_over(task, prepared, collection.generation)
         return dict(summary)
 
     # ------------------------------------------------------------ steps
@@ -182,7 +182,7 @@ class IndexingRunner:
         try:
             prepared = self._pipeline.embed_many(
                 [(c, item.record.id) for item, c in chunked],
-                store_name=collection.store_name,
+                store_name=collection.point_ns,
                 embedding_model=collection.embedding_model,
                 dimension=collection.dimension,
                 bm25_avg_len=avg_len,
@@ -221,9 +221,13 @@ class IndexingRunner:
             return []
 
     def _hand_over(
-        self, task: IngestTask, prepared: list[tuple[_Claimed, PreparedDocument]]
+        self, task: IngestTask, prepared: list[tuple[_Claimed, PreparedDocument]], generation: int
     ) -> int:
-        """Release the documents to the store writer (WRITING) and send their points."""
+        """Release the documents to the store writer (WRITING) and send their points.
+
+        The write carries the collection generation whose model embedded them: a write
+        that arrives after a re-index switched generations is embedded again.
+        """
         job = self._state.load_job(task.job_id)
         docs: list[WrittenDocument] = []
         for item, prep in prepared:
@@ -253,7 +257,11 @@ class IndexingRunner:
         if docs:
             self._queue.send_write(
                 ReplaceWrite(
-                    tenant=task.tenant, collection=task.collection, job_id=task.job_id, docs=docs
+                    tenant=task.tenant,
+                    collection=task.collection,
+                    job_id=task.job_id,
+                    docs=docs,
+                    generation=generation,
                 )
             )
         return len(docs)

@@ -30,7 +30,17 @@ from indexing.records import (
     JobView,
 )
 
-__all__ = ["CLEAR", "KEEP", "DocRef", "NewDocument", "Owner", "StateStore", "Transition"]
+__all__ = [
+    "CLEAR",
+    "KEEP",
+    "DocRef",
+    "NewDocument",
+    "Owner",
+    "StateStore",
+    "Transition",
+    "redis_errors",
+    "state_key",
+]
 
 _PREFIX = "sieve:"
 # Used only before a collection has any chunk: a 256-token chunk holds ~150 BM25 terms.
@@ -50,6 +60,11 @@ _UNLOCK = (
 
 def _k(*parts: str) -> str:
     return _PREFIX + ":".join(parts)
+
+
+def state_key(*parts: str) -> str:
+    """A key of the lifecycle's Redis layout (for modules that keep state beside it)."""
+    return _k(*parts)
 
 
 @dataclass(frozen=True)
@@ -189,6 +204,35 @@ class StateStore:
         with _mapped():
             self._r.hset(_k("collections", record.tenant), record.name, record.model_dump_json())
 
+    def patch_collection(self, tenant: str, name: str, **changes: Any) -> CollectionRecord:
+        """Change some fields of a collection's record, atomically against other changes.
+
+        A read-modify-write under WATCH: a re-index's switch of the record (store and
+        model fields) between the read and the write makes it start over, so a policy
+        change can never put an old store pointer back.
+
+        Raises:
+            NotFound: no such collection.
+        """
+        key = _k("collections", tenant)
+        with _mapped():
+            while True:
+                with self._r.pipeline() as pipe:
+                    try:
+                        pipe.watch(key)  # type: ignore[no-untyped-call]
+                        raw = pipe.hget(key, name)
+                        if raw is None:
+                            raise NotFound(
+                                f"collection {name!r} does not exist", code="collection_not_found"
+                            )
+                        rec = CollectionRecord.model_validate_json(raw).model_copy(update=changes)
+                        pipe.multi()
+                        pipe.hset(key, name, rec.model_dump_json())
+                        pipe.execute()
+                    except redis.WatchError:
+                        continue
+                    return rec
+
     def get_collection(self, tenant: str, name: str) -> CollectionRecord:
         """Return the collection or raise ``NotFound``."""
         with _mapped():
@@ -226,6 +270,8 @@ class StateStore:
                 _k("cnt", tenant, name),
                 _k("bm25len", tenant, name),
                 *(_k("st", tenant, name, s.value) for s in DocStatus),
+                # A re-index's write pause, writers in flight and changed documents.
+                *(_k("rx", part, tenant, name) for part in ("pause", "gate", "dirty", "on")),
             )
 
     def _all_ids(self, tenant: str, name: str) -> list[str]:
@@ -354,6 +400,26 @@ class StateStore:
         with _mapped():
             raw = cast(list[str], self._r.zrange(_k("running"), 0, -1))
         return [DocRef.parse(r) for r in raw]
+
+    def documents_after(
+        self, tenant: str, collection: str, seq: float, limit: int
+    ) -> list[tuple[str, float]]:
+        """Up to ``limit`` existing documents (id, seq) with a seq above ``seq``, in order."""
+        with _mapped():
+            rows = self._r.zrangebyscore(
+                _k("docorder", tenant, collection),
+                f"({seq!r}" if seq != float("-inf") else "-inf",
+                "+inf",
+                start=0,
+                num=limit,
+                withscores=True,
+            )
+        return [(str(i), float(s)) for i, s in cast(list[tuple[str, float]], rows)]
+
+    def document_total(self, tenant: str, collection: str) -> int:
+        """How many documents exist (not deleted), O(1)."""
+        with _mapped():
+            return int(self._r.zcard(_k("docorder", tenant, collection)))
 
     def in_status(self, tenant: str, collection: str, status: DocStatus) -> list[str]:
         """Ids of a collection's documents in ``status``, in upload order."""
@@ -550,7 +616,7 @@ def _derive(job: JobRecord, counts: dict[str, int], total: int, done: int) -> Jo
 
 
 @contextmanager
-def _mapped() -> Iterator[None]:
+def redis_errors() -> Iterator[None]:
     """Map redis-py errors to ``UpstreamUnavailable`` at one choke point.
 
     The message names no host or port: it may reach a client.
@@ -559,3 +625,6 @@ def _mapped() -> Iterator[None]:
         yield
     except redis.RedisError as exc:
         raise UpstreamUnavailable("the job state store (Redis) is unavailable") from exc
+
+
+_mapped = redis_errors

@@ -11,6 +11,12 @@ with a guarded transition. A delete, once its tombstone exists, always wins:
   under the same lock (the delete removes every point of the document);
 - a delete that finds a newer version already indexed leaves it alone (its points are
   the new version's).
+
+A re-index (``indexing.reindex``) of the collection sees every write: each one passes a
+gate (refused, and sent again a moment later, while the re-index pauses the collection's
+writes for its switch), records the documents it changed before it marks them indexed,
+and writes to the store the record names when it is inside the gate. A replace embedded
+for an older generation (another model) writes nothing: its documents are embedded again.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from typing import Any
 from core.errors import SieveError
 from core.types import ChunkFilter, ChunkPoint, FieldEquals, Range
 from indexing.heartbeat import Heartbeat
-from indexing.messages import DeleteWrite, ReplaceWrite, WrittenDocument
+from indexing.messages import DeleteWrite, DocVersion, IngestTask, ReplaceWrite, WrittenDocument
 from indexing.queue import TaskQueue
 from indexing.records import DocStatus
+from indexing.reindex_state import ReindexState
 from indexing.state_store import KEEP, DocRef, Owner, StateStore
 from ingest.tracing import span
 from retriever.store import ChunkStore
@@ -38,6 +45,9 @@ log = logging.getLogger("sieve.indexing")
 _LOCK_TTL_S = 60.0
 # A document whose lock is held is written again this much later.
 _RETRY_LOCKED_S = 1.0
+# A write refused while a re-index switches generations (a pause of well under a second
+# for a catch-up of a few documents) is sent again this much later.
+_RETRY_PAUSED_S = 0.5
 
 
 class StoreWriter:
@@ -50,6 +60,7 @@ class StoreWriter:
         self._store = store
         self._queue = queue
         self._heartbeat = heartbeat
+        self._rx = ReindexState(state.raw())
         self.owner = ""
 
     def apply(self, write: ReplaceWrite | DeleteWrite, *, last_attempt: bool = False) -> str:
@@ -60,14 +71,23 @@ class StoreWriter:
         """
         with self._heartbeat.lease() as owner:
             self.owner = owner
-            if isinstance(write, DeleteWrite):
-                return self._delete(write)
-            return self._replace(write, last_attempt=last_attempt)
+            token = f"{owner}|{uuid.uuid4().hex}"
+            if not self._rx.enter(write.tenant, write.collection, token):
+                self._queue.send_write(write, countdown_s=_RETRY_PAUSED_S)
+                return "paused"
+            try:
+                if isinstance(write, DeleteWrite):
+                    return self._delete(write)
+                return self._replace(write, last_attempt=last_attempt)
+            finally:
+                self._rx.leave(write.tenant, write.collection, token)
 
     def _replace(self, write: ReplaceWrite, *, last_attempt: bool) -> str:
         collection = self._state.find_collection(write.tenant, write.collection)
         if collection is None:
             return "skipped"
+        if write.generation != collection.generation:
+            return self._embed_again(write)
         job = self._state.load_job(write.job_id)
         token = f"{self.owner}:{uuid.uuid4().hex}"
         locked: list[WrittenDocument] = []
@@ -99,6 +119,8 @@ class StoreWriter:
                     else:
                         self._mark(write, doc, DocStatus.WRITING, Owner.mine(self.owner))
                 raise
+            # Before they count as indexed: a re-index must see every change it may miss.
+            self._rx.touch(write.tenant, write.collection, [doc.id for doc in live])
             for doc in live:
                 self._mark(
                     write,
@@ -116,6 +138,36 @@ class StoreWriter:
         if deferred:
             self._queue.send_write(write.model_copy(update={"docs": deferred}), countdown_s=1)
         return "indexed" if locked else "deferred"
+
+    def _embed_again(self, write: ReplaceWrite) -> str:
+        """Points of an older generation's model: queue their documents for ingest again.
+
+        Each goes back to ``queued`` at the same version (a guarded transition, so a newer
+        change still wins); the recovery pass resends one whose message a crash lost.
+        """
+        for doc in write.docs:
+            back = self._state.transition(
+                write.tenant,
+                write.collection,
+                doc.id,
+                DocStatus.QUEUED,
+                version=doc.version,
+                from_=[DocStatus.WRITING],
+                owner=Owner.claim(""),
+            )
+            if back.applied:
+                self._queue.send_ingest(
+                    IngestTask(
+                        tenant=write.tenant,
+                        collection=write.collection,
+                        job_id=write.job_id,
+                        docs=[DocVersion(id=doc.id, version=doc.version)],
+                    )
+                )
+        log.info(
+            "write of an older generation embedded again", extra={"documents": len(write.docs)}
+        )
+        return "regenerated"
 
     def _claim(self, write: ReplaceWrite, doc: WrittenDocument, *, cancelled: bool) -> bool:
         """Claim a locked document's version for writing (a cancelled job's is cancelled)."""
@@ -189,6 +241,7 @@ class StoreWriter:
                 return "skipped"
             with span("store.delete", collection=collection.store_name, document_id=write.doc.id):
                 self._store.delete_document(collection.store_name, write.doc.id)
+            self._rx.touch(write.tenant, write.collection, [write.doc.id])
             self._state.forget(write.tenant, write.collection, write.doc.id, write.doc.version)
             return "deleted"
         finally:

@@ -21,7 +21,7 @@ from ingest.records import record_to_document
 from ingest.tracing import span
 from retriever.bm25 import Bm25Encoder, token_lengths
 
-__all__ = ["ChunkedDocument", "DocumentPipeline", "PreparedDocument", "image_ref"]
+__all__ = ["ChunkedDocument", "DocumentPipeline", "PreparedDocument", "embed_texts", "image_ref"]
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,6 @@ class DocumentPipeline:
         """
         chunks = [c for chunked, _ in items for c in chunked.chunks]
         texts = [c.text for c in chunks]
-        client = self._embeddings
-        if client.model != embedding_model:
-            client = client.for_model(embedding_model)
         counts = [c.token_count + 2 for c in chunks]
         with span(
             "ingest.embed",
@@ -123,13 +120,15 @@ class DocumentPipeline:
             model=embedding_model,
             collection=store_name,
         ):
-            dense = client.embed(texts, token_counts=counts, dimension=dimension)
-            late: list[MultiVector | None] = [None] * len(chunks)
-            if late_model is not None:
-                late_client = client.for_model(late_model)
-                late = list(
-                    late_client.embed_tokens(texts, token_counts=counts, dimension=late_dimension)
-                )
+            dense, late = embed_texts(
+                self._embeddings,
+                texts,
+                token_counts=counts,
+                embedding_model=embedding_model,
+                dimension=dimension,
+                late_model=late_model,
+                late_dimension=late_dimension,
+            )
             sparse = self._encoder(bm25_avg_len).embed_documents(texts)
         out: list[PreparedDocument] = []
         start = 0
@@ -175,6 +174,36 @@ class DocumentPipeline:
         if key not in self._bm25:
             self._bm25[key] = Bm25Encoder(avg_len=float(key))
         return self._bm25[key]
+
+
+def embed_texts(
+    embeddings: EmbeddingsClient,
+    texts: list[str],
+    *,
+    token_counts: list[int] | None,
+    embedding_model: str,
+    dimension: int,
+    late_model: str | None = None,
+    late_dimension: int | None = None,
+) -> tuple[list[list[float]], list[MultiVector | None]]:
+    """Chunk texts' dense vectors (and token vectors with ``late_model``), packed into
+    requests by the client; what ingestion and a re-index both send to the hub.
+
+    Raises:
+        UpstreamUnavailable: the hub kept failing; the caller retries the batch.
+        UpstreamRejected / InvalidInput: the hub refused, or the dimension is wrong.
+    """
+    client = embeddings
+    if client.model != embedding_model:
+        client = client.for_model(embedding_model)
+    dense = client.embed(texts, token_counts=token_counts, dimension=dimension)
+    late: list[MultiVector | None] = [None] * len(texts)
+    if late_model is not None:
+        late_client = client.for_model(late_model)
+        late = list(
+            late_client.embed_tokens(texts, token_counts=token_counts, dimension=late_dimension)
+        )
+    return dense, late
 
 
 def image_ref(doc: ExtractedDocument, scans: dict[int, PageImage], chunk: Chunk) -> ImageRef | None:

@@ -12,6 +12,7 @@ from fastapi import Depends, Header, Request
 from core.settings import ApiSettings, IngestSettings, ModelSettings
 from indexing.accept import AcceptLimits
 from indexing.feedback import FeedbackStore
+from indexing.reindex import Reindexer
 from indexing.state_store import StateStore
 from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
@@ -41,6 +42,7 @@ class ApiDeps:
     resolver: TenantResolver
     query: QueryEngine
     metrics: ApiMetrics
+    reindexer: Reindexer
     feedback: FeedbackStore | None = None
 
     @property

@@ -32,6 +32,7 @@ from core.settings import (
 )
 from indexing.feedback import FeedbackStore
 from indexing.heartbeat import Heartbeat, new_owner_id
+from indexing.reindex import Reindexer
 from indexing.state_store import StateStore
 from indexing.writes import StoreWriter
 from ingest.blob_store import LocalBlobStore
@@ -96,6 +97,29 @@ class StoreWritesConsumer:
         set_store_owner(None)
 
 
+def _build_reindexer(
+    state: StateStore,
+    store: ChunkStore,
+    models: ModelSettings,
+    ingest: IngestSettings,
+    worker: WorkerSettings,
+) -> Reindexer:
+    """Re-indexes run here, where the store is open (the only place in embedded mode),
+    each under a lease that the lifecycle loop of the next process resumes after a crash."""
+    heartbeat = Heartbeat(
+        state, new_owner_id("reindex"), ttl_s=worker.owner_ttl_s, every_s=worker.heartbeat_s
+    )
+    heartbeat.start()
+    return Reindexer(
+        state,
+        store,
+        build_embeddings(models, ingest),
+        heartbeat=heartbeat,
+        batch_docs=ingest.task_batch_docs,
+        max_crashes=worker.max_crashes,
+    )
+
+
 def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
     """Read settings once and build the app; ``consume_store_writes`` defaults to Edge mode."""
     logs = LogSettings()
@@ -143,6 +167,10 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             images=PageImageSource(blobs),
         )
         queue = CeleryTaskQueue(celery, state.raw())
+        reindexer = await asyncio.to_thread(
+            _build_reindexer, state, sync_store, models, ingest, worker
+        )
+        closers.insert(0, reindexer.close)
         deps = ApiDeps(
             api=api,
             models=models,
@@ -155,6 +183,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             resolver=TenantResolver(api.keys),
             query=engine,
             metrics=ApiMetrics(state),
+            reindexer=reindexer,
             feedback=FeedbackStore.from_url(redis_url),
         )
         if consume:

@@ -1,4 +1,5 @@
-"""The API's lifecycle loop: reap dead owners' work often, recover after every restart.
+"""The API's lifecycle loop: reap dead owners' work often, recover after every restart,
+resume re-index jobs whose process died.
 
 ``indexing.reaper`` does the work; this runs it off the event loop: ``recover`` once at
 start-up and again whenever Redis itself restarted (its run id changed), ``reap`` every
@@ -37,6 +38,7 @@ async def lifecycle_loop(
                 max_crashes=max_crashes,
                 orphan_after_s=orphan_after_s,
             )
+            await in_thread(deps.reindexer.resume_pass)
         except SieveError as exc:
             log.warning("lifecycle pass failed", extra={"code": exc.code})
         except Exception:

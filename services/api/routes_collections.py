@@ -1,16 +1,25 @@
-"""``/v1/collections``: create, list, show (with counts), delete."""
+"""``/v1/collections``: create, list, show (with counts), delete, re-index."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
 from core.types import StoreCollectionSpec
 from indexing.records import CollectionRecord, store_name_for
+from indexing.reindex import ModelChange
 from services.api.deps import Deps, Tenant, in_thread
 from services.api.evaluations import EvaluationStore
-from services.api.schemas import CollectionCreateRequest, CollectionResponse, StoragePerChunk
+from services.api.routes_jobs import job_response
+from services.api.schemas import (
+    CollectionCreateRequest,
+    CollectionResponse,
+    JobResponse,
+    ReindexRequest,
+    ReindexStatus,
+    StoragePerChunk,
+)
 
 __all__ = ["router"]
 
@@ -122,12 +131,14 @@ async def get_collection(name: str, deps: Deps, tenant: Tenant) -> CollectionRes
     by_status = await in_thread(deps.state.document_counts, tenant, name)
     chunks = await deps.store.count(rec.store_name)
     late_tokens = await deps.store.late_tokens(rec.store_name) if rec.late_model else None
+    reindex = await in_thread(deps.reindexer.reindex_of, rec)
     return _response(
         rec,
         documents=sum(by_status.values()),
         documents_by_status=by_status,
         chunks=chunks,
         storage_per_chunk=storage_per_chunk(rec, late_tokens),
+        reindex=None if reindex is None else ReindexStatus(**reindex),
     )
 
 
@@ -138,7 +149,47 @@ async def delete_collection(name: str, deps: Deps, tenant: Tenant) -> Response:
     if await deps.store.collection_exists(rec.store_name):
         await deps.store.drop_collection(rec.store_name)
     await in_thread(deps.state.delete_collection, tenant, name)
+    # After the record is gone: a re-index that created its store collection meanwhile
+    # finds the record gone and drops it itself; this drops one created before.
+    await in_thread(deps.reindexer.collection_deleted, rec)
     await in_thread(EvaluationStore(deps.state.raw()).delete, tenant, name)
     if deps.feedback is not None:
         await in_thread(deps.feedback.clear, tenant, name)
     return Response(status_code=204)
+
+
+@router.post("/{name}/reindex", status_code=202)
+async def reindex_collection(
+    name: str, body: ReindexRequest, deps: Deps, tenant: Tenant, response: Response
+) -> JobResponse:
+    """Rebuild the collection's vectors from its stored chunk texts with other model fields,
+    as a job; queries answer from the old vectors until one atomic switch at its end."""
+    rec = await in_thread(deps.state.get_collection, tenant, name)
+    model, dimension = rec.embedding_model, rec.dimension
+    if body.embedding_model is not None and body.embedding_model != rec.embedding_model:
+        model = body.embedding_model
+        dimension = await in_thread(_probe_field, deps, model, "embedding_model")
+    late = rec.late_model is not None if body.late_interaction is None else body.late_interaction
+    if not late and body.late_model is not None:
+        raise InvalidInput("late_model needs late_interaction: true", code="invalid_request")
+    late_model = late_dimension = None
+    if late:
+        late_model = body.late_model or rec.late_model or deps.models.late_model
+        late_dimension = rec.late_dimension
+        if late_model != rec.late_model or late_dimension is None:
+            late_dimension = await in_thread(
+                _probe_field, deps, late_model, "late_model", tokens=True
+            )
+    change = ModelChange(model, dimension, late_model, late_dimension)
+    view = await in_thread(deps.reindexer.start, tenant, name, change)
+    response.headers["Location"] = f"/v1/jobs/{view.job.id}"
+    return job_response(view)
+
+
+def _probe_field(deps: Deps, model: str, field: str, *, tokens: bool = False) -> int:
+    """A model's (token) vector size, probed as collection creation does; an unknown model
+    is a 400 naming the field."""
+    try:
+        return _probe_tokens(deps, model) if tokens else len(_probe(deps, model)[0])
+    except NotFound as exc:
+        raise InvalidInput(f"{field}: {exc.message}", code="unknown_model") from exc

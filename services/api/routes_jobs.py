@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from indexing import changes
 from indexing.records import JobView
 from services.api.deps import Deps, Tenant, in_thread
 from services.api.schemas import JobResponse
 
-__all__ = ["router"]
+__all__ = ["job_response", "router"]
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-def _response(view: JobView) -> JobResponse:
+def job_response(view: JobView) -> JobResponse:
+    """A job view as the API shows it."""
     job = view.job
     return JobResponse(
         id=job.id,
@@ -33,11 +33,13 @@ def _response(view: JobView) -> JobResponse:
 
 @router.get("/{job_id}")
 async def get_job(job_id: str, deps: Deps, tenant: Tenant) -> JobResponse:
-    """A job's derived state, counts by document state, and per-document errors."""
-    return _response(await in_thread(deps.state.get_job, tenant, job_id))
+    """A job's derived state, counts by document state (a re-index: documents done and
+    remaining), and per-document errors."""
+    return job_response(await in_thread(deps.reindexer.job_view, tenant, job_id))
 
 
 @router.post("/{job_id}/cancel")
 async def cancel_job(job_id: str, deps: Deps, tenant: Tenant) -> JobResponse:
-    """Cancel a job: queued documents stop now, in-flight ones at their next step."""
-    return _response(await in_thread(changes.cancel_job, deps.state, tenant=tenant, job_id=job_id))
+    """Cancel a job: queued documents stop now, in-flight ones at their next step; a
+    re-index drops the generation it built and the old one keeps serving."""
+    return job_response(await in_thread(deps.reindexer.cancel, tenant, job_id))

@@ -65,16 +65,14 @@ async def get_policy(name: str, deps: Deps, tenant: Tenant) -> PolicyResponse:
 @router.put("/{name}/policy")
 async def put_policy(name: str, body: QueryPolicy, deps: Deps, tenant: Tenant) -> PolicyResponse:
     """Store a query policy on the collection; its queries use it from now on."""
-    rec = await in_thread(deps.state.get_collection, tenant, name)
-    await in_thread(deps.state.update_collection, rec.model_copy(update={"policy": body}))
+    await in_thread(deps.state.patch_collection, tenant, name, policy=body)
     return PolicyResponse(name=name, policy=body)
 
 
 @router.delete("/{name}/policy")
 async def delete_policy(name: str, deps: Deps, tenant: Tenant) -> PolicyResponse:
     """Forget the collection's policy: its queries use the server's defaults again."""
-    rec = await in_thread(deps.state.get_collection, tenant, name)
-    await in_thread(deps.state.update_collection, rec.model_copy(update={"policy": None}))
+    await in_thread(deps.state.patch_collection, tenant, name, policy=None)
     return PolicyResponse(name=name, policy=None)
 
 

@@ -17,6 +17,8 @@ __all__ = [
     "EvaluationReport",
     "IngestAcceptedResponse",
     "JobResponse",
+    "ReindexRequest",
+    "ReindexStatus",
     "StoragePerChunk",
     "SweepRow",
 ]
@@ -40,6 +42,24 @@ class CollectionCreateRequest(_Strict):
     # disk); the model defaults to SIEVE_MODEL_LATE_MODEL.
     late_interaction: bool = False
     late_model: str | None = None
+
+
+class ReindexRequest(_Strict):
+    """Re-index a collection from its stored chunk texts with other model fields.
+
+    Absent fields keep the collection's value; at least one must change.
+    """
+
+    embedding_model: Annotated[str | None, Field(min_length=1, max_length=256)] = None
+    late_interaction: bool | None = None
+    late_model: Annotated[str | None, Field(min_length=1, max_length=256)] = None
+
+
+class ReindexStatus(BaseModel):
+    """A re-index under way: its job and the job's state."""
+
+    job_id: str
+    state: str
 
 
 class StoragePerChunk(BaseModel):
@@ -70,6 +90,8 @@ class CollectionResponse(BaseModel):
     documents_by_status: dict[str, int] | None = None
     chunks: int | None = None
     storage_per_chunk: StoragePerChunk | None = None
+    # While a re-index builds the next generation (the fields above stay the serving ones).
+    reindex: ReindexStatus | None = None
 
 
 class IngestAcceptedResponse(BaseModel):
