@@ -343,6 +343,7 @@ def test_the_twins_have_the_same_methods_and_signatures() -> None:
 
 _REQUESTS: list[type[BaseModel]] = [
     client_models.CollectionCreateRequest,
+    client_models.ReindexRequest,
     client_models.QueryRequest,
     client_models.MultiQueryRequest,
     client_models.QueryPolicy,

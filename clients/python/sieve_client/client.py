@@ -214,6 +214,30 @@ class SieveClient(_Base):
             )
         )
 
+    def reindex_collection(
+        self,
+        name: str,
+        *,
+        embedding_model: str | None = None,
+        late_interaction: bool | None = None,
+        late_model: str | None = None,
+    ) -> JobResponse:
+        """Rebuild the collection's vectors from its stored chunks with other model fields,
+        as a job (``wait_job`` it); queries answer from the old vectors until it switches.
+
+        Raises:
+            ConflictError: a re-index of it is already under way.
+            InvalidRequestError: nothing would change, or a model the hub does not serve.
+        """
+        return self._run(
+            p.reindex_collection(
+                name,
+                embedding_model=embedding_model,
+                late_interaction=late_interaction,
+                late_model=late_model,
+            )
+        )
+
     def delete_collection(self, name: str) -> None:
         """Delete a collection with its documents and chunks."""
         self._run(p.delete_collection(name))
@@ -508,6 +532,24 @@ class AsyncSieveClient(_Base):
                 hybrid=hybrid,
                 rerank_model=rerank_model,
                 min_score=min_score,
+            )
+        )
+
+    async def reindex_collection(
+        self,
+        name: str,
+        *,
+        embedding_model: str | None = None,
+        late_interaction: bool | None = None,
+        late_model: str | None = None,
+    ) -> JobResponse:
+        """Rebuild the collection's vectors with other model fields, as a job."""
+        return await self._run(
+            p.reindex_collection(
+                name,
+                embedding_model=embedding_model,
+                late_interaction=late_interaction,
+                late_model=late_model,
             )
         )
 

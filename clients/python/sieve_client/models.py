@@ -40,6 +40,8 @@ __all__ = [
     "QueryRequest",
     "QueryResponse",
     "RangeBounds",
+    "ReindexRequest",
+    "ReindexStatus",
     "RerankReport",
     "StoragePerChunk",
     "SweepRow",
@@ -113,6 +115,21 @@ class QueryPolicy(_Request):
     provenance: dict[str, Any] = Field(default_factory=dict)
 
 
+class ReindexRequest(_Request):
+    """Re-index a collection from its stored chunk texts; absent fields keep their value."""
+
+    embedding_model: Annotated[str | None, Field(min_length=1, max_length=256)] = None
+    late_interaction: bool | None = None
+    late_model: Annotated[str | None, Field(min_length=1, max_length=256)] = None
+
+
+class ReindexStatus(_Response):
+    """A re-index under way: its job and the job's state."""
+
+    job_id: str
+    state: str
+
+
 class StoragePerChunk(_Response):
     """Estimated bytes one chunk's vectors take (payload and indexes not counted)."""
 
@@ -140,6 +157,7 @@ class CollectionResponse(_Response):
     documents_by_status: dict[str, int] | None = None
     chunks: int | None = None
     storage_per_chunk: StoragePerChunk | None = None
+    reindex: ReindexStatus | None = None
 
 
 # ---------------------------------------------------------------- documents and jobs

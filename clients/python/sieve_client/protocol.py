@@ -41,6 +41,7 @@ from sieve_client.models import (
     QueryPolicy,
     QueryRequest,
     QueryResponse,
+    ReindexRequest,
 )
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "put_policy",
     "query",
     "ready",
+    "reindex_collection",
     "replace_document",
     "retry_delay",
     "upload_chunks",
@@ -265,6 +267,31 @@ def create_collection(
         "POST",
         "/v1/collections",
         _model(CollectionResponse, "POST /v1/collections"),
+        json=spec.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def reindex_collection(
+    name: str,
+    *,
+    embedding_model: str | None = None,
+    late_interaction: bool | None = None,
+    late_model: str | None = None,
+) -> Call[JobResponse]:
+    """``POST /v1/collections/{name}/reindex`` (202: a job)."""
+    spec = _build(
+        ReindexRequest,
+        {
+            "embedding_model": embedding_model,
+            "late_interaction": late_interaction,
+            "late_model": late_model,
+        },
+    )
+    path = f"/v1/collections/{_seg(name)}/reindex"
+    return Call(
+        "POST",
+        path,
+        _model(JobResponse, path),
         json=spec.model_dump(mode="json", exclude_none=True),
     )
 
