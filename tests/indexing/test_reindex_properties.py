@@ -1,0 +1,300 @@
+"""Property: uploads, replaces, deletes, ingest steps and store writes interleaved with every
+step of a re-index (each of its store calls lets some of them run first) end with the
+serving generation holding exactly each live document's current points, embedded by the
+new model, and nothing else: no document lost, duplicated or resurrected.
+
+Real Redis, the real store writer and re-indexer over a real Edge store, the real hub for
+the re-index's vectors; the ingest pipeline embeds by a fixed function (as in
+test_lifecycle_properties) and the task queue is the in-memory port the test drives.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import openai
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.errors import InvalidInput
+from core.ids import point_id
+from core.types import ChunkFilter, ChunkPayload, ChunkPoint, FieldEquals, StoreCollectionSpec
+from indexing.accept import UploadItem, accept
+from indexing.changes import delete_document
+from indexing.heartbeat import Heartbeat
+from indexing.messages import ReplaceWrite
+from indexing.reaper import recover
+from indexing.records import (
+    MAX_STORE_NAME_CHARS,
+    CollectionRecord,
+    DocStatus,
+    generation_store_name,
+    store_name_for,
+)
+from indexing.reindex import ModelChange, Reindexer
+from indexing.reindex_state import ReindexState
+from indexing.runner import IndexingRunner
+from indexing.state_store import StateStore
+from indexing.writes import StoreWriter
+from ingest.blob_store import LocalBlobStore
+from ingest.embeddings_client import EmbeddingsClient
+from ingest.pipeline import ChunkedDocument, DocumentPipeline, PreparedDocument
+from ingest.tokenizer import load_bge_small_tokenizer
+from retriever.edge_store import EdgeChunkStore
+from tests.indexing.test_lifecycle_properties import LIMITS, _Queue, _text
+
+TENANT, COLL = "t", "c"
+STORE = "t-c"
+DOCS = ["a", "b", "c", "d"]
+MODEL = "BAAI/bge-small-en-v1.5"
+
+
+class _Pipeline:
+    """The real parser and chunker; embedding by a fixed function, of the asked size."""
+
+    def __init__(self) -> None:
+        self._real = DocumentPipeline(cast(EmbeddingsClient, None), load_bge_small_tokenizer())
+
+    def extract_and_chunk(self, data: bytes, *, source: str, record: bool, document_id: str) -> Any:
+        return self._real.extract_and_chunk(
+            data, source=source, record=record, document_id=document_id
+        )
+
+    def embed_many(
+        self,
+        items: list[tuple[ChunkedDocument, str]],
+        *,
+        store_name: str,
+        embedding_model: str,
+        dimension: int,
+        bm25_avg_len: float,
+        late_model: str | None = None,
+        late_dimension: int | None = None,
+    ) -> list[PreparedDocument]:
+        del embedding_model, bm25_avg_len, late_model, late_dimension
+        out = []
+        for chunked, doc_id in items:
+            points = [
+                ChunkPoint(
+                    id=point_id(store_name, doc_id, c.chunk_no),
+                    dense=[1.0, float(c.chunk_no + 1), 0.5] + [0.25] * (dimension - 3),
+                    payload=ChunkPayload(
+                        document_id=doc_id,
+                        content_hash=chunked.document.content_sha256,
+                        chunk_no=c.chunk_no,
+                        text=c.text,
+                    ),
+                )
+                for c in chunked.chunks
+            ]
+            out.append(PreparedDocument(points=points, title=None, pages=None))
+        return out
+
+
+class _Interleaved:
+    """The real store; before each call the re-indexer makes, some other work runs."""
+
+    def __init__(self, store: EdgeChunkStore, before: Callable[[], None]) -> None:
+        self._store = store
+        self._before = before
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name not in ("list_document_chunks", "upsert", "delete_document", "get"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._before()
+            return attr(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture(scope="module")
+def world(
+    redis_url: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[StateStore, EdgeChunkStore, Path, EmbeddingsClient]]:
+    root = tmp_path_factory.mktemp("rxprops")
+    state = StateStore.from_url(redis_url)
+    store = EdgeChunkStore(root / "qdrant")
+    hub = EmbeddingsClient(openai.OpenAI(base_url=hub_url, api_key="none", max_retries=0), MODEL)
+    yield state, store, root, hub
+    store.close()
+    state.close()
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("upload"), st.sampled_from(DOCS), st.integers(0, 2)),
+        st.tuples(st.just("delete"), st.sampled_from(DOCS), st.just(0)),
+        st.tuples(st.just("ingest"), st.integers(0, 5), st.just(0)),
+        st.tuples(st.just("write"), st.integers(0, 5), st.just(0)),
+        st.tuples(st.just("recover"), st.just(0), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(before=_OPS, during=_OPS, per_call=st.integers(1, 3), rng=st.randoms(use_true_random=False))
+def test_no_interleaving_with_a_reindex_loses_duplicates_or_resurrects_a_document(
+    world: tuple[StateStore, EdgeChunkStore, Path, EmbeddingsClient],
+    before: list[tuple[str, str | int, int]],
+    during: list[tuple[str, str | int, int]],
+    per_call: int,
+    rng: random.Random,
+) -> None:
+    state, store, root, hub = world
+    state.raw().flushdb()
+    for entry in list(store.root.iterdir()):
+        if (entry / "collection.json").is_file():
+            store.drop_collection(entry.name)
+    store.create_collection(StoreCollectionSpec(name=STORE, dense_size=4, sparse=True))
+    state.create_collection(
+        CollectionRecord(tenant=TENANT, name=COLL, embedding_model="m", dimension=4, store=STORE)
+    )
+    queue = _Queue()
+    blobs = LocalBlobStore(root / "blobs")
+    beat = Heartbeat(state, "live", ttl_s=600, every_s=60)
+    runner = IndexingRunner(
+        state, blobs, cast(DocumentPipeline, _Pipeline()), queue, heartbeat=beat
+    )
+    writer = StoreWriter(state, store, queue, heartbeat=beat)
+    latest: dict[str, int | None] = {}
+    results: list[str] = []
+
+    def apply(op: str, arg: str | int, content: int) -> None:
+        if op == "upload":
+            doc = str(arg)
+            item = UploadItem(doc_id=doc, source=doc, data=_text(doc, content).encode())
+            accept(state, blobs, queue, LIMITS, tenant=TENANT, collection=COLL, items=[item])
+            latest[doc] = content
+        elif op == "delete" and latest.get(str(arg)) is not None:
+            delete_document(state, queue, tenant=TENANT, collection=COLL, doc_id=str(arg))
+            latest[str(arg)] = None
+        elif op == "ingest" and queue.ingest:
+            runner.run(queue.ingest.pop(int(arg) % len(queue.ingest)), last_attempt=False)
+        elif op == "write" and queue.writes:
+            results.append(writer.apply(queue.writes.pop(int(arg) % len(queue.writes))))
+        elif op == "recover":
+            recover(state, queue)
+
+    for step in before:
+        apply(*step)
+    pending = list(during)
+
+    def interleave() -> None:
+        for _ in range(per_call):
+            if pending:
+                apply(*pending.pop(0))
+
+    reindexer = Reindexer(
+        state,
+        cast(EdgeChunkStore, _Interleaved(store, interleave)),
+        hub,
+        heartbeat=beat,
+        batch_docs=1,
+        drop_grace_s=0,
+    )
+    view = reindexer.start(TENANT, COLL, ModelChange(MODEL, 384, None, None))
+    reindexer.stop()  # no background thread: the test runs the job itself, step by step
+    reindexer._stop.clear()
+    assert reindexer.run(view.job.id) == "completed"
+    for step in pending:
+        apply(*step)
+
+    # Drain: everything left, in a random order (writes paused by the switch come back).
+    for _ in range(500):
+        if queue.ingest and (not queue.writes or rng.random() < 0.5):
+            apply("ingest", rng.randrange(len(queue.ingest)), 0)
+        elif queue.writes:
+            apply("write", rng.randrange(len(queue.writes)), 0)
+        else:
+            recover(state, queue)
+            if not (queue.ingest or queue.writes):
+                break
+    assert not queue.ingest
+    assert not queue.writes
+
+    rec = state.get_collection(TENANT, COLL)
+    assert (rec.embedding_model, rec.dimension, rec.reindex) == (MODEL, 384, None)
+    assert rec.store_name != STORE
+    assert not store.collection_exists(STORE), "the old generation was not dropped"
+    serving = rec.store_name
+    total = 0
+    for doc in DOCS:
+        record = state.find_document(TENANT, COLL, doc)
+        have = store.count(serving, ChunkFilter(must=[FieldEquals(key="document_id", value=doc)]))
+        if record is None or record.status is DocStatus.DELETED:
+            assert have == 0, f"{doc}: deleted, yet {have} points remain"
+            continue
+        assert record.status is DocStatus.INDEXED, record
+        assert latest[doc] is not None
+        points = store.get(serving, [point_id(STORE, doc, i) for i in range(have)])
+        assert len(points) == have == record.chunk_count
+        assert all(f"{doc}{latest[doc]}w" in p.payload.text for p in points), "stale content"
+        assert all(len(p.dense) == 384 for p in points)
+        total += have
+    assert store.count(serving) == total, "points of no live document"
+    assert not ReindexState(state.raw()).active()
+
+
+def test_a_write_of_an_older_generation_is_embedded_again(
+    world: tuple[StateStore, EdgeChunkStore, Path, EmbeddingsClient],
+) -> None:
+    state, store, root, _ = world
+    state.raw().flushdb()
+    if not store.collection_exists(STORE):
+        store.create_collection(StoreCollectionSpec(name=STORE, dense_size=4, sparse=True))
+    state.create_collection(
+        CollectionRecord(
+            tenant=TENANT, name=COLL, embedding_model="m", dimension=4, store=STORE, generation=7
+        )
+    )
+    queue = _Queue()
+    blobs = LocalBlobStore(root / "blobs")
+    beat = Heartbeat(state, "live", ttl_s=600, every_s=60)
+    runner = IndexingRunner(
+        state, blobs, cast(DocumentPipeline, _Pipeline()), queue, heartbeat=beat
+    )
+    writer = StoreWriter(state, store, queue, heartbeat=beat)
+    item = UploadItem(doc_id="a", source="a", data=_text("a", 0).encode())
+    accept(state, blobs, queue, LIMITS, tenant=TENANT, collection=COLL, items=[item])
+    runner.run(queue.ingest.pop(), last_attempt=False)
+    fresh = queue.writes.pop()
+    assert isinstance(fresh, ReplaceWrite)
+    assert fresh.generation == 7
+    stale = fresh.model_copy(update={"generation": 6})
+    assert writer.apply(stale) == "regenerated"
+    assert store.count(STORE) == 0
+    assert state.get_document(TENANT, COLL, "a").status is DocStatus.QUEUED
+    assert [d.id for d in queue.ingest[-1].docs] == ["a"]
+    # Paused writes wait (sent again), and nothing reaches the store meanwhile.
+    rx = ReindexState(state.raw())
+    state.raw().set("sieve:rx:pause:t:c", "job")
+    assert writer.apply(fresh) == "paused"
+    assert queue.writes == [fresh]
+    assert rx.live_writers(TENANT, COLL) == 0
+
+
+def test_generation_store_names_are_injective_and_bounded() -> None:
+    names: Sequence[tuple[str, str]] = [("a", "x"), ("a", "x-g1"), ("1-a", "x"), ("ab", "x")]
+    seen = set()
+    for tenant, name in names:
+        base = store_name_for(tenant, name)
+        seen.add(base)
+        for generation in (1, 12, 123):
+            seen.add(generation_store_name(base, generation))
+    assert len(seen) == len(names) * 4
+    longest = store_name_for("t" * 48, "n" * 64)
+    assert len(generation_store_name(longest, 10**8)) <= MAX_STORE_NAME_CHARS
+    with pytest.raises(InvalidInput, match="re-indexed store name"):
+        generation_store_name(longest, 10**12)
