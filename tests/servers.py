@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import uvicorn
 
 from core.net import free_port
 
-__all__ = ["free_port", "serve_in_thread"]
+__all__ = ["free_port", "local_hub", "serve_in_thread"]
 
 
 @contextmanager
@@ -50,3 +55,48 @@ def serve_in_thread(
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s}s")
+
+
+@contextmanager
+def local_hub(root: Path, **extra_env: str) -> Iterator[str]:
+    """The real local model hub as its own process (logs and graph cache under ``root``).
+
+    Yields the base URL including ``/v1``.
+    """
+    port = free_port()
+    sieve = Path(sys.executable).parent / "sieve"
+    (root / "graphs").mkdir(parents=True, exist_ok=True)
+    log = (root / "hub.log").open("wb")
+    # The hub builds its optimised graphs in a cache of its own, never in the repository.
+    env = {**os.environ, "SIEVE_MODELHUB_GRAPH_CACHE_DIR": str(root / "graphs"), **extra_env}
+    proc = subprocess.Popen(
+        [str(sieve), "modelhub", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/v1/models", proc, timeout_s=120)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -5,6 +5,7 @@ collection delete, and kill -9 of the API mid re-index."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -21,9 +22,15 @@ from ingest.limits import IngestLimits
 from ingest.records import record_to_document
 from ingest.tokenizer import load_bge_small_tokenizer
 from retriever.edge_store import EdgeChunkStore
+from services.modelhub.registry import BUNDLED_PINS, bundled_data_dir
 from tests.indexing.procstack import ProcStack, proc_stack
+from tests.servers import local_hub
 
 pytestmark = pytest.mark.slow
+
+# The bundled bge files registered under a second id (SIEVE_MODELHUB_MODELS): "a new
+# embedding model" the hub really serves, without inventing weights.
+SECOND_MODEL = "sieve-test/bge-small-copy"
 
 _WORDS = ["alpha", "beta", "gamma", "delta", "sunlight", "sugar", "leaf", "river", "stone"]
 
@@ -36,10 +43,20 @@ def _record(doc_id: str, salt: str = "") -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stack(hub_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcStack]:
     root = tmp_path_factory.mktemp("reindex")
+    second = {
+        "id": SECOND_MODEL,
+        "kind": "embed",
+        "path": str(bundled_data_dir() / "bge_small_en"),
+        "pooling": "cls",
+        "sha256": BUNDLED_PINS["bge_small_en"],
+    }
     # Small batches: a re-index of 30 documents takes many hub round trips.
-    with proc_stack(hub_url, root, SIEVE_INGEST_TASK_BATCH_DOCS="2") as handle:
+    with (
+        local_hub(root / "hub", SIEVE_MODELHUB_MODELS=json.dumps([second])) as hub_url,
+        proc_stack(hub_url, root, SIEVE_INGEST_TASK_BATCH_DOCS="2") as handle,
+    ):
         yield handle
 
 
@@ -275,3 +292,22 @@ def test_kill_the_api_mid_reindex_then_it_resumes(stack: ProcStack) -> None:
         assert job["state"] == "completed", job
         assert c.get("/v1/collections/rxk").json()["late_interaction"] is True
     _check_store(stack, "rxk", records, late=True)
+
+
+def test_a_new_embedding_model(stack: ProcStack) -> None:
+    records = {f"m{i}": _record(f"m{i}") for i in range(8)}
+    with stack.client() as c:
+        _create(c, "rxm")
+        stack.wait_jobs([_upload(c, "rxm", list(records.values()))])
+        sent_before = len(stack.plan.bodies.get("embeddings", []))
+        job = _wait_job(c, _reindex(c, "rxm", embedding_model=SECOND_MODEL))
+        assert job["state"] == "completed", job
+        bodies = [json.loads(b) for b in stack.plan.bodies["embeddings"][sent_before:]]
+        assert {b["model"] for b in bodies} == {SECOND_MODEL}
+        assert sum(len(b["input"]) for b in bodies) >= len(records)
+        view = c.get("/v1/collections/rxm").json()
+        assert (view["embedding_model"], view["dimension"]) == (SECOND_MODEL, 384)
+        hits = _query(c, "rxm")["results"]
+        assert hits
+        assert all(h["scores"]["dense"] is not None for h in hits)
+    _check_store(stack, "rxm", records, late=False)
