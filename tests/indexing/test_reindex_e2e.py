@@ -221,7 +221,7 @@ def test_late_interaction_on_then_off_while_writes_and_queries_go_on(stack: Proc
 
 def test_refusals(stack: ProcStack) -> None:
     with stack.client() as c:
-        _create(c, "rxr")
+        _create(c, "rxr", late_interaction=True)
         stack.wait_jobs([_upload(c, "rxr", [_record(f"r{i}") for i in range(20)])])
         same = c.post("/v1/collections/rxr/reindex", json={})
         assert (same.status_code, same.json()["error"]["code"]) == (400, "no_change")
@@ -231,9 +231,11 @@ def test_refusals(stack: ProcStack) -> None:
         assert "embedding_model" in unknown.json()["error"]["message"]
         missing = c.post("/v1/collections/nope/reindex", json={"late_interaction": True})
         assert missing.status_code == 404
-        stack.plan.hang_next(1, 3.0, "embeddings")  # holds the re-index's first batch
-        job_id = _reindex(c, "rxr", late_interaction=True)
-        again = c.post("/v1/collections/rxr/reindex", json={"late_interaction": False})
+        # Turning late interaction off probes nothing: the first hub request after this
+        # is the re-index's first batch, held for a while.
+        stack.plan.hang_next(1, 3.0, "embeddings")
+        job_id = _reindex(c, "rxr", late_interaction=False)
+        again = c.post("/v1/collections/rxr/reindex", json={"late_interaction": True})
         assert (again.status_code, again.json()["error"]["code"]) == (409, "reindex_in_progress")
         assert _wait_job(c, job_id)["state"] == "completed"
 
@@ -241,29 +243,30 @@ def test_refusals(stack: ProcStack) -> None:
 def test_cancel_drops_the_new_generation_and_the_old_keeps_serving(stack: ProcStack) -> None:
     records = {f"c{i}": _record(f"c{i}") for i in range(10)}
     with stack.client() as c:
-        _create(c, "rxc")
+        _create(c, "rxc", late_interaction=True)
         stack.wait_jobs([_upload(c, "rxc", list(records.values()))])
         before = _query(c, "rxc")
-        stack.plan.hang_next(1, 3.0, "embeddings")
-        job_id = _reindex(c, "rxc", late_interaction=True)
+        stack.plan.hang_next(1, 3.0, "embeddings")  # the re-index's first batch
+        job_id = _reindex(c, "rxc", late_interaction=False)
         assert c.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
         job = _wait_job(c, job_id)
         assert job["state"] == "cancelled", job
         view = c.get("/v1/collections/rxc").json()
-        assert view["late_interaction"] is False
+        assert view["late_interaction"] is True
         assert view["reindex"] is None
         assert _query(c, "rxc")["results"] == before["results"]
-    _check_store(stack, "rxc", records, late=False)
+    _check_store(stack, "rxc", records, late=True)
 
 
 def test_deleting_the_collection_ends_the_reindex_and_leaves_nothing(stack: ProcStack) -> None:
     with stack.client() as c:
-        _create(c, "rxd")
+        _create(c, "rxd", late_interaction=True)
         stack.wait_jobs([_upload(c, "rxd", [_record(f"x{i}") for i in range(10)])])
         state = stack.state()
         ns = state.get_collection("team-a", "rxd").store_name
-        stack.plan.hang_next(1, 3.0, "embeddings")
-        job_id = _reindex(c, "rxd", late_interaction=True)
+        stack.plan.hang_next(1, 3.0, "embeddings")  # the re-index's first batch
+        job_id = _reindex(c, "rxd", late_interaction=False)
+        assert c.get(f"/v1/jobs/{job_id}").json()["state"] in ("queued", "running")
         assert c.delete("/v1/collections/rxd").status_code == 204
         job = _wait_job(c, job_id)
         assert job["state"] == "failed"
@@ -281,17 +284,22 @@ def test_deleting_the_collection_ends_the_reindex_and_leaves_nothing(stack: Proc
 def test_kill_the_api_mid_reindex_then_it_resumes(stack: ProcStack) -> None:
     records = {f"k{i:02}": _record(f"k{i:02}") for i in range(20)}
     with stack.client() as c:
-        _create(c, "rxk")
+        _create(c, "rxk", late_interaction=True)
         stack.wait_jobs([_upload(c, "rxk", list(records.values()))])
-        stack.plan.hang_next(1, 4.0, "embeddings")
-        job_id = _reindex(c, "rxk", late_interaction=True)
+        stack.plan.hang_next(1, 4.0, "embeddings")  # the re-index's first batch
+        job_id = _reindex(c, "rxk", late_interaction=False)
+        assert c.get(f"/v1/jobs/{job_id}").json()["state"] in ("queued", "running")
     stack.kill("api")
     stack.start_api()
     with stack.client() as c:
         job = _wait_job(c, job_id)
         assert job["state"] == "completed", job
-        assert c.get("/v1/collections/rxk").json()["late_interaction"] is True
-    _check_store(stack, "rxk", records, late=True)
+        assert c.get("/v1/collections/rxk").json()["late_interaction"] is False
+    state = stack.state()
+    # The restarted API took the job over from the dead one (its lease had expired).
+    assert state.raw().hget(f"sieve:rx:job:{job_id}", "crashes") == "1"
+    state.close()
+    _check_store(stack, "rxk", records, late=False)
 
 
 def test_a_new_embedding_model(stack: ProcStack) -> None:
