@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from core.errors import UpstreamUnavailable
+from core.errors import NotFound, UpstreamUnavailable
+from indexing.records import CollectionRecord
 from services.api.deps import Deps, Tenant, in_thread
 from services.api.schemas_query import MultiQueryRequest, QueryRequest, QueryResponse
 
@@ -20,8 +21,7 @@ async def query_collection(
     name: str, body: QueryRequest, deps: Deps, tenant: Tenant
 ) -> QueryResponse:
     """Hybrid recall, rerank, cutoff: ranked, cited passages with every stage's score."""
-    collection = await in_thread(deps.state.get_collection, tenant, name)
-    out = await deps.query.run([collection], body)
+    out = await _run(deps, tenant, [name], body)
     deps.metrics.observe_query(out.timings_ms, out.rerank.status)
     return out
 
@@ -30,11 +30,31 @@ async def query_collection(
 async def query_many(body: MultiQueryRequest, deps: Deps, tenant: Tenant) -> QueryResponse:
     """One query over several of the tenant's collections that share an embedding model."""
     names = list(dict.fromkeys(body.collections))
-    collections = [await in_thread(deps.state.get_collection, tenant, n) for n in names]
     request = QueryRequest.model_validate(body.model_dump(exclude={"collections"}))
-    out = await deps.query.run(collections, request)
+    out = await _run(deps, tenant, names, request)
     deps.metrics.observe_query(out.timings_ms, out.rerank.status)
     return out
+
+
+async def _records(deps: Deps, tenant: str, names: list[str]) -> list[CollectionRecord]:
+    return [await in_thread(deps.state.get_collection, tenant, n) for n in names]
+
+
+async def _run(deps: Deps, tenant: str, names: list[str], req: QueryRequest) -> QueryResponse:
+    """Run the query; once more with fresh records if a re-index switched under it.
+
+    A re-index drops the old generation shortly after the switch, so a query that read the
+    record just before it can find its store collection gone: then the record points at
+    the new generation (maybe with another model), and the whole query runs again on it.
+    """
+    collections = await _records(deps, tenant, names)
+    try:
+        return await deps.query.run(collections, req)
+    except NotFound:
+        fresh = await _records(deps, tenant, names)  # NotFound here: really deleted
+        if [c.store_name for c in fresh] == [c.store_name for c in collections]:
+            raise
+        return await deps.query.run(fresh, req)
 
 
 @router.get("/v1/models", tags=["models"])
