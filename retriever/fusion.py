@@ -149,38 +149,47 @@ def _rrf(
     ]
 
 
+def late_order(
+    ids: Sequence[str], late: Mapping[str, float], fusion: LateFusion
+) -> list[tuple[int, float]]:
+    """The late-fused order of ids given in recall order: (recall index, score), best first.
+
+    score = w_recall/(k + r_recall) + w_late/(k + r_late); an id without a MaxSim score gets
+    no late term; ties go by recall rank. With ``fusion.late == 0`` the recall order is
+    kept (the score is then the recall term alone). ``sieve tune`` ranks with this too.
+    """
+    scored = [(pid, late[pid]) for pid in ids if pid in late]
+    late_rank = {pid: rank for rank, (pid, _) in enumerate(rank_leg(scored), start=1)}
+    k = fusion.k
+    rows: list[tuple[float, int]] = []
+    for index, pid in enumerate(ids):
+        final = fusion.recall / (k + index + 1)
+        if pid in late_rank:
+            final += fusion.late / (k + late_rank[pid])
+        rows.append((final, index))
+    if fusion.late:
+        rows.sort(key=lambda row: (-row[0], row[1]))
+    return [(index, final) for final, index in rows]
+
+
 def fuse_late(
     hits: Sequence[ScoredHit], late: Mapping[str, float], fusion: LateFusion
 ) -> list[ScoredHit]:
-    """Join the MaxSim rank to the recall rank: w_recall/(k + r_recall) + w_late/(k + r_late).
+    """Join the MaxSim rank to the recall rank (``late_order``).
 
     ``hits`` come in recall order; ``late`` maps ids to MaxSim scores (a hit the engine did
     not rescore gets no late term). Every hit keeps its recall scores and gains
     ``scores.late``. With ``fusion.late == 0`` the recall order and scores are kept as they
-    are. Ties go by recall rank.
+    are.
     """
-    scored = [(pid, late[pid]) for pid in (h.id for h in hits) if pid in late]
-    late_rank = {pid: rank for rank, (pid, _) in enumerate(rank_leg(scored), start=1)}
-    k = fusion.k
-    rows: list[tuple[float, int, ScoredHit]] = []
-    for recall_rank, hit in enumerate(hits, start=1):
-        score = late.get(hit.id)
-        scores = trusted(LegScores, {**hit.scores.__dict__, "late": score})
-        if fusion.late == 0:
-            final = hit.score
-        else:
-            final = fusion.recall / (k + recall_rank)
-            if hit.id in late_rank:
-                final += fusion.late / (k + late_rank[hit.id])
-        rows.append(
-            (
-                -final if fusion.late else 0.0,
-                recall_rank,
-                trusted(
-                    ScoredHit,
-                    {"id": hit.id, "score": final, "scores": scores, "payload": hit.payload},
-                ),
+    out: list[ScoredHit] = []
+    for index, final in late_order([h.id for h in hits], late, fusion):
+        hit = hits[index]
+        scores = trusted(LegScores, {**hit.scores.__dict__, "late": late.get(hit.id)})
+        score = final if fusion.late else hit.score
+        out.append(
+            trusted(
+                ScoredHit, {"id": hit.id, "score": score, "scores": scores, "payload": hit.payload}
             )
         )
-    rows.sort(key=lambda row: (row[0], row[1]))
-    return [row[2] for row in rows]
+    return out

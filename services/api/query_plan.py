@@ -70,5 +70,5 @@ def resolve_plan(
             window=_pick(p.window, rerank.window),
         ),
         autocut=autocut or None,
-        late_weight=_pick(p.late_weight, 0.0),
+        late_weight=_pick(req.late_weight, p.late_weight, query.late_weight),
     )

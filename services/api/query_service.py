@@ -453,7 +453,7 @@ class QueryEngine:
             late=late,
             late_fusion=LateFusion(
                 recall=_or(req.late_recall_weight, self._query.late_recall_weight),
-                late=_or(req.late_weight, self._query.late_weight),
+                late=plan.late_weight,
                 k=self._query.late_rrf_k,
             ),
         )

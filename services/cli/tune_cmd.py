@@ -125,6 +125,7 @@ def _run(
     from rich.progress import Progress  # noqa: PLC0415
 
     from core.settings import QuerySettings, RerankSettings  # noqa: PLC0415
+    from core.types import LateFusion  # noqa: PLC0415
     from services.cli import tuning  # noqa: PLC0415
 
     console = Console(stderr=True, quiet=quiet)
@@ -160,10 +161,13 @@ def _run(
     grid = tuning.candidate_grid(
         late=late, depths=[d for d in (10, 20, 30, 50) if d <= fetch_depth]
     )
+    # What the server does for a collection nobody tuned: late interaction (when the
+    # collection has it) at the settings' weight, then the default rerank.
     default = tuning.Candidate(
         dense_weight=query_cfg.dense_weight,
         sparse_weight=query_cfg.sparse_weight,
         rrf_k=query_cfg.rrf_k,
+        late_weight=query_cfg.late_weight if late else 0.0,
         rerank_depth=min(rerank_cfg.depth, fetch_depth),
         final=rerank_cfg.final,
         recall_weight=rerank_cfg.fusion_recall_weight,
@@ -185,7 +189,10 @@ def _run(
     )
     grid = list(dict.fromkeys([hybrid, baseline, default, *grid]))
     console.print(f"scoring {len(grid)} candidate policies over {len(items)} queries")
-    scores = tuning.score_candidates(grid, items, qrels, top_k=query_cfg.top_k)
+    late_fusion = LateFusion(
+        recall=query_cfg.late_recall_weight, late=query_cfg.late_weight, k=query_cfg.late_rrf_k
+    )
+    scores = tuning.score_candidates(grid, items, qrels, top_k=query_cfg.top_k, late=late_fusion)
     by_cand = {s.candidate: s for s in scores}
     result = tuning.cross_validate(scores, tuned, folds=folds, seed=seed)
     chosen = result.chosen

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from core.query_policy import QueryPolicy
-from core.types import FusionWeights, QueryMode
+from core.types import FusionWeights, LateFusion, QueryMode
 from reranker import FusionParams, ScorePolicy, estimate_tokens, finalize_ranking
-from retriever.fusion import fuse_legs
+from retriever.fusion import fuse_legs, late_order
 from services.cli.evaluation import per_query_metrics
 
 __all__ = [
@@ -228,8 +228,14 @@ def load_candidates(path: Path) -> list[QueryCandidates]:
     return out
 
 
-def rank_query(cand: Candidate, q: QueryCandidates, *, top_k: int) -> list[str]:
-    """The chunk ids the server would return for ``q`` under ``cand``, best first."""
+def rank_query(
+    cand: Candidate, q: QueryCandidates, *, top_k: int, late: LateFusion | None = None
+) -> list[str]:
+    """The chunk ids the server would return for ``q`` under ``cand``, best first.
+
+    ``late``: the server's late-interaction fusion settings (recall weight, k); the
+    candidate's ``late_weight`` replaces its late weight, as a stored policy's does.
+    """
     fused = fuse_legs(
         QueryMode.HYBRID,
         q.dense[:top_k],
@@ -241,7 +247,10 @@ def rank_query(cand: Candidate, q: QueryCandidates, *, top_k: int) -> list[str]:
     ids = [hit.id for hit in fused]
     scores = [hit.score for hit in fused]
     if cand.late_weight and q.late:
-        ids, scores = _with_late(ids, scores, q.late, cand.late_weight, cand.rrf_k)
+        fusion = (late or LateFusion()).model_copy(update={"late": cand.late_weight})
+        order = late_order(ids, q.late, fusion)
+        ids = [ids[i] for i, _ in order]
+        scores = [score for _, score in order]
     if cand.rerank_depth == 0:
         return ids
     depth = min(cand.rerank_depth, len(ids))
@@ -260,24 +269,6 @@ def rank_query(cand: Candidate, q: QueryCandidates, *, top_k: int) -> list[str]:
         ),
     )
     return decision.select(ids)
-
-
-def _with_late(
-    ids: list[str], scores: list[float], late: dict[str, float], weight: float, k: float
-) -> tuple[list[str], list[float]]:
-    """Add late interaction as a third RRF leg over the recalled candidates.
-
-    Extension point for the ``late`` branch: the store's own MaxSim rescoring will be the
-    authority once it lands; this models it as the server is expected to fuse it.
-    """
-    scored = sorted((cid for cid in ids if cid in late), key=lambda c: -late[c])
-    rank = {cid: r for r, cid in enumerate(scored, start=1)}
-    total = {
-        cid: s + (weight / (k + rank[cid]) if cid in rank else 0.0)
-        for cid, s in zip(ids, scores, strict=True)
-    }
-    order = sorted(ids, key=lambda c: -total[c])
-    return order, [total[c] for c in order]
 
 
 def _documents(chunks: Iterable[str], q: QueryCandidates) -> list[str]:
@@ -315,26 +306,37 @@ def score_candidates(
     qrels: dict[str, dict[str, int]],
     *,
     top_k: int,
+    late: LateFusion | None = None,
 ) -> list[CandidateScore]:
-    """Every candidate over every query: nDCG@10 per query, Recall@100, modelled cost."""
+    """Every candidate over every query: nDCG@10 per query, Recall@100, modelled cost.
+
+    ``late``: the server's late-interaction fusion settings (see ``rank_query``).
+    """
     judged = [q for q in items if q.qid in qrels]
     sub = {q.qid: qrels[q.qid] for q in judged}
     pair_ms = _pair_ms(judged)
     recall_cache: dict[tuple[float, float, float, float], float] = {}
     out = []
     for cand in candidates:
-        ranking = {q.qid: _documents(rank_query(cand, q, top_k=top_k), q) for q in judged}
+        ranking = {
+            q.qid: _documents(rank_query(cand, q, top_k=top_k, late=late), q) for q in judged
+        }
         per_query = per_query_metrics(sub, ranking)
         key = (cand.dense_weight, cand.sparse_weight, cand.rrf_k, cand.late_weight)
         if key not in recall_cache:
             wide = replace(cand, rerank_depth=0)
-            deep = {q.qid: _documents(rank_query(wide, q, top_k=LEG_DEPTH), q) for q in judged}
+            deep = {
+                q.qid: _documents(rank_query(wide, q, top_k=LEG_DEPTH, late=late), q)
+                for q in judged
+            }
             recall_cache[key] = statistics.fmean(
                 m["recall@100"] for m in per_query_metrics(sub, deep).values()
             )
         ms, tokens, covered, sent = [], [], 0, 0
         for q in judged:
-            ids = rank_query(replace(cand, rerank_depth=0), q, top_k=top_k)[: cand.rerank_depth]
+            ids = rank_query(replace(cand, rerank_depth=0), q, top_k=top_k, late=late)[
+                : cand.rerank_depth
+            ]
             ms.append(q.base_ms + pair_ms * len(ids))
             tokens.append(sum(q.query_tokens + q.doc_tokens.get(c, 0) for c in ids))
             covered += sum(1 for c in ids if c in q.rerank)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from core.types import FusionWeights, QueryMode
-from retriever.fusion import fuse_legs
+from core.types import ChunkPayload, FusionWeights, LateFusion, LegScores, QueryMode, ScoredHit
+from retriever.fusion import fuse_late, fuse_legs
 from services.cli.tuning import (
     Candidate,
     QueryCandidates,
@@ -51,6 +52,10 @@ def _query(qid: str, relevant: str, *, rerank_right: bool) -> QueryCandidates:
         rerank_pairs=10,
         rerank_cached=0,
     )
+
+
+def _payload(chunk_id: str) -> ChunkPayload:
+    return ChunkPayload(document_id=chunk_id, content_hash="h", chunk_no=0, text="t")
 
 
 def test_without_rerank_the_order_is_the_servers_fusion() -> None:
@@ -138,13 +143,31 @@ def test_grid_has_late_interaction_only_when_the_collection_has_it() -> None:
     assert len(set(candidate_grid(late=False))) == len(candidate_grid(late=False))
 
 
-def test_late_scores_join_recall_as_a_third_leg() -> None:
+def test_late_interaction_is_ranked_as_the_server_fuses_it() -> None:
     q = _query("a", "3", rerank_right=True)
-    late = {f"a-c{i}": (1.0 if i == 8 else 0.0) for i in range(10)}
+    late = {f"a-c{i}": 1.0 - abs(i - 7) / 10 for i in range(10)}  # MaxSim prefers c7
     q = QueryCandidates(**{**q.__dict__, "late": late})
-    plain = rank_query(Candidate(dense_weight=1, sparse_weight=0), q, top_k=10)
-    with_late = rank_query(Candidate(dense_weight=1, sparse_weight=0, late_weight=5), q, top_k=10)
-    assert with_late.index("a-c8") < plain.index("a-c8")
+    cand = Candidate(dense_weight=2, sparse_weight=1, rrf_k=5)
+    recall = fuse_legs(
+        QueryMode.HYBRID,
+        q.dense,
+        q.sparse,
+        weights=FusionWeights(dense=2, sparse=1),
+        k=5,
+        limit=10,
+    )
+    for weight in (0.5, 1.0, 4.0):
+        fusion = LateFusion(recall=2.0, late=weight, k=2.0)
+        hits = [
+            ScoredHit(id=h.id, score=h.score, scores=LegScores(), payload=_payload(h.id))
+            for h in recall
+        ]
+        server = [h.id for h in fuse_late(hits, late, fusion)]
+        offline = rank_query(replace(cand, late_weight=weight), q, top_k=10, late=fusion)
+        assert offline == server
+    plain = rank_query(cand, q, top_k=10)
+    leaning = rank_query(replace(cand, late_weight=4.0), q, top_k=10, late=LateFusion())
+    assert leaning.index("a-c7") < plain.index("a-c7")
 
 
 def test_candidates_round_trip_through_the_cache_file(tmp_path: Path) -> None:

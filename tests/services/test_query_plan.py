@@ -49,3 +49,13 @@ def test_depth_never_exceeds_top_k() -> None:
     assert resolve_plan(QueryRequest(query="q"), policy, QUERY, RERANK, top_k=20).depth == 20
     with pytest.raises(InvalidInput, match="rerank_depth"):
         resolve_plan(QueryRequest(query="q", rerank_depth=30), None, QUERY, RERANK, top_k=20)
+
+
+def test_late_weight_comes_from_the_request_then_the_policy_then_settings() -> None:
+    def late(req: QueryRequest, policy: QueryPolicy | None) -> float:
+        return resolve_plan(req, policy, QUERY, RERANK, top_k=50).late_weight
+
+    assert late(QueryRequest(query="q"), None) == QUERY.late_weight
+    # A tuned policy that turned the late stage's vote off keeps the recall order.
+    assert late(QueryRequest(query="q"), QueryPolicy(late_weight=0.0)) == 0.0
+    assert late(QueryRequest(query="q", late_weight=3.0), QueryPolicy(late_weight=0.0)) == 3.0
