@@ -170,6 +170,10 @@ class SieveClient:
             raise _unexpected("PUT policy", "not a JSON object")
         return out
 
+    def clear_policy(self, name: str) -> None:
+        """Drop a collection's stored policy: its queries use the server's defaults."""
+        self._send("DELETE", f"/v1/collections/{_seg(name)}/policy")
+
     def feedback(self, name: str) -> list[dict[str, Any]]:
         """Every relevance judgment recorded for a collection."""
         out = self._json("GET", f"/v1/collections/{_seg(name)}/feedback")

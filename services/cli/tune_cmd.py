@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from services.cli.options import DEFAULT_URL, ApiKey, ApiUrl, open_client
+
+if TYPE_CHECKING:
+    from services.cli.tuning import Candidate
 
 __all__ = ["tune"]
 
@@ -195,7 +198,7 @@ def _run(
     scores = tuning.score_candidates(grid, items, qrels, top_k=query_cfg.top_k, late=late_fusion)
     by_cand = {s.candidate: s for s in scores}
     result = tuning.cross_validate(scores, tuned, folds=folds, seed=seed)
-    chosen = result.chosen
+    chosen, kept_default = tuning.unless_default_is_as_good(result, by_cand[default], tuned)
     front = tuning.frontier(scores, tuned)
     report: dict[str, Any] = {
         "collection": collection,
@@ -212,6 +215,9 @@ def _run(
             _row(by_cand[default], tuned, "untuned default"),
         ],
         "chosen": _row(chosen, tuned, "chosen"),
+        "best_in_grid": _row(result.chosen, tuned, "best in the grid"),
+        "kept_default": kept_default,
+        "default_ndcg@10": round(by_cand[default].mean_ndcg(tuned), 4),
         "cv_ndcg@10": round(result.cv_ndcg, 4),
         "folds": folds,
         "fold_choices": result.fold_choices,
@@ -226,25 +232,40 @@ def _run(
                     ("baseline", baseline),
                     ("default", default),
                     ("chosen", chosen.candidate),
+                    ("best in the grid", result.chosen.candidate),
                 )
             },
         }
     if apply:
-        provenance = {
-            "by": "sieve tune",
-            "cv_ndcg@10": round(result.cv_ndcg, 4),
-            "folds": folds,
-            "queries": len(tuned),
-            "candidates": len(grid),
-        }
-        body = chosen.candidate.to_policy(provenance).model_dump(exclude_none=True)
-        client.put_policy(collection, body)
-        report["applied"] = body
+        report["applied"] = _apply(
+            client,
+            collection,
+            None if kept_default else chosen.candidate,
+            {
+                "by": "sieve tune",
+                "cv_ndcg@10": round(result.cv_ndcg, 4),
+                "folds": folds,
+                "queries": len(tuned),
+                "candidates": len(grid),
+            },
+        )
         if held:
             report["held_out"]["api"] = _api_ndcg(
                 client, collection, queries=queries, qrels=qrels, held=held, concurrency=concurrency
             )
     return report
+
+
+def _apply(
+    client: Any, collection: str, chosen: Candidate | None, provenance: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Store the chosen candidate's policy; None (the default won): clear the stored one."""
+    if chosen is None:
+        client.clear_policy(collection)
+        return None
+    body: dict[str, Any] = chosen.to_policy(provenance).model_dump(exclude_none=True)
+    client.put_policy(collection, body)
+    return body
 
 
 def _api_ndcg(
@@ -304,10 +325,17 @@ def _print(report: dict[str, Any]) -> None:
         )
     console.print(table)
     console.print(
-        f"chosen: {report['chosen']['policy']}; {report['folds']}-fold cross-validated "
-        f"nDCG@10 {report['cv_ndcg@10']:.4f} "
-        f"(fold choices: {len(set(report['fold_choices']))} distinct)"
+        f"best in the grid: {report['best_in_grid']['policy']}; choosing among the grid "
+        f"scores {report['cv_ndcg@10']:.4f} nDCG@10 in {report['folds']}-fold "
+        f"cross-validation (fold choices: {len(set(report['fold_choices']))} distinct), "
+        f"the untuned default {report['default_ndcg@10']:.4f}"
     )
+    if report["kept_default"]:
+        console.print(
+            "chosen: the untuned default (tuning did not beat it on queries it had not seen)"
+        )
+    else:
+        console.print(f"chosen: {report['chosen']['policy']}")
     if "held_out" in report:
         h = report["held_out"]
         line = ", ".join(f"{k} {v:.4f}" for k, v in h["offline"].items() if v is not None)
@@ -316,5 +344,7 @@ def _print(report: dict[str, Any]) -> None:
             console.print(
                 f"held out through the API with the applied policy: nDCG@10 {h['api']:.4f}"
             )
-    if "applied" in report:
+    if report.get("applied"):
         console.print(f"applied to {report['collection']!r}: {report['applied']}")
+    elif "applied" in report:
+        console.print(f"{report['collection']!r} follows the server's defaults (policy cleared)")

@@ -43,6 +43,7 @@ __all__ = [
     "rank_query",
     "save_candidates",
     "score_candidates",
+    "unless_default_is_as_good",
 ]
 
 QueryFn = Callable[[dict[str, Any]], dict[str, Any]]
@@ -437,6 +438,21 @@ def cross_validate(
         fold_choices=choices,
         scores=list(scores),
     )
+
+
+def unless_default_is_as_good(
+    result: TuneResult, default: CandidateScore, qids: Sequence[str]
+) -> tuple[CandidateScore, bool]:
+    """The tuned choice, or the untuned default when tuning does not beat it out of sample.
+
+    The cross-validated score is what choosing among the grid earns on queries it did not
+    see; the default, chosen without them, earns its plain mean. With few judged queries
+    and many candidates the choice can overfit below the default: then keep the default
+    (True). Ties keep the default too (it is the one chosen by a robustness rule).
+    """
+    if result.cv_ndcg > default.mean_ndcg(qids) + 1e-9:
+        return result.chosen, False
+    return default, True
 
 
 def frontier(scores: Sequence[CandidateScore], qids: Sequence[str]) -> list[CandidateScore]:

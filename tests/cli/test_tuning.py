@@ -11,7 +11,9 @@ from core.types import ChunkPayload, FusionWeights, LateFusion, LegScores, Query
 from retriever.fusion import fuse_late, fuse_legs
 from services.cli.tuning import (
     Candidate,
+    CandidateScore,
     QueryCandidates,
+    TuneResult,
     candidate_grid,
     cross_validate,
     frontier,
@@ -19,6 +21,7 @@ from services.cli.tuning import (
     rank_query,
     save_candidates,
     score_candidates,
+    unless_default_is_as_good,
 )
 
 
@@ -199,3 +202,25 @@ def test_tune_needs_a_dataset_or_feedback_and_reports_a_down_api(tmp_path: Path)
     assert result.exit_code == 1
     assert "sieve tune:" in result.output
     assert "Traceback" not in result.output
+
+
+def _scored(cand: Candidate, ndcg: float) -> CandidateScore:
+    return CandidateScore(
+        candidate=cand,
+        ndcg={"q1": ndcg, "q2": ndcg},
+        recall100=1.0,
+        p50_ms=1.0,
+        tokens=0.0,
+        coverage=1.0,
+    )
+
+
+def test_tuning_is_kept_only_when_it_beats_the_default_out_of_sample() -> None:
+    default = _scored(Candidate(rerank_depth=10), 0.70)
+    best = _scored(Candidate(rerank_depth=20, final="fusion"), 0.74)  # in sample
+    overfit = TuneResult(chosen=best, cv_ndcg=0.68, folds=2)
+    assert unless_default_is_as_good(overfit, default, ["q1", "q2"]) == (default, True)
+    tie = TuneResult(chosen=best, cv_ndcg=0.70, folds=2)
+    assert unless_default_is_as_good(tie, default, ["q1", "q2"]) == (default, True)
+    real = TuneResult(chosen=best, cv_ndcg=0.72, folds=2)
+    assert unless_default_is_as_good(real, default, ["q1", "q2"]) == (best, False)
