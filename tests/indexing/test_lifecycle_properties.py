@@ -53,7 +53,8 @@ def _text(doc: str, content: int) -> str:
 
 
 class _Pipeline:
-    """The real parser and chunker; embedding by a fixed function of the chunk."""
+    """The real parser and chunker; embedding by a fixed function of the chunk, of the asked
+    size (at least 4)."""
 
     def __init__(self) -> None:
         self._real = DocumentPipeline(cast(EmbeddingsClient, None), load_bge_small_tokenizer())
@@ -76,13 +77,15 @@ class _Pipeline:
         late_model: str | None = None,
         late_dimension: int | None = None,
     ) -> list[PreparedDocument]:
-        del embedding_model, dimension, bm25_avg_len, late_model, late_dimension
+        del embedding_model, bm25_avg_len, late_model, late_dimension
         out = []
         for chunked, doc_id in items:
             points = [
                 ChunkPoint(
                     id=point_id(store_name, doc_id, c.chunk_no),
-                    dense=[1.0, float(c.chunk_no), 0.5, float(len(c.text) % 7)],
+                    # Of the asked size (a re-index's new model may have another).
+                    dense=[1.0, float(c.chunk_no), 0.5, float(len(c.text) % 7)]
+                    + [0.25] * (dimension - 4),
                     payload=ChunkPayload(
                         document_id=doc_id,
                         content_hash=chunked.document.content_sha256,

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from core.errors import InvalidInput
 from core.ids import point_id
-from core.types import ChunkFilter, ChunkPayload, ChunkPoint, FieldEquals, StoreCollectionSpec
+from core.types import ChunkFilter, FieldEquals, StoreCollectionSpec
 from indexing.accept import UploadItem, accept
 from indexing.changes import delete_document
 from indexing.heartbeat import Heartbeat
@@ -42,57 +42,14 @@ from indexing.state_store import StateStore
 from indexing.writes import StoreWriter
 from ingest.blob_store import LocalBlobStore
 from ingest.embeddings_client import EmbeddingsClient
-from ingest.pipeline import ChunkedDocument, DocumentPipeline, PreparedDocument
-from ingest.tokenizer import load_bge_small_tokenizer
+from ingest.pipeline import DocumentPipeline
 from retriever.edge_store import EdgeChunkStore
-from tests.indexing.test_lifecycle_properties import LIMITS, _Queue, _text
+from tests.indexing.test_lifecycle_properties import LIMITS, _Pipeline, _Queue, _text
 
 TENANT, COLL = "t", "c"
 STORE = "t-c"
 DOCS = ["a", "b", "c", "d"]
 MODEL = "BAAI/bge-small-en-v1.5"
-
-
-class _Pipeline:
-    """The real parser and chunker; embedding by a fixed function, of the asked size."""
-
-    def __init__(self) -> None:
-        self._real = DocumentPipeline(cast(EmbeddingsClient, None), load_bge_small_tokenizer())
-
-    def extract_and_chunk(self, data: bytes, *, source: str, record: bool, document_id: str) -> Any:
-        return self._real.extract_and_chunk(
-            data, source=source, record=record, document_id=document_id
-        )
-
-    def embed_many(
-        self,
-        items: list[tuple[ChunkedDocument, str]],
-        *,
-        store_name: str,
-        embedding_model: str,
-        dimension: int,
-        bm25_avg_len: float,
-        late_model: str | None = None,
-        late_dimension: int | None = None,
-    ) -> list[PreparedDocument]:
-        del embedding_model, bm25_avg_len, late_model, late_dimension
-        out = []
-        for chunked, doc_id in items:
-            points = [
-                ChunkPoint(
-                    id=point_id(store_name, doc_id, c.chunk_no),
-                    dense=[1.0, float(c.chunk_no + 1), 0.5] + [0.25] * (dimension - 3),
-                    payload=ChunkPayload(
-                        document_id=doc_id,
-                        content_hash=chunked.document.content_sha256,
-                        chunk_no=c.chunk_no,
-                        text=c.text,
-                    ),
-                )
-                for c in chunked.chunks
-            ]
-            out.append(PreparedDocument(points=points, title=None, pages=None))
-        return out
 
 
 class _Interleaved:
