@@ -135,6 +135,19 @@ class _Queue:
         return task is not None
 
 
+def _workers(
+    state: StateStore, store: EdgeChunkStore, root: Path
+) -> tuple[_Queue, LocalBlobStore, Heartbeat, IndexingRunner, StoreWriter]:
+    """The in-memory queue, the blob store, one live heartbeat, a runner and a store writer."""
+    queue = _Queue()
+    blobs = LocalBlobStore(root / "blobs")
+    beat = Heartbeat(state, "live", ttl_s=600, every_s=60)
+    runner = IndexingRunner(
+        state, blobs, cast(DocumentPipeline, _Pipeline()), queue, heartbeat=beat
+    )
+    return queue, blobs, beat, runner, StoreWriter(state, store, queue, heartbeat=beat)
+
+
 @pytest.fixture(scope="module")
 def world(
     redis_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -179,13 +192,7 @@ def test_no_interleaving_leaves_a_deleted_point_or_an_unfinished_job(
     state.create_collection(
         CollectionRecord(tenant=TENANT, name=COLL, embedding_model="m", dimension=4, store=STORE)
     )
-    queue = _Queue()
-    blobs = LocalBlobStore(root / "blobs")
-    beat = Heartbeat(state, "live", ttl_s=600, every_s=60)
-    runner = IndexingRunner(
-        state, blobs, cast(DocumentPipeline, _Pipeline()), queue, heartbeat=beat
-    )
-    writer = StoreWriter(state, store, queue, heartbeat=beat)
+    queue, blobs, _, runner, writer = _workers(state, store, root)
     latest: dict[str, int | None] = {}  # the content each document should end with
     jobs: list[str] = []
     crashes = 0

@@ -25,7 +25,6 @@ from core.ids import point_id
 from core.types import ChunkFilter, FieldEquals, StoreCollectionSpec
 from indexing.accept import UploadItem, accept
 from indexing.changes import delete_document
-from indexing.heartbeat import Heartbeat
 from indexing.messages import ReplaceWrite
 from indexing.reaper import recover
 from indexing.records import (
@@ -37,14 +36,10 @@ from indexing.records import (
 )
 from indexing.reindex import ModelChange, Reindexer
 from indexing.reindex_state import ReindexState
-from indexing.runner import IndexingRunner
 from indexing.state_store import StateStore
-from indexing.writes import StoreWriter
-from ingest.blob_store import LocalBlobStore
 from ingest.embeddings_client import EmbeddingsClient
-from ingest.pipeline import DocumentPipeline
 from retriever.edge_store import EdgeChunkStore
-from tests.indexing.test_lifecycle_properties import LIMITS, _Pipeline, _Queue, _text
+from tests.indexing.test_lifecycle_properties import LIMITS, _text, _workers
 
 TENANT, COLL = "t", "c"
 STORE = "t-c"
@@ -118,13 +113,7 @@ def test_no_interleaving_with_a_reindex_loses_duplicates_or_resurrects_a_documen
     state.create_collection(
         CollectionRecord(tenant=TENANT, name=COLL, embedding_model="m", dimension=4, store=STORE)
     )
-    queue = _Queue()
-    blobs = LocalBlobStore(root / "blobs")
-    beat = Heartbeat(state, "live", ttl_s=600, every_s=60)
-    runner = IndexingRunner(
-        state, blobs, cast(DocumentPipeline, _Pipeline()), queue, heartbeat=beat
-    )
-    writer = StoreWriter(state, store, queue, heartbeat=beat)
+    queue, blobs, beat, runner, writer = _workers(state, store, root)
     latest: dict[str, int | None] = {}
     results: list[str] = []
 
@@ -216,13 +205,7 @@ def test_a_write_of_an_older_generation_is_embedded_again(
             tenant=TENANT, name=COLL, embedding_model="m", dimension=4, store=STORE, generation=7
         )
     )
-    queue = _Queue()
-    blobs = LocalBlobStore(root / "blobs")
-    beat = Heartbeat(state, "live", ttl_s=600, every_s=60)
-    runner = IndexingRunner(
-        state, blobs, cast(DocumentPipeline, _Pipeline()), queue, heartbeat=beat
-    )
-    writer = StoreWriter(state, store, queue, heartbeat=beat)
+    queue, blobs, _, runner, writer = _workers(state, store, root)
     item = UploadItem(doc_id="a", source="a", data=_text("a", 0).encode())
     accept(state, blobs, queue, LIMITS, tenant=TENANT, collection=COLL, items=[item])
     runner.run(queue.ingest.pop(), last_attempt=False)
