@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import psutil
 
@@ -26,8 +27,10 @@ from services.cli.supervisor import Supervisor, UpConfig
 __all__ = [
     "SCIFACT_DIR",
     "BenchStack",
+    "PeriodicSampler",
     "TreeSampler",
     "code_state",
+    "descendants_rss",
     "free_port",
     "markdown_table",
     "pct",
@@ -136,49 +139,76 @@ class BenchStack(Supervisor):
                 raise RuntimeError(f"{child.name} exited with {child.proc.returncode}; see {log}")
 
 
-class TreeSampler:
-    """Samples the RSS of a process and all its descendants (summed) in a thread; keeps the peak."""
+def descendants_rss(root: psutil.Process) -> list[int] | None:
+    """The RSS of each of ``root``'s descendants (None: ``root`` is gone).
 
-    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
-        self._root = psutil.Process(pid)
+    A child that exits between listing and reading (a pool child, say) is left out.
+    """
+    try:
+        kids = root.children(recursive=True)
+    except psutil.Error:
+        return None
+    out = []
+    for kid in kids:
+        try:
+            out.append(kid.memory_info().rss)
+        except psutil.Error:
+            continue
+    return out
+
+
+class PeriodicSampler:
+    """Calls ``tick`` every ``interval_s`` in a daemon thread between enter and exit."""
+
+    def __init__(self, interval_s: float) -> None:
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.peak = 0
-        self.peak_single = 0
-        self.samples = 0
 
-    def _rss(self) -> tuple[int, int]:
-        total, single = 0, 0
-        procs = [self._root]
-        try:
-            procs += self._root.children(recursive=True)
-        except psutil.Error:
-            return 0, 0
-        for proc in procs:
-            try:
-                rss = proc.memory_info().rss
-            except psutil.Error:
-                continue  # a pool child that exited between listing and reading
-            total += rss
-            single = max(single, rss)
-        return total, single
+    def tick(self) -> None:
+        """One sample (subclasses)."""
+        raise NotImplementedError
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total, single = self._rss()
-            self.peak = max(self.peak, total)
-            self.peak_single = max(self.peak_single, single)
-            self.samples += 1
+            self.tick()
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> TreeSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class TreeSampler(PeriodicSampler):
+    """Samples the RSS of a process and all its descendants (summed) in a thread; keeps the peak."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        super().__init__(interval_s)
+        self._root = psutil.Process(pid)
+        self.peak = 0
+        self.peak_single = 0
+        self.samples = 0
+
+    def _rss(self) -> tuple[int, int]:
+        kids = descendants_rss(self._root)
+        if kids is None:
+            return 0, 0
+        try:
+            rss = [self._root.memory_info().rss, *kids]
+        except psutil.Error:
+            rss = kids
+        return sum(rss), max(rss, default=0)
+
+    def tick(self) -> None:
+        """Add one reading to the peaks."""
+        total, single = self._rss()
+        self.peak = max(self.peak, total)
+        self.peak_single = max(self.peak_single, single)
+        self.samples += 1
 
 
 def code_state() -> str:

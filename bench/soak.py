@@ -48,7 +48,14 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.harness import BenchStack, code_state, markdown_table, pct
+from bench.harness import (
+    BenchStack,
+    PeriodicSampler,
+    code_state,
+    descendants_rss,
+    markdown_table,
+    pct,
+)
 from bench.query import load_queries
 from bench.soak_check import CheckResult, check_final_state, wait_jobs
 from bench.soak_mix import ROUTES, Ledger, Recorder, SoakClient, TextSource, record_expectation
@@ -62,14 +69,12 @@ RSS_WINDOW_S = 20.0
 SEED_BATCH = 100
 
 
-class RssSampler:
+class RssSampler(PeriodicSampler):
     """RSS of named process trees every few seconds, in a thread; each sample timestamped."""
 
     def __init__(self, roots: Mapping[str, int], every_s: float = RSS_EVERY_S) -> None:
+        super().__init__(every_s)
         self._roots = {name: psutil.Process(pid) for name, pid in roots.items()}
-        self._every = every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
         self.samples: list[tuple[float, dict[str, int]]] = []
 
     def sample(self) -> dict[str, int]:
@@ -78,31 +83,16 @@ class RssSampler:
         for name, root in self._roots.items():
             try:
                 out[name] = root.memory_info().rss
-                kids = root.children(recursive=True)
             except psutil.Error:
                 continue
-            total = 0
-            for kid in kids:
-                try:
-                    total += kid.memory_info().rss
-                except psutil.Error:
-                    continue  # exited between listing and reading
+            kids = descendants_rss(root)
             if kids:
-                out[f"{name} children"] = total
+                out[f"{name} children"] = sum(kids)
         return out
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self.sample()))
-            self._stop.wait(self._every)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def tick(self) -> None:
+        """Keep one timestamped reading."""
+        self.samples.append((time.monotonic(), self.sample()))
 
     def window(self, start: float, end: float) -> dict[str, float]:
         """Mean RSS per process over the samples taken in ``[start, end]``."""
