@@ -90,7 +90,14 @@ class StoreWritesConsumer:
     def stop(self) -> None:
         """Stop after the task in hand (late acks: an unfinished one is redelivered)."""
         if self._worker is not None:
-            self._worker.stop(in_sighandler=False)
+            try:
+                self._worker.stop(in_sighandler=False)
+            except Exception as exc:  # noqa: BLE001 - shutdown goes on: the store must close
+                # Redis gone first, say: what was in hand is redelivered (late acks).
+                log.warning(
+                    "store-writes consumer did not stop cleanly",
+                    extra={"error": type(exc).__name__},
+                )
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._owner.heartbeat.stop()

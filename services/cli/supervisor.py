@@ -39,8 +39,11 @@ __all__ = ["Supervisor", "UpConfig"]
 
 log = logging.getLogger("sieve.up")
 
-# The worker may be mid-document (late acks make stopping safe, but let it finish).
-_STOP_TIMEOUT_S = {"worker": 60, "api": 30, "modelhub": 20, "redis": 20}
+# The worker may be mid-document (late acks make stopping safe, but let it finish). The two
+# stages together stay well under two minutes, the patience of a service manager's stop.
+_STOP_TIMEOUT_S = {"worker": 45, "api": 30, "modelhub": 15, "redis": 15}
+# After SIGKILL: a process in uninterruptible sleep (a flush to a slow disk) may take a moment.
+_KILL_WAIT_S = 5.0
 _PR_SET_PDEATHSIG = 1
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -294,34 +297,45 @@ class Supervisor:
         return True
 
     def stop(self) -> None:
-        """Stop every child: API and worker together, then the hub, then Redis.
+        """Stop every child: API and worker together, then the hub and Redis together.
 
         The API and the worker stop at once (late acks and the store-write queue make either
-        order safe) under one deadline, so a slow shutdown of one does not add to the other's.
+        order safe) under one deadline, so a slow shutdown of one does not add to the other's;
+        the hub and Redis, which they call while they stop, go last. Each stage says how long
+        it took, and which child had to be killed.
         """
         self.stopping.set()
         last = ("modelhub", "redis")
-        stages = [[c for c in self.children if c.name not in last]]
-        stages += [[c for c in self.children if c.name == name] for name in last]
+        stages = [
+            [c for c in self.children if c.name not in last],
+            [c for c in self.children if c.name in last],
+        ]
         for stage in stages:
-            self._stop_together(stage)
+            if stage:
+                self.echo(self._stop_together(stage))
         self.children.clear()
 
     @staticmethod
-    def _stop_together(children: list[_Child]) -> None:
+    def _stop_together(children: list[_Child]) -> str:
+        started = time.monotonic()
         running = [c for c in children if c.proc.poll() is None]
         for child in running:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + max(
-            (_STOP_TIMEOUT_S.get(c.name, 30) for c in running), default=0
-        )
+        deadline = started + max((_STOP_TIMEOUT_S.get(c.name, 30) for c in running), default=0)
+        killed: list[str] = []
         for child in children:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if child.proc.poll() is None:
+                killed.append(child.name)
             # SIGKILL the group in every case: it reaps stragglers of a child that exited
             # or died (prefork pool processes) as well as a child that did not stop in time.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.proc.pid, signal.SIGKILL)
-            child.proc.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=_KILL_WAIT_S)
             child.log.close()
+        names = ", ".join(c.name for c in children)
+        note = f"; killed {', '.join(killed)} (did not stop in time)" if killed else ""
+        return f"sieve up: stopped {names} in {time.monotonic() - started:.1f}s{note}"
