@@ -38,7 +38,8 @@ from ingest.blob_store import LocalBlobStore
 from ingest.embeddings_client import EmbeddingsClient
 from ingest.pipeline import ChunkedDocument, DocumentPipeline, PreparedDocument
 from ingest.tokenizer import load_bge_small_tokenizer
-from retriever.edge_store import EdgeChunkStore
+from retriever.store import ChunkStore
+from tests.indexing.stores import STORE_KINDS, chunk_store
 
 TENANT, COLL = "t", "c"
 STORE = "t-c"
@@ -136,7 +137,7 @@ class _Queue:
 
 
 def _workers(
-    state: StateStore, store: EdgeChunkStore, root: Path
+    state: StateStore, store: ChunkStore, root: Path
 ) -> tuple[_Queue, LocalBlobStore, Heartbeat, IndexingRunner, StoreWriter]:
     """The in-memory queue, the blob store, one live heartbeat, a runner and a store writer."""
     queue = _Queue()
@@ -148,15 +149,14 @@ def _workers(
     return queue, blobs, beat, runner, StoreWriter(state, store, queue, heartbeat=beat)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=STORE_KINDS)
 def world(
-    redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[StateStore, EdgeChunkStore, Path]]:
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[StateStore, ChunkStore, Path]]:
     root = tmp_path_factory.mktemp("props")
     state = StateStore.from_url(redis_url)
-    store = EdgeChunkStore(root / "qdrant")
-    yield state, store, root
-    store.close()
+    with chunk_store(request.param, root) as (store, _):
+        yield state, store, root
     state.close()
 
 
@@ -180,7 +180,7 @@ _OPS = st.one_of(
 )
 @given(ops=st.lists(_OPS, min_size=1, max_size=25), rng=st.randoms(use_true_random=False))
 def test_no_interleaving_leaves_a_deleted_point_or_an_unfinished_job(
-    world: tuple[StateStore, EdgeChunkStore, Path],
+    world: tuple[StateStore, ChunkStore, Path],
     ops: list[tuple[str, str | int, int]],
     rng: random.Random,
 ) -> None:

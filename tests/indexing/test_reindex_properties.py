@@ -3,7 +3,7 @@ step of a re-index (each of its store calls lets some of them run first) end wit
 serving generation holding exactly each live document's current points, embedded by the
 new model, and nothing else: no document lost, duplicated or resurrected.
 
-Real Redis, the real store writer and re-indexer over a real Edge store, the real hub for
+Real Redis, the real store writer and re-indexer over each real store adapter, the real hub for
 the re-index's vectors; the ingest pipeline embeds by a fixed function (as in
 test_lifecycle_properties) and the task queue is the in-memory port the test drives.
 """
@@ -38,7 +38,8 @@ from indexing.reindex import ModelChange, Reindexer
 from indexing.reindex_state import ReindexState
 from indexing.state_store import StateStore
 from ingest.embeddings_client import EmbeddingsClient
-from retriever.edge_store import EdgeChunkStore
+from retriever.store import ChunkStore
+from tests.indexing.stores import STORE_KINDS, chunk_store
 from tests.indexing.test_lifecycle_properties import LIMITS, _text, _workers
 
 TENANT, COLL = "t", "c"
@@ -50,7 +51,7 @@ MODEL = "BAAI/bge-small-en-v1.5"
 class _Interleaved:
     """The real store; before each call the re-indexer makes, some other work runs."""
 
-    def __init__(self, store: EdgeChunkStore, before: Callable[[], None]) -> None:
+    def __init__(self, store: ChunkStore, before: Callable[[], None]) -> None:
         self._store = store
         self._before = before
 
@@ -66,16 +67,22 @@ class _Interleaved:
         return call
 
 
-@pytest.fixture(scope="module")
+World = tuple[StateStore, ChunkStore, Path, EmbeddingsClient, Callable[[], None]]
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
 def world(
-    redis_url: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[StateStore, EdgeChunkStore, Path, EmbeddingsClient]]:
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    hub_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[World]:
+    """Redis, the hub and one store of each kind (so the switch is checked in both modes)."""
     root = tmp_path_factory.mktemp("rxprops")
     state = StateStore.from_url(redis_url)
-    store = EdgeChunkStore(root / "qdrant")
     hub = EmbeddingsClient(openai.OpenAI(base_url=hub_url, api_key="none", max_retries=0), MODEL)
-    yield state, store, root, hub
-    store.close()
+    with chunk_store(request.param, root) as (store, empty):
+        yield state, store, root, hub, empty
     state.close()
 
 
@@ -98,17 +105,15 @@ _OPS = st.lists(
 )
 @given(before=_OPS, during=_OPS, per_call=st.integers(1, 3), rng=st.randoms(use_true_random=False))
 def test_no_interleaving_with_a_reindex_loses_duplicates_or_resurrects_a_document(
-    world: tuple[StateStore, EdgeChunkStore, Path, EmbeddingsClient],
+    world: World,
     before: list[tuple[str, str | int, int]],
     during: list[tuple[str, str | int, int]],
     per_call: int,
     rng: random.Random,
 ) -> None:
-    state, store, root, hub = world
+    state, store, root, hub, empty = world
     state.raw().flushdb()
-    for entry in list(store.root.iterdir()):
-        if (entry / "collection.json").is_file():
-            store.drop_collection(entry.name)
+    empty()
     store.create_collection(StoreCollectionSpec(name=STORE, dense_size=4, sparse=True))
     state.create_collection(
         CollectionRecord(tenant=TENANT, name=COLL, embedding_model="m", dimension=4, store=STORE)
@@ -144,7 +149,7 @@ def test_no_interleaving_with_a_reindex_loses_duplicates_or_resurrects_a_documen
 
     reindexer = Reindexer(
         state,
-        cast(EdgeChunkStore, _Interleaved(store, interleave)),
+        cast(ChunkStore, _Interleaved(store, interleave)),
         hub,
         heartbeat=beat,
         batch_docs=1,
@@ -194,9 +199,9 @@ def test_no_interleaving_with_a_reindex_loses_duplicates_or_resurrects_a_documen
 
 
 def test_a_write_of_an_older_generation_is_embedded_again(
-    world: tuple[StateStore, EdgeChunkStore, Path, EmbeddingsClient],
+    world: World,
 ) -> None:
-    state, store, root, _ = world
+    state, store, root, _, _ = world
     state.raw().flushdb()
     if not store.collection_exists(STORE):
         store.create_collection(StoreCollectionSpec(name=STORE, dense_size=4, sparse=True))
