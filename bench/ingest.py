@@ -162,7 +162,7 @@ class EndToEnd:
     storage_per_chunk: dict[str, Any] | None = None
 
 
-def _wait_jobs(api: httpx.Client, job_ids: list[str], stack: BenchStack, timeout_s: float) -> None:
+def wait_jobs(api: httpx.Client, job_ids: list[str], stack: BenchStack, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     pending = list(job_ids)
     while pending:
@@ -207,7 +207,7 @@ def ingest(
                     raise SystemExit(f"the API refused records: {accepted['failed']}")
                 job_ids.append(accepted["job_id"])
             uploaded = time.perf_counter() - start
-            _wait_jobs(api, job_ids, stack, timeout_s)
+            wait_jobs(api, job_ids, stack, timeout_s)
             seconds = time.perf_counter() - start
         states: dict[str, int] = {}
         errors: dict[str, int] = {}
