@@ -93,7 +93,7 @@ def reindex(stack: BenchStack, body: dict[str, Any], timeout_s: float) -> dict[s
         start = time.perf_counter()
         resp = api.post(f"/v1/collections/{PLAIN}/reindex", json=body)
         resp.raise_for_status()
-        job_id = resp.json()["job_id"]
+        job_id = resp.json()["id"]
         wait_jobs(api, [job_id], stack, timeout_s)
         seconds = time.perf_counter() - start
         job = api.get(f"/v1/jobs/{job_id}").raise_for_status().json()

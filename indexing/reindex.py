@@ -2,8 +2,9 @@
 
 A re-index is a job. It builds a new store collection (a *generation*) beside the one that
 serves, from the points of the serving one — same ids, same payloads, the BM25 vectors
-copied, the dense (and token) vectors embedded again by the new model through the hub —
-then switches the collection's record to it in one atomic step, and drops the old one.
+copied, the dense (and token) vectors embedded again through the hub where their model
+changed and copied where it did not, so adding or removing late interaction embeds only
+the token vectors, or nothing — then switches the collection's record to it in one atomic step, and drops the old one.
 Queries keep answering from the old generation until the switch.
 
 Why nothing accepted is lost, duplicated or resurrected:
@@ -80,6 +81,33 @@ class _Ended(Exception):
     def __init__(self, why: str) -> None:
         super().__init__(why)
         self.why = why
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The serving generation, and which of its vectors the new one keeps as they are: the
+    dense ones when the embedding model stays, the token ones when the late model stays
+    (adding or removing late interaction embeds nothing the collection already has)."""
+
+    store: str
+    keep_dense: bool
+    keep_late: bool
+
+    @classmethod
+    def of(cls, rec: CollectionRecord, target: ReindexTarget) -> _Source:
+        same_dense = (rec.embedding_model, rec.dimension) == (
+            target.embedding_model,
+            target.dimension,
+        )
+        same_late = (rec.late_model, rec.late_dimension) == (
+            target.late_model,
+            target.late_dimension,
+        )
+        return cls(
+            store=rec.store_name,
+            keep_dense=same_dense,
+            keep_late=target.late_model is not None and same_late,
+        )
 
 
 class Reindexer:
@@ -300,7 +328,7 @@ class Reindexer:
     ) -> str:
         tenant, name = job.tenant, job.collection
         self._ensure_target(job, target)
-        source = rec.store_name
+        source = _Source.of(rec, target)
         if not self._rx.paused(tenant, name):
             self._build(job, source, target)
             for _ in range(10):
@@ -319,7 +347,7 @@ class Reindexer:
             self._check(job)
             raise _Ended("gone")
         log.info("re-index switched", extra={"job_id": job.id, "store": target.store})
-        return self._retire(job.id, tenant, name, source)
+        return self._retire(job.id, tenant, name, source.store)
 
     def _ensure_target(self, job: JobRecord, target: ReindexTarget) -> None:
         if self._store.collection_exists(target.store):
@@ -336,7 +364,7 @@ class Reindexer:
         # Deleted while it was created? Then nobody else will drop it.
         self._check(job)
 
-    def _build(self, job: JobRecord, source: str, target: ReindexTarget) -> None:
+    def _build(self, job: JobRecord, source: _Source, target: ReindexTarget) -> None:
         """Every document in upload order, from the cursor on (resumable)."""
         cursor = float(self._rx.progress(job.id).get("cursor", "-inf"))
         while True:
@@ -349,7 +377,7 @@ class Reindexer:
             total = self._state.document_total(job.tenant, job.collection)
             self._rx.add_done(job.id, len(rows), cursor=cursor, total=total)
 
-    def _sync_dirty(self, job: JobRecord, source: str, target: ReindexTarget) -> bool:
+    def _sync_dirty(self, job: JobRecord, source: _Source, target: ReindexTarget) -> bool:
         """Sync the documents written since they were synced; False when there were none."""
         dirty = self._rx.dirty(job.tenant, job.collection)
         if not dirty:
@@ -363,15 +391,15 @@ class Reindexer:
         return True
 
     def _sync(
-        self, job: JobRecord, source: str, target: ReindexTarget, doc_ids: Sequence[str]
+        self, job: JobRecord, source: _Source, target: ReindexTarget, doc_ids: Sequence[str]
     ) -> None:
         """Make these documents' points in the new generation what they are in the old."""
         old: list[ChunkPoint] = []
         for doc_id in doc_ids:
-            chunks = self._store.list_document_chunks(source, doc_id)
+            chunks = self._store.list_document_chunks(source.store, doc_id)
             if chunks:
-                old += self._store.get(source, [c.id for c in chunks])
-        dense, late = self._embed(job, [p.payload.text for p in old], target)
+                old += self._store.get(source.store, [c.id for c in chunks])
+        dense, late = self._vectors(job, source, target, old)
         for doc_id in doc_ids:
             self._store.delete_document(target.store, doc_id)
         if old:
@@ -383,11 +411,37 @@ class Reindexer:
                 ],
             )
 
-    def _embed(
-        self, job: JobRecord, texts: list[str], target: ReindexTarget
+    def _vectors(
+        self, job: JobRecord, source: _Source, target: ReindexTarget, old: list[ChunkPoint]
     ) -> tuple[list[list[float]], list[MultiVector | None]]:
-        if not texts:
+        """The new generation's vectors: kept where the model did not change, else embedded."""
+        if not old:
             return [], []
+        dense = [p.dense for p in old] if source.keep_dense and all(p.dense for p in old) else None
+        late: list[MultiVector | None] | None = [None] * len(old)
+        if target.late_model is not None:
+            keep = source.keep_late and all(p.late is not None for p in old)
+            late = [p.late for p in old] if keep else None
+        if dense is not None and late is not None:
+            return dense, late
+        new_dense, new_late = self._embed(
+            job,
+            [p.payload.text for p in old],
+            target,
+            with_dense=dense is None,
+            with_late=late is None,
+        )
+        return (new_dense if dense is None else dense), (new_late if late is None else late)
+
+    def _embed(
+        self,
+        job: JobRecord,
+        texts: list[str],
+        target: ReindexTarget,
+        *,
+        with_dense: bool,
+        with_late: bool,
+    ) -> tuple[list[list[float]], list[MultiVector | None]]:
         for attempt in range(self._hub_retries + 1):
             try:
                 return embed_texts(
@@ -396,8 +450,9 @@ class Reindexer:
                     token_counts=None,
                     embedding_model=target.embedding_model,
                     dimension=target.dimension,
-                    late_model=target.late_model,
+                    late_model=target.late_model if with_late else None,
                     late_dimension=target.late_dimension,
+                    with_dense=with_dense,
                 )
             except UpstreamUnavailable:
                 if attempt == self._hub_retries:

@@ -185,9 +185,11 @@ def embed_texts(
     dimension: int,
     late_model: str | None = None,
     late_dimension: int | None = None,
+    with_dense: bool = True,
 ) -> tuple[list[list[float]], list[MultiVector | None]]:
     """Chunk texts' dense vectors (and token vectors with ``late_model``), packed into
-    requests by the client; what ingestion and a re-index both send to the hub.
+    requests by the client; what ingestion and a re-index both send to the hub. Without
+    ``with_dense`` the dense list is empty (a re-index that keeps the dense vectors).
 
     Raises:
         UpstreamUnavailable: the hub kept failing; the caller retries the batch.
@@ -196,7 +198,9 @@ def embed_texts(
     client = embeddings
     if client.model != embedding_model:
         client = client.for_model(embedding_model)
-    dense = client.embed(texts, token_counts=token_counts, dimension=dimension)
+    dense = (
+        client.embed(texts, token_counts=token_counts, dimension=dimension) if with_dense else []
+    )
     late: list[MultiVector | None] = [None] * len(texts)
     if late_model is not None:
         late_client = client.for_model(late_model)

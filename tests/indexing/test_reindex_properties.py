@@ -243,3 +243,44 @@ def test_generation_store_names_are_injective_and_bounded() -> None:
     assert len(generation_store_name(longest, 10**8)) <= MAX_STORE_NAME_CHARS
     with pytest.raises(InvalidInput, match="re-indexed store name"):
         generation_store_name(longest, 10**12)
+
+
+LATE_MODEL = "answerdotai/answerai-colbert-small-v1-384"
+
+
+def test_adding_and_removing_late_interaction_keeps_the_dense_vectors(world: World) -> None:
+    """The dense model "m" is not on the hub: re-embedding a dense vector would fail, so
+    both re-indexes succeed only if they copy the dense vectors (and, removing, embed nothing)."""
+    state, store, root, hub, empty = world
+    state.raw().flushdb()
+    empty()
+    store.create_collection(StoreCollectionSpec(name=STORE, dense_size=4, sparse=True))
+    state.create_collection(
+        CollectionRecord(tenant=TENANT, name=COLL, embedding_model="m", dimension=4, store=STORE)
+    )
+    queue, blobs, beat, runner, writer = _workers(state, store, root)
+    for doc in DOCS:
+        item = UploadItem(doc_id=doc, source=doc, data=_text(doc, 0).encode())
+        accept(state, blobs, queue, LIMITS, tenant=TENANT, collection=COLL, items=[item])
+    while queue.ingest:
+        runner.run(queue.ingest.pop(), last_attempt=False)
+    while queue.writes:
+        writer.apply(queue.writes.pop())
+    ids = [point_id(STORE, doc, 0) for doc in DOCS]
+    before = {p.id: p.dense for p in store.get(STORE, ids)}
+    assert len(before) == len(DOCS)
+
+    reindexer = Reindexer(state, store, hub, heartbeat=beat, batch_docs=2, drop_grace_s=0)
+    for late_model, late_dimension in ((LATE_MODEL, 384), (None, None)):
+        view = reindexer.start(TENANT, COLL, ModelChange("m", 4, late_model, late_dimension))
+        reindexer.stop()  # the test runs the job itself, not the background thread
+        reindexer._stop.clear()
+        assert reindexer.run(view.job.id) == "completed", state.get_job(TENANT, view.job.id)
+        rec = state.get_collection(TENANT, COLL)
+        assert (rec.embedding_model, rec.late_model) == ("m", late_model)
+        points = store.get(rec.store_name, ids)
+        assert {p.id: p.dense for p in points} == before
+        if late_model is None:
+            assert all(p.late is None for p in points)
+        else:
+            assert all(p.late is not None and p.late.dim == 384 for p in points)
