@@ -4,8 +4,8 @@ A re-index is a job. It builds a new store collection (a *generation*) beside th
 serves, from the points of the serving one — same ids, same payloads, the BM25 vectors
 copied, the dense (and token) vectors embedded again through the hub where their model
 changed and copied where it did not, so adding or removing late interaction embeds only
-the token vectors, or nothing — then switches the collection's record to it in one atomic step, and drops the old one.
-Queries keep answering from the old generation until the switch.
+the token vectors, or nothing — then switches the collection's record to it in one atomic
+step, and drops the old one. Queries keep answering from the old generation until the switch.
 
 Why nothing accepted is lost, duplicated or resurrected:
 

@@ -136,9 +136,10 @@ class _Queue:
         return task is not None
 
 
-def _workers(
-    state: StateStore, store: ChunkStore, root: Path
-) -> tuple[_Queue, LocalBlobStore, Heartbeat, IndexingRunner, StoreWriter]:
+Workers = tuple[_Queue, LocalBlobStore, Heartbeat, IndexingRunner, StoreWriter]
+
+
+def _workers(state: StateStore, store: ChunkStore, root: Path) -> Workers:
     """The in-memory queue, the blob store, one live heartbeat, a runner and a store writer."""
     queue = _Queue()
     blobs = LocalBlobStore(root / "blobs")

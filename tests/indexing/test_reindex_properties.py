@@ -40,7 +40,7 @@ from indexing.state_store import StateStore
 from ingest.embeddings_client import EmbeddingsClient
 from retriever.store import ChunkStore
 from tests.indexing.stores import STORE_KINDS, chunk_store
-from tests.indexing.test_lifecycle_properties import LIMITS, _text, _workers
+from tests.indexing.test_lifecycle_properties import LIMITS, Workers, _text, _workers
 
 TENANT, COLL = "t", "c"
 STORE = "t-c"
@@ -86,6 +86,18 @@ def world(
     state.close()
 
 
+def _fresh(world: World) -> Workers:
+    """Empty Redis and store, one collection of model "m" (4-d) and the workers over it."""
+    state, store, root, _, empty = world
+    state.raw().flushdb()
+    empty()
+    store.create_collection(StoreCollectionSpec(name=STORE, dense_size=4, sparse=True))
+    state.create_collection(
+        CollectionRecord(tenant=TENANT, name=COLL, embedding_model="m", dimension=4, store=STORE)
+    )
+    return _workers(state, store, root)
+
+
 _OPS = st.lists(
     st.one_of(
         st.tuples(st.just("upload"), st.sampled_from(DOCS), st.integers(0, 2)),
@@ -111,14 +123,8 @@ def test_no_interleaving_with_a_reindex_loses_duplicates_or_resurrects_a_documen
     per_call: int,
     rng: random.Random,
 ) -> None:
-    state, store, root, hub, empty = world
-    state.raw().flushdb()
-    empty()
-    store.create_collection(StoreCollectionSpec(name=STORE, dense_size=4, sparse=True))
-    state.create_collection(
-        CollectionRecord(tenant=TENANT, name=COLL, embedding_model="m", dimension=4, store=STORE)
-    )
-    queue, blobs, beat, runner, writer = _workers(state, store, root)
+    state, store, _, hub, _ = world
+    queue, blobs, beat, runner, writer = _fresh(world)
     latest: dict[str, int | None] = {}
     results: list[str] = []
 
@@ -251,14 +257,8 @@ LATE_MODEL = "answerdotai/answerai-colbert-small-v1-384"
 def test_adding_and_removing_late_interaction_keeps_the_dense_vectors(world: World) -> None:
     """The dense model "m" is not on the hub: re-embedding a dense vector would fail, so
     both re-indexes succeed only if they copy the dense vectors (and, removing, embed nothing)."""
-    state, store, root, hub, empty = world
-    state.raw().flushdb()
-    empty()
-    store.create_collection(StoreCollectionSpec(name=STORE, dense_size=4, sparse=True))
-    state.create_collection(
-        CollectionRecord(tenant=TENANT, name=COLL, embedding_model="m", dimension=4, store=STORE)
-    )
-    queue, blobs, beat, runner, writer = _workers(state, store, root)
+    state, store, _, hub, _ = world
+    queue, blobs, beat, runner, writer = _fresh(world)
     for doc in DOCS:
         item = UploadItem(doc_id=doc, source=doc, data=_text(doc, 0).encode())
         accept(state, blobs, queue, LIMITS, tenant=TENANT, collection=COLL, items=[item])

@@ -62,4 +62,3 @@ def test_a_deleted_collection_is_still_not_found_and_runs_once() -> None:
     with pytest.raises(NotFound):
         asyncio.run(_run(_deps(_State(OLD), engine), "t", ["c"], QueryRequest(query="q")))
     assert engine.ran == [OLD.store_name]
-
