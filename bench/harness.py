@@ -12,9 +12,11 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -72,6 +74,21 @@ class BenchStack(Supervisor):
             echo=lambda line: print(line, file=sys.stderr),
             extra_env={"SIEVE_LOG_LEVEL": "WARNING", **extra_env},
         )
+
+    @classmethod
+    @contextmanager
+    def running(cls, name: str) -> Iterator[BenchStack]:
+        """A started stack in a temporary data directory, stopped when the block ends; when
+        the block raises, each child's log tail is printed first."""
+        with tempfile.TemporaryDirectory(prefix=f"sieve-bench-{name}-") as tmp:
+            stack = cls.on_free_ports(Path(tmp))
+            failed = True
+            try:
+                stack.start()
+                yield stack
+                failed = False
+            finally:
+                stack.stop_and_report(failed)
 
     @property
     def api_url(self) -> str:

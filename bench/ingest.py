@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -248,31 +246,22 @@ def run(
     )
     batches = packed_batches(corpus, settings)
     half = len(batches) // 2
-    with tempfile.TemporaryDirectory(prefix="sieve-bench-ingest-") as tmp:
-        stack = BenchStack.on_free_ports(Path(tmp))
-        failed = True
-        try:
-            stack.start()
-            env = stack.env()
-            with httpx.Client(base_url=stack.hub_url, timeout=300) as hub:
-                embed_sequentially(hub, model, batches[:1])  # warm-up, not counted
-                print(f"raw baseline, first half ({half} requests) ...", flush=True)
-                raw_a = embed_sequentially(hub, model, batches[:half])
-                print("end to end ...", flush=True)
-                e2e = ingest(stack, corpus, timeout_s)
-                print(f"raw baseline, second half ({len(batches) - half} requests) ...", flush=True)
-                raw_b = embed_sequentially(hub, model, batches[half:])
-                sample = per_document_batches(corpus, settings, per_doc_sample)
-                per_doc = embed_sequentially(hub, model, sample) if sample else RawRun()
-                e2e_late = None
-                if late:
-                    print("end to end with late interaction ...", flush=True)
-                    e2e_late = ingest(
-                        stack, corpus, timeout_s, collection=LATE_COLLECTION, late=True
-                    )
-            failed = False
-        finally:
-            stack.stop_and_report(failed)
+    with BenchStack.running("ingest") as stack:
+        env = stack.env()
+        with httpx.Client(base_url=stack.hub_url, timeout=300) as hub:
+            embed_sequentially(hub, model, batches[:1])  # warm-up, not counted
+            print(f"raw baseline, first half ({half} requests) ...", flush=True)
+            raw_a = embed_sequentially(hub, model, batches[:half])
+            print("end to end ...", flush=True)
+            e2e = ingest(stack, corpus, timeout_s)
+            print(f"raw baseline, second half ({len(batches) - half} requests) ...", flush=True)
+            raw_b = embed_sequentially(hub, model, batches[half:])
+            sample = per_document_batches(corpus, settings, per_doc_sample)
+            per_doc = embed_sequentially(hub, model, sample) if sample else RawRun()
+            e2e_late = None
+            if late:
+                print("end to end with late interaction ...", flush=True)
+                e2e_late = ingest(stack, corpus, timeout_s, collection=LATE_COLLECTION, late=True)
     raw = RawRun(
         chunks=raw_a.chunks + raw_b.chunks,
         requests=raw_a.requests + raw_b.requests,

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,38 +66,31 @@ def run(other_docs: int, queries: int | None, timeout_s: float) -> dict[str, Any
     rankings["plain collection, hybrid"] = {}
     latency: dict[str, list[float]] = {name: [] for name in SETTINGS}
     recall_ms: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    with tempfile.TemporaryDirectory(prefix="sieve-bench-late-") as tmp:
-        stack = BenchStack.on_free_ports(Path(tmp))
-        failed = True
-        try:
-            stack.start()
-            print("ingest, plain ...", flush=True)
-            plain = ingest(stack, corpus, timeout_s, collection=PLAIN)
-            print("ingest, late interaction ...", flush=True)
-            late = ingest(stack, corpus, timeout_s, collection=LATE, late=True)
-            print("queries ...", flush=True)
-            with httpx.Client(base_url=stack.api_url, timeout=120) as api:
-                for n, qid in enumerate(qids):
-                    text = dataset.queries[qid]
-                    base = {"query": text, "rerank": False, "top_k": 50, "top_n": 50}
-                    for name, extra in SETTINGS.items():
-                        start = time.perf_counter()
-                        resp = api.post(f"/v1/collections/{LATE}/query", json={**base, **extra})
-                        resp.raise_for_status()
-                        latency[name].append((time.perf_counter() - start) * 1000)
-                        out = resp.json()
-                        recall_ms[name].append(out["timings_ms"]["recall"])
-                        rankings[name][qid] = ranked_documents(out["results"], qid)
-                    resp = api.post(f"/v1/collections/{PLAIN}/query", json=base)
+    with BenchStack.running("late") as stack:
+        print("ingest, plain ...", flush=True)
+        plain = ingest(stack, corpus, timeout_s, collection=PLAIN)
+        print("ingest, late interaction ...", flush=True)
+        late = ingest(stack, corpus, timeout_s, collection=LATE, late=True)
+        print("queries ...", flush=True)
+        with httpx.Client(base_url=stack.api_url, timeout=120) as api:
+            for n, qid in enumerate(qids):
+                text = dataset.queries[qid]
+                base = {"query": text, "rerank": False, "top_k": 50, "top_n": 50}
+                for name, extra in SETTINGS.items():
+                    start = time.perf_counter()
+                    resp = api.post(f"/v1/collections/{LATE}/query", json={**base, **extra})
                     resp.raise_for_status()
-                    rankings["plain collection, hybrid"][qid] = ranked_documents(
-                        resp.json()["results"], qid
-                    )
-                    if n % 50 == 49:
-                        print(f"  {n + 1} queries", flush=True)
-            failed = False
-        finally:
-            stack.stop_and_report(failed)
+                    latency[name].append((time.perf_counter() - start) * 1000)
+                    out = resp.json()
+                    recall_ms[name].append(out["timings_ms"]["recall"])
+                    rankings[name][qid] = ranked_documents(out["results"], qid)
+                resp = api.post(f"/v1/collections/{PLAIN}/query", json=base)
+                resp.raise_for_status()
+                rankings["plain collection, hybrid"][qid] = ranked_documents(
+                    resp.json()["results"], qid
+                )
+                if n % 50 == 49:
+                    print(f"  {n + 1} queries", flush=True)
     qrels = {q: dataset.qrels[q] for q in qids}
     quality = {name: evaluate_runs(qrels, ranking) for name, ranking in rankings.items()}
     plain_rate = plain.chunks / plain.seconds

@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -114,26 +112,19 @@ def run(docs: int, timeout_s: float) -> dict[str, Any]:
     code = code_state()
     corpus: Corpus = load_corpus(docs)
     print(f"{len(corpus.lines):,} documents -> {corpus.chunks:,} chunks")
-    with tempfile.TemporaryDirectory(prefix="sieve-bench-reindex-") as tmp:
-        stack = BenchStack.on_free_ports(Path(tmp))
-        failed = True
-        try:
-            stack.start()
-            print("ingest, plain ...", flush=True)
-            plain = ingest(stack, corpus, timeout_s, collection=PLAIN)
-            print("ingest, late interaction ...", flush=True)
-            late = ingest(stack, corpus, timeout_s, collection=LATE, late=True)
-            print("queries, no re-index ...", flush=True)
-            quiet = before_queries(stack)
-            print("re-index: add late interaction ...", flush=True)
-            add = reindex(stack, {"late_interaction": True}, timeout_s)
-            print("re-index: remove late interaction ...", flush=True)
-            remove = reindex(stack, {"late_interaction": False}, timeout_s)
-            with httpx.Client(base_url=stack.api_url, timeout=60) as api:
-                view = api.get(f"/v1/collections/{PLAIN}").raise_for_status().json()
-            failed = False
-        finally:
-            stack.stop_and_report(failed)
+    with BenchStack.running("reindex") as stack:
+        print("ingest, plain ...", flush=True)
+        plain = ingest(stack, corpus, timeout_s, collection=PLAIN)
+        print("ingest, late interaction ...", flush=True)
+        late = ingest(stack, corpus, timeout_s, collection=LATE, late=True)
+        print("queries, no re-index ...", flush=True)
+        quiet = before_queries(stack)
+        print("re-index: add late interaction ...", flush=True)
+        add = reindex(stack, {"late_interaction": True}, timeout_s)
+        print("re-index: remove late interaction ...", flush=True)
+        remove = reindex(stack, {"late_interaction": False}, timeout_s)
+        with httpx.Client(base_url=stack.api_url, timeout=60) as api:
+            view = api.get(f"/v1/collections/{PLAIN}").raise_for_status().json()
     chunks = corpus.chunks
     return {
         "documents": len(corpus.lines),
