@@ -16,8 +16,15 @@ def free_port() -> int:
 
 
 def port_taken(host: str, port: int) -> bool:
-    """True when something already listens on (or holds) ``host:port``."""
+    """True when a server could not bind ``host:port`` now: something listens on it.
+
+    The probe binds with ``SO_REUSEADDR``, as uvicorn and valkey do, so it agrees with their
+    real bind: connections of a stopped server lingering in TIME_WAIT do not count (without
+    the option, a restart within about a minute of a stop was refused), while a listening
+    socket on the port, or on the wildcard address, still does.
+    """
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -41,7 +42,11 @@ def up(
     sample: Annotated[bool, typer.Option(help="Load the sample collection on a first run.")] = True,
 ) -> None:
     """Run everything locally: Redis, the model hub, the API (Edge store) and a worker."""
-    from services.cli.supervisor import Supervisor, UpConfig  # noqa: PLC0415 - fast --help
+    from services.cli.supervisor import (  # noqa: PLC0415 - fast --help
+        StartInterrupted,
+        Supervisor,
+        UpConfig,
+    )
 
     sup = Supervisor(
         UpConfig(
@@ -67,11 +72,13 @@ def up(
         sup.start()
         api = f"http://127.0.0.1:{port}"
         if sample:
-            _load_sample(api)
+            _load_sample(api, sup.stopping)
         typer.echo(f"  api       {api}   docs: {api}/docs")
         typer.echo(f"  console   {api}/console/")
         typer.echo('ready. try:  sieve query "how does reranking work" -c sample   (Ctrl-C stops)')
         code = sup.watch()
+    except StartInterrupted as exc:
+        typer.echo(f"sieve up: {exc}")
     except RuntimeError as exc:
         typer.echo(f"sieve up: {exc}", err=True)
         code = 1
@@ -82,7 +89,7 @@ def up(
     raise typer.Exit(code=code)
 
 
-def _load_sample(api: str) -> None:
+def _load_sample(api: str, stopping: threading.Event) -> None:
     """On a first run (no collections yet), load the bundled sample collection."""
     with httpx.Client(base_url=api, timeout=60) as client:
         resp = client.get("/v1/collections")
@@ -96,12 +103,12 @@ def _load_sample(api: str) -> None:
         ]
         job = client.post("/v1/collections/sample/documents", files=files).json()
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stopping.is_set():
             state = client.get(f"/v1/jobs/{job['job_id']}").json()["state"]
             if state not in ("queued", "running"):
                 typer.echo(f"  sample    collection 'sample' loaded ({len(files)} documents)")
                 return
-            time.sleep(0.3)
+            stopping.wait(0.3)
 
 
 def api(

@@ -11,13 +11,12 @@ It refuses to start when a port it needs is taken. A child that dies is restarte
 backoff (the lifecycle's recovery makes that safe: nothing it held is lost); after
 ``max_restarts`` crashes within ``crash_window_s`` it gives up and stops everything.
 Children get a parent-death signal, so even ``kill -9`` of ``sieve up`` leaves nothing
-running (no orphan holding a port or the Edge lock).
+running (no orphan holding a port or the Edge lock) within a moment.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -34,8 +33,9 @@ from typing import IO
 import httpx
 
 from core.net import free_port, port_taken
+from services.parent_death import parent_death_hook
 
-__all__ = ["Supervisor", "UpConfig"]
+__all__ = ["StartInterrupted", "Supervisor", "UpConfig"]
 
 log = logging.getLogger("sieve.up")
 
@@ -44,15 +44,18 @@ log = logging.getLogger("sieve.up")
 _STOP_TIMEOUT_S = {"worker": 45, "api": 30, "modelhub": 15, "redis": 15}
 # After SIGKILL: a process in uninterruptible sleep (a flush to a slow disk) may take a moment.
 _KILL_WAIT_S = 5.0
-_PR_SET_PDEATHSIG = 1
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+# When the supervisor dies (kill -9), nobody is left to stop the children in order, and
+# their peers die with them: a graceful shutdown of the API then waited ~55 s on the Redis
+# it had just lost, holding its port and the Edge lock. So our own children are killed
+# outright (late acks redeliver what a worker had in hand, the API redoes unacked store
+# writes at start, and Edge recovers from its WAL: a kill -9 of each is tested); Redis gets
+# SIGTERM, which it answers in milliseconds, syncing its AOF.
+_PARENT_DEATH_SIGNAL = {"redis": signal.SIGTERM}
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the supervisor dies, however it dies (Linux)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+class StartInterrupted(RuntimeError):
+    """A stop arrived while a child was still starting (not a failure of that child)."""
 
 
 @dataclass(frozen=True)
@@ -187,9 +190,11 @@ class Supervisor:
         self._spawn("redis", [str(get_binary_path()), str(conf)], dict(os.environ))
         self._wait_redis()
 
-    def _wait_redis(self) -> None:
+    def _wait_redis(self, what: str = "redis") -> None:
         deadline = time.monotonic() + 30
         while True:
+            if self.stopping.is_set():
+                raise StartInterrupted(f"stopping: {what} was not ready yet")
             try:
                 with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as sock:
                     sock.sendall(b"PING\r\n")
@@ -223,18 +228,23 @@ class Supervisor:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
+            # Only prctl and getppid run between fork and exec.
+            preexec_fn=parent_death_hook(  # noqa: PLW1509
+                _PARENT_DEATH_SIGNAL.get(name, signal.SIGKILL)
+            ),
         )
         return proc, log_file
 
     def _child(self, name: str) -> _Child:
         return next(c for c in self.children if c.name == name)
 
-    def _wait_http(self, url: str, name: str, timeout_s: float) -> None:
+    def _wait_http(self, url: str, name: str, timeout_s: float, what: str = "") -> None:
         child = self._child(name)
         child.health = url
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not self.stopping.is_set():
+        while time.monotonic() < deadline:
+            if self.stopping.is_set():
+                raise StartInterrupted(f"stopping: {what or name} was not ready yet")
             if child.proc.poll() is not None:
                 raise RuntimeError(
                     f"{name} exited with code {child.proc.returncode} while starting; "
@@ -245,7 +255,7 @@ class Supervisor:
                     return
             except httpx.TransportError:
                 pass
-            time.sleep(0.2)
+            self.stopping.wait(0.2)
         raise RuntimeError(f"{name} did not become healthy at {url} within {timeout_s:.0f}s")
 
     def watch(self) -> int:
@@ -287,11 +297,12 @@ class Supervisor:
         if self.stopping.wait(delay):
             return True
         child.proc, child.log = self._popen(child.name, child.argv, child.env)
+        what = f"the restarted {child.name}"
         try:
             if child.name == "redis":
-                self._wait_redis()
+                self._wait_redis(what)
             elif child.health:
-                self._wait_http(child.health, child.name, 180)
+                self._wait_http(child.health, child.name, 180, what)
         except RuntimeError as exc:
             self.echo(f"sieve up: {exc}")
         return True

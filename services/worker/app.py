@@ -8,6 +8,8 @@ in embedded mode only the API process may open the Edge store.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from typing import Any
 
@@ -35,6 +37,7 @@ from ingest.limits import limits_from_settings
 from ingest.ocr import OcrConfig, RapidOcrEngine
 from ingest.pipeline import DocumentPipeline
 from ingest.tokenizer import load_bge_small_tokenizer
+from services.parent_death import die_with_parent
 from services.telemetry import setup_tracing, shutdown_tracing
 from services.wiring import build_embeddings, open_sync_store
 from services.worker.celery_app import make_celery
@@ -53,6 +56,8 @@ from services.worker.tracing import install_celery_tracing
 __all__ = ["build_worker_context", "celery_app"]
 
 celery_app = make_celery(RedisSettings().url, WorkerSettings())
+# The prefork pool forks from the process that imported this module.
+_MAIN_PID = os.getpid()
 
 
 def build_worker_context() -> WorkerContext:
@@ -92,6 +97,9 @@ def _configure_logs(**_: Any) -> None:
 
 
 def _init_process(**_: Any) -> None:
+    # A pool process dies with the worker's main process: left behind, it went on with a
+    # task that its late ack will redeliver anyway, and held what the task held.
+    die_with_parent(signal.SIGKILL, _MAIN_PID if os.getpid() != _MAIN_PID else os.getppid())
     _configure_logs()
     telemetry = TelemetrySettings()
     # After the fork: the batch exporter's thread must belong to this child.
