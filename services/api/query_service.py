@@ -31,7 +31,6 @@ from core.types import (
 )
 from indexing.records import CollectionRecord
 from ingest.embeddings_client import AsyncEmbeddingsClient
-from ingest.tracing import span
 from reranker import (
     CircuitBreaker,
     HttpReranker,
@@ -61,6 +60,7 @@ from services.api.schemas_query import (
     RangeBounds,
     RerankReport,
 )
+from tracing import span
 
 __all__ = [
     "DeletedLookup",
