@@ -41,6 +41,7 @@ from reranker import (
     RerankFailure,
     RerankLoad,
     RerankScoreCache,
+    dialect_named,
     failure_from_error,
     finalize_ranking,
     resolve_min_score,
@@ -168,6 +169,7 @@ class RerankerPool:
                 self._client,
                 model=model,
                 endpoint="rerank",
+                dialect=dialect_named(s.dialect_for(model)),
                 api_key=self._models.api_key,
                 timeout_s=s.timeout_s,
                 # The stage's budget per query, retries included: retrying an attempt that
