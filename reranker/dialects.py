@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from reranker.budget import PairBudget
 from reranker.documents import PreparedDocument
 
 __all__ = [
@@ -212,12 +213,15 @@ class RerankDialect:
     (None: none documented; Sieve's setting still applies); ``scores_all_documents`` is True
     for a peer that scores every document and takes no ``top_n``, False for one that cuts
     its answer to ``top_n`` (the client then asks for every document it sent).
+    ``max_document_tokens`` is a cap the peer itself puts on each document's tokens: the
+    client cuts there first, so that the text the peer scores is the text it budgeted.
     """
 
     name: str
     images: ImageForm = ImageForm.NONE
     max_documents_per_request: int | None = None
     max_images_per_document: int | None = None
+    max_document_tokens: int | None = None
     scores_all_documents: bool = False
 
     @property
@@ -229,6 +233,13 @@ class RerankDialect:
         """The documents one request may carry: Sieve's setting, within the peer's own cap."""
         cap = self.max_documents_per_request
         return configured if cap is None else min(configured, cap)
+
+    def budget(self, budget: PairBudget) -> PairBudget:
+        """``budget`` with its per-document cap within the peer's own, if it has one."""
+        cap, own = self.max_document_tokens, budget.max_document_tokens
+        if cap is None or (own is not None and own <= cap):
+            return budget
+        return replace(budget, max_document_tokens=cap)
 
     def document(self, document: PreparedDocument) -> str | dict[str, Any]:
         """A text document as a plain string; an image document in this peer's image form."""
@@ -299,7 +310,8 @@ class TeiDialect(RerankDialect):
 # Each peer's documented shape (model-api.md; the peers' API references):
 # - IONOS: /v1/rerank, vLLM's content parts for images (Qwen3-VL-Reranker), no documented cap.
 # - vLLM: /rerank, /v1/rerank, /v2/rerank; content parts for multimodal rerankers.
-# - Cohere v2: /v2/rerank, documents are strings; "a maximum of 10,000 documents".
+# - Cohere v2: /v2/rerank, documents are strings; "a maximum of 10,000 documents"; each
+#   document is cut at max_tokens_per_doc, 4,096 tokens unless the request says otherwise.
 # - Jina: /v1/rerank; documents are strings or {"text", "image"} objects (jina-reranker-m0).
 # - Infinity: /rerank, strings only; its request schema caps documents at 2,048.
 # - TEI: /rerank, {"query", "texts"} -> [{"index", "score"}]; --max-client-batch-size 32.
@@ -308,7 +320,7 @@ DIALECTS: Mapping[str, RerankDialect] = {
     for dialect in (
         RerankDialect("ionos", images=ImageForm.CONTENT_PARTS),
         RerankDialect("vllm", images=ImageForm.CONTENT_PARTS),
-        RerankDialect("cohere", max_documents_per_request=10_000),
+        RerankDialect("cohere", max_documents_per_request=10_000, max_document_tokens=4096),
         RerankDialect("jina", images=ImageForm.JINA_OBJECT, max_images_per_document=1),
         RerankDialect("infinity", max_documents_per_request=2048),
         TeiDialect("tei", max_documents_per_request=32, scores_all_documents=True),

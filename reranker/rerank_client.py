@@ -172,7 +172,7 @@ class HttpReranker:
         self._max_documents = dialect.documents_per_request(max_documents_per_request)
         self._max_images = max_images_per_request
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._budget = budget or PairBudget()
+        self._budget = dialect.budget(budget or PairBudget())
         self._count = tokenizer or estimate_tokens
         self._dialect = dialect
         self._breaker = breaker or CircuitBreaker()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from core.settings import RERANK_DIALECTS
+from reranker.budget import PairBudget, estimate_tokens
 from reranker.dialects import DIALECTS, ImageForm, RerankDialect, dialect_named
 from reranker.documents import PreparedDocument, RerankDocument
 from reranker.rerank_client import HttpReranker
@@ -133,3 +134,16 @@ def test_requests_are_built_from_the_same_documents_by_every_dialect(
     assert body["query"] == "q"
     assert body.get("model") in ("m", None)
     assert dialect.parse_response([{"index": 1, "score": 0.9}], 2)[0].index == 1
+
+
+async def test_documents_stay_within_the_peer_token_cap(dialect: RerankDialect) -> None:
+    budget = PairBudget(max_document_tokens=None)  # no cap of Sieve's own: the peer's shows
+    long_text = "apple pie recipe " + "filling " * 15_000  # ~40,000 estimated tokens
+    seen: list[dict[str, Any]] = []
+    async with speaking(dialect, seen, budget=budget) as client:
+        result = await client.rerank(QUERY, [RerankDocument(long_text)])
+    sent = document_text((seen[0].get("documents") or seen[0]["texts"])[0])
+    room = budget.available - estimate_tokens(QUERY)  # the pair's context, else
+    limit = min(dialect.max_document_tokens or room, room)
+    assert limit * 0.99 < estimate_tokens(sent) <= limit
+    assert result.texts_truncated == 1

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from reranker.budget import PairBudget
 from reranker.dialects import (
     DIALECTS,
     MalformedResponse,
@@ -93,6 +94,14 @@ def test_text_only_peers_get_the_text_of_image_documents(name: str) -> None:
     docs = [PreparedDocument("caption", image_uris=(_PNG,)), PreparedDocument("plain")]
     body = DIALECTS[name].build_request("m", "q", docs, top_n=2)
     assert body == {"model": "m", "query": "q", "documents": ["caption", "plain"], "top_n": 2}
+
+
+def test_the_document_token_cap_is_the_smaller_of_sieves_and_the_peers() -> None:
+    cohere = DIALECTS["cohere"]  # cuts each document at max_tokens_per_doc = 4,096
+    assert cohere.budget(PairBudget(max_document_tokens=None)).max_document_tokens == 4096
+    assert cohere.budget(PairBudget(max_document_tokens=8192)).max_document_tokens == 4096
+    assert cohere.budget(PairBudget(max_document_tokens=512)).max_document_tokens == 512
+    assert DIALECTS["ionos"].budget(PairBudget()) == PairBudget()
 
 
 def test_documents_per_request_stay_within_the_peer_cap() -> None:
