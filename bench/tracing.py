@@ -1,4 +1,4 @@
-"""What a span costs: ``ingest.tracing.span`` off (the default) and on, against an empty
+"""What a span costs: ``tracing.span`` off (the default) and on, against an empty
 ``with nullcontext()`` measured in the same run (the ratio is what to read).
 
 Off runs first (no tracer provider), then the same loop with an SDK provider whose spans go
@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bench.harness import machine_note, markdown_table
-from ingest.tracing import enable_spans, span
+from tracing import enable_spans, span
 
 
 def _per_call_ns(body: Callable[[], object], n: int, repeats: int = 5) -> float:

@@ -34,6 +34,7 @@ from core.defaults import (
 
 __all__ = [
     "MAX_TENANT_CHARS",
+    "RERANK_DIALECTS",
     "ApiSettings",
     "IngestSettings",
     "LogSettings",
@@ -485,12 +486,28 @@ class QuerySettings(BaseSettings):
         return self
 
 
+# The /rerank peers the client can speak to (reranker.dialects.DIALECTS has one object each).
+RERANK_DIALECTS = ("ionos", "vllm", "cohere", "jina", "infinity", "tei")
+
+
+def _known_dialect(name: str, variable: str) -> str:
+    if name not in RERANK_DIALECTS:
+        raise ValueError(
+            f"{variable}: unknown rerank dialect {name!r}; known: {', '.join(RERANK_DIALECTS)}"
+        )
+    return name
+
+
 class RerankSettings(BaseSettings):
     """``SIEVE_RERANK_*``: the second stage (the /rerank client, cutoff and final score)."""
 
     model_config = _config("SIEVE_RERANK_")
 
     enabled: bool = True
+    # The request shape a rerank model's peer takes: the default, and per model (JSON map
+    # model -> dialect) for a hub that serves models through different peers.
+    dialect: str = "ionos"
+    model_dialects: dict[str, str] = Field(default_factory=dict)
     # The whole rerank stage of one query, retries included.
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
@@ -531,6 +548,22 @@ class RerankSettings(BaseSettings):
     # Cut answers at this many score jumps (Weaviate's autocut); None: off.
     autocut: Annotated[int | None, Field(ge=1, le=10)] = None
     models_cache_s: Annotated[float, Field(ge=0)] = 300.0
+
+    @field_validator("dialect")
+    @classmethod
+    def _check_dialect(cls, value: str) -> str:
+        return _known_dialect(value, "SIEVE_RERANK_DIALECT")
+
+    @field_validator("model_dialects")
+    @classmethod
+    def _check_model_dialects(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value.values():
+            _known_dialect(name, "SIEVE_RERANK_MODEL_DIALECTS")
+        return value
+
+    def dialect_for(self, model: str) -> str:
+        """The dialect of ``model``'s peer: its entry in ``model_dialects``, else ``dialect``."""
+        return self.model_dialects.get(model, self.dialect)
 
     @field_validator("image_models", mode="before")
     @classmethod

@@ -33,8 +33,8 @@ from indexing.queue import TaskQueue
 from indexing.records import DocStatus
 from indexing.reindex_state import ReindexState
 from indexing.state_store import KEEP, DocRef, Owner, StateStore
-from ingest.tracing import span
 from retriever.store import ChunkStore
+from tracing import span
 
 __all__ = ["StoreWriter"]
 

@@ -18,8 +18,8 @@ from ingest.limits import IngestLimits
 from ingest.ocr import Recognizer
 from ingest.parsers import parse_document
 from ingest.records import record_to_document
-from ingest.tracing import span
 from retriever.bm25 import Bm25Encoder, token_lengths
+from tracing import span
 
 __all__ = ["ChunkedDocument", "DocumentPipeline", "PreparedDocument", "embed_texts", "image_ref"]
 

@@ -1,26 +1,33 @@
-"""The /rerank wire format: build our strict request, parse every peer's response and error.
+"""The /rerank wire format: one dialect object per peer, and the liberal response/error parsers.
 
-Strict in what we send (only ``model``, ``query``, ``documents``, ``top_n``), liberal in
-what we accept (IONOS, vLLM, Cohere, Jina, Infinity, TEI), per model-api.md.
+A :class:`RerankDialect` builds the request a peer takes, parses its answer, and says what
+the peer supports (images and in which form, documents per call, whether it answers every
+document or cuts to ``top_n``). ``DIALECTS`` holds one per peer Sieve can be pointed at:
+IONOS, vLLM, Cohere, Jina, Infinity and TEI; settings choose one per model by name.
+Strict in what we send (only documented fields), liberal in what we accept: every dialect
+parses with the same reader of every known response and error shape (model-api.md).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from reranker.budget import PairBudget
 from reranker.documents import PreparedDocument
 
 __all__ = [
+    "DIALECTS",
+    "ImageForm",
     "MalformedResponse",
     "PeerError",
-    "RequestDialect",
+    "RerankDialect",
     "RerankScore",
-    "build_rerank_request",
-    "document_wire_form",
+    "TeiDialect",
+    "dialect_named",
     "normalize_scores",
     "parse_error_body",
     "parse_rerank_response",
@@ -29,13 +36,6 @@ __all__ = [
 
 class MalformedResponse(ValueError):
     """A 2xx body that is not a rerank response we can map back to the documents sent."""
-
-
-class RequestDialect(StrEnum):
-    """Which request shape a peer takes: the IONOS/vLLM/Cohere/Jina one, or TEI's."""
-
-    STANDARD = "standard"
-    TEI = "tei"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,43 +53,6 @@ class PeerError:
     message: str
     type: str | None = None
     code: str | None = None
-
-
-def document_wire_form(document: PreparedDocument) -> str | dict[str, Any]:
-    """A text document as a plain string; an image document in vLLM's content-part form."""
-    if not document.image_uris:
-        return document.text
-    parts: list[dict[str, Any]] = [
-        {"type": "image_url", "image_url": {"url": uri}} for uri in document.image_uris
-    ]
-    if document.text:
-        parts.append({"type": "text", "text": document.text})
-    return {"content": parts}
-
-
-def build_rerank_request(
-    model: str,
-    query: str,
-    documents: Sequence[PreparedDocument],
-    *,
-    top_n: int | None = None,
-    dialect: RequestDialect = RequestDialect.STANDARD,
-) -> dict[str, Any]:
-    """Build the minimal request body; never fields IONOS does not document.
-
-    TEI takes ``texts`` (strings only) and has no ``model`` or ``top_n``; image parts
-    cannot go to it, so only each document's text is sent there.
-    """
-    if dialect is RequestDialect.TEI:
-        return {"query": query, "texts": [doc.text for doc in documents]}
-    body: dict[str, Any] = {
-        "model": model,
-        "query": query,
-        "documents": [document_wire_form(doc) for doc in documents],
-    }
-    if top_n is not None:
-        body["top_n"] = top_n
-    return body
 
 
 def _results_list(body: Any) -> list[Any]:
@@ -229,3 +192,150 @@ def parse_error_body(body: Any) -> PeerError | None:
         if (error := parse(body)) is not None:
             return error
     return None
+
+
+class ImageForm(StrEnum):
+    """How a peer takes an image document, if at all."""
+
+    # Text only: an image document goes as its text (caption or OCR), its images dropped.
+    NONE = "none"
+    # vLLM's content parts (IONOS runs vLLM): {"content": [image_url parts..., text part]}.
+    CONTENT_PARTS = "content_parts"
+    # Jina's document object: {"text": ..., "image": <URL or base64>}, one image each.
+    JINA_OBJECT = "jina_object"
+
+
+@dataclass(frozen=True, slots=True)
+class RerankDialect:
+    """A /rerank peer's request shape and what it supports (the IONOS/vLLM/Cohere/Jina shape).
+
+    ``max_documents_per_request`` is the peer's own documented cap on documents per call
+    (None: none documented; Sieve's setting still applies); ``scores_all_documents`` is True
+    for a peer that scores every document and takes no ``top_n``, False for one that cuts
+    its answer to ``top_n`` (the client then asks for every document it sent).
+    ``max_document_tokens`` is a cap the peer itself puts on each document's tokens: the
+    client cuts there first, so that the text the peer scores is the text it budgeted.
+    """
+
+    name: str
+    images: ImageForm = ImageForm.NONE
+    max_documents_per_request: int | None = None
+    max_images_per_document: int | None = None
+    max_document_tokens: int | None = None
+    scores_all_documents: bool = False
+
+    @property
+    def supports_images(self) -> bool:
+        """Whether image documents can go to this peer as images."""
+        return self.images is not ImageForm.NONE
+
+    def documents_per_request(self, configured: int) -> int:
+        """The documents one request may carry: Sieve's setting, within the peer's own cap."""
+        cap = self.max_documents_per_request
+        return configured if cap is None else min(configured, cap)
+
+    def budget(self, budget: PairBudget) -> PairBudget:
+        """``budget`` with its per-document cap within the peer's own, if it has one."""
+        cap, own = self.max_document_tokens, budget.max_document_tokens
+        if cap is None or (own is not None and own <= cap):
+            return budget
+        return replace(budget, max_document_tokens=cap)
+
+    def document(self, document: PreparedDocument) -> str | dict[str, Any]:
+        """A text document as a plain string; an image document in this peer's image form."""
+        if not document.image_uris or self.images is ImageForm.NONE:
+            return document.text
+        if self.images is ImageForm.JINA_OBJECT:
+            body: dict[str, Any] = {"image": document.image_uris[0]}
+            if document.text:
+                body["text"] = document.text
+            return body
+        parts: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": uri}} for uri in document.image_uris
+        ]
+        if document.text:
+            parts.append({"type": "text", "text": document.text})
+        return {"content": parts}
+
+    def build_request(
+        self,
+        model: str,
+        query: str,
+        documents: Sequence[PreparedDocument],
+        *,
+        top_n: int | None = None,
+    ) -> dict[str, Any]:
+        """The minimal request body: ``model``, ``query``, ``documents`` and ``top_n`` only."""
+        body: dict[str, Any] = {
+            "model": model,
+            "query": query,
+            "documents": [self.document(doc) for doc in documents],
+        }
+        if top_n is not None:
+            body["top_n"] = top_n
+        return body
+
+    def parse_response(
+        self, body: Any, n_documents: int, *, normalize: bool = True
+    ) -> list[RerankScore]:
+        """Scores mapped back through ``index`` (see :func:`parse_rerank_response`).
+
+        Raises:
+            MalformedResponse: the body is not a rerank response for ``n_documents``.
+        """
+        return parse_rerank_response(body, n_documents, normalize=normalize)
+
+
+@dataclass(frozen=True, slots=True)
+class TeiDialect(RerankDialect):
+    """Hugging Face TEI's ``/rerank``: ``query`` and ``texts`` (strings), no ``model``/``top_n``.
+
+    ``truncate`` is sent: TEI refuses a pair over the model's input length unless asked to
+    cut it, and the client's token estimate cannot know a TEI model's own limit.
+    """
+
+    def build_request(
+        self,
+        model: str,
+        query: str,
+        documents: Sequence[PreparedDocument],
+        *,
+        top_n: int | None = None,
+    ) -> dict[str, Any]:
+        """``{"query", "texts", "truncate": true}``: TEI serves one model and scores every text."""
+        del model, top_n  # no such fields in TEI's request
+        return {"query": query, "texts": [doc.text for doc in documents], "truncate": True}
+
+
+# Each peer's documented shape (model-api.md; the peers' API references):
+# - IONOS: /v1/rerank, vLLM's content parts for images (Qwen3-VL-Reranker), no documented cap.
+# - vLLM: /rerank, /v1/rerank, /v2/rerank; content parts for multimodal rerankers.
+# - Cohere v2: /v2/rerank, documents are strings; "a maximum of 10,000 documents"; each
+#   document is cut at max_tokens_per_doc, 4,096 tokens unless the request says otherwise.
+# - Jina: /v1/rerank; documents are strings or {"text", "image"} objects (jina-reranker-m0).
+# - Infinity: /rerank, strings only; its request schema caps documents at 2,048.
+# - TEI: /rerank, {"query", "texts"} -> [{"index", "score"}]; --max-client-batch-size 32.
+DIALECTS: Mapping[str, RerankDialect] = {
+    dialect.name: dialect
+    for dialect in (
+        RerankDialect("ionos", images=ImageForm.CONTENT_PARTS),
+        RerankDialect("vllm", images=ImageForm.CONTENT_PARTS),
+        RerankDialect("cohere", max_documents_per_request=10_000, max_document_tokens=4096),
+        RerankDialect("jina", images=ImageForm.JINA_OBJECT, max_images_per_document=1),
+        RerankDialect("infinity", max_documents_per_request=2048),
+        TeiDialect("tei", max_documents_per_request=32, scores_all_documents=True),
+    )
+}
+
+
+def dialect_named(name: str) -> RerankDialect:
+    """The dialect called ``name``.
+
+    Raises:
+        ValueError: no such dialect (the message lists the known ones).
+    """
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        known = ", ".join(sorted(DIALECTS))
+        raise ValueError(f"unknown rerank dialect {name!r}; known: {known}") from None

@@ -1,7 +1,7 @@
 """``HttpReranker``: the /rerank client over httpx — the only module here that knows httpx.
 
 Thin I/O around the pure parts: budgeting (budget.py, images.py), splitting (splitting.py),
-the wire format (dialects.py), retry decisions (retry.py) and the breaker (breaker.py).
+the peer's dialect (dialects.py), retry decisions (retry.py) and the breaker (breaker.py).
 Every httpx exception and every peer error is mapped to a core error in ``_post``.
 """
 
@@ -23,13 +23,12 @@ from reranker.breaker import CircuitBreaker
 from reranker.budget import PairBudget, TokenCounter, estimate_tokens, fit_document, fit_query
 from reranker.codes import RerankErrorCode
 from reranker.dialects import (
+    DIALECTS,
     MalformedResponse,
-    RequestDialect,
+    RerankDialect,
     RerankScore,
-    build_rerank_request,
     normalize_scores,
     parse_error_body,
-    parse_rerank_response,
 )
 from reranker.documents import PreparedDocument, RerankDocument
 from reranker.images import PreparedImage, prepare_image
@@ -146,7 +145,7 @@ class HttpReranker:
         max_concurrency: int = 4,
         budget: PairBudget | None = None,
         tokenizer: TokenCounter | None = None,
-        dialect: RequestDialect = RequestDialect.STANDARD,
+        dialect: RerankDialect = DIALECTS["ionos"],
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
@@ -169,10 +168,11 @@ class HttpReranker:
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._max_retry_after_s = max_retry_after_s
-        self._max_documents = max_documents_per_request
+        # Within the peer's own cap too (TEI refuses more than 32 texts by default).
+        self._max_documents = dialect.documents_per_request(max_documents_per_request)
         self._max_images = max_images_per_request
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._budget = budget or PairBudget()
+        self._budget = dialect.budget(budget or PairBudget())
         self._count = tokenizer or estimate_tokens
         self._dialect = dialect
         self._breaker = breaker or CircuitBreaker()
@@ -181,12 +181,20 @@ class HttpReranker:
 
     def __repr__(self) -> str:
         # Never show the headers: they hold the bearer token.
-        return f"HttpReranker(model={self._model!r}, endpoint={self._endpoint!r})"
+        return (
+            f"HttpReranker(model={self._model!r}, endpoint={self._endpoint!r}, "
+            f"dialect={self._dialect.name!r})"
+        )
 
     @property
     def model(self) -> str:
         """The rerank model id sent in every request."""
         return self._model
+
+    @property
+    def dialect(self) -> RerankDialect:
+        """The peer's dialect: its request shape and what it supports."""
+        return self._dialect
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -244,12 +252,7 @@ class HttpReranker:
 
     async def _rerank(self, query: str, documents: Sequence[RerankDocument]) -> RerankResult:
         fitted_query, query_tokens = fit_query(query, self._budget, self._count)
-        if self._dialect is RequestDialect.TEI:
-            # TEI takes plain texts: images cannot be sent, so they cost no budget either.
-            images: list[list[PreparedImage]] = [[] for _ in documents]
-            undecodable = sum(len(doc.images) for doc in documents)
-        else:
-            images, undecodable = await self._prepare_images(documents)
+        images, undecodable = await self._prepare_images(documents)
         prepared = [
             fit_document(
                 doc.text, doc_images, query_tokens=query_tokens, budget=self._budget,
@@ -278,10 +281,20 @@ class HttpReranker:
     async def _prepare_images(
         self, documents: Sequence[RerankDocument]
     ) -> tuple[list[list[PreparedImage]], int]:
+        if not self._dialect.supports_images:
+            # A text-only peer: images cannot be sent, so they cost no budget either; they
+            # are counted as dropped (RerankResult.images_dropped), the text still scored.
+            return [[] for _ in documents], sum(len(doc.images) for doc in documents)
+        cap = self._dialect.max_images_per_document
+        over = 0
+        if cap is not None:
+            over = sum(max(0, len(doc.images) - cap) for doc in documents)
+            documents = [RerankDocument(doc.text, doc.images[:cap]) for doc in documents]
         if not any(doc.images for doc in documents):
-            return [[] for _ in documents], 0
+            return [[] for _ in documents], over
         # Decoding and resizing is CPU work: keep it off the event loop.
-        return await asyncio.to_thread(_prepare_all_images, documents)
+        prepared, undecodable = await asyncio.to_thread(_prepare_all_images, documents)
+        return prepared, undecodable + over
 
     async def _run_batches(
         self,
@@ -322,9 +335,9 @@ class HttpReranker:
         allow_fallback: bool,
     ) -> tuple[list[RerankScore], int, int | None]:
         docs = [prepared[i] for i in batch]
-        body = build_rerank_request(
-            self._model, query, docs, top_n=len(docs), dialect=self._dialect
-        )
+        # A peer that cuts its answer to top_n is asked for every document it was sent.
+        top_n = None if self._dialect.scores_all_documents else len(docs)
+        body = self._dialect.build_request(self._model, query, docs, top_n=top_n)
         try:
             data = await self._post(body)
         except UpstreamRejected as exc:
@@ -341,7 +354,7 @@ class HttpReranker:
             scores, requests, tokens = await self._run_batches(query, prepared, split, False)
             return scores, requests + 1, tokens
         try:
-            local = parse_rerank_response(data, len(docs), normalize=False)
+            local = self._dialect.parse_response(data, len(docs), normalize=False)
         except MalformedResponse as exc:
             raise UpstreamUnavailable(
                 f"rerank model hub sent an unreadable response: {exc}",

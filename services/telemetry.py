@@ -3,7 +3,7 @@
 Off unless ``SIEVE_OTEL_ENABLED=true``. Then each process gets a tracer provider that
 batches spans to OTLP/HTTP; the endpoint, headers and batching come from OpenTelemetry's own
 ``OTEL_*`` variables (read by the SDK's exporter, not by Sieve). Stages open spans with
-``ingest.tracing.span``; FastAPI opens the API's request spans itself (honouring a caller's
+``tracing.span``; FastAPI opens the API's request spans itself (honouring a caller's
 ``traceparent``); this module owns the SDK and flushing.
 """
 
@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from core.settings import TelemetrySettings
-from ingest.tracing import enable_spans
+from tracing import enable_spans
 
 __all__ = ["setup_tracing", "shutdown_tracing"]
 

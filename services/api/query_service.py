@@ -31,7 +31,6 @@ from core.types import (
 )
 from indexing.records import CollectionRecord
 from ingest.embeddings_client import AsyncEmbeddingsClient
-from ingest.tracing import span
 from reranker import (
     CircuitBreaker,
     HttpReranker,
@@ -42,6 +41,7 @@ from reranker import (
     RerankFailure,
     RerankLoad,
     RerankScoreCache,
+    dialect_named,
     failure_from_error,
     finalize_ranking,
     resolve_min_score,
@@ -61,6 +61,7 @@ from services.api.schemas_query import (
     RangeBounds,
     RerankReport,
 )
+from tracing import span
 
 __all__ = [
     "DeletedLookup",
@@ -168,6 +169,7 @@ class RerankerPool:
                 self._client,
                 model=model,
                 endpoint="rerank",
+                dialect=dialect_named(s.dialect_for(model)),
                 api_key=self._models.api_key,
                 timeout_s=s.timeout_s,
                 # The stage's budget per query, retries included: retrying an attempt that

@@ -1,4 +1,8 @@
-"""The wire format: our strict request, and every peer's response and error shape we accept."""
+"""The wire format: each dialect's strict request, and every response and error shape we accept.
+
+What every dialect must do alike is the contract suite (test_dialect_contract.py); here are
+the exact bodies per peer.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from reranker.budget import PairBudget
 from reranker.dialects import (
+    DIALECTS,
     MalformedResponse,
     PeerError,
-    RequestDialect,
     RerankScore,
-    build_rerank_request,
     normalize_scores,
     parse_error_body,
     parse_rerank_response,
@@ -20,11 +24,12 @@ from reranker.dialects import (
 from reranker.documents import PreparedDocument
 
 _PNG = "data:image/png;base64,iVBORw0KGgo="
+IONOS = DIALECTS["ionos"]
 
 
 def test_request_is_the_minimal_ionos_body() -> None:
     docs = [PreparedDocument("first"), PreparedDocument("second")]
-    body = build_rerank_request("Qwen/Qwen3-VL-Reranker-8B", "q", docs, top_n=2)
+    body = IONOS.build_request("Qwen/Qwen3-VL-Reranker-8B", "q", docs, top_n=2)
     assert body == {
         "model": "Qwen/Qwen3-VL-Reranker-8B",
         "query": "q",
@@ -34,7 +39,7 @@ def test_request_is_the_minimal_ionos_body() -> None:
 
 
 def test_request_never_carries_undocumented_fields() -> None:
-    body = build_rerank_request("m", "q", [PreparedDocument("a")])
+    body = IONOS.build_request("m", "q", [PreparedDocument("a")])
     assert set(body) == {"model", "query", "documents"}
     for field in ("return_documents", "max_tokens_per_doc", "instruction", "raw_scores"):
         assert field not in body
@@ -45,7 +50,8 @@ def test_image_documents_use_the_content_part_form_with_data_uris() -> None:
         PreparedDocument("caption of the page", image_uris=(_PNG,), image_tokens=256),
         PreparedDocument("", image_uris=(_PNG, _PNG), image_tokens=512),
     ]
-    body = build_rerank_request("m", "q", docs)
+    body = IONOS.build_request("m", "q", docs)
+    assert body == DIALECTS["vllm"].build_request("m", "q", docs)
     assert body["documents"] == [
         {
             "content": [
@@ -62,10 +68,46 @@ def test_image_documents_use_the_content_part_form_with_data_uris() -> None:
     ]
 
 
-def test_tei_request_uses_texts() -> None:
+def test_tei_request_uses_texts_and_asks_to_truncate() -> None:
     docs = [PreparedDocument("a"), PreparedDocument("b", image_uris=(_PNG,))]
-    body = build_rerank_request("m", "q", docs, top_n=2, dialect=RequestDialect.TEI)
-    assert body == {"query": "q", "texts": ["a", "b"]}
+    body = DIALECTS["tei"].build_request("m", "q", docs, top_n=2)
+    assert body == {"query": "q", "texts": ["a", "b"], "truncate": True}
+
+
+def test_jina_image_documents_are_text_and_image_objects() -> None:
+    docs = [
+        PreparedDocument("caption", image_uris=(_PNG,)),
+        PreparedDocument("", image_uris=(_PNG,)),
+        PreparedDocument("plain"),
+    ]
+    body = DIALECTS["jina"].build_request("jina-reranker-m0", "q", docs, top_n=3)
+    assert body == {
+        "model": "jina-reranker-m0",
+        "query": "q",
+        "documents": [{"image": _PNG, "text": "caption"}, {"image": _PNG}, "plain"],
+        "top_n": 3,
+    }
+
+
+@pytest.mark.parametrize("name", ["cohere", "infinity"])
+def test_text_only_peers_get_the_text_of_image_documents(name: str) -> None:
+    docs = [PreparedDocument("caption", image_uris=(_PNG,)), PreparedDocument("plain")]
+    body = DIALECTS[name].build_request("m", "q", docs, top_n=2)
+    assert body == {"model": "m", "query": "q", "documents": ["caption", "plain"], "top_n": 2}
+
+
+def test_the_document_token_cap_is_the_smaller_of_sieves_and_the_peers() -> None:
+    cohere = DIALECTS["cohere"]  # cuts each document at max_tokens_per_doc = 4,096
+    assert cohere.budget(PairBudget(max_document_tokens=None)).max_document_tokens == 4096
+    assert cohere.budget(PairBudget(max_document_tokens=8192)).max_document_tokens == 4096
+    assert cohere.budget(PairBudget(max_document_tokens=512)).max_document_tokens == 512
+    assert DIALECTS["ionos"].budget(PairBudget()) == PairBudget()
+
+
+def test_documents_per_request_stay_within_the_peer_cap() -> None:
+    assert DIALECTS["tei"].documents_per_request(64) == 32  # TEI's --max-client-batch-size
+    assert DIALECTS["tei"].documents_per_request(8) == 8
+    assert DIALECTS["ionos"].documents_per_request(500) == 500  # none documented
 
 
 # Response shapes, as documented (model-api.md) for each peer.

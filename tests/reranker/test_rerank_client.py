@@ -22,13 +22,11 @@ from core.logs import JsonFormatter
 from reranker.breaker import BreakerState, CircuitBreaker
 from reranker.budget import PairBudget, estimate_tokens
 from reranker.codes import RerankErrorCode
-from reranker.dialects import RequestDialect
 from reranker.documents import RerankDocument
 from reranker.rerank_client import HttpReranker, RerankResult
 from tests.reranker.peers import (
     DOCUMENTS,
     EXPECTED_ORDER,
-    PEERS,
     QUERY,
     document_text,
     peer_handler,
@@ -88,22 +86,6 @@ class Counting:
             return step
         assert self.then is not None, "peer called more often than scripted"
         return respond(self.then, json.loads(request.content))
-
-
-# ---------------------------------------------------------------- every dialect
-
-
-@pytest.mark.parametrize("peer", PEERS)
-async def test_every_peer_dialect_ranks_and_maps_back(peer: str) -> None:
-    seen: list[dict[str, Any]] = []
-    dialect = RequestDialect.TEI if peer == "tei" else RequestDialect.STANDARD
-    async with reranker(peer_handler(peer, seen), dialect=dialect) as client:
-        result = await client.rerank(QUERY, _docs())
-    assert result.order() == EXPECTED_ORDER
-    assert result.requests == 1
-    assert all(s is not None and 0.0 <= s <= 1.0 for s in result.scores)
-    if peer != "vllm_logits":  # probabilities come back as the peer sent them
-        assert result.scores == tuple(relevance(QUERY, d) for d in DOCUMENTS)
 
 
 async def test_the_request_is_strict_and_authenticated() -> None:
@@ -561,15 +543,3 @@ async def test_a_tokenizer_can_be_injected() -> None:
     async with reranker(peer_handler("ionos", seen), budget=budget, tokenizer=words) as client:
         await client.rerank("two words", _docs(["w " * 100]))
     assert words(seen[0]["documents"][0]) == 30 - 5 - 2
-
-
-async def test_tei_gets_texts_only_and_the_images_are_counted_as_dropped(
-    make_image: Callable[..., bytes],
-) -> None:
-    seen: list[dict[str, Any]] = []
-    docs = [RerankDocument("apple pie", images=(make_image(64, 64),)), RerankDocument("car")]
-    async with reranker(peer_handler("tei", seen), dialect=RequestDialect.TEI) as client:
-        result = await client.rerank(QUERY, docs)
-    assert seen == [{"query": QUERY, "texts": ["apple pie", "car"]}]
-    assert result.images_dropped == 1
-    assert result.order() == [0, 1]

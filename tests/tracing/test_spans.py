@@ -1,4 +1,4 @@
-"""``ingest.tracing.span``: a shared no-op until spans are enabled, real nested spans after.
+"""``tracing.span``: a shared no-op until spans are enabled, real nested spans after.
 Each case runs in a fresh interpreter: a tracer provider is process-global."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import textwrap
 OFF = """
 from opentelemetry import context, trace
 from opentelemetry.sdk.trace import TracerProvider
-from ingest.tracing import span
+from tracing import span
 
 # Even with a provider installed, spans stay off until the composition root enables them.
 trace.set_tracer_provider(TracerProvider())
@@ -29,7 +29,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from ingest.tracing import enable_spans, span
+from tracing import enable_spans, span
 
 enable_spans()
 exporter = InMemorySpanExporter()
