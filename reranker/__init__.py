@@ -42,13 +42,11 @@ from reranker.policy import (
     resolve_min_score,
 )
 from reranker.rerank_client import HttpReranker, RerankResult
-from reranker.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
 from reranker.splitting import one_image_document_per_request, split_requests
 
 __all__ = [
     "DEFAULT_POLICY",
     "DEFAULT_TOP_N",
-    "RETRYABLE_STATUSES",
     "BreakerState",
     "CircuitBreaker",
     "FusionParams",
@@ -74,7 +72,6 @@ __all__ = [
     "ScorePolicy",
     "TokenCounter",
     "autocut",
-    "backoff_delay",
     "build_rerank_request",
     "document_wire_form",
     "estimate_tokens",
@@ -86,7 +83,6 @@ __all__ = [
     "one_image_document_per_request",
     "parse_error_body",
     "parse_rerank_response",
-    "parse_retry_after",
     "prepare_image",
     "resolve_min_score",
     "score_key",
