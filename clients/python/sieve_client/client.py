@@ -247,6 +247,8 @@ class SieveClient(_Base):
         hybrid: bool = True,
         rerank_model: str | None = None,
         min_score: float | None = None,
+        late_interaction: bool = False,
+        late_model: str | None = None,
     ) -> CollectionResponse:
         """Create a collection (its embedding dimension is probed and pinned).
 
@@ -260,6 +262,8 @@ class SieveClient(_Base):
                 hybrid=hybrid,
                 rerank_model=rerank_model,
                 min_score=min_score,
+                late_interaction=late_interaction,
+                late_model=late_model,
             )
         )
 
@@ -443,6 +447,10 @@ class SieveClient(_Base):
             )
         )
 
+    def query_raw(self, collection: str | Sequence[str], body: Mapping[str, Any]) -> dict[str, Any]:
+        """Query with a ready request body; the answer's JSON as the server sent it."""
+        return self._run(p.query_raw(collection, body))
+
     def get_evaluation(self, collection: str) -> EvaluationReport:
         """The collection's last stored ``sieve eval`` report.
 
@@ -584,6 +592,8 @@ class AsyncSieveClient(_Base):
         hybrid: bool = True,
         rerank_model: str | None = None,
         min_score: float | None = None,
+        late_interaction: bool = False,
+        late_model: str | None = None,
     ) -> CollectionResponse:
         """Create a collection (its embedding dimension is probed and pinned)."""
         return await self._run(
@@ -593,6 +603,8 @@ class AsyncSieveClient(_Base):
                 hybrid=hybrid,
                 rerank_model=rerank_model,
                 min_score=min_score,
+                late_interaction=late_interaction,
+                late_model=late_model,
             )
         )
 
@@ -760,6 +772,12 @@ class AsyncSieveClient(_Base):
                 late_recall_weight=late_recall_weight,
             )
         )
+
+    async def query_raw(
+        self, collection: str | Sequence[str], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Query with a ready request body; the answer's JSON as the server sent it."""
+        return await self._run(p.query_raw(collection, body))
 
     async def get_evaluation(self, collection: str) -> EvaluationReport:
         """The collection's last stored ``sieve eval`` report."""

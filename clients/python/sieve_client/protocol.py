@@ -69,6 +69,7 @@ __all__ = [
     "put_evaluation",
     "put_policy",
     "query",
+    "query_raw",
     "ready",
     "reindex_collection",
     "replace_document",
@@ -242,6 +243,8 @@ def create_collection(
     hybrid: bool = True,
     rerank_model: str | None = None,
     min_score: float | None = None,
+    late_interaction: bool = False,
+    late_model: str | None = None,
 ) -> Call[CollectionResponse]:
     """``POST /v1/collections``."""
     spec = _build(
@@ -252,6 +255,8 @@ def create_collection(
             "hybrid": hybrid,
             "rerank_model": rerank_model,
             "min_score": min_score,
+            "late_interaction": late_interaction,
+            "late_model": late_model,
         },
     )
     return Call(
@@ -519,14 +524,41 @@ def query(
         "late_weight": late_weight,
         "late_recall_weight": late_recall_weight,
     }
+    path, body = _query_request(collection, knobs)
+    return Call("POST", path, _model(QueryResponse, path), json=body)
+
+
+def _query_request(
+    collection: str | Sequence[str], knobs: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The path and the checked body of a query on one collection or several."""
     if isinstance(collection, str):
         path = f"/v1/collections/{_seg(collection)}/query"
         req: QueryRequest = _build(QueryRequest, knobs)
     else:
         path = "/v1/query"
         req = _build(MultiQueryRequest, {**knobs, "collections": list(collection)})
-    body = req.model_dump(mode="json", exclude_none=True)
-    return Call("POST", path, _model(QueryResponse, path), json=body)
+    return path, req.model_dump(mode="json", exclude_none=True)
+
+
+def _object(where: str) -> Callable[[Any], dict[str, Any]]:
+    def parse(body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise _unexpected(where, "not a JSON object")
+        return body
+
+    return parse
+
+
+def query_raw(collection: str | Sequence[str], body: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    """A query from a ready request body (``QueryRequest``'s fields); the answer's JSON as the
+    server sent it, for callers that keep or print it as is (``sieve query --json``).
+
+    Raises:
+        ValidationFailedError: the body does not fit the API's schema (checked before sending).
+    """
+    path, checked = _query_request(collection, body)
+    return Call("POST", path, _object(path), json=checked)
 
 
 def get_evaluation(collection: str) -> Call[EvaluationReport]:
