@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import email.utils
 import logging
 import random
 import threading
@@ -25,6 +24,7 @@ from openai.types import CreateEmbeddingResponse
 
 from core.batching import bounded_batches
 from core.errors import InvalidInput, NotFound, UpstreamRejected, UpstreamUnavailable
+from core.retry import RETRYABLE_STATUSES, parse_retry_after, retry_delay
 from core.types import MultiVector
 from retriever.multivector import pack
 
@@ -35,12 +35,9 @@ __all__ = [
     "RetryPolicy",
     "estimate_tokens",
     "pack_batches",
-    "retry_after_s",
 ]
 
 log = logging.getLogger("sieve.embeddings")
-
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 def estimate_tokens(text: str) -> int:
@@ -54,22 +51,6 @@ def pack_batches(token_counts: Sequence[int], max_tokens: int, max_items: int) -
     An item larger than ``max_tokens`` on its own still gets a batch of one.
     """
     return bounded_batches(token_counts, max_count=max_items, max_total=max_tokens)
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """Parse ``Retry-After`` (seconds or an HTTP date) into seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 @dataclass
@@ -102,23 +83,31 @@ class RatePacer:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Per-batch retries: exponential backoff with jitter, ``Retry-After`` wins when given."""
+    """Per-batch retries by the one rule of :mod:`core.retry`: backoff with jitter, the
+    hub's ``Retry-After`` as a floor, and no wait at all for one over ``max_retry_after_s``
+    (the retryable error is raised with the hint instead)."""
 
     max_retries: int = 4
     backoff_s: float = 0.5
     max_backoff_s: float = 20.0
+    max_retry_after_s: float = 20.0
+    rng: Callable[[], float] = random.random
 
     def delay_or_raise(self, exc: openai.APIError, attempt: int, model: str) -> float:
         """The pause before retry ``attempt + 1``; raises the mapped error when not to retry."""
         error = _map_error(exc, model)
         if isinstance(error, UpstreamRejected | NotFound) or attempt >= self.max_retries:
             raise error from exc
-        if error.retry_after is not None:
-            delay = min(self.max_backoff_s, error.retry_after)
-        else:
-            base = min(self.max_backoff_s, self.backoff_s * (2.0**attempt))
-            jitter: float = random.uniform(0, base / 2)  # noqa: S311 - jitter, not crypto
-            delay = base / 2 + jitter
+        delay = retry_delay(
+            attempt,
+            retry_after=error.retry_after,
+            base_s=self.backoff_s,
+            max_s=self.max_backoff_s,
+            max_retry_after_s=self.max_retry_after_s,
+            rng=self.rng,
+        )
+        if delay is None:
+            raise error from exc
         log.warning(
             "embedding batch retry",
             extra={"attempt": attempt + 1, "delay_s": round(delay, 2), "code": error.code},
@@ -338,10 +327,10 @@ def _map_error(
         return UpstreamUnavailable(f"model hub unreachable: {exc.message}")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        if status in _RETRYABLE_STATUS:
+        if status in RETRYABLE_STATUSES:
             return UpstreamUnavailable(
                 f"model hub answered {status} on /v1/embeddings",
-                retry_after=retry_after_s(exc.response.headers.get("retry-after")),
+                retry_after=parse_retry_after(exc.response.headers.get("retry-after")),
             )
         if status == 404:
             return NotFound(f"the model hub has no model {model!r}", code="model_not_found")

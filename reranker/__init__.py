@@ -44,14 +44,12 @@ from reranker.policy import (
     resolve_min_score,
 )
 from reranker.rerank_client import HttpReranker, RerankResult
-from reranker.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
 from reranker.splitting import one_image_document_per_request, split_requests
 
 __all__ = [
     "DEFAULT_POLICY",
     "DEFAULT_TOP_N",
     "DIALECTS",
-    "RETRYABLE_STATUSES",
     "BreakerState",
     "CircuitBreaker",
     "FusionParams",
@@ -79,7 +77,6 @@ __all__ = [
     "TeiDialect",
     "TokenCounter",
     "autocut",
-    "backoff_delay",
     "dialect_named",
     "estimate_tokens",
     "failure_from_error",
@@ -90,7 +87,6 @@ __all__ = [
     "one_image_document_per_request",
     "parse_error_body",
     "parse_rerank_response",
-    "parse_retry_after",
     "prepare_image",
     "resolve_min_score",
     "score_key",

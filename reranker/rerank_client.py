@@ -1,7 +1,7 @@
 """``HttpReranker``: the /rerank client over httpx — the only module here that knows httpx.
 
 Thin I/O around the pure parts: budgeting (budget.py, images.py), splitting (splitting.py),
-the peer's dialect (dialects.py), retry decisions (retry.py) and the breaker (breaker.py).
+the peer's dialect (dialects.py), retry decisions (core/retry.py) and the breaker (breaker.py).
 Every httpx exception and every peer error is mapped to a core error in ``_post``.
 """
 
@@ -19,6 +19,7 @@ import httpx
 from pydantic import SecretStr
 
 from core.errors import InvalidInput, SieveError, UpstreamRejected, UpstreamUnavailable
+from core.retry import RETRYABLE_STATUSES, parse_retry_after, retry_delay
 from reranker.breaker import CircuitBreaker
 from reranker.budget import PairBudget, TokenCounter, estimate_tokens, fit_document, fit_query
 from reranker.codes import RerankErrorCode
@@ -32,7 +33,6 @@ from reranker.dialects import (
 )
 from reranker.documents import PreparedDocument, RerankDocument
 from reranker.images import PreparedImage, prepare_image
-from reranker.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
 from reranker.splitting import one_image_document_per_request, split_requests
 
 __all__ = ["HttpReranker", "RerankResult"]
@@ -373,16 +373,17 @@ class HttpReranker:
             retry_after = error.retry_after if isinstance(error, UpstreamUnavailable) else None
             if not failure.retryable or attempt >= self._max_retries:
                 raise error
-            if retry_after is not None and retry_after > self._max_retry_after_s:
-                # Waiting that long would outlast any query: give up now, keep the hint.
-                raise error
-            delay = backoff_delay(
+            delay = retry_delay(
                 attempt,
+                retry_after=retry_after,
                 base_s=self._backoff_base_s,
                 max_s=self._backoff_max_s,
-                retry_after=retry_after,
+                max_retry_after_s=self._max_retry_after_s,
                 rng=self._rng,
             )
+            if delay is None:
+                # Waiting that long would outlast any query: give up now, keep the hint.
+                raise error
             logger.info("rerank retry", extra={"attempt": attempt + 1, "delay_s": round(delay, 3)})
             await self._sleep(delay)
             attempt += 1

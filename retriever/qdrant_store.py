@@ -25,6 +25,7 @@ from core.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from core.retry import parse_retry_after
 from core.types import (
     ChunkFilter,
     ChunkPoint,
@@ -80,11 +81,7 @@ def _detail(exc: UnexpectedResponse) -> str:
 
 
 def _retry_after(exc: UnexpectedResponse) -> float | None:
-    raw = exc.headers.get("retry-after") if exc.headers is not None else None
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
+    return parse_retry_after(exc.headers.get("retry-after") if exc.headers is not None else None)
 
 
 def _by_text(text: str, where: str) -> SieveError:

@@ -53,7 +53,9 @@ def build_async_embeddings(models: ModelSettings) -> AsyncEmbeddingsClient:
         max_retries=0,
     )
     # A query waits on this: retry briefly, not for minutes like a batch job.
-    return AsyncEmbeddingsClient(client, retry=RetryPolicy(max_retries=2, max_backoff_s=2.0))
+    return AsyncEmbeddingsClient(
+        client, retry=RetryPolicy(max_retries=2, max_backoff_s=2.0, max_retry_after_s=2.0)
+    )
 
 
 def open_sync_store(settings: StoreSettings) -> ChunkStore:

@@ -11,7 +11,7 @@ from services.cli.options import DEFAULT_URL, ApiKey, ApiUrl, open_client
 from services.cli.reporting import one_line_errors, stdout
 
 if TYPE_CHECKING:
-    from services.api.schemas import JobResponse
+    from sieve_client import JobResponse
 
 __all__ = ["collections_app", "jobs_app"]
 
@@ -94,7 +94,7 @@ def create_collection(
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     with one_line_errors(), open_client(api_url, api_key) as client:
-        created = client.create_collection(spec)
+        created = client.create_collection(**spec)
         stdout().print(
             f"created collection {created.name}: {created.embedding_model}, "
             f"{created.dimension} dims, hybrid {'on' if created.hybrid else 'off'}, "

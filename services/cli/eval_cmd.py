@@ -43,11 +43,12 @@ def evaluate(
     """
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import Progress  # noqa: PLC0415
+    from sieve_client import EvaluationReport, SieveClientError  # noqa: PLC0415
 
     from core.settings import RerankSettings  # noqa: PLC0415
     from reranker import FusionParams  # noqa: PLC0415
-    from services.cli.client import ApiError  # noqa: PLC0415
     from services.cli.evaluation import load_beir, run_eval  # noqa: PLC0415
+    from services.cli.reporting import api_error_message  # noqa: PLC0415
 
     # The policy the server does not apply is computed here with the server's parameters.
     rerank = RerankSettings()
@@ -75,9 +76,9 @@ def evaluate(
                     progress=lambda n: bar.update(task, completed=n),
                 )
             if save:
-                client.put_evaluation(name, report.to_json())
-    except ApiError as exc:
-        typer.echo(f"sieve: {exc}", err=True)
+                client.put_evaluation(name, EvaluationReport.model_validate(report.to_json()))
+    except SieveClientError as exc:
+        typer.echo(f"sieve: {api_error_message(exc)} ({exc.code})", err=True)
         raise typer.Exit(code=1) from None
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
@@ -87,13 +88,12 @@ def evaluate(
 
 def _ensure_ingested(client: Any, name: str, corpus: Path, *, recreate: bool, console: Any) -> None:
     from rich.progress import Progress  # noqa: PLC0415
-
-    from services.cli.client import ApiError  # noqa: PLC0415
+    from sieve_client import SieveClientError  # noqa: PLC0415
 
     exists = True
     try:
         client.get_collection(name)
-    except ApiError as exc:
+    except SieveClientError as exc:
         if exc.status != 404:
             raise
         exists = False
@@ -102,7 +102,7 @@ def _ensure_ingested(client: Any, name: str, corpus: Path, *, recreate: bool, co
         return
     if exists:
         client.delete_collection(name)
-    client.create_collection({"name": name})
+    client.create_collection(name)
     lines = corpus.read_bytes().splitlines()
     jobs = []
     with Progress(console=console, transient=True) as bar:

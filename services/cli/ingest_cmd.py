@@ -25,9 +25,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from rich.progress import Progress
+    from sieve_client import IngestAcceptedResponse, SieveClient
 
-    from services.api.schemas import IngestAcceptedResponse
-    from services.cli.client import SieveClient
     from services.cli.ingest_report import IngestReport
 
 __all__ = ["ingest"]
@@ -104,11 +103,11 @@ def ingest(
 
 
 def _ensure_collection(client: SieveClient, name: str) -> None:
-    from services.cli.client import ApiError  # noqa: PLC0415 - keep `sieve --help` fast
+    from sieve_client import SieveClientError  # noqa: PLC0415 - keep `sieve --help` fast
 
     try:
-        created = client.create_collection({"name": name})
-    except ApiError as exc:
+        created = client.create_collection(name)
+    except SieveClientError as exc:
         if exc.status == 409:  # it exists already: that is what --create wants
             return
         raise
@@ -171,18 +170,19 @@ def _send(
     names: list[str],
     call: Callable[[], IngestAcceptedResponse],
 ) -> None:
-    from services.cli.client import ApiError  # noqa: PLC0415 - keep `sieve --help` fast
+    from sieve_client import SieveClientError  # noqa: PLC0415 - keep `sieve --help` fast
+
     from services.cli.ingest_report import Failure  # noqa: PLC0415
 
     try:
         report.accepted.append(call())
-    except ApiError as exc:
+    except SieveClientError as exc:
         if exc.code == "collection_not_found":
-            raise ApiError(
+            raise SieveClientError(
                 f"{exc.message}; create it with `sieve collections create {collection}` "
                 "or pass --create",
                 exc.code,
-                exc.status,
+                status=exc.status,
             ) from None
         if exc.status not in _BATCH_REFUSED:
             raise

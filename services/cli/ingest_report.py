@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from services.api.schemas import IngestAcceptedResponse, JobResponse
+from sieve_client import IngestAcceptedResponse, JobResponse
 
 __all__ = ["Failure", "IngestReport", "JobsProgress"]
 

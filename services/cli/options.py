@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from services.cli.client import SieveClient
+    from sieve_client import SieveClient
 
 __all__ = ["DEFAULT_URL", "ApiKey", "ApiUrl", "open_client"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# A person is waiting at the terminal: a short retry budget, and no Retry-After over 10 s.
+_MAX_RETRIES = 2
+_MAX_RETRY_DELAY_S = 10.0
 
 ApiUrl = Annotated[
     str,
@@ -39,7 +42,10 @@ ApiKey = Annotated[
 
 
 def open_client(api_url: str, api_key: str | None) -> SieveClient:
-    """A client for the API at ``api_url``."""
-    from services.cli.client import SieveClient  # noqa: PLC0415 - keep `sieve --help` fast
+    """A client for the API at ``api_url`` (typer has already read ``SIEVE_URL`` /
+    ``SIEVE_API_KEY``: an absent key is sent as none, not looked up again)."""
+    from sieve_client import SieveClient  # noqa: PLC0415 - keep `sieve --help` fast
 
-    return SieveClient(api_url, api_key or None)
+    return SieveClient(
+        api_url, api_key or "", max_retries=_MAX_RETRIES, max_retry_delay_s=_MAX_RETRY_DELAY_S
+    )

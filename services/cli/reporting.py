@@ -12,8 +12,17 @@ import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from sieve_client import SieveClientError
 
-__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "fail", "one_line_errors", "stderr", "stdout"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "api_error_message",
+    "fail",
+    "one_line_errors",
+    "stderr",
+    "stdout",
+]
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -39,18 +48,25 @@ def fail(message: str, code: str, exit_code: int = EXIT_ERROR) -> NoReturn:
     raise typer.Exit(code=exit_code)
 
 
+def api_error_message(exc: SieveClientError) -> str:
+    """The client error's message, with what to check when the API is not there at all."""
+    if exc.code == "unreachable":
+        return f"{exc.message} — is `sieve up` running?"
+    return str(exc.message)
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
     """Turn any failure inside the block into one line on stderr and exit code 1.
 
     ``SIEVE_DEBUG=1`` lets unexpected exceptions through with their traceback.
     """
-    from services.cli.client import ApiError  # noqa: PLC0415 - keep `sieve --help` fast
+    from sieve_client import SieveClientError  # noqa: PLC0415 - keep `sieve --help` fast
 
     try:
         yield
-    except ApiError as exc:
-        fail(exc.message, exc.code)
+    except SieveClientError as exc:
+        fail(api_error_message(exc), exc.code)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         fail(f"{where}{exc.strerror or exc}", "os_error")

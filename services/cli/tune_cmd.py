@@ -60,7 +60,9 @@ def tune(
     Prints the cost-quality frontier (nDCG@10, Recall@100, p50 ms a query, rerank tokens a
     query) and the k-fold cross-validated nDCG@10 of the choice; ``--apply`` stores it.
     """
-    from services.cli.client import ApiError  # noqa: PLC0415
+    from sieve_client import SieveClientError  # noqa: PLC0415
+
+    from services.cli.reporting import api_error_message  # noqa: PLC0415
 
     if (dataset is None) == (not feedback):
         typer.echo("sieve tune: give a DATASET_DIR or --feedback (one of them)", err=True)
@@ -81,7 +83,10 @@ def tune(
                 concurrency=concurrency,
                 quiet=as_json,
             )
-    except (ApiError, ValueError) as exc:
+    except SieveClientError as exc:
+        typer.echo(f"sieve tune: {api_error_message(exc)} ({exc.code})", err=True)
+        raise typer.Exit(code=1) from None
+    except ValueError as exc:
         typer.echo(f"sieve tune: {exc}", err=True)
         raise typer.Exit(code=1) from None
     if as_json:
@@ -100,10 +105,10 @@ def _judged(client: Any, dataset: Path | None, collection: str) -> tuple[dict[st
 
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
-    for item in client.feedback(collection):
-        qid = query_id(item["query"])
-        queries[qid] = item["query"]
-        qrels.setdefault(qid, {})[str(item["document_id"])] = int(bool(item["relevant"]))
+    for item in client.list_feedback(collection).judgments:
+        qid = query_id(item.query)
+        queries[qid] = item.query
+        qrels.setdefault(qid, {})[item.document_id] = int(item.relevant)
     # A query with no relevant document cannot rank anything better or worse.
     keep = {q for q, docs in qrels.items() if any(docs.values())}
     return {q: t for q, t in queries.items() if q in keep}, {q: qrels[q] for q in keep}

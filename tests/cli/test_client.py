@@ -1,4 +1,6 @@
-"""The CLI's HTTP client: every failure becomes one ``ApiError`` with a code and a message.
+"""The CLI's client is ``sieve_client`` (``open_client``): every failure is one
+``SieveClientError`` with a code and a message, the CLI's short retry budget, and the hint
+when the API is not running.
 
 Pure mapping tests build responses directly; the rest run against a small ASGI peer over
 real HTTP that answers in Sieve's documented error body (the real API is in the e2e tests).
@@ -11,18 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
+from sieve_client import SieveClientError
+from sieve_client.errors import error_from_response, error_from_transport
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from services.cli.client import (
-    ApiError,
-    SieveClient,
-    error_from_response,
-    error_from_transport,
-    retry_delay,
-)
+from services.cli.options import open_client
+from services.cli.reporting import api_error_message
 from tests.servers import free_port, serve_in_thread
 
 _REQ = httpx.Request("GET", "http://api.test/v1/collections/kb")
@@ -45,7 +44,7 @@ def test_sieve_error_body_maps_to_code_message_status_and_request_id() -> None:
         404,
         "req-1",
     )
-    assert str(err) == "collection 'kb' does not exist (collection_not_found)"
+    assert api_error_message(err) == "collection 'kb' does not exist"
 
 
 def test_validation_error_body_keeps_its_first_message() -> None:
@@ -81,23 +80,14 @@ def test_a_body_that_is_not_sieves_still_gives_one_line(resp: httpx.Response, ne
         (httpx.ConnectTimeout("slow", request=_REQ), "unreachable"),
         (httpx.ReadTimeout("slow", request=_REQ), "timeout"),
         (httpx.UnsupportedProtocol("ftp", request=_REQ), "bad_url"),
-        (httpx.RemoteProtocolError("eof", request=_REQ), "transport_error"),
+        # sieve_client's code; the CLI's own client said "transport_error".
+        (httpx.RemoteProtocolError("eof", request=_REQ), "transport"),
     ],
 )
 def test_transport_errors_map_to_a_code(exc: httpx.TransportError, code: str) -> None:
     err = error_from_transport(exc, "http://api.test")
     assert err.code == code
     assert "http://api.test" in err.message
-
-
-def test_retry_delay_honours_retry_after_and_caps_it() -> None:
-    def resp(headers: dict[str, str]) -> httpx.Response:
-        return httpx.Response(503, headers=headers, request=_REQ)
-
-    assert retry_delay(resp({"Retry-After": "2"}), 0) == 2.0
-    assert retry_delay(resp({"Retry-After": "3600"}), 0) == 10.0
-    assert retry_delay(resp({"Retry-After": "soon"}), 1) == 1.0
-    assert [retry_delay(resp({}), a) for a in range(3)] == [0.5, 1.0, 2.0]
 
 
 # ------------------------------------------------------------------ over real HTTP
@@ -145,7 +135,7 @@ def peer() -> Iterator[tuple[_Peer, str]]:
 
 def test_key_is_sent_as_bearer(peer: tuple[_Peer, str]) -> None:
     state, url = peer
-    with SieveClient(url, "k-123") as client:
+    with open_client(url, "k-123") as client:
         assert client.list_collections() == []
     assert state.seen[-1] == ("GET", "/v1/collections", "Bearer k-123")
 
@@ -154,15 +144,16 @@ def test_busy_server_is_retried_within_the_budget(peer: tuple[_Peer, str]) -> No
     state, url = peer
     waits: list[float] = []
     state.busy_left = 2
-    with SieveClient(url, None, max_retries=2, sleep=waits.append) as client:
+    with open_client(url, None) as client:
+        client._sleep = waits.append  # the CLI's budget, without the real waits
         assert client.list_collections() == []
+    # Retry-After: 1 is a floor over the jittered 0.25-0.5 s and 0.5-1 s backoff.
     assert waits == [1.0, 1.0]
     state.busy_left = 3
-    with (
-        SieveClient(url, None, max_retries=2, sleep=waits.append) as client,
-        pytest.raises(ApiError) as info,
-    ):
-        client.list_collections()
+    with open_client(url, None) as client:
+        client._sleep = waits.append
+        with pytest.raises(SieveClientError) as info:
+            client.list_collections()
     assert (info.value.code, info.value.status) == ("upstream_unavailable", 503)
     state.busy_left = 0
 
@@ -170,7 +161,7 @@ def test_busy_server_is_retried_within_the_budget(peer: tuple[_Peer, str]) -> No
 def test_an_id_stays_one_path_segment(peer: tuple[_Peer, str]) -> None:
     state, url = peer
     state.seen.clear()
-    with SieveClient(url, None) as client, pytest.raises(ApiError) as info:
+    with open_client(url, None) as client, pytest.raises(SieveClientError) as info:
         client.get_job("../collections")
     # Unquoted, "../" would be resolved into GET /v1/collections: another route entirely.
     assert info.value.status == 404
@@ -179,14 +170,16 @@ def test_an_id_stays_one_path_segment(peer: tuple[_Peer, str]) -> None:
 
 def test_a_success_that_is_not_sieves_shape_is_one_error(peer: tuple[_Peer, str]) -> None:
     _, url = peer
-    with SieveClient(url, None) as client, pytest.raises(ApiError) as info:
+    with open_client(url, None) as client, pytest.raises(SieveClientError) as info:
         client.get_collection("kb")
     assert info.value.code == "bad_response"
 
 
 def test_connection_refused_names_the_url_and_sieve_up() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with SieveClient(url, None) as client, pytest.raises(ApiError) as info:
+    with open_client(url, None) as client, pytest.raises(SieveClientError) as info:
         client.list_collections()
     assert info.value.code == "unreachable"
-    assert info.value.message == f"cannot reach the Sieve API at {url} — is `sieve up` running?"
+    assert api_error_message(info.value) == (
+        f"cannot reach the Sieve API at {url} — is `sieve up` running?"
+    )

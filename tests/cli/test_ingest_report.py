@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.api.schemas import IngestAcceptedResponse, JobResponse
+from sieve_client import IngestAcceptedResponse, JobResponse
+
 from services.cli.ingest_report import Failure, IngestReport
 
 

@@ -406,3 +406,68 @@ def test_json_bodies_the_client_sends_are_what_the_api_reads(sieve: SieveClient)
     )
     assert {h.document_id for h in out.results} <= {"photosynthesis", "espresso"}
     assert json.loads(out.model_dump_json())["rerank"]["final"] == "fusion"
+
+
+# ---------------------------------------------------------------- defaults and every route
+
+
+def test_the_environment_names_the_api_and_the_key(
+    stack: Stack, sieve: SieveClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the CLI reads them: an explicit argument, then SIEVE_URL / SIEVE_API_KEY, then the default.
+    monkeypatch.setenv("SIEVE_URL", stack.api)
+    monkeypatch.setenv("SIEVE_API_KEY", KEY_A)
+    with SieveClient() as from_env:
+        assert from_env.base_url == stack.api.rstrip("/")
+        assert "kb" in {c.name for c in from_env.list_collections()}
+    with SieveClient(api_key=KEY_B) as explicit:
+        assert "kb" not in {c.name for c in explicit.list_collections()}
+    with SieveClient(api_key="") as keyless, pytest.raises(AuthenticationError):
+        keyless.list_collections()  # an explicit empty key sends none
+    monkeypatch.delenv("SIEVE_URL")
+    with SieveClient() as default:
+        assert default.base_url == "http://127.0.0.1:8000"
+
+
+def test_retrievers_read_the_environment_and_refuse_unknown_keywords(
+    stack: Stack, sieve: SieveClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sieve_client.langchain import SieveRetriever as LangChainRetriever  # noqa: PLC0415
+    from sieve_client.llamaindex import SieveRetriever as LlamaIndexRetriever  # noqa: PLC0415
+
+    monkeypatch.setenv("SIEVE_URL", stack.api)
+    monkeypatch.setenv("SIEVE_API_KEY", KEY_A)
+    retriever = LangChainRetriever(collection="kb", top_n=1)
+    try:
+        assert retriever.invoke(QUERY)[0].metadata["document_id"] == "photosynthesis"
+    finally:
+        retriever.close()
+    # `url=` used to be dropped silently, and the retriever talked to 127.0.0.1:8000.
+    with pytest.raises(TypeError, match=r"'url' \(did you mean 'api_url'\?\)"):
+        LangChainRetriever(collection="kb", url=stack.api)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="url"):
+        LlamaIndexRetriever("kb", url=stack.api)  # type: ignore[call-arg]
+
+
+def test_document_images_are_fetched_and_text_documents_have_none(
+    sieve: SieveClient,
+) -> None:
+    from tests.drawn import draw_page, encode  # noqa: PLC0415
+
+    png = encode(draw_page(["The lighthouse keeper logged every storm."]), "PNG")
+    sieve.create_collection("pictures")
+    try:
+        job = sieve.upload_files("pictures", [("keeper.png", png)])
+        assert sieve.wait_job(job.job_id, timeout_s=120).counts == {"indexed": 1}
+        image = sieve.get_document_image("pictures", "keeper.png")
+        assert (image.data, image.media_type) == (png, "image/png")
+        assert image.width == 1000
+        assert image.height is not None
+        with pytest.raises(NotFoundError) as no_page:
+            sieve.get_document_image("pictures", "keeper.png", page=2)
+        assert no_page.value.status == 404
+    finally:
+        sieve.delete_collection("pictures")
+    with pytest.raises(NotFoundError) as text_only:
+        sieve.get_document_image("kb", "photosynthesis")
+    assert text_only.value.code == "no_image"

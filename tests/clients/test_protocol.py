@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import time
 
 import httpx
 import pytest
@@ -21,20 +22,33 @@ from sieve_client import (
 from sieve_client import protocol as p
 from sieve_client.errors import error_from_response
 
-NOW = 1_800_000_000.0
+
+def test_a_retry_after_over_the_cap_is_raised_at_once_with_the_hint() -> None:
+    # The one retry rule (core/retry.py): it used to be cut to the cap (30 s) and waited.
+    waits: list[float] = []
+    replies = [httpx.Response(429, headers={"Retry-After": "120"}, text="later"), _ok()]
+    client = SieveClient("http://api", sleep=waits.append, transport=_gateway(replies))
+    with client, pytest.raises(RateLimitedError) as limited:
+        client.list_collections()
+    assert waits == []
+    assert limited.value.retry_after == 120.0
 
 
-def test_retry_delay_honours_seconds_dates_and_the_cap() -> None:
-    assert p.retry_delay("3", 0, cap_s=30) == 3.0
-    assert p.retry_delay("0", 5, cap_s=30) == 0.0
-    assert p.retry_delay("120", 0, cap_s=30) == 30.0
-    date = email.utils.formatdate(NOW + 7, usegmt=True)
-    assert p.retry_delay(date, 0, cap_s=30, now=NOW) == pytest.approx(7.0)
-    past = email.utils.formatdate(NOW - 100, usegmt=True)
-    assert p.retry_delay(past, 0, cap_s=30, now=NOW) == 0.0
-    # No header, or one we cannot read: exponential from half a second.
-    assert [p.retry_delay(None, a, cap_s=30) for a in range(4)] == [0.5, 1.0, 2.0, 4.0]
-    assert p.retry_delay("soon", 1, cap_s=30) == 1.0
+def test_retry_after_dates_are_honoured_and_short_ones_do_not_skip_the_backoff() -> None:
+    waits: list[float] = []
+    date = email.utils.formatdate(time.time() + 8, usegmt=True)
+    replies = [
+        httpx.Response(503, headers={"Retry-After": date}),
+        httpx.Response(503, headers={"Retry-After": "0"}),
+        _ok(),
+    ]
+    client = SieveClient(
+        "http://api", sleep=waits.append, rng=lambda: 0.0, transport=_gateway(replies)
+    )
+    with client:
+        assert client.list_collections() == []
+    assert 6.5 <= waits[0] <= 8.0
+    assert waits[1] == 0.5  # "Retry-After: 0" used to mean no wait at all
 
 
 def test_multipart_body_names_every_file_and_escapes_quotes() -> None:
@@ -105,7 +119,11 @@ def test_429_is_retried_after_retry_after_then_raised_typed() -> None:
     replies = [httpx.Response(429, text="slow down") for _ in range(3)]
     with (
         SieveClient(
-            "http://api", max_retries=2, sleep=waits.append, transport=_gateway(replies)
+            "http://api",
+            max_retries=2,
+            sleep=waits.append,
+            rng=lambda: 1.0,  # the top of the jitter range (the unified rule adds jitter)
+            transport=_gateway(replies),
         ) as client,
         pytest.raises(RateLimitedError) as limited,
     ):

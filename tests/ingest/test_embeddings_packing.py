@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import email.utils
-import time
+import httpx2
+import openai
+import pytest
 
-from ingest.embeddings_client import RatePacer, estimate_tokens, pack_batches, retry_after_s
+from core.errors import UpstreamUnavailable
+from ingest.embeddings_client import RatePacer, RetryPolicy, estimate_tokens, pack_batches
 
 
 def test_batches_respect_token_and_item_caps_in_order() -> None:
@@ -17,12 +19,28 @@ def test_batches_respect_token_and_item_caps_in_order() -> None:
     assert pack_batches([], 100, 10) == []
 
 
-def test_retry_after_seconds_and_http_date() -> None:
-    assert retry_after_s("3") == 3.0
-    assert retry_after_s(None) is None
-    assert retry_after_s("soon") is None
-    future = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 <= (retry_after_s(future) or 0) <= 31
+def _rate_limited(retry_after: str | None) -> openai.RateLimitError:
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    request = httpx2.Request("POST", "http://hub.test/v1/embeddings")
+    response = httpx2.Response(429, headers=headers, request=request)
+    return openai.RateLimitError("slow down", response=response, body=None)
+
+
+def test_retry_after_is_a_floor_under_the_backoff() -> None:
+    policy = RetryPolicy(backoff_s=0.5, max_backoff_s=20.0, rng=lambda: 0.0)
+    assert policy.delay_or_raise(_rate_limited("3"), 0, "m") == 3.0
+    # A short hint does not shorten the backoff (it used to be taken as is: 0.1 s).
+    assert policy.delay_or_raise(_rate_limited("0.1"), 3, "m") == 2.0
+    assert policy.delay_or_raise(_rate_limited(None), 3, "m") == 2.0
+
+
+def test_a_retry_after_over_the_cap_is_not_waited_for() -> None:
+    # It used to be cut to the cap (20 s) and retried into the same refusal.
+    policy = RetryPolicy(max_retry_after_s=20.0, rng=lambda: 0.0)
+    with pytest.raises(UpstreamUnavailable) as info:
+        policy.delay_or_raise(_rate_limited("60"), 0, "m")
+    assert info.value.retry_after == 60.0
+    assert policy.delay_or_raise(_rate_limited("20"), 0, "m") == 20.0
 
 
 def test_pacer_spaces_requests_at_its_rate() -> None:

@@ -6,7 +6,14 @@ LangChain and LlamaIndex retrievers live in :mod:`sieve_client.langchain` and
 
 from __future__ import annotations
 
-from sieve_client.client import DEFAULT_TIMEOUT, UPLOAD_TIMEOUT, AsyncSieveClient, SieveClient
+from sieve_client.client import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    UPLOAD_TIMEOUT,
+    AsyncSieveClient,
+    SieveClient,
+    resolve_connection,
+)
 from sieve_client.errors import (
     AuthenticationError,
     BadResponseError,
@@ -42,10 +49,11 @@ from sieve_client.models import (
     RangeBounds,
     RerankReport,
 )
-from sieve_client.protocol import UploadProgress
+from sieve_client.protocol import DocumentImage, UploadProgress
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
     "UPLOAD_TIMEOUT",
     "AsyncSieveClient",
     "AuthenticationError",
@@ -54,6 +62,7 @@ __all__ = [
     "ConflictError",
     "ConnectionFailed",
     "DocumentDeletedResponse",
+    "DocumentImage",
     "DocumentResponse",
     "DocumentsPageResponse",
     "EvaluationReport",
@@ -81,4 +90,5 @@ __all__ = [
     "UploadProgress",
     "UpstreamError",
     "ValidationFailedError",
+    "resolve_connection",
 ]

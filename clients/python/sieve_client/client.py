@@ -7,6 +7,8 @@ method is one line that builds a :class:`~sieve_client.protocol.Call` and runs i
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -15,6 +17,7 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from sieve_client import protocol as p
+from sieve_client import retry
 from sieve_client.errors import (
     BadResponseError,
     JobWaitTimeout,
@@ -39,9 +42,18 @@ from sieve_client.models import (
     QueryPolicy,
     QueryResponse,
 )
-from sieve_client.protocol import FileInput, ProgressCallback
+from sieve_client.protocol import DocumentImage, FileInput, ProgressCallback
 
-__all__ = ["DEFAULT_TIMEOUT", "UPLOAD_TIMEOUT", "AsyncSieveClient", "SieveClient"]
+__all__ = [
+    "API_KEY_ENV",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
+    "UPLOAD_TIMEOUT",
+    "URL_ENV",
+    "AsyncSieveClient",
+    "SieveClient",
+    "resolve_connection",
+]
 
 T = TypeVar("T")
 
@@ -49,6 +61,25 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0, pool=5.0)
 # An upload batch can be tens of MB and the server fsyncs every blob before it answers.
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=5.0, pool=5.0)
 _MAX_RETRY_DELAY_S = 30.0
+_BACKOFF_BASE_S = 0.5
+# Where the API is and which key, as the `sieve` command reads them.
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_ENV = "SIEVE_URL"
+API_KEY_ENV = "SIEVE_API_KEY"
+
+
+def resolve_connection(
+    base_url: str | None, api_key: str | None, env: Mapping[str, str] | None = None
+) -> tuple[str, str | None]:
+    """The API's URL and key: an explicit argument, else ``SIEVE_URL`` / ``SIEVE_API_KEY``
+    from the environment, else ``http://127.0.0.1:8000`` and no key.
+
+    An explicit empty key (``api_key=""``) means no key, whatever the environment says.
+    """
+    source = os.environ if env is None else env
+    url = base_url if base_url is not None else source.get(URL_ENV) or DEFAULT_URL
+    key = api_key if api_key is not None else source.get(API_KEY_ENV)
+    return url, key or None
 
 
 class _Base:
@@ -56,16 +87,18 @@ class _Base:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None,
         api_key: str | None,
         *,
         timeout: float | httpx.Timeout,
         upload_timeout: float | httpx.Timeout,
         max_retries: int,
         max_retry_delay_s: float,
+        rng: Callable[[], float],
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        base_url, api_key = resolve_connection(base_url, api_key)
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
@@ -76,20 +109,30 @@ class _Base:
         )
         self._max_retries = max_retries
         self._max_retry_delay_s = max_retry_delay_s
+        self._rng = rng
 
     def _timeout_for(self, call: p.Call[Any]) -> httpx.Timeout:
         return self._upload_timeout if call.upload else self._timeout
 
     def _retry_in(self, resp: httpx.Response, attempt: int) -> float | None:
-        """Seconds to wait before another try, or None to raise now."""
+        """Seconds to wait before another try, or None to raise now (the rule of
+        :mod:`sieve_client.retry`: a ``Retry-After`` over ``max_retry_delay_s`` is not waited
+        for)."""
         if resp.status_code not in p.RETRY_STATUSES or attempt >= self._max_retries:
             return None
-        return p.retry_delay(
-            resp.headers.get("retry-after"), attempt, cap_s=self._max_retry_delay_s
+        return retry.retry_delay(
+            attempt,
+            retry_after=retry.parse_retry_after(resp.headers.get("retry-after")),
+            base_s=_BACKOFF_BASE_S,
+            max_s=self._max_retry_delay_s,
+            max_retry_after_s=self._max_retry_delay_s,
+            rng=self._rng,
         )
 
     @staticmethod
     def _finish(call: p.Call[T], resp: httpx.Response) -> T:
+        if call.binary:
+            return call.parse((resp.content, resp.headers))
         if not call.expect_json:
             return call.parse(None)
         try:
@@ -104,13 +147,17 @@ class _Base:
 class SieveClient(_Base):
     """A typed, synchronous client for the whole Sieve API.
 
-    Errors come as :class:`~sieve_client.errors.SieveClientError` subclasses; 429 and 503 are
-    retried (``max_retries`` times, honouring ``Retry-After``); every call has a timeout.
+    ``base_url`` / ``api_key`` default to ``SIEVE_URL`` / ``SIEVE_API_KEY`` from the
+    environment, then ``http://127.0.0.1:8000`` and no key. Errors come as
+    :class:`~sieve_client.errors.SieveClientError` subclasses; 429 and 503 are retried
+    (``max_retries`` times, backoff with jitter, never sooner than ``Retry-After``; one over
+    ``max_retry_delay_s`` is raised at once, with ``retry_after`` set); every call has a
+    timeout.
     """
 
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8000",
+        base_url: str | None = None,
         api_key: str | None = None,
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
@@ -118,6 +165,7 @@ class SieveClient(_Base):
         max_retries: int = 3,
         max_retry_delay_s: float = _MAX_RETRY_DELAY_S,
         sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(
@@ -127,6 +175,7 @@ class SieveClient(_Base):
             upload_timeout=upload_timeout,
             max_retries=max_retries,
             max_retry_delay_s=max_retry_delay_s,
+            rng=rng,
         )
         self._sleep = sleep
         self._http = httpx.Client(
@@ -198,6 +247,8 @@ class SieveClient(_Base):
         hybrid: bool = True,
         rerank_model: str | None = None,
         min_score: float | None = None,
+        late_interaction: bool = False,
+        late_model: str | None = None,
     ) -> CollectionResponse:
         """Create a collection (its embedding dimension is probed and pinned).
 
@@ -211,6 +262,8 @@ class SieveClient(_Base):
                 hybrid=hybrid,
                 rerank_model=rerank_model,
                 min_score=min_score,
+                late_interaction=late_interaction,
+                late_model=late_model,
             )
         )
 
@@ -308,6 +361,16 @@ class SieveClient(_Base):
         """Delete a document: every chunk of it leaves the store."""
         return self._run(p.delete_document(collection, document_id))
 
+    def get_document_image(
+        self, collection: str, document_id: str, *, page: int = 1
+    ) -> DocumentImage:
+        """An image document's page as uploaded, or a PDF page rendered as PNG.
+
+        Raises:
+            NotFoundError: no such document or page, or ``no_image`` (a text document).
+        """
+        return self._run(p.get_document_image(collection, document_id, page=page))
+
     # ------------------------------------------------------------------ jobs
     def get_job(self, job_id: str) -> JobResponse:
         """A job's state, counts and per-document errors."""
@@ -384,6 +447,10 @@ class SieveClient(_Base):
             )
         )
 
+    def query_raw(self, collection: str | Sequence[str], body: Mapping[str, Any]) -> dict[str, Any]:
+        """Query with a ready request body; the answer's JSON as the server sent it."""
+        return self._run(p.query_raw(collection, body))
+
     def get_evaluation(self, collection: str) -> EvaluationReport:
         """The collection's last stored ``sieve eval`` report.
 
@@ -442,7 +509,7 @@ class AsyncSieveClient(_Base):
 
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8000",
+        base_url: str | None = None,
         api_key: str | None = None,
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
@@ -450,6 +517,7 @@ class AsyncSieveClient(_Base):
         max_retries: int = 3,
         max_retry_delay_s: float = _MAX_RETRY_DELAY_S,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(
@@ -459,6 +527,7 @@ class AsyncSieveClient(_Base):
             upload_timeout=upload_timeout,
             max_retries=max_retries,
             max_retry_delay_s=max_retry_delay_s,
+            rng=rng,
         )
         self._sleep = sleep
         self._http = httpx.AsyncClient(
@@ -523,6 +592,8 @@ class AsyncSieveClient(_Base):
         hybrid: bool = True,
         rerank_model: str | None = None,
         min_score: float | None = None,
+        late_interaction: bool = False,
+        late_model: str | None = None,
     ) -> CollectionResponse:
         """Create a collection (its embedding dimension is probed and pinned)."""
         return await self._run(
@@ -532,6 +603,8 @@ class AsyncSieveClient(_Base):
                 hybrid=hybrid,
                 rerank_model=rerank_model,
                 min_score=min_score,
+                late_interaction=late_interaction,
+                late_model=late_model,
             )
         )
 
@@ -622,6 +695,12 @@ class AsyncSieveClient(_Base):
         """Delete a document: every chunk of it leaves the store."""
         return await self._run(p.delete_document(collection, document_id))
 
+    async def get_document_image(
+        self, collection: str, document_id: str, *, page: int = 1
+    ) -> DocumentImage:
+        """An image document's page as uploaded, or a PDF page rendered as PNG."""
+        return await self._run(p.get_document_image(collection, document_id, page=page))
+
     # ------------------------------------------------------------------ jobs
     async def get_job(self, job_id: str) -> JobResponse:
         """A job's state, counts and per-document errors."""
@@ -693,6 +772,12 @@ class AsyncSieveClient(_Base):
                 late_recall_weight=late_recall_weight,
             )
         )
+
+    async def query_raw(
+        self, collection: str | Sequence[str], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Query with a ready request body; the answer's JSON as the server sent it."""
+        return await self._run(p.query_raw(collection, body))
 
     async def get_evaluation(self, collection: str) -> EvaluationReport:
         """The collection's last stored ``sieve eval`` report."""

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from sieve_client.retry import parse_retry_after
+
 __all__ = [
     "AuthenticationError",
     "BadResponseError",
@@ -41,6 +43,7 @@ class SieveClientError(Exception):
         request_id: str | None = None,
         details: Any = None,
         field: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -50,6 +53,8 @@ class SieveClientError(Exception):
         self.details = details
         # The request field at fault, when the API named one (``filter.metadata.year``).
         self.field = field
+        # Seconds the server asked to wait before another try (``Retry-After``), if it did.
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         rid = f", request {self.request_id}" if self.request_id else ""
@@ -144,6 +149,7 @@ def _error_class(status: int) -> type[SieveAPIError]:
 def error_from_response(resp: httpx.Response) -> SieveAPIError:
     """Map an error response (Sieve's one error body, or anything else) to an exception."""
     cls = _error_class(resp.status_code)
+    retry_after = parse_retry_after(resp.headers.get("retry-after"))
     try:
         body = resp.json()
     except ValueError:
@@ -158,6 +164,7 @@ def error_from_response(resp: httpx.Response) -> SieveAPIError:
             request_id=request_id if isinstance(request_id, str) else None,
             details=err.get("details"),
             field=field if isinstance(field, str) else None,
+            retry_after=retry_after,
         )
     # Not Sieve's error body: a proxy in between, or another server on that port.
     text = " ".join(resp.text.split())[:200] or resp.reason_phrase
@@ -165,6 +172,7 @@ def error_from_response(resp: httpx.Response) -> SieveAPIError:
         f"HTTP {resp.status_code} from {resp.request.url}: {text}",
         f"http_{resp.status_code}",
         status=resp.status_code,
+        retry_after=retry_after,
     )
 
 

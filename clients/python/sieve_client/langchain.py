@@ -15,11 +15,11 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import PrivateAttr
+from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from sieve_client.client import AsyncSieveClient, SieveClient
 from sieve_client.models import QueryFilter, QueryMode, QueryResponse
-from sieve_client.retrieval import QueryKnobs, hit_metadata
+from sieve_client.retrieval import QueryKnobs, hit_metadata, refuse_unknown_keywords
 
 __all__ = ["SieveRetriever", "to_documents"]
 
@@ -36,11 +36,15 @@ class SieveRetriever(BaseRetriever):
     """Ranked, reranked passages from one Sieve collection (or several, as a list).
 
     Pass ``api_url``/``api_key`` (the retriever opens its own clients), or ready ``client`` /
-    ``async_client`` instances. ``top_n``, ``min_score`` and ``filter`` go to every query.
+    ``async_client`` instances; without them, ``SIEVE_URL`` / ``SIEVE_API_KEY`` from the
+    environment. ``top_n``, ``min_score`` and ``filter`` go to every query. An unknown
+    keyword raises ``TypeError``.
     """
 
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
     collection: str | Sequence[str]
-    api_url: str = "http://127.0.0.1:8000"
+    api_url: str | None = None
     api_key: str | None = None
     top_n: int | None = None
     top_k: int | None = None
@@ -54,6 +58,13 @@ class SieveRetriever(BaseRetriever):
     async_client: AsyncSieveClient | None = None
     _own_sync: SieveClient | None = PrivateAttr(default=None)
     _own_async: AsyncSieveClient | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keywords_only(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            refuse_unknown_keywords(cls.__name__, data.keys(), cls.model_fields.keys())
+        return data
 
     def _knobs(self) -> QueryKnobs:
         return QueryKnobs(

@@ -45,7 +45,7 @@ class SieveRetriever(BaseRetriever):
         self,
         collection: str | Sequence[str],
         *,
-        api_url: str = "http://127.0.0.1:8000",
+        api_url: str | None = None,
         api_key: str | None = None,
         top_n: int | None = None,
         top_k: int | None = None,

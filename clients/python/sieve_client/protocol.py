@@ -7,11 +7,9 @@ about paths, bodies, retries or parsing.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import secrets
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +45,7 @@ from sieve_client.models import (
 __all__ = [
     "RETRY_STATUSES",
     "Call",
+    "DocumentImage",
     "FileInput",
     "UploadProgress",
     "add_feedback",
@@ -57,6 +56,7 @@ __all__ = [
     "delete_document",
     "get_collection",
     "get_document",
+    "get_document_image",
     "get_evaluation",
     "get_job",
     "get_policy",
@@ -69,10 +69,10 @@ __all__ = [
     "put_evaluation",
     "put_policy",
     "query",
+    "query_raw",
     "ready",
     "reindex_collection",
     "replace_document",
-    "retry_delay",
     "upload_chunks",
     "upload_files",
     "upload_jsonl",
@@ -108,6 +108,16 @@ ProgressCallback = Callable[[UploadProgress], None]
 
 
 @dataclass(frozen=True)
+class DocumentImage:
+    """A document's page image as the API serves it (the upload, or a PDF page as PNG)."""
+
+    data: bytes
+    media_type: str
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True)
 class Call(Generic[T]):
     """One API call: the request to send and the parser for a successful answer."""
 
@@ -121,31 +131,13 @@ class Call(Generic[T]):
     upload: bool = False
     files: int = 0
     expect_json: bool = True
+    # The answer is bytes, not JSON: ``parse`` gets ``(body, headers)``.
+    binary: bool = False
 
     @property
     def where(self) -> str:
         """``METHOD /path``, for messages."""
         return f"{self.method} {self.path}"
-
-
-def retry_delay(
-    retry_after: str | None, attempt: int, *, cap_s: float, now: float | None = None
-) -> float:
-    """Seconds before retry ``attempt`` (0-based): ``Retry-After`` (seconds or an HTTP date)
-    when the server sent one, else exponential from 0.5 s; never over ``cap_s``."""
-    delay = 0.5 * 2**attempt
-    if retry_after is not None:
-        value = retry_after.strip()
-        try:
-            delay = float(value)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value).timestamp()
-            except (TypeError, ValueError):
-                pass
-            else:
-                delay = when - (time.time() if now is None else now)
-    return float(min(max(delay, 0.0), cap_s))
 
 
 def upload_chunks(body: bytes, files: int, progress: ProgressCallback | None) -> Iterator[bytes]:
@@ -251,6 +243,8 @@ def create_collection(
     hybrid: bool = True,
     rerank_model: str | None = None,
     min_score: float | None = None,
+    late_interaction: bool = False,
+    late_model: str | None = None,
 ) -> Call[CollectionResponse]:
     """``POST /v1/collections``."""
     spec = _build(
@@ -261,6 +255,8 @@ def create_collection(
             "hybrid": hybrid,
             "rerank_model": rerank_model,
             "min_score": min_score,
+            "late_interaction": late_interaction,
+            "late_model": late_model,
         },
     )
     return Call(
@@ -448,6 +444,27 @@ def delete_document(collection: str, document_id: str) -> Call[DocumentDeletedRe
     return Call("DELETE", path, _model(DocumentDeletedResponse, path))
 
 
+def _image(answer: tuple[bytes, Mapping[str, str]]) -> DocumentImage:
+    body, headers = answer
+
+    def size(name: str) -> int | None:
+        value = headers.get(name, "")
+        return int(value) if value.isdigit() else None
+
+    return DocumentImage(
+        data=body,
+        media_type=headers.get("content-type", "application/octet-stream"),
+        width=size("x-image-width"),
+        height=size("x-image-height"),
+    )
+
+
+def get_document_image(collection: str, document_id: str, *, page: int = 1) -> Call[DocumentImage]:
+    """``GET .../documents/{id}/image?page=N``: an image document's page, or a PDF page."""
+    path = f"{_documents_path(collection)}/{_doc_path(document_id)}/image"
+    return Call("GET", path, _image, params={"page": page}, binary=True)
+
+
 # ---------------------------------------------------------------- jobs
 
 
@@ -507,14 +524,41 @@ def query(
         "late_weight": late_weight,
         "late_recall_weight": late_recall_weight,
     }
+    path, body = _query_request(collection, knobs)
+    return Call("POST", path, _model(QueryResponse, path), json=body)
+
+
+def _query_request(
+    collection: str | Sequence[str], knobs: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The path and the checked body of a query on one collection or several."""
     if isinstance(collection, str):
         path = f"/v1/collections/{_seg(collection)}/query"
         req: QueryRequest = _build(QueryRequest, knobs)
     else:
         path = "/v1/query"
         req = _build(MultiQueryRequest, {**knobs, "collections": list(collection)})
-    body = req.model_dump(mode="json", exclude_none=True)
-    return Call("POST", path, _model(QueryResponse, path), json=body)
+    return path, req.model_dump(mode="json", exclude_none=True)
+
+
+def _object(where: str) -> Callable[[Any], dict[str, Any]]:
+    def parse(body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise _unexpected(where, "not a JSON object")
+        return body
+
+    return parse
+
+
+def query_raw(collection: str | Sequence[str], body: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    """A query from a ready request body (``QueryRequest``'s fields); the answer's JSON as the
+    server sent it, for callers that keep or print it as is (``sieve query --json``).
+
+    Raises:
+        ValidationFailedError: the body does not fit the API's schema (checked before sending).
+    """
+    path, checked = _query_request(collection, body)
+    return Call("POST", path, _object(path), json=checked)
 
 
 def get_evaluation(collection: str) -> Call[EvaluationReport]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sieve_client.models import QueryFilter, QueryHit, QueryMode, QueryResponse
 
-__all__ = ["QueryKnobs", "hit_metadata"]
+__all__ = ["QueryKnobs", "hit_metadata", "refuse_unknown_keywords"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,22 @@ class QueryKnobs:
             "rerank_model": self.rerank_model,
             "final": self.final,
         }
+
+
+def refuse_unknown_keywords(owner: str, given: Collection[str], known: Collection[str]) -> None:
+    """Raise ``TypeError`` naming every keyword ``owner`` does not take (and a close match),
+    so a typo such as ``url=`` for ``api_url=`` fails loudly instead of being ignored."""
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.5)
+        hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    raise TypeError(
+        f"{owner} got unexpected keyword argument(s) {', '.join(hints)}; "
+        f"it takes: {', '.join(sorted(known))}"
+    )
 
 
 def hit_metadata(hit: QueryHit, response: QueryResponse) -> dict[str, Any]:

@@ -1,4 +1,14 @@
-"""Retry decisions: which statuses to retry, Retry-After parsing, backoff with jitter."""
+"""Retry rule of the client: ``Retry-After`` parsing, backoff with jitter, when to give up.
+
+A copy of the server's ``core/retry.py`` (``sieve_client`` must not import the server);
+``tests/core/test_retry.py`` pins both to one table of cases. The rule:
+
+- the wait before retry ``attempt`` (0-based) is exponential backoff with jitter,
+  ``ceiling = min(max_s, base_s * 2**attempt)``, drawn from ``[ceiling / 2, ceiling]``;
+- the server's ``Retry-After`` is a floor, never shortened: ``delay = max(backoff, retry_after)``;
+- a ``Retry-After`` over ``max_retry_after_s`` is not waited for at all: the call gives up at
+  once and raises the retryable error (its ``retry_after`` says when to come back).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-__all__ = ["RETRYABLE_STATUSES", "backoff_delay", "parse_retry_after"]
-
-# 500 is documented by IONOS as transient; 501/505 and friends will not heal on a retry.
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+__all__ = ["backoff_delay", "parse_retry_after", "retry_delay"]
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -55,3 +62,22 @@ def backoff_delay(
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay
+
+
+def retry_delay(
+    attempt: int,
+    *,
+    retry_after: float | None,
+    base_s: float,
+    max_s: float,
+    max_retry_after_s: float,
+    rng: Callable[[], float],
+) -> float | None:
+    """The wait before retry ``attempt`` (0-based), or None: give up now (the rule above).
+
+    The caller decides first whether the failure is retryable and within its retry count;
+    this only says how long to wait, or that ``retry_after`` is over ``max_retry_after_s``.
+    """
+    if retry_after is not None and retry_after > max_retry_after_s:
+        return None
+    return backoff_delay(attempt, base_s=base_s, max_s=max_s, retry_after=retry_after, rng=rng)
