@@ -25,13 +25,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.harness import markdown_table
+from core.settings import QuerySettings, RerankSettings
+from query import RankPlan, resolve_rank
 from services.cli.evaluation import load_beir
-from services.cli.tuning import (
-    Candidate,
-    QueryCandidates,
-    load_candidates,
-    score_candidates,
-)
+from services.cli.tuning import QueryCandidates, load_candidates, score_candidates
 
 TOP_K = 50
 
@@ -48,18 +45,22 @@ def _stressed(items: list[QueryCandidates], how: str, seed: int) -> list[QueryCa
     return out
 
 
-def _family(depths: tuple[int, ...]) -> list[Candidate]:
-    out = [Candidate()]  # hybrid recall, no rerank
+def _family(depths: tuple[int, ...]) -> list[RankPlan]:
+    # Hybrid recall as the settings resolve it, no late interaction, no rerank.
+    hybrid = replace(
+        resolve_rank(None, QuerySettings(), RerankSettings()), late_weight=0.0, rerank_depth=0
+    )
+    out = [hybrid]
     for d in depths:
-        out.append(Candidate(rerank_depth=d, final="rerank"))
+        out.append(replace(hybrid, rerank_depth=d, final="rerank"))
         out.extend(
-            Candidate(rerank_depth=d, final="fusion", recall_weight=rw, rerank_weight=1.0,
-                      fusion_k=k)
+            replace(hybrid, rerank_depth=d, final="fusion", recall_weight=rw, rerank_weight=1.0,
+                    fusion_k=k)
             for rw in (1.0, 2.0, 3.0) for k in (2.0, 5.0)
         )  # fmt: skip
         out.extend(
-            Candidate(rerank_depth=d, final="window", window=w, recall_weight=rw,
-                      rerank_weight=xw, fusion_k=2.0)
+            replace(hybrid, rerank_depth=d, final="window", window=w, recall_weight=rw,
+                    rerank_weight=xw, fusion_k=2.0)
             for w in (2, 3, 5, 10) for rw, xw in ((2.0, 1.0), (1.0, 1.0), (1.0, 2.0))
         )  # fmt: skip
     return out

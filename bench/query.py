@@ -246,7 +246,7 @@ def query_once(client: httpx.Client, text: str, **extra: Any) -> tuple[Sample, A
 
 
 def _rerank_text(hit: dict[str, Any]) -> str:
-    # As the API builds a rerank document (query_service._rerank_text).
+    # As the API builds a rerank document (query.rerank_text).
     title, text = hit["title"], hit["text"]
     return f"{title}\n{text}" if title and title not in text[: len(title) + 8] else text
 

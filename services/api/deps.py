@@ -16,10 +16,10 @@ from indexing.reindex import Reindexer
 from indexing.state_store import StateStore
 from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
+from query import QueryEngine
 from retriever.store import AsyncChunkStore
 from services.api.auth import TenantResolver
 from services.api.metrics import ApiMetrics
-from services.api.query_service import QueryEngine
 from services.worker.celery_queue import CeleryTaskQueue
 
 __all__ = ["ApiDeps", "Deps", "Tenant", "in_thread"]

@@ -36,13 +36,13 @@ from indexing.reindex import Reindexer
 from indexing.state_store import StateStore
 from indexing.writes import StoreWriter
 from ingest.blob_store import LocalBlobStore
+from query import ModelsCatalog, PlanDefaults, QueryEngine, RerankerPool
 from retriever.store import ChunkStore
 from services.api.app import AppHooks, create_app
 from services.api.auth import TenantResolver
 from services.api.deps import ApiDeps
 from services.api.metrics import ApiMetrics
 from services.api.query_images import PageImageSource
-from services.api.query_service import ModelsCatalog, QueryEngine, RerankerPool
 from services.telemetry import setup_tracing, shutdown_tracing
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
 from services.worker.celery_app import STORE_WRITES_QUEUE, make_celery
@@ -167,9 +167,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             embeddings=query_embeddings,
             rerankers=RerankerPool(hub, models, rerank_cfg),
             catalog=ModelsCatalog(hub, ttl_s=rerank_cfg.models_cache_s),
-            models=models,
-            query=query_cfg,
-            rerank=rerank_cfg,
+            defaults=PlanDefaults(query_cfg, rerank_cfg, models.rerank_model),
             deleted=lambda c, ids: asyncio.to_thread(state.deleted_among, c.tenant, c.name, ids),
             images=PageImageSource(blobs),
         )

@@ -8,7 +8,9 @@ from fastapi import APIRouter
 
 from core.errors import NotFound, UpstreamUnavailable
 from indexing.records import CollectionRecord
+from query import QueryResult
 from services.api.deps import Deps, Tenant, in_thread
+from services.api.query_mapping import to_response, to_spec
 from services.api.schemas_query import MultiQueryRequest, QueryRequest, QueryResponse
 
 __all__ = ["router"]
@@ -21,7 +23,7 @@ async def query_collection(
     name: str, body: QueryRequest, deps: Deps, tenant: Tenant
 ) -> QueryResponse:
     """Hybrid recall, rerank, cutoff: ranked, cited passages with every stage's score."""
-    out = await _run(deps, tenant, [name], body)
+    out = to_response(await _run(deps, tenant, [name], body))
     deps.metrics.observe_query(out.timings_ms, out.rerank.status)
     return out
 
@@ -31,7 +33,7 @@ async def query_many(body: MultiQueryRequest, deps: Deps, tenant: Tenant) -> Que
     """One query over several of the tenant's collections that share an embedding model."""
     names = list(dict.fromkeys(body.collections))
     request = QueryRequest.model_validate(body.model_dump(exclude={"collections"}))
-    out = await _run(deps, tenant, names, request)
+    out = to_response(await _run(deps, tenant, names, request))
     deps.metrics.observe_query(out.timings_ms, out.rerank.status)
     return out
 
@@ -40,21 +42,22 @@ async def _records(deps: Deps, tenant: str, names: list[str]) -> list[Collection
     return [await in_thread(deps.state.get_collection, tenant, n) for n in names]
 
 
-async def _run(deps: Deps, tenant: str, names: list[str], req: QueryRequest) -> QueryResponse:
+async def _run(deps: Deps, tenant: str, names: list[str], req: QueryRequest) -> QueryResult:
     """Run the query; once more with fresh records if a re-index switched under it.
 
     A re-index drops the old generation shortly after the switch, so a query that read the
     record just before it can find its store collection gone: then the record points at
     the new generation (maybe with another model), and the whole query runs again on it.
     """
+    spec = to_spec(req)
     collections = await _records(deps, tenant, names)
     try:
-        return await deps.query.run(collections, req)
+        return await deps.query.run(collections, spec)
     except NotFound:
         fresh = await _records(deps, tenant, names)  # NotFound here: really deleted
         if [c.store_name for c in fresh] == [c.store_name for c in collections]:
             raise
-        return await deps.query.run(fresh, req)
+        return await deps.query.run(fresh, spec)
 
 
 @router.get("/v1/models", tags=["models"])

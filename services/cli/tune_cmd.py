@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,7 +13,7 @@ import typer
 from services.cli.options import DEFAULT_URL, ApiKey, ApiUrl, open_client
 
 if TYPE_CHECKING:
-    from services.cli.tuning import Candidate
+    from query import RankPlan
 
 __all__ = ["tune"]
 
@@ -133,7 +134,7 @@ def _run(
     from rich.progress import Progress  # noqa: PLC0415
 
     from core.settings import QuerySettings, RerankSettings  # noqa: PLC0415
-    from core.types import LateFusion  # noqa: PLC0415
+    from query import resolve_rank  # noqa: PLC0415
     from services.cli import tuning  # noqa: PLC0415
 
     console = Console(stderr=True, quiet=quiet)
@@ -166,41 +167,19 @@ def _run(
         if cache is not None:
             tuning.save_candidates(cache, items)
     late = any(q.late for q in items)
+    # What the server does for a collection nobody tuned: the plan it resolves with no
+    # stored policy (late interaction, when the collection has it, at the settings' weight).
+    default = resolve_rank(None, query_cfg, rerank_cfg, top_k=fetch_depth)
+    if not late:
+        default = replace(default, late_weight=0.0)
+    baseline = replace(default, late_weight=0.0, rerank_depth=min(50, fetch_depth), final="rerank")
+    hybrid = replace(default, late_weight=0.0, rerank_depth=0)
     grid = tuning.candidate_grid(
-        late=late, depths=[d for d in (10, 20, 30, 50) if d <= fetch_depth]
-    )
-    # What the server does for a collection nobody tuned: late interaction (when the
-    # collection has it) at the settings' weight, then the default rerank.
-    default = tuning.Candidate(
-        dense_weight=query_cfg.dense_weight,
-        sparse_weight=query_cfg.sparse_weight,
-        rrf_k=query_cfg.rrf_k,
-        late_weight=query_cfg.late_weight if late else 0.0,
-        rerank_depth=min(rerank_cfg.depth, fetch_depth),
-        final=rerank_cfg.final,
-        recall_weight=rerank_cfg.fusion_recall_weight,
-        rerank_weight=rerank_cfg.fusion_rerank_weight,
-        fusion_k=rerank_cfg.fusion_k,
-        window=rerank_cfg.window,
-    )
-    baseline = tuning.Candidate(
-        dense_weight=query_cfg.dense_weight,
-        sparse_weight=query_cfg.sparse_weight,
-        rrf_k=query_cfg.rrf_k,
-        rerank_depth=min(50, fetch_depth),
-        final="rerank",
-    )
-    hybrid = tuning.Candidate(
-        dense_weight=query_cfg.dense_weight,
-        sparse_weight=query_cfg.sparse_weight,
-        rrf_k=query_cfg.rrf_k,
+        default, late=late, depths=[d for d in (10, 20, 30, 50) if d <= fetch_depth]
     )
     grid = list(dict.fromkeys([hybrid, baseline, default, *grid]))
     console.print(f"scoring {len(grid)} candidate policies over {len(items)} queries")
-    late_fusion = LateFusion(
-        recall=query_cfg.late_recall_weight, late=query_cfg.late_weight, k=query_cfg.late_rrf_k
-    )
-    scores = tuning.score_candidates(grid, items, qrels, top_k=query_cfg.top_k, late=late_fusion)
+    scores = tuning.score_candidates(grid, items, qrels, top_k=query_cfg.top_k)
     by_cand = {s.candidate: s for s in scores}
     result = tuning.cross_validate(scores, tuned, folds=folds, seed=seed)
     chosen, kept_default = tuning.unless_default_is_as_good(result, by_cand[default], tuned)
@@ -262,7 +241,7 @@ def _run(
 
 
 def _apply(
-    client: Any, collection: str, chosen: Candidate | None, provenance: dict[str, Any]
+    client: Any, collection: str, chosen: RankPlan | None, provenance: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Store the chosen candidate's policy; None (the default won): clear the stored one."""
     if chosen is None:

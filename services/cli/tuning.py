@@ -2,10 +2,10 @@
 
 Each judged query is sent to the running API once per recall leg (dense, BM25; rerank off)
 and once with the cross-encoder over the first ``fetch_depth`` hybrid candidates, which
-carries every candidate's rerank score. Every candidate policy is then recomputed offline
-with the server's own functions (``retriever.fusion.fuse_legs`` for recall,
-``reranker.finalize_ranking`` for the final order), so a grid of hundreds of policies costs
-one cross-encoder pass per query. Scores: pytrec_eval through ``evaluation``.
+carries every candidate's rerank score. Every candidate plan (``query.RankPlan``, the type
+the server resolves each query to) is then ranked offline by the server's own ranking
+(``query.rank``), so a grid of hundreds of plans costs one cross-encoder pass per query.
+Scores: pytrec_eval through ``evaluation``.
 
 Cost columns are a model, stated as such: p50 ms a query = the measured embed + recall time
 plus the pairs the policy sends times the measured cost of a pair (the cross-encoder is
@@ -24,14 +24,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from core.query_policy import QueryPolicy
-from core.types import FusionWeights, LateFusion, QueryMode
-from reranker import FusionParams, ScorePolicy, estimate_tokens, finalize_ranking
-from retriever.fusion import fuse_legs, late_order
+from query import Legs, RankPlan, rank
+from reranker import estimate_tokens
 from services.cli.evaluation import per_query_metrics
 
 __all__ = [
-    "Candidate",
     "CandidateScore",
     "QueryCandidates",
     "TuneResult",
@@ -40,7 +37,6 @@ __all__ = [
     "fetch_all",
     "fetch_candidates",
     "load_candidates",
-    "rank_query",
     "save_candidates",
     "score_candidates",
     "unless_default_is_as_good",
@@ -68,51 +64,10 @@ class QueryCandidates:
     rerank_pairs: int
     rerank_cached: int
 
-
-@dataclass(frozen=True)
-class Candidate:
-    """One candidate policy: recall fusion, late interaction, rerank depth and final order."""
-
-    dense_weight: float = 2.0
-    sparse_weight: float = 1.0
-    rrf_k: float = 5.0
-    late_weight: float = 0.0
-    rerank_depth: int = 0
-    final: str = "window"
-    recall_weight: float = 2.0
-    rerank_weight: float = 1.0
-    fusion_k: float = 2.0
-    window: int = 5
-
-    def label(self) -> str:
-        """A short readable name for tables."""
-        recall = f"rrf {self.dense_weight:g}:{self.sparse_weight:g} k{self.rrf_k:g}"
-        if self.late_weight:
-            recall += f" +late {self.late_weight:g}"
-        if self.rerank_depth == 0:
-            return f"{recall} | no rerank"
-        final = self.final
-        if self.final in ("fusion", "window"):
-            final += f" {self.recall_weight:g}:{self.rerank_weight:g} k{self.fusion_k:g}"
-        if self.final == "window":
-            final += f" w{self.window}"
-        return f"{recall} | rerank@{self.rerank_depth} {final}"
-
-    def to_policy(self, provenance: dict[str, Any]) -> QueryPolicy:
-        """The policy to store on the collection."""
-        return QueryPolicy(
-            dense_weight=self.dense_weight,
-            sparse_weight=self.sparse_weight,
-            rrf_k=self.rrf_k,
-            late_weight=self.late_weight,
-            rerank_depth=self.rerank_depth,
-            final=self.final,  # type: ignore[arg-type]
-            fusion_recall_weight=self.recall_weight,
-            fusion_rerank_weight=self.rerank_weight,
-            fusion_k=self.fusion_k,
-            window=self.window,
-            provenance=provenance,
-        )
+    @property
+    def legs(self) -> Legs:
+        """What the one ranking (``query.rank``) takes."""
+        return Legs(dense=self.dense, sparse=self.sparse, late=self.late, rerank=self.rerank)
 
 
 def fetch_candidates(
@@ -229,49 +184,6 @@ def load_candidates(path: Path) -> list[QueryCandidates]:
     return out
 
 
-def rank_query(
-    cand: Candidate, q: QueryCandidates, *, top_k: int, late: LateFusion | None = None
-) -> list[str]:
-    """The chunk ids the server would return for ``q`` under ``cand``, best first.
-
-    ``late``: the server's late-interaction fusion settings (recall weight, k); the
-    candidate's ``late_weight`` replaces its late weight, as a stored policy's does.
-    """
-    fused = fuse_legs(
-        QueryMode.HYBRID,
-        q.dense[:top_k],
-        q.sparse[:top_k],
-        weights=FusionWeights(dense=cand.dense_weight, sparse=cand.sparse_weight),
-        k=cand.rrf_k,
-        limit=top_k,
-    )
-    ids = [hit.id for hit in fused]
-    scores = [hit.score for hit in fused]
-    if cand.late_weight and q.late:
-        fusion = (late or LateFusion()).model_copy(update={"late": cand.late_weight})
-        order = late_order(ids, q.late, fusion)
-        ids = [ids[i] for i, _ in order]
-        scores = [score for _, score in order]
-    if cand.rerank_depth == 0:
-        return ids
-    depth = min(cand.rerank_depth, len(ids))
-    # A chunk the fetch did not rerank (another recall put it in the top) stays unscored.
-    rerank = [q.rerank.get(cid) for cid in ids[:depth]]
-    decision = finalize_ranking(
-        scores,
-        rerank,
-        top_n=len(ids),
-        policy=ScorePolicy(cand.final),
-        fusion=FusionParams(
-            recall_weight=cand.recall_weight,
-            rerank_weight=cand.rerank_weight,
-            k=cand.fusion_k,
-            window=cand.window,
-        ),
-    )
-    return decision.select(ids)
-
-
 def _documents(chunks: Iterable[str], q: QueryCandidates) -> list[str]:
     out: list[str] = []
     seen: set[str] = set()
@@ -288,7 +200,7 @@ def _documents(chunks: Iterable[str], q: QueryCandidates) -> list[str]:
 class CandidateScore:
     """A candidate's per-query nDCG@10 and its averages and modelled costs."""
 
-    candidate: Candidate
+    candidate: RankPlan
     ndcg: dict[str, float]
     recall100: float
     p50_ms: float
@@ -302,42 +214,35 @@ class CandidateScore:
 
 
 def score_candidates(
-    candidates: Sequence[Candidate],
+    candidates: Sequence[RankPlan],
     items: Sequence[QueryCandidates],
     qrels: dict[str, dict[str, int]],
     *,
     top_k: int,
-    late: LateFusion | None = None,
 ) -> list[CandidateScore]:
     """Every candidate over every query: nDCG@10 per query, Recall@100, modelled cost.
 
-    ``late``: the server's late-interaction fusion settings (see ``rank_query``).
+    Each ranking is the server's own (``query.rank``, with each plan's late fusion).
     """
     judged = [q for q in items if q.qid in qrels]
     sub = {q.qid: qrels[q.qid] for q in judged}
     pair_ms = _pair_ms(judged)
-    recall_cache: dict[tuple[float, float, float, float], float] = {}
+    recall_cache: dict[tuple[float, ...], float] = {}
     out = []
     for cand in candidates:
-        ranking = {
-            q.qid: _documents(rank_query(cand, q, top_k=top_k, late=late), q) for q in judged
-        }
+        ranking = {q.qid: _documents(rank(cand, q.legs, top_k=top_k), q) for q in judged}
         per_query = per_query_metrics(sub, ranking)
-        key = (cand.dense_weight, cand.sparse_weight, cand.rrf_k, cand.late_weight)
+        wide = replace(cand, rerank_depth=0, autocut=0)
+        recall = (cand.dense_weight, cand.sparse_weight, cand.rrf_k)
+        key = (*recall, cand.late_weight, cand.late_recall_weight, cand.late_k)
         if key not in recall_cache:
-            wide = replace(cand, rerank_depth=0)
-            deep = {
-                q.qid: _documents(rank_query(wide, q, top_k=LEG_DEPTH, late=late), q)
-                for q in judged
-            }
+            deep = {q.qid: _documents(rank(wide, q.legs, top_k=LEG_DEPTH), q) for q in judged}
             recall_cache[key] = statistics.fmean(
                 m["recall@100"] for m in per_query_metrics(sub, deep).values()
             )
         ms, tokens, covered, sent = [], [], 0, 0
         for q in judged:
-            ids = rank_query(replace(cand, rerank_depth=0), q, top_k=top_k, late=late)[
-                : cand.rerank_depth
-            ]
+            ids = rank(wide, q.legs, top_k=top_k)[: cand.rerank_depth]
             ms.append(q.base_ms + pair_ms * len(ids))
             tokens.append(sum(q.query_tokens + q.doc_tokens.get(c, 0) for c in ids))
             covered += sum(1 for c in ids if c in q.rerank)
@@ -361,8 +266,13 @@ def _pair_ms(items: Sequence[QueryCandidates]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def candidate_grid(*, late: bool, depths: Sequence[int] = (10, 20, 30, 50)) -> list[Candidate]:
-    """The policies ``sieve tune`` compares (late interaction only when the collection has it)."""
+def candidate_grid(
+    base: RankPlan, *, late: bool, depths: Sequence[int] = (10, 20, 30, 50)
+) -> list[RankPlan]:
+    """The plans ``sieve tune`` compares, varied from ``base`` (the server's resolved default).
+
+    Late interaction is varied only when the collection has it.
+    """
     recalls = [(2.0, 1.0, 5.0), (1.0, 1.0, 5.0), (3.0, 1.0, 5.0), (2.0, 1.0, 2.0), (2.0, 1.0, 10.0)]
     lates = (0.0, 0.5, 1.0) if late else (0.0,)
     finals: list[dict[str, Any]] = [{"final": "rerank"}]
@@ -385,10 +295,18 @@ def candidate_grid(*, late: bool, depths: Sequence[int] = (10, 20, 30, 50)) -> l
     grid = []
     for dw, sw, k in recalls:
         for lw in lates:
-            base = Candidate(dense_weight=dw, sparse_weight=sw, rrf_k=k, late_weight=lw)
-            grid.append(base)
+            recall = replace(
+                base,
+                dense_weight=dw,
+                sparse_weight=sw,
+                rrf_k=k,
+                late_weight=lw,
+                rerank_depth=0,
+                autocut=0,
+            )
+            grid.append(recall)
             for depth in depths:
-                grid.extend(replace(base, rerank_depth=depth, **f) for f in finals)
+                grid.extend(replace(recall, rerank_depth=depth, **f) for f in finals)
     return grid
 
 

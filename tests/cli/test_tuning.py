@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from core.types import ChunkPayload, FusionWeights, LateFusion, LegScores, QueryMode, ScoredHit
+from query import RankPlan, rank
 from retriever.fusion import fuse_late, fuse_legs
 from services.cli.tuning import (
-    Candidate,
     CandidateScore,
     QueryCandidates,
     TuneResult,
@@ -18,11 +19,41 @@ from services.cli.tuning import (
     cross_validate,
     frontier,
     load_candidates,
-    rank_query,
     save_candidates,
     score_candidates,
     unless_default_is_as_good,
 )
+
+# The plans these tests rank start from tune's historic defaults (recall 2:1 k5, no late
+# interaction, no rerank; the window policy's fusion 2:1 k2 w5) and vary a few knobs.
+BASE = RankPlan(
+    dense_weight=2.0,
+    sparse_weight=1.0,
+    rrf_k=5.0,
+    late_weight=0.0,
+    late_recall_weight=2.0,
+    late_k=2.0,
+    rerank_depth=0,
+    final="window",
+    recall_weight=2.0,
+    rerank_weight=1.0,
+    fusion_k=2.0,
+    window=5,
+)
+
+
+def _plan(**knobs: Any) -> RankPlan:
+    """``BASE`` with ``knobs`` changed."""
+    return replace(BASE, **knobs)
+
+
+def _rank(
+    cand: RankPlan, q: QueryCandidates, *, top_k: int, late: LateFusion | None = None
+) -> list[str]:
+    """The server's ranking of ``q`` (``late``: the server's late fusion settings)."""
+    if late is not None:
+        cand = replace(cand, late_recall_weight=late.recall, late_k=late.k)
+    return rank(cand, q.legs, top_k=top_k)
 
 
 def _query(qid: str, relevant: str, *, rerank_right: bool) -> QueryCandidates:
@@ -63,22 +94,22 @@ def _payload(chunk_id: str) -> ChunkPayload:
 
 def test_without_rerank_the_order_is_the_servers_fusion() -> None:
     q = _query("a", "3", rerank_right=True)
-    cand = Candidate(dense_weight=2, sparse_weight=1, rrf_k=5)
+    cand = _plan(dense_weight=2, sparse_weight=1, rrf_k=5)
     expected = fuse_legs(
         QueryMode.HYBRID, q.dense, q.sparse, weights=FusionWeights(dense=2, sparse=1), k=5,
         limit=10,
     )  # fmt: skip
-    assert rank_query(cand, q, top_k=10) == [h.id for h in expected]
+    assert _rank(cand, q, top_k=10) == [h.id for h in expected]
 
 
 def test_rerank_depth_limits_what_the_reranker_may_move() -> None:
     q = _query("a", "9", rerank_right=True)
-    recall = rank_query(Candidate(dense_weight=1, sparse_weight=0), q, top_k=10)
+    recall = _rank(_plan(dense_weight=1, sparse_weight=0), q, top_k=10)
     assert recall[-1] == "a-c9"
-    shallow = Candidate(dense_weight=1, sparse_weight=0, rerank_depth=5, final="rerank")
-    deep = Candidate(dense_weight=1, sparse_weight=0, rerank_depth=10, final="rerank")
-    assert rank_query(shallow, q, top_k=10)[-1] == "a-c9"  # never sent: stays last
-    assert rank_query(deep, q, top_k=10)[0] == "a-c9"
+    shallow = _plan(dense_weight=1, sparse_weight=0, rerank_depth=5, final="rerank")
+    deep = _plan(dense_weight=1, sparse_weight=0, rerank_depth=10, final="rerank")
+    assert _rank(shallow, q, top_k=10)[-1] == "a-c9"  # never sent: stays last
+    assert _rank(deep, q, top_k=10)[0] == "a-c9"
 
 
 def _dataset(
@@ -91,7 +122,7 @@ def _dataset(
 
 def test_cross_validation_picks_the_reranker_when_it_helps() -> None:
     items, qrels = _dataset(10, rerank_right=True)
-    grid = [Candidate(), Candidate(rerank_depth=10, final="rerank")]
+    grid = [_plan(), _plan(rerank_depth=10, final="rerank")]
     scores = score_candidates(grid, items, qrels, top_k=10)
     result = cross_validate(scores, sorted(qrels), folds=5)
     assert result.chosen.candidate.final == "rerank"
@@ -101,7 +132,7 @@ def test_cross_validation_picks_the_reranker_when_it_helps() -> None:
 
 def test_cross_validation_keeps_recall_when_the_reranker_is_fooled() -> None:
     items, qrels = _dataset(10, rerank_right=False)
-    grid = [Candidate(), Candidate(rerank_depth=10, final="rerank")]
+    grid = [_plan(), _plan(rerank_depth=10, final="rerank")]
     scores = score_candidates(grid, items, qrels, top_k=10)
     result = cross_validate(scores, sorted(qrels), folds=5)
     assert result.chosen.candidate.rerank_depth == 0
@@ -112,7 +143,7 @@ def test_cross_validation_keeps_recall_when_the_reranker_is_fooled() -> None:
 def test_costs_are_modelled_from_the_measured_pair_cost() -> None:
     items, qrels = _dataset(4, rerank_right=True)
     none, ten = score_candidates(
-        [Candidate(), Candidate(rerank_depth=10, final="rerank")], items, qrels, top_k=10
+        [_plan(), _plan(rerank_depth=10, final="rerank")], items, qrels, top_k=10
     )
     assert (none.p50_ms, none.tokens) == (10.0, 0.0)
     assert ten.p50_ms == pytest.approx(10.0 + 10 * 10.0)  # 100 ms for 10 pairs measured
@@ -124,9 +155,9 @@ def test_costs_are_modelled_from_the_measured_pair_cost() -> None:
 def test_frontier_keeps_only_undominated_candidates() -> None:
     items, qrels = _dataset(4, rerank_right=True)
     grid = [
-        Candidate(),
-        Candidate(rerank_depth=10, final="rerank"),
-        Candidate(rerank_depth=10, final="window", window=1),  # costs pairs, gains nothing
+        _plan(),
+        _plan(rerank_depth=10, final="rerank"),
+        _plan(rerank_depth=10, final="window", window=1),  # costs pairs, gains nothing
     ]
     scores = score_candidates(grid, items, qrels, top_k=10)
     front = frontier(scores, sorted(qrels))
@@ -135,22 +166,22 @@ def test_frontier_keeps_only_undominated_candidates() -> None:
 
 def test_too_few_queries_for_the_folds() -> None:
     items, qrels = _dataset(3, rerank_right=True)
-    scores = score_candidates([Candidate()], items, qrels, top_k=10)
+    scores = score_candidates([_plan()], items, qrels, top_k=10)
     with pytest.raises(ValueError, match="folds"):
         cross_validate(scores, sorted(qrels), folds=5)
 
 
 def test_grid_has_late_interaction_only_when_the_collection_has_it() -> None:
-    assert all(c.late_weight == 0 for c in candidate_grid(late=False))
-    assert any(c.late_weight > 0 for c in candidate_grid(late=True))
-    assert len(set(candidate_grid(late=False))) == len(candidate_grid(late=False))
+    assert all(c.late_weight == 0 for c in candidate_grid(BASE, late=False))
+    assert any(c.late_weight > 0 for c in candidate_grid(BASE, late=True))
+    assert len(set(candidate_grid(BASE, late=False))) == len(candidate_grid(BASE, late=False))
 
 
 def test_late_interaction_is_ranked_as_the_server_fuses_it() -> None:
     q = _query("a", "3", rerank_right=True)
     late = {f"a-c{i}": 1.0 - abs(i - 7) / 10 for i in range(10)}  # MaxSim prefers c7
     q = QueryCandidates(**{**q.__dict__, "late": late})
-    cand = Candidate(dense_weight=2, sparse_weight=1, rrf_k=5)
+    cand = _plan(dense_weight=2, sparse_weight=1, rrf_k=5)
     recall = fuse_legs(
         QueryMode.HYBRID,
         q.dense,
@@ -166,10 +197,10 @@ def test_late_interaction_is_ranked_as_the_server_fuses_it() -> None:
             for h in recall
         ]
         server = [h.id for h in fuse_late(hits, late, fusion)]
-        offline = rank_query(replace(cand, late_weight=weight), q, top_k=10, late=fusion)
+        offline = _rank(replace(cand, late_weight=weight), q, top_k=10, late=fusion)
         assert offline == server
-    plain = rank_query(cand, q, top_k=10)
-    leaning = rank_query(replace(cand, late_weight=4.0), q, top_k=10, late=LateFusion())
+    plain = _rank(cand, q, top_k=10)
+    leaning = _rank(replace(cand, late_weight=4.0), q, top_k=10, late=LateFusion())
     assert leaning.index("a-c7") < plain.index("a-c7")
 
 
@@ -181,7 +212,7 @@ def test_candidates_round_trip_through_the_cache_file(tmp_path: Path) -> None:
 
 
 def test_a_chosen_candidate_becomes_a_stored_policy() -> None:
-    policy = Candidate(rerank_depth=20, final="fusion").to_policy({"by": "test"})
+    policy = _plan(rerank_depth=20, final="fusion").to_policy({"by": "test"})
     assert (policy.rerank_depth, policy.final, policy.provenance) == (20, "fusion", {"by": "test"})
 
 
@@ -204,7 +235,7 @@ def test_tune_needs_a_dataset_or_feedback_and_reports_a_down_api(tmp_path: Path)
     assert "Traceback" not in result.output
 
 
-def _scored(cand: Candidate, ndcg: float) -> CandidateScore:
+def _scored(cand: RankPlan, ndcg: float) -> CandidateScore:
     return CandidateScore(
         candidate=cand,
         ndcg={"q1": ndcg, "q2": ndcg},
@@ -216,8 +247,8 @@ def _scored(cand: Candidate, ndcg: float) -> CandidateScore:
 
 
 def test_tuning_is_kept_only_when_it_beats_the_default_out_of_sample() -> None:
-    default = _scored(Candidate(rerank_depth=10), 0.70)
-    best = _scored(Candidate(rerank_depth=20, final="fusion"), 0.74)  # in sample
+    default = _scored(_plan(rerank_depth=10), 0.70)
+    best = _scored(_plan(rerank_depth=20, final="fusion"), 0.74)  # in sample
     overfit = TuneResult(chosen=best, cv_ndcg=0.68, folds=2)
     assert unless_default_is_as_good(overfit, default, ["q1", "q2"]) == (default, True)
     tie = TuneResult(chosen=best, cv_ndcg=0.70, folds=2)

@@ -59,3 +59,14 @@ def test_dockerignore_keeps_the_context_small() -> None:
     for needed in ("pyproject.toml", "uv.lock", "README.md", "core", "services"):
         assert needed in text
         assert needed not in lines
+
+
+def test_the_image_copies_every_package_the_wheel_holds() -> None:
+    # A package left out installs a wheel that fails at its first import (indexing was).
+    import tomllib  # noqa: PLC0415
+
+    wheel = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = wheel["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    missing = [p for p in packages if f"COPY {p} ./{p}" not in text]
+    assert missing == []

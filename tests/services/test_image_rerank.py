@@ -19,9 +19,9 @@ from PIL import Image
 from core.image_tokens import IMAGE_MAX_PIXELS
 from core.types import ChunkPayload, ImageRef, LegScores, ScoredHit
 from ingest.blob_store import LocalBlobStore
+from query import rerank_documents
 from reranker import HttpReranker
 from services.api.query_images import PageImageSource
-from services.api.query_service import rerank_documents
 from tests.drawn import draw_page, encode, scanned_pdf
 
 pytestmark = pytest.mark.anyio

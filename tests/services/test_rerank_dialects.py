@@ -10,7 +10,7 @@ import pytest
 
 from core.settings import ModelSettings, RerankSettings
 from reranker import RerankDocument
-from services.api.query_service import RerankerPool
+from query import RerankerPool
 from tests.reranker.peers import DOCUMENTS, EXPECTED_ORDER, QUERY, respond
 
 pytestmark = pytest.mark.anyio
