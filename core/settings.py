@@ -520,6 +520,9 @@ class RerankSettings(BaseSettings):
     # Per (query, document) pair; IONOS's Qwen3-VL reranker takes 32,768. The local hub
     # truncates with the real tokenizer itself, so the client need not cut earlier.
     context_tokens: Annotated[int, Field(ge=256)] = 32_768
+    # The most of a pair the query may take (of the model's own context when its hub states
+    # max_model_len): a longer query is cut to its head, said in rerank.reason, never refused.
+    query_share: Annotated[float, Field(gt=0, lt=1)] = 0.5
     breaker_failures: Annotated[int, Field(ge=1)] = 5
     breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
     min_score: Annotated[float | None, Field(ge=0, le=1)] = None

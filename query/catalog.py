@@ -25,11 +25,11 @@ __all__ = ["ModelsCatalog", "RerankerPool"]
 
 @dataclass
 class ModelsCatalog:
-    """The hub's ``/v1/models`` ids, cached, so a request can name a rerank model."""
+    """The hub's ``/v1/models`` list, cached, so a request can name a rerank model."""
 
     client: httpx.AsyncClient
     ttl_s: float
-    _ids: frozenset[str] | None = None
+    _models: dict[str, dict[str, Any]] | None = None
     _fetched: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -41,16 +41,28 @@ class ModelsCatalog:
         data = body.get("data", []) if isinstance(body, dict) else []
         return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
-    async def ids(self) -> frozenset[str] | None:
-        """Model ids, or None when the hub cannot be asked right now."""
+    async def _cached(self) -> dict[str, dict[str, Any]] | None:
         async with self._lock:
-            if self._ids is None or time.monotonic() - self._fetched > self.ttl_s:
+            if self._models is None or time.monotonic() - self._fetched > self.ttl_s:
                 try:
-                    self._ids = frozenset(m["id"] for m in await self.listing())
+                    self._models = {m["id"]: m for m in await self.listing()}
                     self._fetched = time.monotonic()
                 except (httpx.HTTPError, ValueError):
-                    return self._ids
-            return self._ids
+                    return self._models
+            return self._models
+
+    async def ids(self) -> frozenset[str] | None:
+        """Model ids, or None when the hub cannot be asked right now."""
+        models = await self._cached()
+        return None if models is None else frozenset(models)
+
+    async def context_tokens(self, model: str) -> int | None:
+        """The model's pair context when the hub states it (``max_model_len``), else None."""
+        entry = (await self._cached() or {}).get(model, {})
+        value = entry.get("max_model_len")
+        return (
+            value if isinstance(value, int) and not isinstance(value, bool) and value >= 2 else None
+        )
 
     async def check(self, model: str) -> None:
         """``InvalidInput`` when the hub answers and does not list ``model``."""
@@ -71,8 +83,9 @@ class RerankerPool:
         self._client = client
         self._models = models
         self._rerank = rerank
-        self._pool: dict[str, HttpReranker] = {}
+        self._pool: dict[tuple[str, int | None], HttpReranker] = {}
         self._loads: dict[str, RerankLoad] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
         self.cache = RerankScoreCache(rerank.cache_size)
 
     def load(self, model: str) -> RerankLoad:
@@ -82,11 +95,12 @@ class RerankerPool:
             self._loads[model] = RerankLoad(budget_ms=s.budget_ms, min_depth=s.min_depth)
         return self._loads[model]
 
-    def get(self, model: str) -> HttpReranker:
-        """The client for ``model``."""
-        if model not in self._pool:
+    def get(self, model: str, context_tokens: int | None = None) -> HttpReranker:
+        """The client for ``model``, whose pairs hold ``context_tokens`` when known."""
+        key = (model, context_tokens)
+        if key not in self._pool:
             s = self._rerank
-            self._pool[model] = HttpReranker(
+            self._pool[key] = HttpReranker(
                 self._client,
                 model=model,
                 endpoint="rerank",
@@ -101,10 +115,17 @@ class RerankerPool:
                 max_images_per_request=s.max_images_per_request,
                 max_concurrency=s.max_concurrency,
                 budget=PairBudget(
-                    context_tokens=s.context_tokens, max_document_tokens=s.document_tokens
+                    context_tokens=s.context_tokens,
+                    max_document_tokens=s.document_tokens,
+                    max_query_share=s.query_share,
+                    model_context_tokens=context_tokens,
                 ),
-                breaker=CircuitBreaker(
-                    failure_threshold=s.breaker_failures, reset_timeout_s=s.breaker_reset_s
+                # One breaker a peer model, whatever context its clients were built for.
+                breaker=self._breakers.setdefault(
+                    model,
+                    CircuitBreaker(
+                        failure_threshold=s.breaker_failures, reset_timeout_s=s.breaker_reset_s
+                    ),
                 ),
             )
-        return self._pool[model]
+        return self._pool[key]

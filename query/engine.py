@@ -18,6 +18,7 @@ from core.errors import SieveError
 from core.settings import QuerySettings
 from core.types import HybridQuery, ImageRef, MultiVector, QueryMode, ScoredHit
 from indexing.records import CollectionRecord
+from query.explain import DocumentTrace, explain
 from query.plan import PlanDefaults, QueryPlan, QuerySpec, resolve_plan
 from query.rank import decide_query
 from reranker import (
@@ -94,8 +95,8 @@ class Rerankers(Protocol):
         """The model's in-flight pairs and cost a pair."""
         ...
 
-    def get(self, model: str) -> Reranker:
-        """The client for ``model``."""
+    def get(self, model: str, context_tokens: int | None = None) -> Reranker:
+        """The client for ``model`` (pairs of ``context_tokens``, when known)."""
         ...
 
 
@@ -108,6 +109,10 @@ class ModelCatalog(Protocol):
 
     async def check(self, model: str) -> None:
         """``InvalidInput`` when the hub does not list ``model``."""
+        ...
+
+    async def context_tokens(self, model: str) -> int | None:
+        """The model's pair context when its hub states it."""
         ...
 
 
@@ -142,8 +147,12 @@ class QueryResult:
     scored: int
     cached: int
     reason: str | None
+    # The query was cut to its head to fit the rerank model's pairs.
+    query_truncated: bool
     timings_ms: dict[str, float]
     usage: dict[str, int | None]
+    # Where the returned and the named documents went (``spec.explain``), else None.
+    explanation: list[DocumentTrace] | None = None
 
 
 @dataclass
@@ -152,6 +161,7 @@ class _RerankRun:
     tokens: int | None = None
     cached: int = 0
     reason: str | None = None
+    query_truncated: bool = False
 
 
 @dataclass
@@ -224,6 +234,11 @@ class QueryEngine:
             decision = decide_query(plan, [h.score for h in hits], run.scores)
             cutting.set_attribute("dropped", decision.outcome.dropped_by_cutoff)
             cutting.set_attribute("kept", len(decision.ranked))
+        traces = None
+        if spec.explain or spec.explain_documents:
+            named = [h.payload.document_id for h in decision.select(hits)]
+            named += list(spec.explain_documents or ())
+            traces = explain(plan, hits, run.scores, decision, named)
         ranked = [
             RankedHit(
                 rank=rank,
@@ -242,6 +257,8 @@ class QueryEngine:
             scored=len(run.scores) if isinstance(run.scores, list) else 0,
             cached=run.cached,
             reason=decision.outcome.reason or run.reason,
+            query_truncated=run.query_truncated,
+            explanation=traces,
             timings_ms={
                 "embed": round(recall.embed_ms, 2),
                 "recall": round(recall.recall_ms, 2),
@@ -286,7 +303,8 @@ class QueryEngine:
                 [hits[i] for i in misses],
                 self._images if model in self._defaults.rerank.image_models else None,
             )
-            result = await self._rerankers.get(model).rerank(query, documents)
+            context = await self.catalog.context_tokens(model)
+            result = await self._rerankers.get(model, context).rerank(query, documents)
         except SieveError as exc:
             # A timeout's elapsed time still teaches the cost a pair; a refusal does not.
             done(sample=exc.code == RerankErrorCode.TIMEOUT.value)
@@ -300,6 +318,12 @@ class QueryEngine:
             scores[i] = score
         cache.store([keys[i] for i in misses], list(result.scores))
         run.scores, run.tokens = scores, result.usage_tokens
+        if result.query_truncated:
+            run.query_truncated = True
+            note = "the query was cut to its head to fit the rerank model's pairs"
+            if context is not None:
+                note += f" ({context} tokens)"
+            run.reason = f"{run.reason}; {note}" if run.reason else note
         return run
 
     async def _recall(self, collections: list[CollectionRecord], plan: QueryPlan) -> _Recall:

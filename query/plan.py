@@ -8,6 +8,7 @@ and refuses what cannot run. The ranking part of a plan, ``RankPlan``, is also w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -45,6 +46,9 @@ class QuerySpec:
     late: bool = True
     late_weight: float | None = None
     late_recall_weight: float | None = None
+    # Trace where documents went: the returned ones and these (naming some turns it on).
+    explain: bool = False
+    explain_documents: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from reranker.budget import (
     estimate_tokens,
     fit_document,
     fit_query,
+    fit_query_strictly,
     truncate_to_tokens,
 )
 from reranker.cache import RerankScoreCache, score_key
@@ -83,6 +84,7 @@ __all__ = [
     "finalize_ranking",
     "fit_document",
     "fit_query",
+    "fit_query_strictly",
     "normalize_scores",
     "one_image_document_per_request",
     "parse_error_body",

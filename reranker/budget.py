@@ -15,6 +15,7 @@ __all__ = [
     "estimate_tokens",
     "fit_document",
     "fit_query",
+    "fit_query_strictly",
     "truncate_to_tokens",
 ]
 
@@ -60,12 +61,17 @@ class PairBudget:
     ``max_query_share`` caps the query so that a long query cannot starve every document.
     ``max_document_tokens`` caps each document's text on the client (IONOS documents no
     ``max_tokens_per_doc``): the cost of a cross-encoder pair grows with its length.
+    ``model_context_tokens`` is the model's own pair context when its hub states it
+    (``max_model_len`` in ``/v1/models``; a 512-token cross-encoder, say): the query's share
+    is taken of it, so a long query is cut instead of refused. Documents keep their caps:
+    the hub cuts each pair to the model with its exact tokenizer.
     """
 
     context_tokens: int = 32_768
     overhead_tokens: int = 200
     max_query_share: float = 0.5
     max_document_tokens: int | None = None
+    model_context_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.context_tokens <= self.overhead_tokens:
@@ -74,20 +80,38 @@ class PairBudget:
             raise ValueError("max_document_tokens must be at least 1")
         if not 0 < self.max_query_share < 1:
             raise ValueError("max_query_share must be between 0 and 1")
+        if self.model_context_tokens is not None and self.model_context_tokens < 2:
+            raise ValueError("model_context_tokens must be at least 2")
 
     @property
     def available(self) -> int:
         """Tokens left for query and document once the prompt overhead is paid."""
         return self.context_tokens - self.overhead_tokens
 
+    @property
+    def query_tokens(self) -> int:
+        """The most tokens the query may take: its share of the pair (the model's, if known)."""
+        room = self.available
+        if self.model_context_tokens is not None:
+            room = min(room, self.model_context_tokens)
+        return int(room * self.max_query_share)
+
 
 def fit_query(
     query: str, budget: PairBudget, count: TokenCounter = estimate_tokens
 ) -> tuple[str, int]:
     """Truncate the query to its share of the pair budget; return it and its token count."""
-    limit = int(budget.available * budget.max_query_share)
-    fitted = truncate_to_tokens(query, limit, count)
+    fitted = truncate_to_tokens(query, budget.query_tokens, count)
     return fitted, count(fitted) if fitted else 0
+
+
+def fit_query_strictly(query: str, budget: PairBudget) -> str:
+    """The query's head within its share counted as one token per UTF-8 byte.
+
+    No WordPiece or byte-level BPE tokenizer makes more tokens than bytes, so this fits
+    any model's share; the estimate's 3 bytes a token can under-count symbol-dense text.
+    """
+    return truncate_to_tokens(query, budget.query_tokens, lambda text: len(text.encode("utf-8")))
 
 
 def fit_document(

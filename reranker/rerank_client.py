@@ -21,7 +21,14 @@ from pydantic import SecretStr
 from core.errors import InvalidInput, SieveError, UpstreamRejected, UpstreamUnavailable
 from core.retry import RETRYABLE_STATUSES, parse_retry_after, retry_delay
 from reranker.breaker import CircuitBreaker
-from reranker.budget import PairBudget, TokenCounter, estimate_tokens, fit_document, fit_query
+from reranker.budget import (
+    PairBudget,
+    TokenCounter,
+    estimate_tokens,
+    fit_document,
+    fit_query,
+    fit_query_strictly,
+)
 from reranker.codes import RerankErrorCode
 from reranker.dialects import (
     DIALECTS,
@@ -50,7 +57,8 @@ class RerankResult:
     """Scores in [0, 1] for every document sent, in the caller's order.
 
     ``scores[i]`` is None when the peer returned no score for document ``i`` (a peer that
-    cut to its own top_n).
+    cut to its own top_n). ``query_truncated``: the query was cut to its head to fit the
+    pair budget (its share of the model's context).
     """
 
     model: str
@@ -59,6 +67,7 @@ class RerankResult:
     texts_truncated: int = 0
     images_dropped: int = 0
     usage_tokens: int | None = None
+    query_truncated: bool = False
 
     def order(self) -> list[int]:
         """Document positions by score, highest first; unscored last; ties keep input order."""
@@ -263,7 +272,20 @@ class HttpReranker:
         batches = split_requests(
             prepared, max_documents=self._max_documents, max_images=self._max_images
         )
-        scores, requests, tokens = await self._run_batches(fitted_query, prepared, batches, True)
+        try:
+            scores, requests, tokens = await self._run_batches(
+                fitted_query, prepared, batches, True
+            )
+        except UpstreamRejected:
+            # The model's hub refused the pair: the estimate may have under-counted a
+            # symbol-dense query. Once more with the query cut by a count that cannot.
+            strict = fit_query_strictly(fitted_query, self._budget)
+            if self._budget.model_context_tokens is None or strict == fitted_query:
+                raise
+            fitted_query = strict
+            scores, requests, tokens = await self._run_batches(
+                fitted_query, prepared, batches, True
+            )
         merged: list[float | None] = [None] * len(documents)
         # The sigmoid rule is applied once over all batches, so that every document is on
         # the same scale whichever request carried it.
@@ -276,6 +298,7 @@ class HttpReranker:
             texts_truncated=sum(doc.text_truncated for doc in prepared),
             images_dropped=undecodable + sum(doc.images_dropped for doc in prepared),
             usage_tokens=tokens,
+            query_truncated=fitted_query != query,
         )
 
     async def _prepare_images(

@@ -91,6 +91,11 @@ class ApiMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.rerank_query_truncated = Counter(
+            "sieve_rerank_query_truncated",
+            "Queries cut to their head to fit the rerank model's pairs",
+            registry=self.registry,
+        )
         self.hub_seconds = Histogram(
             "sieve_hub_request_seconds",
             "Model hub call latency seen by the API",
@@ -107,8 +112,12 @@ class ApiMetrics:
         if state is not None:
             self.registry.register(_StateCollector(state))
 
-    def observe_query(self, timings_ms: dict[str, float], rerank_status: str) -> None:
+    def observe_query(
+        self, timings_ms: dict[str, float], rerank_status: str, *, query_truncated: bool = False
+    ) -> None:
         """Record one answered query."""
+        if query_truncated:
+            self.rerank_query_truncated.inc()
         for stage, ms in timings_ms.items():
             self.stage_seconds.labels(stage).observe(ms / 1000)
         self.hub_seconds.labels("embeddings").observe(timings_ms.get("embed", 0.0) / 1000)

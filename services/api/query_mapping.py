@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any
 
 from core.errors import InvalidInput
@@ -10,6 +10,7 @@ from core.types import AnyOf, ChunkFilter, Condition, FieldEquals, ImageRef, Ran
 from query import QueryResult, QuerySpec
 from services.api.query_images import image_url
 from services.api.schemas_query import (
+    DocumentTrace,
     HitImage,
     HitScores,
     QueryFilter,
@@ -107,9 +108,13 @@ def to_response(result: QueryResult) -> QueryResponse:
             cached=result.cached,
             dropped_by_autocut=out.dropped_by_autocut,
             autocut=out.autocut,
+            query_truncated=result.query_truncated,
         ),
         timings_ms=result.timings_ms,
         usage=result.usage,
+        explain=None
+        if result.explanation is None
+        else [DocumentTrace.model_validate(asdict(t)) for t in result.explanation],
     )
 
 

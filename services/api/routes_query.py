@@ -24,7 +24,9 @@ async def query_collection(
 ) -> QueryResponse:
     """Hybrid recall, rerank, cutoff: ranked, cited passages with every stage's score."""
     out = to_response(await _run(deps, tenant, [name], body))
-    deps.metrics.observe_query(out.timings_ms, out.rerank.status)
+    deps.metrics.observe_query(
+        out.timings_ms, out.rerank.status, query_truncated=out.rerank.query_truncated
+    )
     return out
 
 
@@ -34,7 +36,9 @@ async def query_many(body: MultiQueryRequest, deps: Deps, tenant: Tenant) -> Que
     names = list(dict.fromkeys(body.collections))
     request = QueryRequest.model_validate(body.model_dump(exclude={"collections"}))
     out = to_response(await _run(deps, tenant, names, request))
-    deps.metrics.observe_query(out.timings_ms, out.rerank.status)
+    deps.metrics.observe_query(
+        out.timings_ms, out.rerank.status, query_truncated=out.rerank.query_truncated
+    )
     return out
 
 

@@ -11,6 +11,7 @@ from core.ids import MAX_DOCUMENT_ID_CHARS
 from core.types import API_COLLECTION_NAME_PATTERN, Int64, QueryMode
 
 __all__ = [
+    "DocumentTrace",
     "HitImage",
     "HitScores",
     "MultiQueryRequest",
@@ -82,6 +83,11 @@ class QueryRequest(_Strict):
     late: bool = True
     late_weight: Annotated[float | None, Field(ge=0, le=100)] = None
     late_recall_weight: Annotated[float | None, Field(ge=0, le=100)] = None
+    # Report where documents went (each recall leg's rank, reranked or past the depth, the
+    # rerank score, dropped by min_score / autocut / top_n, the final rank): the returned
+    # ones and each named in explain_documents (naming some turns explain on).
+    explain: bool = False
+    explain_documents: Annotated[list[_Text] | None, Field(min_length=1, max_length=100)] = None
 
     @field_validator("query")
     @classmethod
@@ -161,6 +167,27 @@ class RerankReport(BaseModel):
     cached: int = 0
     dropped_by_autocut: int = 0
     autocut: int | None = None
+    # The query was cut to its head to fit the rerank model's pairs (``reason`` says so).
+    query_truncated: bool = False
+
+
+class DocumentTrace(BaseModel):
+    """Where one document went in the query (``explain``); its best chunk if several."""
+
+    document_id: str
+    outcome: Literal[
+        "returned", "not_recalled", "below_top_n", "dropped_by_min_score", "dropped_by_autocut"
+    ]
+    chunk_id: str | None
+    recall_rank: int | None
+    dense_rank: int | None
+    sparse_rank: int | None
+    late_score: float | None
+    reranked: bool
+    rerank_score: float | None
+    ordered_rank: int | None
+    final_rank: int | None
+    note: str
 
 
 class QueryResponse(BaseModel):
@@ -171,3 +198,4 @@ class QueryResponse(BaseModel):
     rerank: RerankReport
     timings_ms: dict[str, float]
     usage: dict[str, int | None]
+    explain: list[DocumentTrace] | None = None

@@ -93,6 +93,18 @@ def test_query_json_is_the_raw_response(stack: Stack, ingested: Result) -> None:
     assert body["rerank"]["status"] != "ok"  # not reranked, and the report says so
 
 
+def test_explain_traces_named_documents(stack: Stack, ingested: Result) -> None:
+    question = ("explain", "how do plants turn sunlight into sugar", "-c", "kb", "--top-n", "1")
+    result = sieve(stack, *question, "--doc", "espresso.md", "--doc", "nope.md")
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if "│" in line}
+    assert "returned" in rows["photosynthesis.txt"], result.stdout
+    assert "below_top_n" in rows["espresso.md"], result.stdout
+    assert "not_recalled" in rows["nope.md"], result.stdout
+    as_json = json.loads(sieve(stack, *question, "--doc", "espresso.md", "--json").stdout)
+    assert [t["document_id"] for t in as_json] == ["photosynthesis.txt", "espresso.md"]
+
+
 def test_unknown_collection_is_one_line_and_exit_1(stack: Stack) -> None:
     result = sieve(stack, "query", "anything", "-c", "nope")
     assert result.exit_code == 1

@@ -78,7 +78,10 @@ class FakeRerankers:
     def load(self, model: str) -> RerankLoad:
         return self.loads.setdefault(model, RerankLoad(budget_ms=10_000, min_depth=1))
 
-    def get(self, model: str) -> FakeReranker:
+    contexts: list[int | None] = field(default_factory=list)
+
+    def get(self, model: str, context_tokens: int | None = None) -> FakeReranker:
+        self.contexts.append(context_tokens)
         return self.reranker
 
 
@@ -86,6 +89,10 @@ class FakeRerankers:
 class FakeCatalog:
     models: set[str]
     checked: list[str] = field(default_factory=list)
+    context: int | None = None
+
+    async def context_tokens(self, model: str) -> int | None:
+        return self.context
 
     async def listing(self) -> list[dict[str, Any]]:
         return [{"id": m} for m in sorted(self.models)]

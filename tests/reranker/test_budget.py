@@ -11,6 +11,7 @@ from reranker.budget import (
     estimate_tokens,
     fit_document,
     fit_query,
+    fit_query_strictly,
     truncate_to_tokens,
 )
 from reranker.images import PreparedImage, prepare_image
@@ -125,3 +126,22 @@ def test_the_cap_never_raises_the_room_the_context_leaves() -> None:
 def test_a_cap_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="max_document_tokens"):
         PairBudget(max_document_tokens=0)
+
+
+def test_the_models_own_context_caps_the_query_not_the_documents() -> None:
+    wide = PairBudget(context_tokens=32_768, max_document_tokens=512)
+    small = PairBudget(context_tokens=32_768, max_document_tokens=512, model_context_tokens=512)
+    long_query = "word " * 1000
+    assert fit_query(long_query, wide, _words)[1] == 1000  # within 16k: kept whole
+    fitted, tokens = fit_query(long_query, small, _words)
+    assert tokens == 256  # half of the model's 512
+    assert long_query.startswith(fitted)  # the head is kept
+    doc = fit_document("word " * 400, [], query_tokens=tokens, budget=small, count=_words)
+    assert not doc.text_truncated  # the hub cuts documents with its own tokenizer
+
+
+def test_the_strict_fit_counts_a_token_per_byte() -> None:
+    budget = PairBudget(model_context_tokens=100, max_query_share=0.5)
+    symbols = "%$#@!" * 40  # 200 bytes that a tokenizer may split into 200 tokens
+    assert len(fit_query_strictly(symbols, budget).encode()) <= 50
+    assert fit_query_strictly("short", budget) == "short"

@@ -543,3 +543,35 @@ async def test_a_tokenizer_can_be_injected() -> None:
     async with reranker(peer_handler("ionos", seen), budget=budget, tokenizer=words) as client:
         await client.rerank("two words", _docs(["w " * 100]))
     assert words(seen[0]["documents"][0]) == 30 - 5 - 2
+
+
+async def test_a_long_query_is_cut_to_the_models_context_and_said_so() -> None:
+    seen: list[str] = []
+
+    def strict_512(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body["query"])
+        # A 512-token model that counts one token per byte of the query (symbol-dense text).
+        if len(body["query"].encode()) + 3 >= 512:
+            message = "the query needs too many tokens for the 512-token pair budget"
+            return httpx.Response(400, json={"error": {"message": message, "type": "invalid"}})
+        return respond("ionos", body)
+
+    query = QUERY + " " + "%$#@!" * 300
+    async with reranker(strict_512, budget=PairBudget(model_context_tokens=512)) as r:
+        result = await r.rerank(query, _docs())
+    assert result.query_truncated
+    assert all(s is not None for s in result.scores)
+    assert len(seen) == 2  # the estimate's cut, refused; then the strict cut, accepted
+    assert query.startswith(seen[-1])
+    assert len(seen[-1].encode()) <= 256
+    async with reranker(strict_512, budget=PairBudget(model_context_tokens=512)) as r:
+        assert not (await r.rerank(QUERY, _docs())).query_truncated
+
+
+async def test_without_a_stated_context_a_refusal_is_not_retried() -> None:
+    peer = Counting(httpx.Response(400, json={"error": {"message": "no", "type": "invalid"}}))
+    async with reranker(peer) as r:
+        with pytest.raises(UpstreamRejected):
+            await r.rerank(QUERY + " long" * 5000, _docs())
+    assert peer.calls == 1

@@ -313,3 +313,49 @@ def test_feedback_is_stored_per_pair_and_listed(stack: Stack) -> None:
         assert c.post("/v1/collections/nope/feedback", json=body).status_code == 404
         assert c.post(url, json={**body, "query": "  "}).status_code == 422
         assert c.post(url, json={"query": "x"}).status_code == 422
+
+
+def test_a_query_longer_than_the_models_pairs_is_cut_not_failed(stack: Stack) -> None:
+    # The local cross-encoder's pairs hold 512 tokens (its hub says max_model_len 512): a
+    # 700-word query was refused ("leaving no room for a document") and the stage failed.
+    long_query = (
+        QUERY
+        + " "
+        + " ".join(
+            f"photosynthesis chlorophyll glucose oxygen light energy {i}" for i in range(120)
+        )
+    )
+    out = _query(stack, query=long_query, top_n=3, final="rerank")
+    rerank = out["rerank"]
+    assert isinstance(rerank, dict)
+    assert rerank["status"] == "ok", rerank
+    assert rerank["query_truncated"] is True
+    assert "query was cut" in str(rerank["reason"])
+    results = out["results"]
+    assert isinstance(results, list)
+    assert results[0]["document_id"] == "photosynthesis"
+    assert results[0]["scores"]["rerank"] is not None
+    short = _query(stack, top_n=3)["rerank"]
+    assert isinstance(short, dict)
+    assert short["query_truncated"] is False
+    with stack.client() as c:
+        text = c.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}).text
+    counted = [line for line in text.splitlines() if line.startswith("sieve_rerank_query_trunc")]
+    assert counted, text[:2000]
+    assert float(counted[0].split()[-1]) >= 1
+
+
+def test_explain_says_where_each_document_went(stack: Stack) -> None:
+    out = _query(stack, top_n=1, final="rerank", explain_documents=["espresso", "not-a-document"])
+    explained = out["explain"]
+    assert isinstance(explained, list)
+    traces = {t["document_id"]: t for t in explained}
+    assert traces["photosynthesis"]["outcome"] == "returned"
+    assert traces["photosynthesis"]["final_rank"] == 1
+    assert traces["photosynthesis"]["reranked"] is True
+    espresso = traces["espresso"]
+    assert espresso["outcome"] == "below_top_n"
+    assert espresso["recall_rank"] is not None
+    assert espresso["rerank_score"] is not None
+    assert traces["not-a-document"]["outcome"] == "not_recalled"
+    assert _query(stack, top_n=1)["explain"] is None

@@ -424,6 +424,8 @@ class SieveClient(_Base):
         late: bool = True,
         late_weight: float | None = None,
         late_recall_weight: float | None = None,
+        explain: bool = False,
+        explain_documents: Sequence[str] | None = None,
     ) -> QueryResponse:
         """Query one collection (a name) or several sharing an embedding model (a list)."""
         return self._run(
@@ -444,6 +446,8 @@ class SieveClient(_Base):
                 late=late,
                 late_weight=late_weight,
                 late_recall_weight=late_recall_weight,
+                explain=explain,
+                explain_documents=explain_documents,
             )
         )
 
@@ -750,6 +754,8 @@ class AsyncSieveClient(_Base):
         late: bool = True,
         late_weight: float | None = None,
         late_recall_weight: float | None = None,
+        explain: bool = False,
+        explain_documents: Sequence[str] | None = None,
     ) -> QueryResponse:
         """Query one collection (a name) or several sharing an embedding model (a list)."""
         return await self._run(
@@ -770,6 +776,8 @@ class AsyncSieveClient(_Base):
                 late=late,
                 late_weight=late_weight,
                 late_recall_weight=late_recall_weight,
+                explain=explain,
+                explain_documents=explain_documents,
             )
         )
 

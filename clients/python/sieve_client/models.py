@@ -278,6 +278,10 @@ class QueryRequest(_Request):
     late: bool = True
     late_weight: Annotated[float | None, Field(ge=0, le=100)] = None
     late_recall_weight: Annotated[float | None, Field(ge=0, le=100)] = None
+    explain: bool = False
+    explain_documents: Annotated[
+        list[Annotated[str, Field(max_length=1024)]] | None, Field(min_length=1, max_length=100)
+    ] = None
 
 
 class MultiQueryRequest(QueryRequest):
@@ -345,6 +349,24 @@ class RerankReport(_Response):
     cached: int = 0
     dropped_by_autocut: int = 0
     autocut: int | None = None
+    query_truncated: bool = False
+
+
+class DocumentTrace(_Response):
+    """Where one document went in a query (``explain``): recall legs, rerank, cut, rank."""
+
+    document_id: str
+    outcome: str  # returned, not_recalled, below_top_n, dropped_by_min_score, dropped_by_autocut
+    chunk_id: str | None
+    recall_rank: int | None
+    dense_rank: int | None
+    sparse_rank: int | None
+    late_score: float | None
+    reranked: bool
+    rerank_score: float | None
+    ordered_rank: int | None
+    final_rank: int | None
+    note: str
 
 
 class QueryResponse(_Response):
@@ -355,6 +377,7 @@ class QueryResponse(_Response):
     rerank: RerankReport
     timings_ms: dict[str, float]
     usage: dict[str, int | None]
+    explain: list[DocumentTrace] | None = None
 
 
 # ---------------------------------------------------------------- policy and feedback

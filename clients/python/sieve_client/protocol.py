@@ -501,6 +501,8 @@ def query(
     late: bool = True,
     late_weight: float | None = None,
     late_recall_weight: float | None = None,
+    explain: bool = False,
+    explain_documents: Sequence[str] | None = None,
 ) -> Call[QueryResponse]:
     """``POST /v1/collections/{name}/query`` for one collection, ``POST /v1/query`` for several.
 
@@ -523,6 +525,8 @@ def query(
         "late": late,
         "late_weight": late_weight,
         "late_recall_weight": late_recall_weight,
+        "explain": explain,
+        "explain_documents": list(explain_documents) if explain_documents is not None else None,
     }
     path, body = _query_request(collection, knobs)
     return Call("POST", path, _model(QueryResponse, path), json=body)
