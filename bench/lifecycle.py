@@ -42,7 +42,7 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 def _load(state: StateStore, docs: int) -> str:
     """``docs`` records through the real accept script, one job; plus the old layout."""
-    state.create_collection(
+    coll = state.create_collection(
         CollectionRecord(tenant="bench", name="c", embedding_model="m", dimension=4)
     )
     job = JobRecord(id="bench-job", tenant="bench", collection="c")
@@ -52,7 +52,7 @@ def _load(state: StateStore, docs: int) -> str:
             NewDocument(DocumentRecord(id=f"d{i}", job_id=job.id, content_hash=f"h{i}", size=900))
             for i in range(start, min(docs, start + _BATCH))
         ]
-        state.accept("bench", "c", job, batch)
+        state.accept("bench", "c", job, batch, incarnation=coll.incarnation)
         # The layout main kept: one JSON record per document in a hash, job states in another.
         pipe = client.pipeline(transaction=False)
         for item in batch:

@@ -150,7 +150,7 @@ def accept(
 
     Everything is validated before the first write: a refused request leaves no trace.
     """
-    state.get_collection(tenant, collection)
+    incarnation = state.get_collection(tenant, collection).incarnation
     if not items:
         raise InvalidInput("the upload holds no documents", code="empty_upload")
     if len(items) > limits.max_documents:
@@ -199,7 +199,9 @@ def accept(
             metadata=item.metadata,
         )
         docs.append(NewDocument(record))
-    versions = state.accept(tenant, collection, job, docs)
+    # Checks atomically that the collection is still the one read above: an upload racing
+    # its deletion is refused (404), never recorded in it or in a new one of the same name.
+    versions = state.accept(tenant, collection, job, docs, incarnation=incarnation)
     queued = [
         DocVersion(id=d.record.id, version=versions[d.record.id])
         for d in docs
@@ -212,7 +214,13 @@ def accept(
     ]
     for batch in task_batches(queued, sizes, limits.task_batch_docs, limits.task_batch_bytes):
         queue.send_ingest(
-            IngestTask(tenant=tenant, collection=collection, job_id=job.id, docs=batch)
+            IngestTask(
+                tenant=tenant,
+                collection=collection,
+                job_id=job.id,
+                docs=batch,
+                incarnation=incarnation,
+            )
         )
     return Accepted(
         job_id=job.id, documents=[d.id for d in queued], unchanged=unchanged, failed=failed

@@ -22,11 +22,14 @@ def delete_document(
     Raises:
         NotFound: no such document.
     """
-    state.get_collection(tenant, collection)
+    rec = state.get_collection(tenant, collection)
     version = state.delete(tenant, collection, doc_id)
     queue.send_write(
         DeleteWrite(
-            tenant=tenant, collection=collection, doc=DocVersion(id=doc_id, version=version)
+            tenant=tenant,
+            collection=collection,
+            doc=DocVersion(id=doc_id, version=version),
+            incarnation=rec.incarnation,
         )
     )
     return version

@@ -18,9 +18,18 @@
 --   P.."jobcnt:"..j                 hash state -> count, plus "_done" (terminal entries)
 --   P.."joberr:"..j                 hash id -> {"reason","message"} of failed entries
 --   P.."jobfin:"..j                 string: when the job's last entry became terminal
+--   P.."collections:"..t            hash name -> the collection's record (JSON); accept checks
+--                                   its incarnation, atomically with the writes it guards
+--
+-- A document's hash may hold "prev": the fields of its live (indexed) version while a newer
+-- upload of it is in flight. That upload ending failed or cancelled puts them back, so the
+-- record always describes the points queries are served from (README, "re-uploads").
 local P = "sieve:"
 local TERMINAL = {indexed = true, failed = true, cancelled = true, deleted = true, superseded = true}
 local REDO = {failed = true, cancelled = true, deleted = true}
+local IN_FLIGHT = {queued = true, parsing = true, embedding = true, writing = true}
+-- What an upload that ends this way leaves: the previous live version, put back.
+local RESTORES = {failed = true, cancelled = true}
 
 local function enc(v) return cjson.encode(v) end
 local function dec(v) if v then return cjson.decode(v) end return nil end
@@ -88,13 +97,45 @@ local function get(key, fields)
   return out
 end
 
+-- Every field of a document's hash but "prev" (raw JSON strings), as one table.
+local function snapshot(key)
+  local raw = redis.call("HGETALL", key)
+  local out = {}
+  for i = 1, #raw, 2 do
+    if raw[i] ~= "prev" then out[raw[i]] = raw[i + 1] end
+  end
+  return out
+end
+
+-- An upload in flight ended (failed or cancelled) while an older version is live: the
+-- record becomes that version again (status, version, chunks, job), as if it never began.
+local function restore(t, c, id, key, from_status, prev, now)
+  redis.call("DEL", key)
+  local args = {}
+  for name, value in pairs(prev) do
+    table.insert(args, name)
+    table.insert(args, value)
+  end
+  redis.call("HSET", key, unpack(args))
+  reindex(t, c, id, dec(prev.seq), from_status, dec(prev.status))
+  set_running(t, c, id, "", now)
+end
+
 local op = ARGV[1]
 
--- accept(t, c, job_json, job_id, tenant, now, docs_json)
+-- accept(t, c, job_json, job_id, now, docs_json, incarnation)
 -- docs_json: [{"id", "status": "queued"|"failed", "hash", "fields": {name: json}, "error"}]
--- Returns a flat list: id, version (0 = unchanged, skipped).
+-- Returns a flat list: id, version (0 = unchanged or kept, skipped); or {"gone"}, writing
+-- nothing, when the collection is not (any more) the incarnation the caller checked.
+-- A failed entry never replaces a document that is indexed, in flight or deleted: only
+-- its job entry records the failure.
 if op == "accept" then
   local t, c, job_json, job, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+  local raw = redis.call("HGET", P .. "collections:" .. t, c)
+  if not raw then return {"gone"} end
+  local inc = cjson.decode(raw).incarnation
+  if type(inc) ~= "string" then inc = "" end
+  if inc ~= ARGV[8] then return {"gone"} end
   local docs = cjson.decode(ARGV[7])
   redis.call("SET", P .. "job:" .. job, job_json)
   redis.call("SADD", P .. "jobs:" .. t, job)
@@ -107,7 +148,21 @@ if op == "accept" then
     if d.status == "queued" and old.status and old.content_hash == d.hash and not REDO[old.status] then
       table.insert(out, d.id)
       table.insert(out, 0)
+    elseif d.status == "failed" and old.status and old.status ~= "failed" and old.status ~= "cancelled" then
+      redis.call("HSET", jd, d.id, "failed")
+      redis.call("HINCRBY", jc, "failed", 1)
+      redis.call("HINCRBY", jc, "_done", 1)
+      entries = entries + 1
+      if d.error and d.error ~= "" then redis.call("HSET", P .. "joberr:" .. job, d.id, d.error) end
+      table.insert(out, d.id)
+      table.insert(out, 0)
     else
+      local prev = nil
+      if d.status == "queued" and old.status == "indexed" then
+        prev = snapshot(key)
+      elseif d.status == "queued" and IN_FLIGHT[old.status] then
+        prev = dec(redis.call("HGET", key, "prev"))
+      end
       local version = redis.call("INCR", P .. "version")
       local seq = old.seq
       if not seq or old.status == "deleted" then seq = version end
@@ -123,6 +178,11 @@ if op == "accept" then
       redis.call("HSET", key, "id", enc(d.id), "version", enc(version), "seq", enc(seq),
         "status", enc(d.status), "job_id", enc(job), "owner", enc(""), "crashes", enc(0),
         "updated_at", enc(tonumber(now)), unpack(args))
+      if prev then
+        -- Until this version is indexed the old one's points serve: the record says so.
+        redis.call("HSET", key, "prev", enc(prev), "chunk_count", prev.chunk_count or enc(0),
+          "indexed_hash", prev.indexed_hash or enc(cjson.null))
+      end
       reindex(t, c, d.id, seq, old.status, d.status)
       set_running(t, c, d.id, "", now)
       redis.call("HSET", jd, d.id, d.status)
@@ -150,7 +210,7 @@ if op == "transition" then
   local t, c, id, expect, to, now, from, mode, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5],
     ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
   local key = dkey(t, c, id)
-  local doc = get(key, {"status", "version", "job_id", "owner", "seq"})
+  local doc = get(key, {"status", "version", "job_id", "owner", "seq", "prev"})
   if not doc.status then return {0, "gone"} end
   local kind, want = string.match(expect, "^(%a+):(.*)$")
   if kind == "v" and tostring(doc.version) ~= want then return {0, "stale"} end
@@ -179,8 +239,14 @@ if op == "transition" then
     table.insert(args, ARGV[i + 1])
   end
   if TERMINAL[to] then owner = "" end
+  if RESTORES[to] and doc.prev then
+    job_entry(doc.job_id, id, to, now, err)
+    restore(t, c, id, key, doc.status, doc.prev, now)
+    return {1, doc.version}
+  end
   redis.call("HSET", key, "status", enc(to), "owner", enc(owner),
     "updated_at", enc(tonumber(now)), unpack(args))
+  if TERMINAL[to] then redis.call("HDEL", key, "prev") end
   if to ~= doc.status then reindex(t, c, id, doc.seq, doc.status, to) end
   set_running(t, c, id, owner, now)
   job_entry(doc.job_id, id, to, now, err)
@@ -197,6 +263,7 @@ if op == "delete" then
   local version = redis.call("INCR", P .. "version")
   redis.call("HSET", key, "status", enc("deleted"), "version", enc(version), "owner", enc(""),
     "updated_at", enc(tonumber(now)))
+  redis.call("HDEL", key, "prev")
   reindex(t, c, id, doc.seq, doc.status, "deleted")
   set_running(t, c, id, "", now)
   job_entry(doc.job_id, id, "deleted", now, nil)
@@ -220,7 +287,7 @@ end
 if op == "reap" then
   local t, c, id, now, max = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
   local key = dkey(t, c, id)
-  local doc = get(key, {"status", "version", "job_id", "owner", "seq", "crashes"})
+  local doc = get(key, {"status", "version", "job_id", "owner", "seq", "crashes", "prev"})
   if not doc.status or TERMINAL[doc.status] or doc.owner == "" then
     redis.call("ZREM", P .. "running", ref(t, c, id))
     return {"gone", 0}
@@ -232,6 +299,11 @@ if op == "reap" then
   local message = "its worker died " .. crashes .. " times while processing it (last state "
     .. doc.status .. ")"
   local err = enc({reason = "worker_crashed", message = message})
+  if to == "failed" and doc.prev then
+    job_entry(doc.job_id, id, to, now, err)
+    restore(t, c, id, key, doc.status, doc.prev, now)
+    return {result, doc.version}
+  end
   redis.call("HSET", key, "status", enc(to), "owner", enc(""), "crashes", enc(crashes),
     "updated_at", enc(tonumber(now)))
   if to == "failed" then

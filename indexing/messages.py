@@ -1,8 +1,9 @@
 """The lifecycle's task messages: typed, versioned, small JSON (ids, never file contents).
 
-Every message names the document versions it was made for; whoever runs it checks them
-against the state (atomically) and drops what moved on, so a late, repeated or reordered
-message can never undo a newer change.
+Every message names the document versions it was made for, and the collection's
+incarnation; whoever runs it checks them against the state (atomically) and drops what
+moved on, so a late, repeated or reordered message can never undo a newer change, nor land
+in a collection deleted and created again under the same name.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class IngestTask(_Message):
     collection: str
     job_id: str
     docs: list[DocVersion]
+    # The collection's incarnation at accept (``CollectionRecord.incarnation``).
+    incarnation: str = ""
 
 
 class WrittenDocument(_Message):
@@ -64,6 +67,7 @@ class ReplaceWrite(_Message):
     docs: list[WrittenDocument]
     # The collection generation whose model computed the vectors (``CollectionRecord``).
     generation: int = 0
+    incarnation: str = ""
 
 
 class DeleteWrite(_Message):
@@ -73,6 +77,7 @@ class DeleteWrite(_Message):
     tenant: str
     collection: str
     doc: DocVersion
+    incarnation: str = ""
 
 
 StoreWrite = Annotated[ReplaceWrite | DeleteWrite, Field(discriminator="kind")]

@@ -102,6 +102,7 @@ def recover(state: StateStore, queue: TaskQueue) -> dict[str, int]:
                         tenant=tenant,
                         collection=name,
                         doc=DocVersion(id=doc_id, version=doc.version),
+                        incarnation=coll.incarnation,
                     )
                 )
                 tally["delete"] += 1
@@ -112,7 +113,8 @@ def recover(state: StateStore, queue: TaskQueue) -> dict[str, int]:
 
 def _send(state: StateStore, queue: TaskQueue, ref: DocRef, version: int) -> None:
     doc = state.find_document(ref.tenant, ref.collection, ref.doc_id)
-    if doc is None:
+    coll = state.find_collection(ref.tenant, ref.collection)
+    if doc is None or coll is None:
         return
     queue.send_ingest(
         IngestTask(
@@ -120,5 +122,6 @@ def _send(state: StateStore, queue: TaskQueue, ref: DocRef, version: int) -> Non
             collection=ref.collection,
             job_id=doc.job_id,
             docs=[DocVersion(id=ref.doc_id, version=version)],
+            incarnation=coll.incarnation,
         )
     )

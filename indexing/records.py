@@ -115,6 +115,11 @@ class CollectionRecord(_Record):
     # of generation 0), so every generation holds the same ids as a clean ingest.
     ids: str | None = None
     reindex: ReindexTarget | None = None
+    # Which life of the name this is: a fresh id at every create (``StateStore``), so a
+    # collection deleted and created again is another one. Accept checks it atomically
+    # with its writes; tasks and store writes carry it and are dropped when it changed.
+    # "" for records written before it existed.
+    incarnation: str = ""
 
     @property
     def store_name(self) -> str:

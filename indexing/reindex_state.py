@@ -356,6 +356,30 @@ class ReindexState:
         with redis_errors():
             self._r.zrem(self._c("gate", tenant, collection), token)
 
+    def stop_writes(
+        self,
+        tenant: str,
+        collection: str,
+        *,
+        timeout_s: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> bool:
+        """Hold the collection's store writes for its deletion; wait for those in flight.
+
+        A write refused meanwhile is sent again later and then finds the collection gone
+        (or another incarnation). The hold ends with the collection's keys
+        (``StateStore.delete_collection``). False when live writes are still inside after
+        ``timeout_s``.
+        """
+        with redis_errors():
+            self._r.set(self._c("pause", tenant, collection), "delete")
+        deadline = time.monotonic() + timeout_s
+        while self.live_writers(tenant, collection):
+            if time.monotonic() >= deadline:
+                return False
+            sleep(0.02)
+        return True
+
     def live_writers(self, tenant: str, collection: str) -> int:
         """Writes of the collection in flight whose owner is alive (dead ones are pruned)."""
         key = self._c("gate", tenant, collection)

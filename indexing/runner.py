@@ -97,7 +97,8 @@ class IndexingRunner:
         summary: Counter[str] = Counter()
         job = self._state.load_job(task.job_id)
         collection = self._state.find_collection(task.tenant, task.collection)
-        if job is None or collection is None:
+        if job is None or collection is None or collection.incarnation != task.incarnation:
+            # Gone, or deleted and created again since the upload: not this collection's work.
             return {"skipped": len(task.docs)}
         claimed: list[_Claimed] = []
         for doc in task.docs:
@@ -262,6 +263,7 @@ class IndexingRunner:
                     job_id=task.job_id,
                     docs=docs,
                     generation=generation,
+                    incarnation=task.incarnation,
                 )
             )
         return len(docs)

@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from itertools import islice
@@ -56,6 +56,24 @@ _LIFECYCLE_FIELDS = frozenset(
 _UNLOCK = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 )
+# create: the name is free, and no deletion of an earlier collection by that name is still
+# cleaning up its keys (they are the new one's keys too).
+_CREATE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+"""
+# begin a delete: the record leaves the collections (accept checks it atomically, so no
+# upload lands after this) and stays, until the clean-up is done, as the deletion marker;
+# a deletion that did not finish is resumed from its marker.
+_BEGIN_DELETE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw then
+  redis.call('SET', KEYS[2], raw)
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return raw
+end
+return redis.call('GET', KEYS[2])
+"""
 
 
 def _k(*parts: str) -> str:
@@ -148,6 +166,8 @@ class StateStore:
         self._r = client
         source = resources.files("indexing").joinpath("lifecycle.lua").read_text()
         self._script = client.register_script(source)
+        self._create = client.register_script(_CREATE)
+        self._begin_delete = client.register_script(_BEGIN_DELETE)
 
     @classmethod
     def from_url(cls, url: str, *, socket_timeout: float = 5.0) -> StateStore:
@@ -184,15 +204,35 @@ class StateStore:
 
     # ------------------------------------------------------------ collections
 
-    def create_collection(self, record: CollectionRecord) -> None:
-        """Register a collection; ``Conflict`` if the tenant already has one by that name."""
+    def create_collection(self, record: CollectionRecord) -> CollectionRecord:
+        """Register a collection under a fresh incarnation id; return the stored record.
+
+        Raises:
+            Conflict: the tenant already has one by that name (``collection_exists``), or
+                the deletion of an earlier one is still under way (``collection_deleting``).
+        """
+        if not record.incarnation:
+            record = record.model_copy(update={"incarnation": uuid.uuid4().hex})
         with _mapped():
-            created = self._r.hsetnx(
-                _k("collections", record.tenant), record.name, record.model_dump_json()
+            created = int(
+                self._create(
+                    keys=[
+                        _k("collections", record.tenant),
+                        _k("coldel", record.tenant, record.name),
+                    ],
+                    args=[record.name, record.model_dump_json()],
+                )
             )
             self._r.sadd(_k("tenants"), record.tenant)
+        if created < 0:
+            raise Conflict(
+                f"collection {record.name!r} is still being deleted; delete it again to "
+                "finish, or retry shortly",
+                code="collection_deleting",
+            )
         if not created:
             raise Conflict(f"collection {record.name!r} already exists", code="collection_exists")
+        return record
 
     def tenants(self) -> list[str]:
         """Every tenant that ever created a collection."""
@@ -256,11 +296,31 @@ class StateStore:
             (CollectionRecord.model_validate_json(v) for v in raw.values()), key=lambda c: c.name
         )
 
+    def begin_delete_collection(self, tenant: str, name: str) -> CollectionRecord:
+        """First step of a delete: from now on no upload is accepted into the collection and
+        its name cannot be created again until ``delete_collection`` finished; return the
+        record (also of a deletion that did not finish, to resume it).
+
+        Raises:
+            NotFound: no such collection, and none being deleted.
+        """
+        with _mapped():
+            raw = self._begin_delete(
+                keys=[_k("collections", tenant), _k("coldel", tenant, name)], args=[name]
+            )
+        if raw is None:
+            raise NotFound(f"collection {name!r} does not exist", code="collection_not_found")
+        return CollectionRecord.model_validate_json(raw)
+
     def delete_collection(self, tenant: str, name: str) -> None:
-        """Forget a collection and its documents; their unfinished job entries end."""
+        """Forget a collection and its documents; their unfinished job entries end.
+
+        The deletion marker goes last, so the name is free only once every key is gone.
+        """
         now = time.time()
         with _mapped():
-            self._r.hdel(_k("collections", tenant), name)
+            with suppress(NotFound):
+                self.begin_delete_collection(tenant, name)
             ids = self._all_ids(tenant, name)
         for doc_id in ids:
             self._run("drop", tenant, name, doc_id, now)
@@ -273,6 +333,7 @@ class StateStore:
                 # A re-index's write pause, writers in flight and changed documents.
                 *(_k("rx", part, tenant, name) for part in ("pause", "gate", "dirty", "on")),
             )
+            self._r.delete(_k("coldel", tenant, name))
 
     def _all_ids(self, tenant: str, name: str) -> list[str]:
         ids = cast(list[str], self._r.zrange(_k("docorder", tenant, name), 0, -1))
@@ -300,13 +361,24 @@ class StateStore:
     # ------------------------------------------------------------ the lifecycle
 
     def accept(
-        self, tenant: str, collection: str, job: JobRecord, docs: Sequence[NewDocument]
+        self,
+        tenant: str,
+        collection: str,
+        job: JobRecord,
+        docs: Sequence[NewDocument],
+        *,
+        incarnation: str,
     ) -> dict[str, int]:
         """Record a job and its documents in one step; each document takes a new version.
 
         A document whose content is unchanged (and did not fail) keeps its version and is
         left alone (0 in the result). A newer version supersedes the older one's job entry.
-        Returns each document's new version.
+        A failed entry for a document that exists (indexed, in flight or deleted) leaves it
+        as it is (0): only the job records the failure. Returns each document's new version.
+
+        Raises:
+            NotFound: the collection is not the ``incarnation`` the caller read (deleted, or
+                deleted and created again): nothing was written.
         """
         payload = []
         for item in docs:
@@ -333,7 +405,10 @@ class StateStore:
             job.id,
             time.time(),
             json.dumps(payload, ensure_ascii=False),
+            incarnation,
         )
+        if len(flat) % 2:
+            raise NotFound(f"collection {collection!r} does not exist", code="collection_not_found")
         return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     def transition(

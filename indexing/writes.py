@@ -84,7 +84,7 @@ class StoreWriter:
 
     def _replace(self, write: ReplaceWrite, *, last_attempt: bool) -> str:
         collection = self._state.find_collection(write.tenant, write.collection)
-        if collection is None:
+        if collection is None or collection.incarnation != write.incarnation:
             return "skipped"
         if write.generation != collection.generation:
             return self._embed_again(write)
@@ -162,6 +162,7 @@ class StoreWriter:
                         collection=write.collection,
                         job_id=write.job_id,
                         docs=[DocVersion(id=doc.id, version=doc.version)],
+                        incarnation=write.incarnation,
                     )
                 )
         log.info(
@@ -223,7 +224,7 @@ class StoreWriter:
 
     def _delete(self, write: DeleteWrite) -> str:
         collection = self._state.find_collection(write.tenant, write.collection)
-        if collection is None:
+        if collection is None or collection.incarnation != write.incarnation:
             return "skipped"
         ref = DocRef(write.tenant, write.collection, write.doc.id)
         token = f"{self.owner}:{uuid.uuid4().hex}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from pydantic import ValidationError
 
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound, UpstreamUnavailable
 from core.types import StoreCollectionSpec
 from indexing.records import CollectionRecord, store_name_for
 from indexing.reindex import ModelChange
+from indexing.reindex_state import ReindexState
 from services.api.deps import Deps, Tenant, in_thread
 from services.api.evaluations import EvaluationStore
 from services.api.routes_jobs import job_response
@@ -24,6 +25,10 @@ from services.api.schemas import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
+
+# How long a delete waits for the collection's store writes in flight: a batch write takes
+# well under a second, and a writer holds a document for at most its 60 s lock.
+_DRAIN_WRITES_S = 60.0
 
 
 def _response(rec: CollectionRecord, **counts: object) -> CollectionResponse:
@@ -144,8 +149,21 @@ async def get_collection(name: str, deps: Deps, tenant: Tenant) -> CollectionRes
 
 @router.delete("/{name}", status_code=204)
 async def delete_collection(name: str, deps: Deps, tenant: Tenant) -> Response:
-    """Delete a collection, its chunks and its document records."""
-    rec = await in_thread(deps.state.get_collection, tenant, name)
+    """Delete a collection, its chunks and its document records.
+
+    First (one atomic step) no upload is accepted into it any more and its name cannot be
+    created again until the end; then the store writes in flight finish, so none lands in
+    a collection created again under the name. A deletion interrupted is resumed by the
+    next DELETE.
+    """
+    rec = await in_thread(deps.state.begin_delete_collection, tenant, name)
+    rx = ReindexState(deps.state.raw())
+    if not await in_thread(rx.stop_writes, tenant, name, timeout_s=_DRAIN_WRITES_S):
+        raise UpstreamUnavailable(
+            f"collection {name!r}: store writes still in flight; delete it again shortly",
+            code="writes_in_flight",
+            retry_after=1,
+        )
     if await deps.store.collection_exists(rec.store_name):
         await deps.store.drop_collection(rec.store_name)
     await in_thread(deps.state.delete_collection, tenant, name)

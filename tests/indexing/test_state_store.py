@@ -61,8 +61,13 @@ def _accept(
         NewDocument(DocumentRecord(id=i, job_id=job, content_hash=f"{content}-{i}", size=1))
         for i in ids
     ]
+    coll = state.find_collection(tenant, "papers") or state.create_collection(_coll(tenant))
     return state.accept(
-        tenant, "papers", JobRecord(id=job, tenant=tenant, collection="papers"), docs
+        tenant,
+        "papers",
+        JobRecord(id=job, tenant=tenant, collection="papers"),
+        docs,
+        incarnation=coll.incarnation,
     )
 
 
