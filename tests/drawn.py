@@ -3,6 +3,7 @@ copied from elsewhere: what each one says is known exactly, so OCR can be scored
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zlib
@@ -87,23 +88,23 @@ def tiff_pages(pages: Sequence[Image.Image | tuple[int, int]]) -> bytes:
     are 10 MB of page directories (what Pillow would take half a minute to write).
     """
     out = bytearray(b"II*\x00\x00\x00\x00\x00")
-    strips: dict[object, tuple[int, int]] = {}
-    layouts: list[tuple[int, int, int, int, int]] = []
+    strips: dict[bytes, tuple[int, int]] = {}
+    layouts: list[tuple[int, int, int, int, int, int]] = []
     for page in pages:
         if isinstance(page, Image.Image):
             grey = page.convert("L")
             width, height, bits, photometric = grey.width, grey.height, 8, 1
-            key: object = (grey.size, grey.tobytes())
-            raw = key[1]  # type: ignore[index]
+            raw = grey.tobytes()
         else:
-            width, height, bits, photometric = page[0], page[1], 1, 0
-            key = page
-            raw = None
+            (width, height), bits, photometric = page, 1, 0
+            raw = bytes((width + 7) // 8 * height)
+        key = hashlib.sha256(f"{width}x{height}x{bits}".encode() + raw).digest()
         if key not in strips:
-            data = zlib.compress(raw if raw is not None else bytes((width + 7) // 8 * height), 9)
+            data = zlib.compress(raw, 9)
             strips[key] = (len(out), len(data))
             out += data
-        layouts.append((width, height, bits, photometric, *strips[key]))  # type: ignore[arg-type]
+        offset, count = strips[key]
+        layouts.append((width, height, bits, photometric, offset, count))
     if len(out) % 2:
         out += b"\x00"
     struct.pack_into("<I", out, 4, len(out))
