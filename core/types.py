@@ -110,7 +110,7 @@ class ImageRef(_Frozen):
     page: Annotated[int, Field(ge=1)] = 1
     width: Annotated[int, Field(gt=0)]
     height: Annotated[int, Field(gt=0)]
-    mime: str | None = None
+    mime: Annotated[str | None, Field(pattern=r"^image/(png|jpeg|gif|webp)$")] = None
     # Mean and lowest recogniser confidence of the OCR lines in this chunk.
     ocr_confidence: Annotated[float | None, Field(ge=0, le=1)] = None
     ocr_min_confidence: Annotated[float | None, Field(ge=0, le=1)] = None
