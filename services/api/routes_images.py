@@ -57,8 +57,14 @@ async def get_document_image(
     doc = await in_thread(deps.state.get_document, tenant, name, doc_id)
     key = _manifest_key(doc)
     manifest = await in_thread(read_manifest, deps.blobs, key)
+    if manifest.source != doc.content_hash:
+        raise NotFound(
+            f"the page images of document {doc_id!r} belong to another version; "
+            "upload it again to derive them",
+            code="image_not_derived",
+        )
     stored = manifest.pages.get(page)
-    if stored is None or manifest.source != doc.content_hash:
+    if stored is None:
         raise NotFound(f"document {doc_id!r} has no image of page {page}", code="page_not_found")
     headers = _headers(stored)
     if if_none_match is not None and _matches(if_none_match, headers["ETag"]):

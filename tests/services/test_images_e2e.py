@@ -245,11 +245,19 @@ def test_indexed_page_images_stream_the_bytes_ingest_stored(
         # A single-page PNG is its own page image; the scan's pages are stored renders.
         assert seen["keeper.png", 1] == hashlib.sha256(PNG).hexdigest()
         assert len({seen["scan.pdf", 1], seen["scan.pdf", 2]}) == 2
-        # Query hits name the same stored page: what the reranker reads (ImageRef.blob_id).
+    assert no_decoding == []
+
+
+def test_query_hits_name_the_stored_page_the_route_serves(stack: Stack) -> None:
+    # (Not under no_decoding: the rerank stage resizes the stored page to the model's size.)
+    with stack.client() as c:
         hit = c.post("/v1/collections/scans/query", json={"query": "spare batteries torch"})
         top = hit.json()["results"][0]
-        assert top["image"]["blob_id"] == seen["scan.pdf", 2]
-    assert no_decoding == []
+        served = c.get(top["image"]["url"])
+    assert (top["document_id"], top["image"]["page"]) == ("scan.pdf", 2)
+    # What the reranker reads (ImageRef.blob_id) is what the route streams.
+    assert served.headers["etag"] == f'"{top["image"]["blob_id"]}"'
+    assert hashlib.sha256(served.content).hexdigest() == top["image"]["blob_id"]
 
 
 def test_a_document_indexed_before_page_images_were_stored_says_to_upload_it_again(
@@ -261,7 +269,16 @@ def test_a_document_indexed_before_page_images_were_stored_says_to_upload_it_aga
         # What a record written by the old worker looks like: no page_images field at all.
         redis.Redis.from_url(redis_url).hdel("sieve:doc:team-a:hostile:legacy.png", "page_images")
         got = c.get(url)
-    assert got.status_code == 404
-    error = got.json()["error"]
-    assert error["code"] == "image_not_derived"
-    assert "upload it again" in error["message"]
+        assert got.status_code == 404
+        error = got.json()["error"]
+        assert error["code"] == "image_not_derived"
+        assert "upload it again" in error["message"]
+        # The remedy it names: the new version's pages are derived by the worker.
+        fresh = encode(draw_page(["Meltwater lakes formed along the margin, again."]), "PNG")
+        job = c.post(
+            "/v1/collections/hostile/documents",
+            files=[("files", ("legacy.png", fresh, "image/png"))],
+        )
+        assert stack.wait_job(c, job.json()["job_id"])["counts"] == {"indexed": 1}
+        again = c.get(url)
+        assert (again.status_code, again.content) == (200, fresh)
