@@ -306,6 +306,9 @@ class IngestSettings(BaseSettings):
     max_image_pixels: Annotated[int, Field(gt=0)] = 50_000_000
     max_ocr_pages: Annotated[int, Field(gt=0)] = 200
     ocr_time_limit_s: Annotated[float, Field(gt=0)] = 300.0
+    # Each OCR'd page's image is stored once at ingest within these caps (README, images).
+    max_page_image_pixels: Annotated[int, Field(ge=1024)] = 4_000_000
+    max_page_image_bytes: Annotated[int, Field(ge=64 * 1024)] = 4 * 1024 * 1024
     ocr_threads: Annotated[int, Field(ge=1, le=64)] = 1
     # CPU seconds one document may spend in its parser before it fails ``too_expensive``.
     max_parse_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0

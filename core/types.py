@@ -99,15 +99,18 @@ class SparseVec(_Frozen):
 class ImageRef(_Frozen):
     """The page image a chunk's text was read from by OCR.
 
-    ``blob_id`` is the blob store key of the uploaded file (its sha256); ``page`` is
-    1-based (1 for a single image); ``width``/``height`` are the pixels OCR saw, which is
-    what ``GET .../documents/{id}/image?page=N`` returns.
+    ``blob_id`` is the blob store key (sha256) of the page image stored at ingest, which
+    ``GET .../documents/{id}/image?page=N`` returns and the reranker sends; ``page`` is
+    1-based (1 for a single image); ``width``/``height`` are that image's pixels and
+    ``mime`` its type. Chunks indexed before page images were stored have no ``mime``:
+    their ``blob_id`` is the upload's, which is never decoded at query time.
     """
 
     blob_id: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     page: Annotated[int, Field(ge=1)] = 1
     width: Annotated[int, Field(gt=0)]
     height: Annotated[int, Field(gt=0)]
+    mime: Annotated[str | None, Field(pattern=r"^image/(png|jpeg|gif|webp)$")] = None
     # Mean and lowest recogniser confidence of the OCR lines in this chunk.
     ocr_confidence: Annotated[float | None, Field(ge=0, le=1)] = None
     ocr_min_confidence: Annotated[float | None, Field(ge=0, le=1)] = None

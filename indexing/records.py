@@ -194,6 +194,9 @@ class DocumentRecord(_Record):
     title: str | None = None
     size: int = 0
     pages: int | None = None
+    # Blob key of the page-image manifest written at ingest ("": the document has no page
+    # images; None: indexed before page images were derived at ingest).
+    page_images: str | None = None
     chunk_count: int = 0
     error_reason: str | None = None
     error_message: str | None = None

@@ -245,6 +245,7 @@ class IndexingRunner:
                 owner=Owner.mine(self.owner),
                 title=prep.title,
                 pages=prep.pages,
+                page_images=prep.page_images,
             )
             if moved.applied:
                 docs.append(

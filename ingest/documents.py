@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import InvalidInput, PayloadTooLarge
+from ingest.page_store import StoredPage
 
 __all__ = [
     "DocumentKind",
@@ -126,12 +127,14 @@ class OcrLine(_Frozen):
 
 
 class PageImage(_Frozen):
-    """A page (or image) whose text came from OCR: its number, size in pixels, its lines."""
+    """A page (or image) whose text came from OCR: its number, the size OCR read, its lines,
+    and its image as stored at ingest (None when parsed without a page-image store)."""
 
     page: Annotated[int, Field(ge=1)]
     width: Annotated[int, Field(gt=0)]
     height: Annotated[int, Field(gt=0)]
     lines: tuple[OcrLine, ...] = ()
+    stored: StoredPage | None = None
 
 
 class ExtractedDocument(_Frozen):

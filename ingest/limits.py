@@ -35,6 +35,14 @@ class IngestLimits(BaseModel):
     max_image_pixels: Annotated[int, Field(gt=0)] = 50_000_000
     max_ocr_pages: Annotated[int, Field(gt=0)] = 200
     ocr_time_limit_s: Annotated[float, Field(gt=0)] = 300.0
+    # The page images OCR read are stored once at ingest (one per OCR'd page, so at most
+    # ``max_ocr_pages`` per document), each within these caps: 4 Mpx holds a 200-dpi scan
+    # (long side 2,000 px) whole; larger images are scaled down, and a page still over
+    # the byte cap as PNG is stored as JPEG (then halved until it fits). Measured: a full
+    # A4 text page at 1414x2000 px is 0.26 MB as PNG; 2000x2000 px of noise, the worst
+    # case, 3.6 MB as JPEG.
+    max_page_image_pixels: Annotated[int, Field(ge=1024)] = 4_000_000
+    max_page_image_bytes: Annotated[int, Field(ge=64 * 1024)] = 4 * _MIB
     # A record's metadata is copied into every chunk's payload and read back by pydantic,
     # whose JSON reader stops at about 200 levels (a record nested ~210 deep was accepted
     # and then made every read of its collection fail): bound both depth and size.
@@ -48,12 +56,14 @@ class IngestLimits(BaseModel):
 
 
 def limits_from_settings(ingest: IngestSettings) -> IngestLimits:
-    """The parse limits of ``SIEVE_INGEST_*`` (sizes, pages, OCR pixels, pages and time)."""
+    """The parse limits of ``SIEVE_INGEST_*`` (sizes, pages, OCR, stored page images, time)."""
     return IngestLimits(
         max_file_bytes=ingest.max_file_bytes,
         max_pages=ingest.max_pages,
         max_image_pixels=ingest.max_image_pixels,
         max_ocr_pages=ingest.max_ocr_pages,
         ocr_time_limit_s=ingest.ocr_time_limit_s,
+        max_page_image_pixels=ingest.max_page_image_pixels,
+        max_page_image_bytes=ingest.max_page_image_bytes,
         max_parse_seconds=ingest.max_parse_seconds,
     )

@@ -3,8 +3,11 @@
 Scanned PDF pages are *rendered* with pdfium rather than their embedded images extracted:
 a scan is often stored as strips or tiles, with masks, a page rotation or a crop box, and
 in JBIG2/CCITT encodings Pillow cannot decode. Rendering gives what a reader sees, at a
-resolution we choose, so the pixel budget is exact and the same call serves OCR at ingest,
-the image route and the reranker.
+resolution we choose, so the pixel budget is exact.
+
+All of it runs at ingest, in the worker, under the ingest limits and the parse clock: the
+page OCR reads is encoded once (``encode_page``) and stored (``ingest.page_store``); the
+image route and the reranker only read those bytes. Nothing here runs on a request.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput
+from ingest.limits import IngestLimits
+from ingest.parse_clock import check_parse_clock
 
 __all__ = [
     "IMAGE_FORMATS",
@@ -27,11 +32,12 @@ __all__ = [
     "PDF_RENDER_DPI",
     "PdfPages",
     "RenderedImage",
+    "encode_page",
     "fit_pixels",
     "frame_rgb",
     "image_frames",
     "open_image",
-    "page_image",
+    "upload_as_page",
 ]
 
 # Pillow format name -> MIME type of the image formats ingested as documents.
@@ -48,13 +54,15 @@ PDF_RENDER_DPI = 200
 OCR_MAX_SIDE_PX = 2000
 # pdfium is not thread-safe; one render or inspection at a time per process.
 _PDFIUM = threading.Lock()
-# Serving an image that ingestion accepted: far above any ingest limit, still bounded.
-_DECODE_PIXELS = 500_000_000
+# Uploads stored as their own page image: formats every browser and reranker takes.
+_SERVED_AS_IS = {f: IMAGE_FORMATS[f] for f in ("PNG", "JPEG", "GIF", "WEBP")}
+_EXIF_ORIENTATION = 0x0112
+_JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True, slots=True)
 class RenderedImage:
-    """An encoded image as served: bytes, MIME type and size in pixels."""
+    """An encoded page image as stored: bytes, MIME type and size in pixels."""
 
     data: bytes
     mime: str
@@ -97,13 +105,6 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             code="too_large",
         )
     return img
-
-
-def image_frames(img: Image.Image) -> int:
-    """How many pages an image holds: every TIFF frame; GIF and WebP count their first only."""
-    if img.format == "TIFF":
-        return int(getattr(img, "n_frames", 1))
-    return 1
 
 
 def frame_rgb(img: Image.Image, index: int, max_pixels: int) -> Image.Image:
@@ -184,51 +185,71 @@ class PdfPages:
         return image
 
 
-def page_image(data: bytes, page: int, *, max_pixels: int | None = None) -> RenderedImage:
-    """The image of page ``page`` (1-based) of an image document or a PDF.
+def image_frames(img: Image.Image, limit: int) -> int:
+    """How many pages an image holds, counted up to ``limit + 1`` under the parse clock.
 
-    With no ``max_pixels`` it is the page as OCR saw it: a single-page PNG, JPEG, GIF or
-    WebP as uploaded, a TIFF frame as PNG, a PDF page rendered as PNG at the OCR size.
-    With ``max_pixels`` (the reranker's budget) the page is scaled down to fit it.
+    Every TIFF frame is a page; GIF and WebP count their first only. Pillow's own count
+    walks every frame's directory (and checks each against all before it): a 10 MB TIFF
+    of 100,000 tiny pages took 52 s of CPU just to count. Past ``limit`` the document is
+    refused anyway, so counting stops there.
 
     Raises:
-        NotFound: there is no such page, or the bytes are neither an image nor a PDF.
-        InvalidInput: an image too large to decode.
+        ParseError: ``too_expensive``, when counting runs out of the parse budget.
     """
-    if page < 1:
-        raise NotFound(f"no page {page}", code="page_not_found")
-    if b"%PDF-" in data[:1024]:
-        with PdfPages(data) as pdf:
-            if page > len(pdf):
-                raise NotFound(
-                    f"the PDF has {len(pdf)} pages, no page {page}", code="page_not_found"
-                )
-            return _png(pdf.render(page - 1, max_pixels=max_pixels or _DECODE_PIXELS))
+    if img.format != "TIFF":
+        return 1
+    count = 1
     try:
-        img = open_image(data, _DECODE_PIXELS)
-    except InvalidInput as exc:
-        if exc.code == "corrupt_file":
-            raise NotFound("the document has no image", code="no_image") from exc
-        raise
-    with img:
-        fmt = img.format or ""
-        if fmt not in IMAGE_FORMATS:
-            raise NotFound("the document has no image", code="no_image")
-        frames = image_frames(img)
-        if page > frames:
-            raise NotFound(f"the image has {frames} page(s), no page {page}", code="page_not_found")
-        width, height = img.size
-        scale = fit_pixels(width, height, max_pixels) if max_pixels else 1.0
-        if frames == 1 and scale == 1.0 and fmt != "TIFF":
-            return RenderedImage(data, IMAGE_FORMATS[fmt], width, height)
-        frame = frame_rgb(img, page - 1, _DECODE_PIXELS)
-        if scale < 1.0:
-            size = (max(1, int(frame.width * scale)), max(1, int(frame.height * scale)))
-            frame = frame.resize(size, Image.Resampling.LANCZOS)
-        return _png(frame)
+        while count <= limit:
+            check_parse_clock()
+            img.seek(count)
+            count += 1
+    except EOFError:
+        pass
+    finally:
+        img.seek(0)
+    return count
 
 
-def _png(image: Image.Image) -> RenderedImage:
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return RenderedImage(out.getvalue(), "image/png", image.width, image.height)
+def upload_as_page(data: bytes, img: Image.Image, limits: IngestLimits) -> RenderedImage | None:
+    """The upload itself as its stored page image, when it can be served as it is.
+
+    That is a single still image in a format browsers show (PNG, JPEG, GIF, WebP), with
+    no EXIF rotation (OCR read it upright: the stored page must look the same) and
+    within the stored-page caps. Anything else is re-encoded by ``encode_page``.
+    """
+    mime = _SERVED_AS_IS.get(img.format or "")
+    width, height = img.size
+    if (
+        mime is None
+        or len(data) > limits.max_page_image_bytes
+        or width * height > limits.max_page_image_pixels
+        or getattr(img, "is_animated", False)
+        or (img.format == "JPEG" and img.getexif().get(_EXIF_ORIENTATION, 1) != 1)
+    ):
+        return None
+    return RenderedImage(data, mime, width, height)
+
+
+def encode_page(image: Image.Image, limits: IngestLimits, *, photo: bool = False) -> RenderedImage:
+    """A page (RGB) encoded for storage within the pixel and byte caps of stored pages.
+
+    PNG (JPEG for photos), scaled down to ``max_page_image_pixels``; a page whose PNG is
+    over ``max_page_image_bytes`` goes as JPEG, and one still over it is halved until it
+    fits (a 1x1 JPEG always does). Each encoding is one bounded unit of the parse clock.
+    """
+    scale = fit_pixels(image.width, image.height, limits.max_page_image_pixels)
+    formats = ("JPEG",) if photo else ("PNG", "JPEG")
+    while True:
+        size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+        frame = image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
+        for fmt in formats:
+            check_parse_clock()
+            out = io.BytesIO()
+            if fmt == "JPEG":
+                frame.save(out, format="JPEG", quality=_JPEG_QUALITY)
+            else:
+                frame.save(out, format="PNG")
+            if out.tell() <= limits.max_page_image_bytes:
+                return RenderedImage(out.getvalue(), IMAGE_FORMATS[fmt], frame.width, frame.height)
+        scale /= 2

@@ -16,6 +16,7 @@ from ingest.documents import ExtractedDocument, FailureReason, PageImage, ParseF
 from ingest.embeddings_client import EmbeddingsClient
 from ingest.limits import IngestLimits
 from ingest.ocr import Recognizer
+from ingest.page_store import PageImageManifest, PageImageSink
 from ingest.parsers import parse_document
 from ingest.records import record_to_document
 from retriever.bm25 import Bm25Encoder, token_lengths
@@ -31,6 +32,9 @@ class ChunkedDocument:
     document: ExtractedDocument
     chunks: list[Chunk]
     bm25_lengths: list[int]
+    # The key of the stored page-image manifest; "" when the document has no page images,
+    # None when it was parsed without a page-image store.
+    page_images: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class PreparedDocument:
     points: list[ChunkPoint]
     title: str | None
     pages: int | None
+    page_images: str | None = None
 
 
 class DocumentPipeline:
@@ -53,9 +58,11 @@ class DocumentPipeline:
         chunking: ChunkerConfig | None = None,
         limits: IngestLimits | None = None,
         ocr: Recognizer | None = None,
+        page_images: PageImageSink | None = None,
     ) -> None:
         self._embeddings = embeddings
         self._ocr = ocr
+        self._page_images = page_images
         self._tokenizer = tokenizer
         self._chunking = chunking or ChunkerConfig()
         self._limits = limits or IngestLimits()
@@ -71,7 +78,9 @@ class DocumentPipeline:
             if record:
                 extracted = record_to_document(json.loads(data), source, self._limits)
             else:
-                extracted = parse_document(data, source, self._limits, ocr=self._ocr)
+                extracted = parse_document(
+                    data, source, self._limits, ocr=self._ocr, page_images=self._page_images
+                )
             if isinstance(extracted, ParseFailure):
                 parsing.set_attribute("failure", extracted.reason.value)
                 return extracted
@@ -87,7 +96,22 @@ class DocumentPipeline:
                 document_id=document_id,
             )
         lengths = token_lengths([c.text for c in chunks])
-        return ChunkedDocument(document=extracted, chunks=chunks, bm25_lengths=lengths)
+        return ChunkedDocument(
+            document=extracted,
+            chunks=chunks,
+            bm25_lengths=lengths,
+            page_images=self._manifest(extracted),
+        )
+
+    def _manifest(self, doc: ExtractedDocument) -> str | None:
+        """Store the list of the document's page images; its key ("" when there are none)."""
+        if self._page_images is None:
+            return None
+        pages = {image.page: image.stored for image in doc.images if image.stored is not None}
+        if not pages:
+            return ""
+        manifest = PageImageManifest(source=doc.content_sha256, pages=pages)
+        return self._page_images.put(manifest.encode())
 
     def embed_many(
         self,
@@ -164,7 +188,14 @@ class DocumentPipeline:
                     strict=True,
                 )
             ]
-            out.append(PreparedDocument(points=points, title=doc.title, pages=doc.page_count))
+            out.append(
+                PreparedDocument(
+                    points=points,
+                    title=doc.title,
+                    pages=doc.page_count,
+                    page_images=chunked.page_images,
+                )
+            )
             start = end
         return out
 
@@ -211,7 +242,8 @@ def embed_texts(
 
 
 def image_ref(doc: ExtractedDocument, scans: dict[int, PageImage], chunk: Chunk) -> ImageRef | None:
-    """The page image of a chunk read by OCR (its blob is the upload: key = content sha256)."""
+    """The page image of a chunk read by OCR: the image stored at ingest (its blob key, type
+    and size); parsed without a store, the upload's key with no type (nothing to load)."""
     image = scans.get(chunk.page) if chunk.page is not None else None
     if image is None:
         return None
@@ -220,11 +252,13 @@ def image_ref(doc: ExtractedDocument, scans: dict[int, PageImage], chunk: Chunk)
         for line in image.lines
         if line.char_start < chunk.char_end and line.char_end > chunk.char_start
     ]
+    stored = image.stored
     return ImageRef(
-        blob_id=doc.content_sha256,
+        blob_id=stored.key if stored else doc.content_sha256,
         page=image.page,
-        width=image.width,
-        height=image.height,
+        width=stored.width if stored else image.width,
+        height=stored.height if stored else image.height,
+        mime=stored.mime if stored else None,
         ocr_confidence=round(sum(confidences) / len(confidences), 4) if confidences else None,
         ocr_min_confidence=min(confidences) if confidences else None,
     )

@@ -3,7 +3,10 @@ copied from elsewhere: what each one says is known exactly, so OCR can be scored
 
 from __future__ import annotations
 
+import hashlib
 import io
+import struct
+import zlib
 from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
@@ -17,6 +20,7 @@ __all__ = [
     "encode",
     "mixed_pdf",
     "scanned_pdf",
+    "tiff_pages",
 ]
 
 # Fixed text sets: DEV_PAGES chose the OCR defaults (bench/ocr.py --dev), HELD_OUT_PAGES
@@ -73,6 +77,56 @@ def mixed_pdf(parts: Sequence[bytes]) -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def tiff_pages(pages: Sequence[Image.Image | tuple[int, int]]) -> bytes:
+    """A multi-page TIFF written field by field, each page one deflated strip.
+
+    An image is stored as 8-bit grey; a ``(width, height)`` is an all-white bilevel page
+    of that size, whose strip deflates to almost nothing: a 12000x12000 px page is 18 KB
+    on disk and 144 MB decoded. Identical pages share one strip, so 100,000 1x1 pages
+    are 10 MB of page directories (what Pillow would take half a minute to write).
+    """
+    out = bytearray(b"II*\x00\x00\x00\x00\x00")
+    strips: dict[bytes, tuple[int, int]] = {}
+    layouts: list[tuple[int, int, int, int, int, int]] = []
+    for page in pages:
+        if isinstance(page, Image.Image):
+            grey = page.convert("L")
+            width, height, bits, photometric = grey.width, grey.height, 8, 1
+            raw = grey.tobytes()
+        else:
+            (width, height), bits, photometric = page, 1, 0
+            raw = bytes((width + 7) // 8 * height)
+        key = hashlib.sha256(f"{width}x{height}x{bits}".encode() + raw).digest()
+        if key not in strips:
+            data = zlib.compress(raw, 9)
+            strips[key] = (len(out), len(data))
+            out += data
+        offset, count = strips[key]
+        layouts.append((width, height, bits, photometric, offset, count))
+    if len(out) % 2:
+        out += b"\x00"
+    struct.pack_into("<I", out, 4, len(out))
+    entries = 9
+    for n, (width, height, bits, photometric, offset, count) in enumerate(layouts):
+        here = len(out)
+        following = here + 2 + entries * 12 + 4 if n + 1 < len(layouts) else 0
+        out += struct.pack("<H", entries)
+        for tag, typ, value in (
+            (256, 4, width),
+            (257, 4, height),
+            (258, 3, bits),
+            (259, 3, 8),  # Adobe deflate
+            (262, 3, photometric),  # 0: white is zero (bilevel), 1: black is zero (grey)
+            (273, 4, offset),
+            (277, 3, 1),
+            (278, 4, height),
+            (279, 4, count),
+        ):
+            out += struct.pack("<HHII", tag, typ, 1, value)
+        out += struct.pack("<I", following)
+    return bytes(out)
 
 
 def char_error_rate(expected: str, actual: str) -> float:

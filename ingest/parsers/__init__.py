@@ -22,6 +22,7 @@ from ingest.documents import (
 )
 from ingest.limits import IngestLimits
 from ingest.ocr import Recognizer
+from ingest.page_store import PageImageSink
 from ingest.parse_clock import parse_clock
 from ingest.parsers.assembly import ParsedText
 from ingest.parsers.html import parse_html
@@ -36,7 +37,7 @@ __all__ = ["OCR_PARSERS", "PARSERS", "OcrParser", "Parser", "parse_document"]
 logger = logging.getLogger(__name__)
 
 Parser = Callable[[bytes, IngestLimits], ParsedText]
-OcrParser = Callable[[bytes, IngestLimits, Recognizer | None], ParsedText]
+OcrParser = Callable[[bytes, IngestLimits, Recognizer | None, PageImageSink | None], ParsedText]
 
 PARSERS: Mapping[FileType, tuple[DocumentKind, Parser]] = MappingProxyType(
     {
@@ -64,17 +65,20 @@ def parse_document(
     document_id: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     ocr: Recognizer | None = None,
+    page_images: PageImageSink | None = None,
 ) -> ParseOutcome:
     """Parse one file into an ``ExtractedDocument``, or say why not; bad input never raises.
 
-    ``ocr`` reads images and scanned PDF pages; without it they fail with a reason.
+    ``ocr`` reads images and scanned PDF pages; without it they fail with a reason. The
+    image of every page it reads is stored in ``page_images`` (under the same limits and
+    parse clock), once: nothing decodes the upload again to show or rerank a page.
 
     Raises:
         SieveError: only for faults of this process, not of the file (e.g. the OCR models
             fail their integrity check: ``ocr_unavailable``).
     """
     try:
-        kind, parsed = _extract(data, source, limits, ocr)
+        kind, parsed = _extract(data, source, limits, ocr, page_images)
     except ParseError as exc:
         return ParseFailure(
             source=source, reason=exc.reason, message=exc.message, document_id=document_id
@@ -96,7 +100,11 @@ def parse_document(
 
 
 def _extract(
-    data: bytes, source: str, limits: IngestLimits, ocr: Recognizer | None
+    data: bytes,
+    source: str,
+    limits: IngestLimits,
+    ocr: Recognizer | None,
+    sink: PageImageSink | None,
 ) -> tuple[DocumentKind, ParsedText]:
     if len(data) > limits.max_file_bytes:
         raise ParseError(
@@ -107,7 +115,7 @@ def _extract(
         raise ParseError(FailureReason.EMPTY_DOCUMENT, "the file is empty")
     if detection.type in ARCHIVE_TYPES:
         raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detection.detail}: not a document")
-    kind, parser = _parser_for(detection.type, detection.detail, ocr)
+    kind, parser = _parser_for(detection.type, detection.detail, ocr, sink)
     try:
         with parse_clock(limits.max_parse_seconds):
             parsed = parser(data, limits)
@@ -134,14 +142,14 @@ def _extract(
 
 
 def _parser_for(
-    file_type: FileType, detail: str, ocr: Recognizer | None
+    file_type: FileType, detail: str, ocr: Recognizer | None, sink: PageImageSink | None
 ) -> tuple[DocumentKind, Parser]:
     if file_type is FileType.IMAGE and ocr is None:
         raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detail}: images need OCR, which is off")
     ocr_entry = OCR_PARSERS.get(file_type)
     if ocr_entry is not None:
         kind, ocr_parser = ocr_entry
-        return kind, partial(_with_ocr, ocr_parser, ocr)
+        return kind, partial(_with_ocr, ocr_parser, ocr, sink)
     entry = PARSERS.get(file_type)
     if entry is None:
         raise ParseError(FailureReason.UNSUPPORTED_TYPE, f"{detail} is not supported")
@@ -149,9 +157,13 @@ def _parser_for(
 
 
 def _with_ocr(
-    parser: OcrParser, ocr: Recognizer | None, data: bytes, limits: IngestLimits
+    parser: OcrParser,
+    ocr: Recognizer | None,
+    sink: PageImageSink | None,
+    data: bytes,
+    limits: IngestLimits,
 ) -> ParsedText:
-    return parser(data, limits, ocr)
+    return parser(data, limits, ocr, sink)
 
 
 def _title_from_name(source: str) -> str | None:

@@ -12,7 +12,16 @@ from core.errors import InvalidInput
 from ingest.documents import FailureReason, OcrLine, PageImage, ParseError, Section
 from ingest.limits import IngestLimits
 from ingest.ocr import RecognizedLine, Recognizer, reading_order
-from ingest.page_images import frame_rgb, image_frames, open_image
+from ingest.page_images import (
+    RenderedImage,
+    encode_page,
+    frame_rgb,
+    image_frames,
+    open_image,
+    upload_as_page,
+)
+from ingest.page_store import PageImageSink, StoredPage
+from ingest.parse_clock import check_parse_clock
 from ingest.parsers.assembly import ParsedText, TextAssembler, spans_to_sections
 
 __all__ = ["OcrPass", "layout_lines", "page_sections", "parse_image"]
@@ -59,17 +68,20 @@ def page_sections(parsed: ParsedText) -> tuple[Section, ...]:
 
 
 class OcrPass:
-    """One document's OCR: the recognizer, its page budget and its deadline."""
+    """One document's OCR: the recognizer, its page budget and deadline, and where the
+    images of the pages it reads are stored (none: they are not kept)."""
 
     def __init__(
         self,
         ocr: Recognizer,
         limits: IngestLimits,
+        sink: PageImageSink | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ocr = ocr
         self._limits = limits
+        self._sink = sink
         self._clock = clock
         self._deadline = clock() + limits.ocr_time_limit_s
         self.pages = 0
@@ -82,10 +94,23 @@ class OcrPass:
                 f"{count} pages to OCR; the limit is {self._limits.max_ocr_pages}",
             )
 
-    def read(self, assembler: TextAssembler, number: int, image: Image.Image) -> PageImage:
-        """OCR one page (RGB) into ``assembler`` as page ``number``; return what it read."""
+    def read(
+        self,
+        assembler: TextAssembler,
+        number: int,
+        image: Image.Image,
+        *,
+        as_is: RenderedImage | None = None,
+        photo: bool = False,
+    ) -> PageImage:
+        """OCR one page (RGB) into ``assembler`` as page ``number``; return what it read.
+
+        The page's image is stored too: ``as_is`` (the upload itself) when given, else
+        ``image`` encoded within the stored-page caps (JPEG for a ``photo``).
+        """
         self.pages += 1
         self.check_pages(self.pages)
+        check_parse_clock()
         if self._clock() > self._deadline:
             raise ParseError(
                 FailureReason.OCR_TIME_LIMIT,
@@ -99,11 +124,26 @@ class OcrPass:
             OcrLine(char_start=start + s, char_end=start + e, confidence=round(c, 4))
             for s, e, c in spans
         ) if start is not None else ()  # fmt: skip
-        return PageImage(page=number, width=image.width, height=image.height, lines=lines)
+        stored = None
+        if self._sink is not None:
+            rendered = as_is or encode_page(image, self._limits, photo=photo)
+            stored = StoredPage(
+                key=self._sink.put(rendered.data),
+                mime=rendered.mime,
+                width=rendered.width,
+                height=rendered.height,
+                size=len(rendered.data),
+            )
+        return PageImage(
+            page=number, width=image.width, height=image.height, lines=lines, stored=stored
+        )
 
 
-def parse_image(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> ParsedText:
-    """OCR an image file, one page per TIFF frame (GIF and WebP: the first frame)."""
+def parse_image(
+    data: bytes, limits: IngestLimits, ocr: Recognizer | None, sink: PageImageSink | None = None
+) -> ParsedText:
+    """OCR an image file, one page per TIFF frame (GIF and WebP: the first frame); each
+    page's image goes to ``sink``."""
     if ocr is None:
         raise ParseError(FailureReason.UNSUPPORTED_TYPE, "images need OCR, which is off here")
     try:
@@ -113,9 +153,17 @@ def parse_image(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> Pa
         raise ParseError(reason, exc.message) from exc
     with img:
         what = f"{img.format or 'unknown'} image"
-        frames = image_frames(img)
-        run = OcrPass(ocr, limits)
-        run.check_pages(frames)
+        # Every page is OCR'd: counting stops past the OCR page limit (and the page limit).
+        limit = min(limits.max_ocr_pages, limits.max_pages)
+        frames = image_frames(img, limit)
+        if frames > limit:
+            raise ParseError(
+                FailureReason.TOO_MANY_PAGES,
+                f"the {what} has over {limit} pages; the limit is {limit}",
+            )
+        run = OcrPass(ocr, limits, sink)
+        as_is = upload_as_page(data, img, limits) if frames == 1 else None
+        photo = img.format == "JPEG"
         assembler = TextAssembler(max_chars=limits.max_text_chars)
         pages: list[PageImage] = []
         for index in range(frames):
@@ -123,7 +171,7 @@ def parse_image(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> Pa
                 frame = frame_rgb(img, index, limits.max_image_pixels)
             except InvalidInput as exc:
                 raise ParseError(FailureReason.TOO_LARGE, exc.message) from exc
-            pages.append(run.read(assembler, index + 1, frame))
+            pages.append(run.read(assembler, index + 1, frame, as_is=as_is, photo=photo))
     parsed = assembler.build(page_count=frames)
     if not parsed.text:
         raise ParseError(

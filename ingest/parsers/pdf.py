@@ -19,6 +19,7 @@ from ingest.documents import FailureReason, PageImage, ParseError
 from ingest.limits import IngestLimits
 from ingest.ocr import Recognizer
 from ingest.page_images import PdfPages
+from ingest.page_store import PageImageSink
 from ingest.parse_clock import check_parse_clock
 from ingest.parsers.assembly import (
     ParsedText,
@@ -34,14 +35,20 @@ _MIN_TEXT_CHARS = 20
 _MIN_IMAGE_COVERAGE = 0.5
 
 
-def parse_pdf(data: bytes, limits: IngestLimits, ocr: Recognizer | None = None) -> ParsedText:
-    """Parse a PDF page by page (1-based page numbers); OCR its scanned pages if ``ocr``."""
+def parse_pdf(
+    data: bytes,
+    limits: IngestLimits,
+    ocr: Recognizer | None = None,
+    sink: PageImageSink | None = None,
+) -> ParsedText:
+    """Parse a PDF page by page (1-based page numbers); OCR its scanned pages if ``ocr``
+    (their rendered images go to ``sink``)."""
     # pypdf warns (PdfReadWarning) about recoverable damage in many real files; it must not
     # turn into an error under strict warning filters, and the file still parses.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PdfReadWarning)
         try:
-            return _parse(data, limits, ocr)
+            return _parse(data, limits, ocr, sink)
         except LimitReachedError as exc:
             raise ParseError(
                 FailureReason.TOO_LARGE, f"PDF stream over pypdf's limit: {exc}"
@@ -51,7 +58,9 @@ def parse_pdf(data: bytes, limits: IngestLimits, ocr: Recognizer | None = None) 
             raise ParseError(FailureReason.CORRUPT_FILE, f"unreadable PDF: {exc}") from exc
 
 
-def _parse(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> ParsedText:
+def _parse(
+    data: bytes, limits: IngestLimits, ocr: Recognizer | None, sink: PageImageSink | None
+) -> ParsedText:
     reader = PdfReader(io.BytesIO(data), strict=False)
     if reader.is_encrypted:
         try:
@@ -76,7 +85,7 @@ def _parse(data: bytes, limits: IngestLimits, ocr: Recognizer | None) -> ParsedT
     sparse = [n for n, text in enumerate(texts) if len("".join(text.split())) < _MIN_TEXT_CHARS]
     scanned = _scanned_pages(data, sparse) if ocr is not None and sparse else set()
     assembler = TextAssembler(max_chars=limits.max_text_chars)
-    images = _assemble(data, texts, scanned, assembler, limits, ocr)
+    images = _assemble(data, texts, scanned, assembler, limits, ocr, sink)
     parsed = assembler.build(page_count=page_count)
     if not parsed.text:
         if scanned:
@@ -107,6 +116,7 @@ def _assemble(  # noqa: PLR0917 - private, one call site
     assembler: TextAssembler,
     limits: IngestLimits,
     ocr: Recognizer | None,
+    sink: PageImageSink | None,
 ) -> list[PageImage]:
     """Add every page in order: text layers as they are, scanned pages through OCR."""
     if not scanned or ocr is None:
@@ -115,11 +125,12 @@ def _assemble(  # noqa: PLR0917 - private, one call site
             assembler.paragraph(text)
         return []
     images: list[PageImage] = []
-    run = OcrPass(ocr, limits)
+    run = OcrPass(ocr, limits, sink)
     run.check_pages(len(scanned))
     with PdfPages(data) as pdf:
         for index, text in enumerate(texts):
             if index in scanned:
+                check_parse_clock()
                 image = pdf.render(index, max_pixels=limits.max_image_pixels)
                 images.append(run.read(assembler, index + 1, image))
             else:

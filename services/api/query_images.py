@@ -1,17 +1,19 @@
-"""Page images for the rerank stage: read from the blob store, sized to the model's budget."""
+"""Page images for the rerank stage: the bytes stored at ingest, read from the blob store.
+
+The same bytes the image route serves (``ImageRef.blob_id`` is the stored page's key);
+the reranker sizes them to the model's budget (``reranker.images``). Nothing is rendered
+here: a chunk indexed before page images were stored (no ``mime``) goes as text.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from urllib.parse import quote
 
 from core.errors import SieveError
-from core.image_tokens import IMAGE_MAX_PIXELS
 from core.types import ImageRef
 from ingest.blob_store import BlobStore
-from ingest.page_images import page_image
 
 __all__ = ["PageImageSource", "image_url"]
 
@@ -24,32 +26,18 @@ def image_url(collection: str, document_id: str, page: int) -> str:
 
 
 class PageImageSource:
-    """Loads the image of a hit's page (a small LRU: hits of one page share it)."""
+    """Loads the image of a hit's page: a file read (the OS caches what is read often)."""
 
-    def __init__(
-        self, blobs: BlobStore, *, max_pixels: int = IMAGE_MAX_PIXELS, cache_size: int = 64
-    ) -> None:
+    def __init__(self, blobs: BlobStore) -> None:
         self._blobs = blobs
-        self._max_pixels = max_pixels
-        self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
-        self._cache_size = cache_size
 
     async def load(self, ref: ImageRef) -> bytes | None:
-        """The page's image, scaled within 1,310,720 px; None (logged) when unavailable."""
-        key = (ref.blob_id, ref.page)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        """The page's image as stored at ingest; None when there is none (a missing blob
+        is logged): the hit is then reranked by its OCR text."""
+        if ref.mime is None:
+            return None
         try:
-            data = await asyncio.to_thread(self._render, ref)
+            return await asyncio.to_thread(self._blobs.get, ref.blob_id)
         except SieveError as exc:
-            # The hit is still reranked, by its OCR text.
             log.warning("page image unavailable", extra={"page": ref.page, "reason": exc.code})
             return None
-        self._cache[key] = data
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return data
-
-    def _render(self, ref: ImageRef) -> bytes:
-        return page_image(self._blobs.get(ref.blob_id), ref.page, max_pixels=self._max_pixels).data

@@ -64,6 +64,7 @@ def build_worker_context() -> WorkerContext:
     """The runner (state, blobs, pipeline, queue) and this process's heartbeat."""
     ingest, worker = IngestSettings(), WorkerSettings()
     state = StateStore.from_url(RedisSettings().url)
+    blobs = LocalBlobStore(ingest.blob_dir)
     pipeline = DocumentPipeline(
         build_embeddings(ModelSettings(), ingest),
         load_bge_small_tokenizer(),
@@ -75,13 +76,15 @@ def build_worker_context() -> WorkerContext:
         ocr=RapidOcrEngine(OcrConfig(intra_op_threads=ingest.ocr_threads))
         if ingest.ocr_enabled
         else None,
+        # The pages OCR reads are stored beside the upload, once (the image route reads them).
+        page_images=blobs,
     )
     owner = new_owner_id("worker")
     heartbeat = Heartbeat(state, owner, ttl_s=worker.owner_ttl_s, every_s=worker.heartbeat_s)
     heartbeat.start()
     runner = IndexingRunner(
         state,
-        LocalBlobStore(ingest.blob_dir),
+        blobs,
         pipeline,
         CeleryTaskQueue(celery_app, state.raw()),
         heartbeat=heartbeat,

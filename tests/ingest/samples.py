@@ -124,6 +124,27 @@ def shared_stream_pdf(pages: int, ops: int) -> bytes:
         b"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
     )
     objects += [page] * pages
+    return raw_pdf(objects)
+
+
+def stroked_pdf(lines: int) -> bytes:
+    """A one-page PDF of ``lines`` thick stroked diagonals: no text, no image, a few KB,
+    and seconds of rasterising for whoever renders it."""
+    stream = zlib.compress(b"20 w " + b"0 0 m 612 792 l S " * lines, 9)
+    return raw_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+            f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode()
+            + stream
+            + b"\nendstream",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>",
+        ]
+    )
+
+
+def raw_pdf(objects: Sequence[bytes]) -> bytes:
+    """A PDF of the given object bodies (numbered from 1, the first is the catalog)."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for n, body in enumerate(objects, start=1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from core.ids import content_sha256
+from ingest.blob_store import LocalBlobStore
 from ingest.documents import (
     DocumentKind,
     ExtractedDocument,
@@ -25,7 +27,6 @@ from ingest.ocr import (
     RecognizedLine,
     reading_order,
 )
-from ingest.page_images import page_image
 from ingest.parsers import parse_document
 from ingest.parsers.assembly import TextAssembler
 from ingest.parsers.images import OcrPass
@@ -112,13 +113,14 @@ def test_multi_page_tiff_keeps_its_pages_and_gif_reads_only_its_first_frame(
 
 
 def test_scanned_pdf_pages_are_ocrd_with_their_numbers_next_to_text_pages(
-    ocr: RapidOcrEngine, limits: IngestLimits
+    ocr: RapidOcrEngine, limits: IngestLimits, tmp_path: Path
 ) -> None:
     text_page = make_pdf([["A text layer about orbital mechanics and transfer windows."]])
     scans = scanned_pdf([draw_page(["Invoices are due within thirty days."]),
                          draw_page(["The cave trail closes at dusk."])])  # fmt: skip
     data = mixed_pdf([text_page, scans])
-    doc = _doc(parse_document(data, "mixed.pdf", limits, ocr=ocr))
+    blobs = LocalBlobStore(tmp_path)
+    doc = _doc(parse_document(data, "mixed.pdf", limits, ocr=ocr, page_images=blobs))
     assert doc.kind is DocumentKind.PDF
     assert doc.page_count == 3
     # Spaces folded away: PP-OCRv4's recogniser sometimes drops one (CER counts it).
@@ -131,8 +133,12 @@ def test_scanned_pdf_pages_are_ocrd_with_their_numbers_next_to_text_pages(
     first = doc.images[0]
     assert first.width == 2000
     assert abs(first.height - 280) <= 1
-    served = page_image(data, 2)
-    assert (served.mime, served.width, served.height) == ("image/png", 2000, first.height)
+    # The page OCR read is stored as it was rendered, once: what the image route serves.
+    stored = first.stored
+    assert stored is not None
+    assert (stored.mime, stored.width, stored.height) == ("image/png", 2000, first.height)
+    with Image.open(io.BytesIO(blobs.get(stored.key))) as img:
+        assert (img.format, img.size) == ("PNG", (2000, first.height))
 
 
 def test_without_ocr_a_scan_still_fails_with_a_reason(limits: IngestLimits) -> None:
@@ -207,19 +213,25 @@ def test_reading_order_joins_one_visual_row_left_to_right() -> None:
 
 
 def test_chunks_of_a_scan_carry_their_page_image(
-    ocr: RapidOcrEngine, limits: IngestLimits, bge_tokenizer: object
+    ocr: RapidOcrEngine, limits: IngestLimits, bge_tokenizer: object, tmp_path: Path
 ) -> None:
     from ingest.chunker import chunk_document  # noqa: PLC0415
 
     data = scanned_pdf([draw_page(["Quantum dots emit light."]), draw_page(["Bring a torch."])])
-    doc = _doc(parse_document(data, "s.pdf", limits, ocr=ocr))
+    blobs = LocalBlobStore(tmp_path)
+    doc = _doc(parse_document(data, "s.pdf", limits, ocr=ocr, page_images=blobs))
     chunks = chunk_document(doc, bge_tokenizer)  # type: ignore[arg-type]
     scans = {image.page: image for image in doc.images}
     refs = [image_ref(doc, scans, c) for c in chunks]
     assert {r.page for r in refs if r} == {c.page for c in chunks}
     for ref in refs:
         assert ref is not None
-        assert ref.blob_id == content_sha256(data) == hashlib.sha256(data).hexdigest()
+        # The page's stored image, not the upload: what the route and the reranker read.
+        stored = blobs.get(ref.blob_id)
+        assert ref.blob_id == hashlib.sha256(stored).hexdigest() != content_sha256(data)
+        assert ref.mime == "image/png"
+        with Image.open(io.BytesIO(stored)) as img:
+            assert img.size == (ref.width, ref.height)
         assert ref.width == 2000
         assert abs(ref.height - 280) <= 1
         assert ref.ocr_confidence is not None

@@ -19,6 +19,8 @@ from PIL import Image
 from core.image_tokens import IMAGE_MAX_PIXELS
 from core.types import ChunkPayload, ImageRef, LegScores, ScoredHit
 from ingest.blob_store import LocalBlobStore
+from ingest.limits import IngestLimits
+from ingest.page_images import PdfPages, encode_page
 from query import rerank_documents
 from reranker import HttpReranker
 from services.api.query_images import PageImageSource
@@ -84,18 +86,20 @@ def _pixels(uri: str) -> int:
 @pytest.fixture
 def hits(tmp_path: Path) -> list[ScoredHit]:
     blobs = LocalBlobStore(tmp_path / "blobs")
-    # A 3000x2000 photo-size scan (6 Mpx: over the budget) and a two-page scanned PDF.
+    # Page images as ingest stores them: a 3000x2000 photo-size scan, scaled to the 4 Mpx
+    # a stored page may have (still over the rerank budget), and a two-page scanned PDF.
     big = draw_page(["Glacier retreat accelerated."], width=3000).resize((3000, 2000))
-    big_key = blobs.put(encode(big, "PNG"))
-    pdf_key = blobs.put(scanned_pdf([draw_page(["Page one."]), draw_page(["Page two."])]))
-    out = [_hit(0, "plain text hit", None)]
-    out += [
-        _hit(n, f"ocr text {n}", ImageRef(blob_id=key, page=page, width=w, height=h))
-        for n, (key, page, w, h) in enumerate(
-            [(big_key, 1, 3000, 2000), (pdf_key, 1, 2000, 280), (pdf_key, 2, 2000, 280)] * 2,
-            start=1,
-        )
+    limits = IngestLimits()
+    stored = [encode_page(big, limits)]
+    with PdfPages(scanned_pdf([draw_page(["Page one."]), draw_page(["Page two."])])) as pdf:
+        stored += [encode_page(pdf.render(n, max_pixels=limits.max_image_pixels), limits)
+                   for n in range(2)]  # fmt: skip
+    refs = [
+        ImageRef(blob_id=blobs.put(s.data), page=page, width=s.width, height=s.height, mime=s.mime)
+        for s, page in zip(stored, (1, 1, 2), strict=True)
     ]
+    out = [_hit(0, "plain text hit", None)]
+    out += [_hit(n, f"ocr text {n}", ref) for n, ref in enumerate(refs * 2, start=1)]
     return out
 
 
@@ -151,7 +155,19 @@ async def test_text_only_model_gets_the_ocr_text(hits: list[ScoredHit], tmp_path
 
 
 async def test_a_missing_blob_is_sent_as_text(tmp_path: Path) -> None:
-    ref = ImageRef(blob_id="a" * 64, page=1, width=10, height=10)
+    ref = ImageRef(blob_id="a" * 64, page=1, width=10, height=10, mime="image/png")
     source = PageImageSource(LocalBlobStore(tmp_path / "blobs"))
     (doc,) = await rerank_documents([_hit(1, "ocr text", ref)], source)
+    assert (doc.text, doc.images) == ("ocr text", ())
+
+
+async def test_a_chunk_indexed_before_page_images_were_stored_goes_as_text(
+    tmp_path: Path,
+) -> None:
+    # Its blob is the upload (here a 2-page TIFF): never decoded at query time.
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    first, second = draw_page(["Glacier."]), draw_page(["Penguins."])
+    key = blobs.put(encode(first, "TIFF", save_all=True, append_images=[second]))
+    ref = ImageRef(blob_id=key, page=2, width=first.width, height=first.height)
+    (doc,) = await rerank_documents([_hit(1, "ocr text", ref)], PageImageSource(blobs))
     assert (doc.text, doc.images) == ("ocr text", ())

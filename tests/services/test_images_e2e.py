@@ -13,12 +13,16 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator
+from typing import Any
 
+import pypdfium2
 import pytest
-from PIL import Image
+import redis
+from PIL import Image, ImageFile
 
 from core.image_tokens import IMAGE_MAX_PIXELS
-from tests.drawn import draw_page, encode, scanned_pdf
+from tests.drawn import draw_page, encode, scanned_pdf, tiff_pages
+from tests.ingest.samples import stroked_pdf
 from tests.services.stack import KEY_B, Stack, running_stack
 
 pytestmark = pytest.mark.slow
@@ -132,3 +136,149 @@ def test_page_images_are_served_tenant_checked(stack: Stack) -> None:
         refused = other.get("/v1/collections/scans/documents/keeper.png/image")
         assert refused.status_code == 404
         assert "request_id" in refused.json()["error"]
+
+
+# Hostile uploads, each small on disk (issue 19): what ingestion refuses must cost a GET
+# nothing. Before, every GET decoded or rendered the upload again: the 18 KB TIFF took
+# 700 MiB, page 2 of the tall one a 500, the 3 KB PDF 51 s of CPU per GET.
+HOSTILE = {
+    "big.tif": "too_large",
+    "tall.tif": "too_large",
+    "lines.pdf": "no_text_layer",
+    "many.tif": "too_many_pages",
+}
+
+
+def _hostile_files() -> dict[str, bytes]:
+    """Built when the stack runs, not at import (the 100,000-page TIFF takes 2 s)."""
+    return {
+        "big.tif": tiff_pages([(12000, 12000)]),  # 18 KB; 144 Mpx decoded
+        "tall.tif": tiff_pages([draw_page(["Glacier retreat accelerated."]), (16000, 16000)]),
+        "lines.pdf": stroked_pdf(60_000),  # 3 KB
+        "many.tif": tiff_pages([(1, 1)] * 100_000),  # 11 MB
+    }
+
+
+LEGACY = encode(draw_page(["Meltwater lakes formed along the margin."]), "PNG")
+
+
+@pytest.fixture(scope="module")
+def hostile(stack: Stack) -> dict[str, Any]:
+    with stack.client() as c:
+        assert c.post("/v1/collections", json={"name": "hostile"}).status_code == 201
+        files = [
+            ("files", (n, data, "application/octet-stream")) for n, data in _hostile_files().items()
+        ]
+        files.append(("files", ("legacy.png", LEGACY, "image/png")))
+        job = c.post("/v1/collections/hostile/documents", files=files)
+        assert job.status_code == 202, job.text
+        done = stack.wait_job(c, job.json()["job_id"], timeout_s=240)
+    assert done["counts"] == {"failed": len(HOSTILE), "indexed": 1}, done
+    return dict(done)
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Fail any image decode or PDF open in this process (the API serves from a thread here;
+    the worker, which derived the images, is another process)."""
+    calls: list[str] = []
+
+    def refuse(what: str) -> Any:
+        def call(*_: object, **__: object) -> None:
+            calls.append(what)
+            raise RuntimeError(f"{what} on the request path")
+
+        return call
+
+    monkeypatch.setattr(Image, "open", refuse("Image.open"))
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse("ImageFile.load"))
+    monkeypatch.setattr(pypdfium2, "PdfDocument", refuse("PdfDocument"))
+    yield calls
+    assert calls == []
+
+
+def test_refused_documents_have_no_image_and_a_get_decodes_nothing(
+    stack: Stack, hostile: dict[str, Any], no_decoding: list[str]
+) -> None:
+    errors = hostile["errors"]
+    assert {name: errors[name]["reason"] for name in HOSTILE} == HOSTILE
+    with stack.client() as c:
+        for name, page in [*((n, 1) for n in HOSTILE), ("tall.tif", 2), ("many.tif", 99_999)]:
+            got = c.get(f"/v1/collections/hostile/documents/{name}/image", params={"page": page})
+            assert got.status_code == 404, (name, page, got.text)
+            body = got.json()["error"]
+            assert body["code"] == "no_image", body
+            assert "failed" in body["message"]
+        unknown = c.get("/v1/collections/hostile/documents/nothing.png/image")
+        assert (unknown.status_code, unknown.json()["error"]["code"]) == (
+            404,
+            "document_not_found",
+        )
+    assert no_decoding == []
+
+
+def _stored(stack: Stack, key: str) -> bytes:
+    """A blob as the worker wrote it (content-addressed: the key is the bytes' sha256)."""
+    return (stack.root / "blobs" / key[:2] / key).read_bytes()
+
+
+def test_indexed_page_images_stream_the_bytes_ingest_stored(
+    stack: Stack, no_decoding: list[str]
+) -> None:
+    with stack.client() as c:
+        seen = {}
+        for doc, page in [("keeper.png", 1), ("scan.pdf", 1), ("scan.pdf", 2)]:
+            url = f"/v1/collections/scans/documents/{doc}/image"
+            got = c.get(url, params={"page": page})
+            assert got.status_code == 200, got.text
+            etag = got.headers["etag"]
+            key = etag.strip('"')
+            assert got.content == _stored(stack, key)
+            assert hashlib.sha256(got.content).hexdigest() == key
+            assert got.headers["x-content-type-options"] == "nosniff"
+            assert got.headers["cache-control"] == "private, max-age=3600"
+            again = c.get(url, params={"page": page}, headers={"If-None-Match": etag})
+            assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag)
+            other = c.get(url, params={"page": page}, headers={"If-None-Match": '"0000"'})
+            assert other.status_code == 200
+            seen[doc, page] = key
+        # A single-page PNG is its own page image; the scan's pages are stored renders.
+        assert seen["keeper.png", 1] == hashlib.sha256(PNG).hexdigest()
+        assert len({seen["scan.pdf", 1], seen["scan.pdf", 2]}) == 2
+    assert no_decoding == []
+
+
+def test_query_hits_name_the_stored_page_the_route_serves(stack: Stack) -> None:
+    # (Not under no_decoding: the rerank stage resizes the stored page to the model's size.)
+    with stack.client() as c:
+        hit = c.post("/v1/collections/scans/query", json={"query": "spare batteries torch"})
+        top = hit.json()["results"][0]
+        served = c.get(top["image"]["url"])
+    assert (top["document_id"], top["image"]["page"]) == ("scan.pdf", 2)
+    # What the reranker reads (ImageRef.blob_id) is what the route streams.
+    assert served.headers["etag"] == f'"{top["image"]["blob_id"]}"'
+    assert hashlib.sha256(served.content).hexdigest() == top["image"]["blob_id"]
+
+
+def test_a_document_indexed_before_page_images_were_stored_says_to_upload_it_again(
+    stack: Stack, hostile: dict[str, Any], redis_url: str
+) -> None:
+    url = "/v1/collections/hostile/documents/legacy.png/image"
+    with stack.client() as c:
+        assert c.get(url).status_code == 200
+        # What a record written by the old worker looks like: no page_images field at all.
+        redis.Redis.from_url(redis_url).hdel("sieve:doc:team-a:hostile:legacy.png", "page_images")
+        got = c.get(url)
+        assert got.status_code == 404
+        error = got.json()["error"]
+        assert error["code"] == "image_not_derived"
+        assert "upload it again" in error["message"]
+        # The remedy it names: the new version's pages are derived by the worker.
+        fresh = encode(draw_page(["Meltwater lakes formed along the margin, again."]), "PNG")
+        job = c.post(
+            "/v1/collections/hostile/documents",
+            files=[("files", ("legacy.png", fresh, "image/png"))],
+        )
+        assert stack.wait_job(c, job.json()["job_id"])["counts"] == {"indexed": 1}
+        again = c.get(url)
+        assert (again.status_code, again.content) == (200, fresh)
