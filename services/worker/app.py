@@ -20,11 +20,13 @@ from core.settings import (
     LogSettings,
     ModelSettings,
     RedisSettings,
+    RetentionSettings,
     StoreBackend,
     StoreSettings,
     TelemetrySettings,
     WorkerSettings,
 )
+from indexing.blob_gc import BlobLedger
 from indexing.heartbeat import Heartbeat, new_owner_id
 from indexing.runner import IndexingRunner
 from indexing.state_store import StateStore
@@ -58,7 +60,8 @@ celery_app = make_celery(RedisSettings().url, WorkerSettings())
 def build_worker_context() -> WorkerContext:
     """The runner (state, blobs, pipeline, queue) and this process's heartbeat."""
     ingest, worker = IngestSettings(), WorkerSettings()
-    state = StateStore.from_url(RedisSettings().url)
+    # The worker finishes jobs too (their last entry): the same retention as the API's.
+    state = StateStore.from_url(RedisSettings().url, job_retention_s=RetentionSettings().jobs_s)
     pipeline = DocumentPipeline(
         build_embeddings(ModelSettings(), ingest),
         load_bge_small_tokenizer(),
@@ -76,7 +79,7 @@ def build_worker_context() -> WorkerContext:
     heartbeat.start()
     runner = IndexingRunner(
         state,
-        LocalBlobStore(ingest.blob_dir),
+        LocalBlobStore(ingest.blob_dir, before_write=BlobLedger(state.raw()).pin),
         pipeline,
         CeleryTaskQueue(celery_app, state.raw()),
         heartbeat=heartbeat,
