@@ -666,7 +666,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """True when Redis refused a command at its maxmemory (also from inside a script)."""
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return True
-    return isinstance(exc, redis.ResponseError) and "OOM command not allowed" in str(exc)
+    # redis-py strips the "OOM" prefix; the rest of Redis's message is stable.
+    return isinstance(exc, redis.ResponseError) and "when used memory > 'maxmemory'" in str(exc)
 
 
 _mapped = redis_errors
