@@ -160,7 +160,12 @@ def test_a_re_upload_racing_the_delete_writes_the_blob_again(
     cutoff = time.time() - 10
     assert ledger.claim(key, cutoff, "sweeper")  # the sweep is about to unlink it
     done = threading.Event()
-    worker = threading.Thread(target=lambda: (blobs.put(b"raced"), done.set()))
+
+    def upload() -> None:
+        blobs.put(b"raced")
+        done.set()
+
+    worker = threading.Thread(target=upload)
     worker.start()
     time.sleep(0.3)
     assert not done.is_set()  # the upload waits for the delete in progress
