@@ -22,13 +22,19 @@ At the end every accepted job is waited for and the document set the clients' ac
 operations imply is checked against the document list, what queries return, and the
 store's point count (``bench.soak_check``).
 
+With ``--retention-s`` the stack keeps finished jobs, tombstones and dead blobs only that
+long (``SIEVE_RETENTION_*``, the sweep every ``--sweep-every-s``); Redis's ``used_memory``
+and the blob directory's size are sampled every 5 s and reported like RSS (start, middle,
+end windows after warm-up). A job that expired (404 at the final wait) had ended.
+
 Targets, printed beside the measurements: no 5xx and no transport error; 0 lost,
 resurrected or duplicated documents; every job ended; RSS growth <= 10 % after warm-up
-(per process tree and in total). Exit status: 1 when a correctness target is missed (a
+(per process tree and in total), and Redis memory and blob bytes <= +10 % when sampled.
+Exit status: 1 when a correctness target is missed (a
 5xx, a transport error, a lost / resurrected / duplicated / wrong document, a job that did
-not end) - those are bugs; RSS growth is printed as met or MISSED but does not change the
-exit status, since on a shared machine a 10-minute window cannot tell a warming cache from
-a leak.
+not end) - those are bugs; RSS and storage growth are printed as met or MISSED but do not
+change the exit status, since on a shared machine a 10-minute window cannot tell a warming
+cache from a leak.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import redis
 
 from bench.harness import (
     BenchStack,
@@ -57,7 +64,7 @@ from bench.harness import (
     pct,
 )
 from bench.query import load_queries
-from bench.soak_check import CheckResult, check_final_state, wait_jobs
+from bench.soak_check import EXPIRED, CheckResult, check_final_state, wait_jobs
 from bench.soak_mix import ROUTES, Ledger, Recorder, SoakClient, TextSource, record_expectation
 
 __all__ = ["SoakResult", "render", "run_soak"]
@@ -66,6 +73,7 @@ COLLECTION = "soak"
 RSS_TARGET = 0.10
 RSS_EVERY_S = 2.0
 RSS_WINDOW_S = 20.0
+STORAGE_EVERY_S = 5.0
 SEED_BATCH = 100
 
 
@@ -101,6 +109,47 @@ class RssSampler(PeriodicSampler):
         return {n: statistics.mean(s.get(n, 0) for s in picked) for n in names}
 
 
+class StorageSampler(PeriodicSampler):
+    """Redis's used memory and the blob directory's size (bytes, files) every few seconds."""
+
+    def __init__(self, redis_url: str, blob_dir: Path, every_s: float = STORAGE_EVERY_S) -> None:
+        super().__init__(every_s)
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=5)
+        self._blob_dir = blob_dir
+        self.samples: list[tuple[float, dict[str, float]]] = []
+
+    def sample(self) -> dict[str, float]:
+        """One reading (an empty one when Redis does not answer)."""
+        try:
+            info = self._redis.info("memory")
+            keys = self._redis.dbsize()
+        except redis.RedisError:
+            return {}
+        sizes = [f.stat().st_size for f in self._blob_dir.rglob("*") if f.is_file()]
+        return {
+            "Redis used_memory (MiB)": int(info["used_memory"]) / 2**20,
+            "Redis keys": float(keys),
+            "blob dir (MiB)": sum(sizes) / 2**20,
+            "blob files": float(len(sizes)),
+        }
+
+    def tick(self) -> None:
+        """Keep one timestamped reading."""
+        reading = self.sample()
+        if reading:
+            self.samples.append((time.monotonic(), reading))
+
+    def window(self, start: float, end: float) -> dict[str, float]:
+        """Mean of each quantity over the samples taken in ``[start, end]``."""
+        picked = [s for t, s in self.samples if start <= t <= end]
+        names = sorted({n for s in picked for n in s})
+        return {n: statistics.mean(s[n] for s in picked if n in s) for n in names}
+
+    def close(self) -> None:
+        """Close the Redis connection."""
+        self._redis.close()
+
+
 @dataclass
 class SoakResult:
     """Everything the soak measured."""
@@ -119,6 +168,8 @@ class SoakResult:
     load_average: list[float]
     error_samples: list[str] = field(default_factory=list)
     code: str = ""
+    retention_s: float | None = None
+    storage: dict[str, dict[str, float]] = field(default_factory=dict)  # phase -> quantity
     ledgers: list[Ledger] = field(default_factory=list)  # what the check compared with
 
     @property
@@ -142,6 +193,10 @@ class SoakResult:
             out["total"] = sum(end.values()) / sum(start.values()) - 1
         return out
 
+    def storage_growth(self) -> dict[str, float]:
+        start, end = self.storage.get("start", {}), self.storage.get("end", {})
+        return {n: end[n] / start[n] - 1 for n in start if n in end and start[n] > 0}
+
     @property
     def correct(self) -> bool:
         return (
@@ -152,7 +207,7 @@ class SoakResult:
         )
 
 
-_ENDED = ("completed", "completed_with_errors", "cancelled")
+_ENDED = ("completed", "completed_with_errors", "cancelled", EXPIRED)
 
 
 def seed_corpus(
@@ -195,10 +250,14 @@ def run_soak(
     processes: Mapping[str, int] | None = None,
     job_timeout_s: float = 1800.0,
     seed: int = 0,
+    storage: StorageSampler | None = None,
+    retention_s: float | None = None,
 ) -> SoakResult:
     """Seed, run the mix for ``warmup_s + seconds``, wait for every job, check the final set.
 
-    ``processes`` (name -> pid) are the stack's process trees whose RSS is sampled.
+    ``processes`` (name -> pid) are the stack's process trees whose RSS is sampled;
+    ``storage`` samples Redis and the blob directory alongside; ``retention_s`` says the
+    stack lets finished jobs expire (so the final wait counts a 404 as ``expired``).
     """
     code = code_state()
     texts, queries, recorder = TextSource(), load_queries(), Recorder()
@@ -227,7 +286,7 @@ def run_soak(
             seed_jobs = seed_corpus(admin, soakers, seed_docs, job_timeout_s)
             sampler = RssSampler(processes or {})
             stop = threading.Event()
-            with sampler:
+            with sampler, storage or _NoSampler():
                 t0 = time.monotonic()
                 until = t0 + warmup_s + seconds
                 threads = [
@@ -250,15 +309,23 @@ def run_soak(
                 t_end = time.monotonic()
             measured_start = t0 + warmup_s
             middle = (measured_start + t_end) / 2
-            rss = {
-                "start": sampler.window(measured_start, measured_start + RSS_WINDOW_S),
-                "middle": sampler.window(middle - RSS_WINDOW_S / 2, middle + RSS_WINDOW_S / 2),
-                "end": sampler.window(t_end - RSS_WINDOW_S, t_end),
+            windows = {
+                "start": (measured_start, measured_start + RSS_WINDOW_S),
+                "middle": (middle - RSS_WINDOW_S / 2, middle + RSS_WINDOW_S / 2),
+                "end": (t_end - RSS_WINDOW_S, t_end),
             }
+            rss = {phase: sampler.window(*span) for phase, span in windows.items()}
+            stored = (
+                {phase: storage.window(*span) for phase, span in windows.items()}
+                if storage is not None
+                else {}
+            )
             print("waiting for every job ...", file=sys.stderr, flush=True)
             jobs = [j for c in soakers for j in c.ledger.jobs]
             drain_t = time.monotonic()
-            ended = wait_jobs(admin, jobs + seed_jobs, job_timeout_s)
+            ended = wait_jobs(
+                admin, jobs + seed_jobs, job_timeout_s, jobs_expire=retention_s is not None
+            )
             drain_s = time.monotonic() - drain_t
             print("checking the final document set ...", file=sys.stderr, flush=True)
             check = check_final_state(admin, COLLECTION, [c.ledger for c in soakers])
@@ -284,7 +351,17 @@ def run_soak(
         error_samples=recorder.error_samples,
         code=code,
         ledgers=[c.ledger for c in soakers],
+        retention_s=retention_s,
+        storage=stored,
     )
+
+
+class _NoSampler:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
 
 
 def _met(ok: bool) -> str:
@@ -336,6 +413,20 @@ def render(r: SoakResult, load_at_start: list[float] | None = None) -> str:
         )
     rss = markdown_table(
         ["process (RSS MiB)", "start", "middle", "end", "growth", "target ≤ +10 %"], rss_rows
+    )
+
+    sgrowth = r.storage_growth()
+    storage_rows = [
+        [
+            n,
+            *[f"{r.storage.get(ph, {}).get(n, 0):,.1f}" for ph in ("start", "middle", "end")],
+            f"{sgrowth.get(n, 0):+.1%}",
+            _met(sgrowth.get(n, 0) <= RSS_TARGET),
+        ]
+        for n in sorted({n for by in r.storage.values() for n in by})
+    ]
+    storage_table = markdown_table(
+        ["quantity", "start", "middle", "end", "growth", "target ≤ +10 %"], storage_rows
     )
 
     c = r.check
@@ -420,6 +511,15 @@ def render(r: SoakResult, load_at_start: list[float] | None = None) -> str:
         f"\nrerank statuses of 200 answers: {r.rerank_statuses}",
         "\nRSS of every process of the stack (mean of 20 s windows):\n",
         rss,
+        *(
+            [
+                f"\nRedis and the blob directory (retention {r.retention_s:g} s; mean of "
+                f"{RSS_WINDOW_S:.0f} s windows, sampled every {STORAGE_EVERY_S:.0f} s):\n",
+                storage_table,
+            ]
+            if r.storage
+            else []
+        ),
         f"\nFinal check (jobs drained in {r.drain_s:.0f} s after the clients stopped):\n",
         checks,
         f"\ncorrectness targets: {'all met' if r.correct else 'MISSED'}; "
@@ -454,6 +554,20 @@ def _details(r: SoakResult) -> str:
     return "\n".join(parts)
 
 
+def _retention_env(args: argparse.Namespace) -> dict[str, str]:
+    """The stack's ``SIEVE_RETENTION_*`` for ``--retention-s`` (none without it)."""
+    if args.retention_s is None:
+        return {}
+    every = args.sweep_every_s if args.sweep_every_s is not None else args.retention_s / 6
+    value = str(args.retention_s)
+    return {
+        "SIEVE_RETENTION_JOBS_S": value,
+        "SIEVE_RETENTION_TOMBSTONES_S": value,
+        "SIEVE_RETENTION_BLOBS_S": value,
+        "SIEVE_RETENTION_SWEEP_EVERY_S": str(max(0.5, every)),
+    }
+
+
 def main() -> None:
     """Start the stack, soak it, print the report (or JSON); exit 1 on a correctness miss."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -463,15 +577,26 @@ def main() -> None:
     parser.add_argument("--seed-docs", type=int, default=300, help="documents indexed first")
     parser.add_argument("--think-ms", type=float, default=500, help="mean pause between requests")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--retention-s",
+        type=float,
+        default=None,
+        help="keep finished jobs, tombstones and dead blobs this long (default: the settings')",
+    )
+    parser.add_argument(
+        "--sweep-every-s", type=float, default=None, help="retention sweep (default: retention/6)"
+    )
     args = parser.parse_args()
     seconds = args.minutes * 60
     warmup = args.warmup if args.warmup is not None else min(60.0, seconds / 10)
     load_start = list(os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="sieve-bench-soak-") as tmp:
-        stack = BenchStack.on_free_ports(Path(tmp))
+        stack = BenchStack.on_free_ports(Path(tmp), **_retention_env(args))
         failed = True
+        storage: StorageSampler | None = None
         try:
             stack.start()
+            storage = StorageSampler(stack.redis_url, Path(tmp) / "blobs")
             procs = {
                 "API": stack.pid("api"),
                 "worker": stack.pid("worker"),
@@ -486,15 +611,20 @@ def main() -> None:
                 seed_docs=args.seed_docs,
                 think_s=args.think_ms / 1000,
                 processes=procs,
+                storage=storage,
+                retention_s=args.retention_s,
             )
             stack.check_alive()
             failed = not result.correct
         finally:
+            if storage is not None:
+                storage.close()
             stack.stop_and_report(failed)
     if args.json:
         out = {k: v for k, v in result.__dict__.items() if k not in ("check", "ledgers")}
         out["check"] = result.check.__dict__
         out["rss_growth"] = result.rss_growth()
+        out["storage_growth"] = result.storage_growth()
         print(json.dumps(out, indent=2, default=str))
     else:
         print(render(result, load_start))

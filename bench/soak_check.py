@@ -25,16 +25,23 @@ import httpx
 
 from bench.soak_mix import Expected, Ledger, normalised
 
-__all__ = ["CheckResult", "check_final_state", "wait_jobs"]
+__all__ = ["EXPIRED", "CheckResult", "check_final_state", "wait_jobs"]
 
 _TERMINAL_WAIT_POLL_S = 1.0
 _MAX_HITS = 500
 
 
-def wait_jobs(api: httpx.Client, job_ids: list[str], timeout_s: float) -> dict[str, int]:
+# A job that is gone under retention had ended: only finished jobs expire.
+EXPIRED = "expired"
+
+
+def wait_jobs(
+    api: httpx.Client, job_ids: list[str], timeout_s: float, *, jobs_expire: bool = False
+) -> dict[str, int]:
     """Poll every job until it has ended or ``timeout_s`` passed; its final states, counted.
 
-    A job still ``queued``/``running`` at the deadline counts under its state.
+    A job still ``queued``/``running`` at the deadline counts under its state. With
+    ``jobs_expire`` (a retention is set), a ``job_not_found`` counts as ``expired``.
     """
     deadline = time.monotonic() + timeout_s
     states: dict[str, str] = {}
@@ -42,7 +49,12 @@ def wait_jobs(api: httpx.Client, job_ids: list[str], timeout_s: float) -> dict[s
     while pending:
         job_id = pending[0]
         resp = api.get(f"/v1/jobs/{job_id}")
-        state = resp.json()["state"] if resp.status_code == 200 else f"HTTP {resp.status_code}"
+        if resp.status_code == 200:
+            state = resp.json()["state"]
+        elif jobs_expire and resp.status_code == 404:
+            state = EXPIRED
+        else:
+            state = f"HTTP {resp.status_code}"
         if state in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(_TERMINAL_WAIT_POLL_S)
             continue

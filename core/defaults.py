@@ -10,6 +10,7 @@ from typing import Final, Literal
 
 __all__ = [
     "DEFAULT_FUSION_K",
+    "DEFAULT_JOB_RETENTION_S",
     "DEFAULT_POLICY_NAME",
     "DEFAULT_RECALL_WEIGHT",
     "DEFAULT_RERANK_DEPTH",
@@ -23,3 +24,5 @@ DEFAULT_RERANK_WEIGHT = 1.0
 DEFAULT_FUSION_K = 2.0
 DEFAULT_WINDOW = 5
 DEFAULT_RERANK_DEPTH = 10
+# Finished jobs are kept this long (``RetentionSettings.jobs_s`` and ``StateStore``).
+DEFAULT_JOB_RETENTION_S = 7 * 24 * 3600.0

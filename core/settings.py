@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.defaults import (
     DEFAULT_FUSION_K,
+    DEFAULT_JOB_RETENTION_S,
     DEFAULT_POLICY_NAME,
     DEFAULT_RECALL_WEIGHT,
     DEFAULT_RERANK_DEPTH,
@@ -46,6 +47,7 @@ __all__ = [
     "RedisSettings",
     "RegisteredModel",
     "RerankSettings",
+    "RetentionSettings",
     "StoreBackend",
     "StoreSettings",
     "TelemetrySettings",
@@ -151,6 +153,11 @@ class RedisSettings(BaseSettings):
 
     url: str = "redis://127.0.0.1:6379/0"
     socket_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    # The embedded Redis (``sieve up``) runs with this maxmemory and ``noeviction``: past it
+    # writes are refused (503 + Retry-After), never state silently evicted.
+    maxmemory_bytes: Annotated[int, Field(ge=16 * 1024 * 1024)] = 1024 * 1024 * 1024
+    # /readyz says "degraded" and names the reason once used_memory / maxmemory passes this.
+    memory_warn_ratio: Annotated[float, Field(gt=0, le=1)] = 0.8
 
     @field_validator("url")
     @classmethod
@@ -158,6 +165,27 @@ class RedisSettings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("SIEVE_REDIS_URL must start with redis://, rediss:// or unix://")
         return value
+
+
+class RetentionSettings(BaseSettings):
+    """``SIEVE_RETENTION_*``: how long finished state is kept (README, "Retention").
+
+    Finished jobs (their document lists, counts and errors) expire ``jobs_s`` after their
+    last entry ended (Redis key TTLs). A blob no document record references is removed
+    ``blobs_s`` after the sweep first saw it unreferenced (and after its last upload); it must
+    exceed the longest upload request. A tombstone lives until the store write that removes
+    its points; one still there after ``tombstones_s`` gets that write sent again.
+    """
+
+    model_config = _config("SIEVE_RETENTION_")
+
+    jobs_s: Annotated[float, Field(ge=1)] = DEFAULT_JOB_RETENTION_S
+    tombstones_s: Annotated[float, Field(ge=1)] = 7 * 24 * 3600.0
+    blobs_s: Annotated[float, Field(ge=1)] = 7 * 24 * 3600.0
+    # One sweep (tombstones, blobs) reads every document record and lists the blob
+    # directory: O(documents + blobs), in pages of ``sweep_batch``.
+    sweep_every_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+    sweep_batch: Annotated[int, Field(ge=10, le=100_000)] = 1000
 
 
 class ModelSettings(BaseSettings):

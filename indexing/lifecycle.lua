@@ -24,7 +24,13 @@
 -- A document's hash may hold "prev": the fields of its live (indexed) version while a newer
 -- upload of it is in flight. That upload ending failed or cancelled puts them back, so the
 -- record always describes the points queries are served from (README, "re-uploads").
+--
+-- A finished job is final (a terminal entry never changes), so its five keys are
+-- self-contained: they get a TTL of the job retention when the job finishes.
 local P = "sieve:"
+-- Milliseconds a finished job's keys are kept (the last argument of every call; 0: for ever).
+local JOB_TTL_MS = tonumber(ARGV[#ARGV]) or 0
+local JOB_PARTS = {"job:", "jobdocs:", "jobcnt:", "joberr:", "jobfin:"}
 local TERMINAL = {indexed = true, failed = true, cancelled = true, deleted = true, superseded = true}
 local REDO = {failed = true, cancelled = true, deleted = true}
 local IN_FLIGHT = {queued = true, parsing = true, embedding = true, writing = true}
@@ -61,6 +67,14 @@ local function reindex(t, c, id, seq, old, new)
   end
 end
 
+-- The job's last entry ended: stamp it, and let its keys expire after the retention.
+local function finish_job(job, now)
+  redis.call("SET", P .. "jobfin:" .. job, now)
+  if JOB_TTL_MS > 0 then
+    for _, part in ipairs(JOB_PARTS) do redis.call("PEXPIRE", P .. part .. job, JOB_TTL_MS) end
+  end
+end
+
 -- Record a document's state within its job; a terminal entry is final.
 local function job_entry(job, id, state, now, err)
   if job == nil or job == "" then return end
@@ -76,9 +90,7 @@ local function job_entry(job, id, state, now, err)
   end
   if TERMINAL[state] then
     local done = redis.call("HINCRBY", jc, "_done", 1)
-    if done >= redis.call("HLEN", jd) then
-      redis.call("SET", P .. "jobfin:" .. job, now)
-    end
+    if done >= redis.call("HLEN", jd) then finish_job(job, now) end
   end
 end
 
@@ -121,6 +133,7 @@ local function restore(t, c, id, key, from_status, prev, now)
   set_running(t, c, id, "", now)
 end
 
+-- ARGV[1] names the operation; every call's last argument is JOB_TTL_MS (see above).
 local op = ARGV[1]
 
 -- accept(t, c, job_json, job_id, now, docs_json, incarnation)
@@ -138,7 +151,6 @@ if op == "accept" then
   if inc ~= ARGV[8] then return {"gone"} end
   local docs = cjson.decode(ARGV[7])
   redis.call("SET", P .. "job:" .. job, job_json)
-  redis.call("SADD", P .. "jobs:" .. t, job)
   local jd, jc = P .. "jobdocs:" .. job, P .. "jobcnt:" .. job
   local out = {}
   local entries = 0
@@ -197,7 +209,7 @@ if op == "accept" then
     end
   end
   local done = tonumber(redis.call("HGET", jc, "_done") or "0")
-  if done >= entries then redis.call("SET", P .. "jobfin:" .. job, now) end
+  if done >= entries then finish_job(job, now) end
   return out
 end
 
@@ -234,7 +246,7 @@ if op == "transition" then
     owner = ""
   end
   local args = {}
-  for i = 11, #ARGV, 2 do
+  for i = 11, #ARGV - 1, 2 do
     table.insert(args, ARGV[i])
     table.insert(args, ARGV[i + 1])
   end

@@ -17,11 +17,11 @@ import logging
 from collections import Counter
 
 from indexing.messages import DeleteWrite, DocVersion, IngestTask
-from indexing.queue import TaskQueue
+from indexing.queue import Pending, TaskQueue
 from indexing.records import DocStatus
 from indexing.state_store import DocRef, Owner, StateStore
 
-__all__ = ["reap", "recover"]
+__all__ = ["reap", "recover", "resend_deletes"]
 
 log = logging.getLogger("sieve.reaper")
 
@@ -93,22 +93,49 @@ def recover(state: StateStore, queue: TaskQueue) -> dict[str, int]:
                 if back.applied:
                     _send(state, queue, DocRef(tenant, name, doc_id), doc.version)
                     tally["rewrite"] += 1
-            for doc_id in state.in_status(tenant, name, DocStatus.DELETED):
-                doc = state.find_document(tenant, name, doc_id)
-                if doc is None or (tenant, name, doc_id, doc.version) in pending.writes:
-                    continue
-                queue.send_write(
-                    DeleteWrite(
-                        tenant=tenant,
-                        collection=name,
-                        doc=DocVersion(id=doc_id, version=doc.version),
-                        incarnation=coll.incarnation,
-                    )
-                )
-                tally["delete"] += 1
+            tally["delete"] += resend_deletes(
+                state, queue, tenant, name, pending, incarnation=coll.incarnation
+            )
     if tally:
         log.warning("recovered work without a message", extra=dict(tally))
     return {"ingest": tally["ingest"], "rewrite": tally["rewrite"], "delete": tally["delete"]}
+
+
+def resend_deletes(
+    state: StateStore,
+    queue: TaskQueue,
+    tenant: str,
+    name: str,
+    pending: Pending,
+    *,
+    incarnation: str,
+    older_than: float | None = None,
+) -> int:
+    """Send the points' removal again for the collection's tombstones without a message.
+
+    Only tombstones last changed before ``older_than`` (a timestamp) when it is given. The
+    messages carry the collection's ``incarnation`` (work of another one is dropped).
+    Returns how many were sent.
+    """
+    sent = 0
+    for doc_id in state.in_status(tenant, name, DocStatus.DELETED):
+        doc = state.find_document(tenant, name, doc_id)
+        if doc is None or doc.status is not DocStatus.DELETED:
+            continue
+        if (tenant, name, doc_id, doc.version) in pending.writes:
+            continue
+        if older_than is not None and doc.updated_at >= older_than:
+            continue
+        queue.send_write(
+            DeleteWrite(
+                tenant=tenant,
+                collection=name,
+                doc=DocVersion(id=doc_id, version=doc.version),
+                incarnation=incarnation,
+            )
+        )
+        sent += 1
+    return sent
 
 
 def _send(state: StateStore, queue: TaskQueue, ref: DocRef, version: int) -> None:

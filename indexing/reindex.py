@@ -126,7 +126,7 @@ class Reindexer:
         hub_retries: int = 5,
     ) -> None:
         self._state = state
-        self._rx = ReindexState(state.raw())
+        self._rx = ReindexState(state.raw(), job_retention_s=state.job_retention_s)
         self._store = store
         self._embeddings = embeddings
         self._heartbeat = heartbeat

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import redis
 
+from core.defaults import DEFAULT_JOB_RETENTION_S
 from core.errors import Conflict, NotFound
 from indexing.records import (
     CollectionRecord,
@@ -89,6 +90,11 @@ if not st or st == 'completed' or st == 'cancelled' or st == 'failed' then retur
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[2], 'owner', '')
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3], 'message', ARGV[4]) end
 redis.call('SREM', KEYS[2], ARGV[5])
+local ttl = tonumber(ARGV[6])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
 return 1
 """
 
@@ -96,8 +102,12 @@ return 1
 class ReindexState:
     """The Redis operations of a re-index (sync; one per process, thread-safe)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(
+        self, client: redis.Redis, *, job_retention_s: float = DEFAULT_JOB_RETENTION_S
+    ) -> None:
         self._r = client
+        # An ended job's progress and record expire this long after it ended (0: kept for ever).
+        self._job_ttl_s = job_retention_s
         self._enter = client.register_script(_ENTER)
         self._touch = client.register_script(_TOUCH)
         self._settle = client.register_script(_SETTLE)
@@ -170,7 +180,6 @@ class ReindexState:
             new = rec.model_copy(update={"reindex": target, "ids": rec.point_ns})
             pipe.hset(state_key("collections", job.tenant), job.collection, new.model_dump_json())
             pipe.set(state_key("job", job.id), job.model_dump_json())
-            pipe.sadd(state_key("jobs", job.tenant), job.id)
             pipe.hset(
                 self._job(job.id),
                 mapping={
@@ -306,8 +315,15 @@ class ReindexState:
         with redis_errors():
             return bool(
                 self._finish(
-                    keys=[self._job(job_id), self._ACTIVE],
-                    args=[state, repr(time.time()), reason, message, job_id],
+                    keys=[self._job(job_id), self._ACTIVE, state_key("job", job_id)],
+                    args=[
+                        state,
+                        repr(time.time()),
+                        reason,
+                        message,
+                        job_id,
+                        round(self._job_ttl_s * 1000),
+                    ],
                 )
             )
 

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import redis
 
+from core.defaults import DEFAULT_JOB_RETENTION_S
 from core.errors import Conflict, NotFound, UpstreamUnavailable
 from indexing.records import (
     CollectionRecord,
@@ -33,11 +34,13 @@ from indexing.records import (
 __all__ = [
     "CLEAR",
     "KEEP",
+    "OOM_RETRY_AFTER_S",
     "DocRef",
     "NewDocument",
     "Owner",
     "StateStore",
     "Transition",
+    "is_out_of_memory",
     "redis_errors",
     "state_key",
 ]
@@ -162,20 +165,30 @@ def _decode(raw: dict[str, str]) -> DocumentRecord:
 class StateStore:
     """Collections, documents and jobs in Redis (sync; the API calls it from a thread)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(
+        self, client: redis.Redis, *, job_retention_s: float = DEFAULT_JOB_RETENTION_S
+    ) -> None:
         self._r = client
         source = resources.files("indexing").joinpath("lifecycle.lua").read_text()
         self._script = client.register_script(source)
         self._create = client.register_script(_CREATE)
         self._begin_delete = client.register_script(_BEGIN_DELETE)
+        # A finished job's keys expire this long after it finished (the script sets the TTL).
+        self.job_retention_s = job_retention_s
 
     @classmethod
-    def from_url(cls, url: str, *, socket_timeout: float = 5.0) -> StateStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout: float = 5.0,
+        job_retention_s: float = DEFAULT_JOB_RETENTION_S,
+    ) -> StateStore:
         """Connect to ``url`` (decoded responses)."""
         client = redis.Redis.from_url(
             url, decode_responses=True, socket_timeout=socket_timeout, health_check_interval=30
         )
-        return cls(client)
+        return cls(client, job_retention_s=job_retention_s)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -198,9 +211,16 @@ class StateStore:
             info = self._r.info("server")
         return str(info.get("run_id", ""))
 
-    def _run(self, *args: Any) -> Any:
+    def memory(self) -> tuple[int, int]:
+        """Redis's ``used_memory`` and ``maxmemory`` in bytes (maxmemory 0: no limit)."""
         with _mapped():
-            return self._script(args=[str(a) for a in args])
+            info = self._r.info("memory")
+        return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+
+    def _run(self, *args: Any) -> Any:
+        ttl_ms = round(self.job_retention_s * 1000)
+        with _mapped():
+            return self._script(args=[*(str(a) for a in args), str(ttl_ms)])
 
     # ------------------------------------------------------------ collections
 
@@ -667,8 +687,11 @@ class StateStore:
     def mark_cancelled(self, job: JobRecord) -> None:
         """Record that ``job`` is cancelled (its documents are stopped by the caller)."""
         with _mapped():
+            # KEEPTTL: cancelling a finished job must not make it live for ever.
             self._r.set(
-                _k("job", job.id), job.model_copy(update={"cancelled": True}).model_dump_json()
+                _k("job", job.id),
+                job.model_copy(update={"cancelled": True}).model_dump_json(),
+                keepttl=True,
             )
 
     def new_job_id(self) -> str:
@@ -694,12 +717,32 @@ def _derive(job: JobRecord, counts: dict[str, int], total: int, done: int) -> Jo
 def redis_errors() -> Iterator[None]:
     """Map redis-py errors to ``UpstreamUnavailable`` at one choke point.
 
-    The message names no host or port: it may reach a client.
+    The message names no host or port: it may reach a client. Redis refusing a write at
+    its ``maxmemory`` (``noeviction``) is ``redis_out_of_memory`` with a Retry-After: the
+    retention sweeps free memory over time, so a later retry may pass.
     """
     try:
         yield
     except redis.RedisError as exc:
+        if is_out_of_memory(exc):
+            raise UpstreamUnavailable(
+                "the job state store (Redis) is full and refuses writes; retry later",
+                code="redis_out_of_memory",
+                retry_after=OOM_RETRY_AFTER_S,
+            ) from exc
         raise UpstreamUnavailable("the job state store (Redis) is unavailable") from exc
+
+
+# A retention sweep runs every few minutes; a client retrying sooner only adds load.
+OOM_RETRY_AFTER_S = 30.0
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True when Redis refused a command at its maxmemory (also from inside a script)."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return True
+    # redis-py strips the "OOM" prefix; the rest of Redis's message is stable.
+    return isinstance(exc, redis.ResponseError) and "when used memory > 'maxmemory'" in str(exc)
 
 
 _mapped = redis_errors

@@ -7,13 +7,13 @@ import hashlib
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, cast
 
 from core.errors import NotFound
 
-__all__ = ["BlobStore", "LocalBlobStore"]
+__all__ = ["BlobStore", "LocalBlobStore", "blob_key"]
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -39,7 +39,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 class BlobStore(Protocol):
-    """Content-addressed storage; an S3-style store can implement the same three calls."""
+    """Content-addressed storage; an S3-style store can implement the same calls."""
 
     def put(self, data: bytes) -> str:
         """Store ``data``; return its key (the sha256 hex)."""
@@ -57,12 +57,40 @@ class BlobStore(Protocol):
         """True when ``key`` is stored."""
         ...
 
+    def keys(self) -> Iterator[str]:
+        """Every stored key (for the retention sweep)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove a blob (nothing when it is not there)."""
+        ...
+
+
+def blob_key(data: bytes) -> str:
+    """The key ``data`` is stored under: its sha256, hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_key(name: str) -> bool:
+    return len(name) == 64 and not set(name) - _HEX
+
 
 class LocalBlobStore:
-    """A directory of blobs, fanned out by hash prefix."""
+    """A directory of blobs, fanned out by hash prefix.
 
-    def __init__(self, root: Path) -> None:
+    ``before_write`` is told the keys of every ``put`` before a file is looked at or written:
+    the retention sweep's pin (``indexing.blob_gc``), so a blob being deleted as dead is
+    written again rather than reused by an upload of the same content.
+    """
+
+    def __init__(
+        self, root: Path, *, before_write: Callable[[Sequence[str]], None] | None = None
+    ) -> None:
         self.root = root
+        self._before_write = before_write
         root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
@@ -72,7 +100,10 @@ class LocalBlobStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data`` durably (fsync, then rename) before anyone is told it exists."""
-        key, fresh = self._write(data, sync=True)
+        key = blob_key(data)
+        if self._before_write is not None:
+            self._before_write([key])
+        fresh = self._write(key, data, sync=True)
         if fresh:
             _fsync_dir(self._path(key).parent)
         return key
@@ -85,7 +116,11 @@ class LocalBlobStore:
         """
         if _SYNCFS is None:
             return [self.put(d) for d in datas]
-        keys = [self._write(d, sync=False)[0] for d in datas]
+        keys = [blob_key(d) for d in datas]
+        if self._before_write is not None and keys:
+            self._before_write(keys)
+        for key, data in zip(keys, datas, strict=True):
+            self._write(key, data, sync=False)
         fd = os.open(self.root, os.O_RDONLY)
         try:
             if _SYNCFS(fd) != 0:
@@ -94,11 +129,10 @@ class LocalBlobStore:
             os.close(fd)
         return keys
 
-    def _write(self, data: bytes, *, sync: bool) -> tuple[str, bool]:
-        key = hashlib.sha256(data).hexdigest()
+    def _write(self, key: str, data: bytes, *, sync: bool) -> bool:
         path = self._path(key)
         if path.exists():
-            return key, False
+            return False
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -111,7 +145,7 @@ class LocalBlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return key, True
+        return True
 
     def get(self, key: str) -> bytes:
         """Return the blob's bytes."""
@@ -127,3 +161,16 @@ class LocalBlobStore:
             return self._path(key).exists()
         except NotFound:
             return False
+
+    def keys(self) -> Iterator[str]:
+        """Every stored key (temporary files and anything not named by a key are skipped)."""
+        for fan in os.scandir(self.root):
+            if not fan.is_dir(follow_symlinks=False) or len(fan.name) != 2:
+                continue
+            for entry in os.scandir(fan.path):
+                if _is_key(entry.name) and entry.name.startswith(fan.name):
+                    yield entry.name
+
+    def delete(self, key: str) -> None:
+        """Remove a blob (nothing when it is not there)."""
+        self._path(key).unlink(missing_ok=True)

@@ -30,7 +30,7 @@ from services.api.console import install_console
 from services.api.deps import ApiDeps
 from services.api.errors import error_response, install_error_handlers
 from services.api.metrics import metric_method, metrics_allowed
-from services.api.readiness import readiness
+from services.api.readiness import readiness, ready_body
 from services.api.reaper import lifecycle_loop
 
 __all__ = ["AppHooks", "create_app"]
@@ -159,7 +159,7 @@ def create_app(hooks: AppHooks) -> FastAPI:
         deps: ApiDeps = request.app.state.deps
         checks = await readiness(deps)
         if all(checks.values()):
-            return {"status": "ready", "checks": checks}
+            return await ready_body(deps, checks)
         failing = ", ".join(name for name, ok in checks.items() if not ok)
         return error_response(request, 503, "not_ready", f"not ready: {failing} unavailable")
 

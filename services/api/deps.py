@@ -44,6 +44,8 @@ class ApiDeps:
     metrics: ApiMetrics
     reindexer: Reindexer
     feedback: FeedbackStore | None = None
+    # /readyz reports memory pressure from this share of Redis's maxmemory (RedisSettings).
+    redis_memory_warn_ratio: float = 0.8
 
     @property
     def accept_limits(self) -> AcceptLimits:

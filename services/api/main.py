@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -25,14 +25,17 @@ from core.settings import (
     QuerySettings,
     RedisSettings,
     RerankSettings,
+    RetentionSettings,
     StoreBackend,
     StoreSettings,
     TelemetrySettings,
     WorkerSettings,
 )
+from indexing.blob_gc import BlobLedger
 from indexing.feedback import FeedbackStore
 from indexing.heartbeat import Heartbeat, new_owner_id
 from indexing.reindex import Reindexer
+from indexing.retention import RetentionPolicy
 from indexing.state_store import StateStore
 from indexing.writes import StoreWriter
 from ingest.blob_store import LocalBlobStore
@@ -43,6 +46,7 @@ from services.api.auth import TenantResolver
 from services.api.deps import ApiDeps
 from services.api.metrics import ApiMetrics
 from services.api.query_images import PageImageSource
+from services.api.reaper import retention_loop
 from services.telemetry import setup_tracing, shutdown_tracing
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
 from services.worker.celery_app import STORE_WRITES_QUEUE, make_celery
@@ -127,17 +131,32 @@ def _build_reindexer(
     )
 
 
+def _retention_sweep(
+    retention: RetentionSettings,
+) -> Callable[[ApiDeps], Coroutine[Any, Any, None]]:
+    """The retention sweep as a background task of the app."""
+    policy = RetentionPolicy(
+        tombstones_s=retention.tombstones_s, blobs_s=retention.blobs_s, batch=retention.sweep_batch
+    )
+
+    async def sweep(deps: ApiDeps) -> None:
+        await retention_loop(deps, policy=policy, every_s=retention.sweep_every_s)
+
+    return sweep
+
+
 def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
     """Read settings once and build the app; ``consume_store_writes`` defaults to Edge mode."""
     logs = LogSettings()
     configure_logging(logs.level, json_format=logs.json_format)
     api, models, ingest = ApiSettings(), ModelSettings(), IngestSettings()
-    redis_url, worker, store = RedisSettings().url, WorkerSettings(), StoreSettings()
+    redis_cfg, worker, store = RedisSettings(), WorkerSettings(), StoreSettings()
+    redis_url = redis_cfg.url
     consume = (
         store.backend is StoreBackend.EDGE if consume_store_writes is None else consume_store_writes
     )
     query_cfg, rerank_cfg = QuerySettings(), RerankSettings()
-    telemetry = TelemetrySettings()
+    telemetry, retention = TelemetrySettings(), RetentionSettings()
     tracer_provider = setup_tracing(telemetry, "sieve-api")
     if telemetry.enabled:
         install_celery_tracing()
@@ -146,7 +165,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
     closers: list[Callable[[], Awaitable[None]]] = []
 
     async def build() -> ApiDeps:
-        state = StateStore.from_url(redis_url)
+        state = StateStore.from_url(redis_url, job_retention_s=retention.jobs_s)
         celery = make_celery(redis_url, worker)
         sync_store, async_store = await asyncio.to_thread(open_stores, store)
         sync_stores.append(sync_store)
@@ -159,7 +178,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
                 else {}
             ),
         )
-        blobs = LocalBlobStore(ingest.blob_dir)
+        blobs = LocalBlobStore(ingest.blob_dir, before_write=BlobLedger(state.raw()).pin)
         query_embeddings = build_async_embeddings(models)
         closers.extend([hub.aclose, query_embeddings.close])
         engine = QueryEngine(
@@ -190,6 +209,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             metrics=ApiMetrics(state),
             reindexer=reindexer,
             feedback=FeedbackStore.from_url(redis_url),
+            redis_memory_warn_ratio=redis_cfg.memory_warn_ratio,
         )
         if consume:
             # This process is the only store writer (embedded mode): whatever a previous
@@ -228,6 +248,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         AppHooks(
             build=build,
             close=close,
+            background=[_retention_sweep(retention)],
             reap_every_s=worker.reap_every_s,
             max_crashes=worker.max_crashes,
             orphan_after_s=3 * worker.owner_ttl_s,

@@ -60,6 +60,11 @@ class _StateCollector(Collector):
         docs = GaugeMetricFamily(
             "sieve_documents", "Documents by state (all tenants)", labels=["state"]
         )
+        memory = GaugeMetricFamily(
+            "sieve_redis_memory_bytes",
+            "Redis memory: used, and maxmemory (0: no limit; writes fail past it)",
+            labels=["kind"],
+        )
         try:
             client = self._state.raw()
             for name in (INGEST_QUEUE, STORE_WRITES_QUEUE):
@@ -67,10 +72,14 @@ class _StateCollector(Collector):
             # Kept by the lifecycle script in the same step as every change: O(1) here.
             for state, count in sorted(self._state.total_counts().items()):
                 docs.add_metric([state], float(count))
+            used, limit = self._state.memory()
+            memory.add_metric(["used"], float(used))
+            memory.add_metric(["max"], float(limit))
         except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is down
             return
         yield queue
         yield docs
+        yield memory
 
 
 class ApiMetrics:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from core.errors import SieveError
 from services.api.deps import ApiDeps, in_thread
 
-__all__ = ["readiness"]
+__all__ = ["degraded_reasons", "readiness", "ready_body"]
 
 _TIMEOUT_S = 3.0
 
@@ -37,3 +37,29 @@ async def readiness(deps: ApiDeps) -> dict[str, bool]:
         _ok(deps.query.catalog.listing()),
     )
     return {"redis": redis_ok, "store": store_ok, "hub": hub_ok}
+
+
+async def degraded_reasons(deps: ApiDeps) -> list[str]:
+    """Why the API serves but is close to refusing writes (empty when it is not).
+
+    Redis runs with ``noeviction``: past ``maxmemory`` every write is refused, so the
+    pressure is reported from ``memory_warn_ratio`` of it on, before writes fail.
+    """
+    try:
+        used, limit = await asyncio.wait_for(in_thread(deps.state.memory), _TIMEOUT_S)
+    except (TimeoutError, SieveError):
+        return []
+    if limit <= 0 or used < deps.redis_memory_warn_ratio * limit:
+        return []
+    return [
+        f"redis_memory: Redis uses {used / limit:.0%} of its maxmemory; "
+        "writes are refused when it is full"
+    ]
+
+
+async def ready_body(deps: ApiDeps, checks: dict[str, bool]) -> dict[str, object]:
+    """``/readyz``'s answer when every check passed: ready, or degraded with its reasons."""
+    reasons = await degraded_reasons(deps)
+    if reasons:
+        return {"status": "degraded", "checks": checks, "reasons": reasons}
+    return {"status": "ready", "checks": checks}

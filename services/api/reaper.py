@@ -1,5 +1,5 @@
 """The API's lifecycle loop: reap dead owners' work often, recover after every restart,
-resume re-index jobs whose process died.
+resume re-index jobs whose process died; and the retention sweep beside it.
 
 ``indexing.reaper`` does the work; this runs it off the event loop: ``recover`` once at
 start-up and again whenever Redis itself restarted (its run id changed), ``reap`` every
@@ -13,9 +13,10 @@ import logging
 
 from core.errors import SieveError
 from indexing.reaper import reap, recover
+from indexing.retention import RetentionPolicy, retention_pass
 from services.api.deps import ApiDeps, in_thread
 
-__all__ = ["lifecycle_loop"]
+__all__ = ["lifecycle_loop", "retention_loop"]
 
 log = logging.getLogger("sieve.reaper")
 
@@ -44,4 +45,20 @@ async def lifecycle_loop(
         except Exception:
             # Never let one bad record stop the loop for every tenant.
             log.exception("lifecycle pass crashed")
+        await asyncio.sleep(every_s)
+
+
+async def retention_loop(deps: ApiDeps, *, policy: RetentionPolicy, every_s: float) -> None:
+    """Sweep old tombstones and dead blobs every ``every_s`` seconds, off the event loop.
+
+    Its own task, not a step of the lifecycle loop: a sweep reads every record (O(documents))
+    and must never delay the reaping of dead owners' work.
+    """
+    while True:
+        try:
+            await in_thread(retention_pass, deps.state, deps.queue, deps.blobs, policy)
+        except SieveError as exc:
+            log.warning("retention pass failed", extra={"code": exc.code})
+        except Exception:
+            log.exception("retention pass crashed")
         await asyncio.sleep(every_s)

@@ -33,6 +33,7 @@ from typing import IO
 import httpx
 
 from core.net import free_port, port_taken
+from core.settings import RedisSettings
 from services.parent_death import parent_death_hook
 
 __all__ = ["StartInterrupted", "Supervisor", "UpConfig"]
@@ -185,7 +186,15 @@ class Supervisor:
             conf,
             self.redis_port,
             redis_dir,
-            {"appendonly": "yes", "appendfsync": "always", "save": "", "bind": "127.0.0.1"},
+            {
+                "appendonly": "yes",
+                "appendfsync": "always",
+                "save": "",
+                "bind": "127.0.0.1",
+                # Full means writes refused (503 + Retry-After), never job state evicted.
+                "maxmemory": str(RedisSettings().maxmemory_bytes),
+                "maxmemory-policy": "noeviction",
+            },
         )
         self._spawn("redis", [str(get_binary_path()), str(conf)], dict(os.environ))
         self._wait_redis()

@@ -22,11 +22,13 @@ from core.settings import (
     LogSettings,
     ModelSettings,
     RedisSettings,
+    RetentionSettings,
     StoreBackend,
     StoreSettings,
     TelemetrySettings,
     WorkerSettings,
 )
+from indexing.blob_gc import BlobLedger
 from indexing.heartbeat import Heartbeat, new_owner_id
 from indexing.runner import IndexingRunner
 from indexing.state_store import StateStore
@@ -63,8 +65,10 @@ _MAIN_PID = os.getpid()
 def build_worker_context() -> WorkerContext:
     """The runner (state, blobs, pipeline, queue) and this process's heartbeat."""
     ingest, worker = IngestSettings(), WorkerSettings()
-    state = StateStore.from_url(RedisSettings().url)
-    blobs = LocalBlobStore(ingest.blob_dir)
+    # The worker finishes jobs too (their last entry): the same retention as the API's.
+    state = StateStore.from_url(RedisSettings().url, job_retention_s=RetentionSettings().jobs_s)
+    # Page images are blobs too: pinned before each write, like the uploads' own.
+    blobs = LocalBlobStore(ingest.blob_dir, before_write=BlobLedger(state.raw()).pin)
     pipeline = DocumentPipeline(
         build_embeddings(ModelSettings(), ingest),
         load_bge_small_tokenizer(),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.soak import COLLECTION, run_soak
+from bench.soak import COLLECTION, StorageSampler, render, run_soak
 from bench.soak_check import check_final_state
 from bench.soak_mix import ROUTES, Expected, Ledger
 from tests.services.stack import KEY_A, Stack, running_stack
@@ -35,6 +35,8 @@ def test_a_short_soak_runs_every_route_and_ends_with_the_expected_documents(
         think_s=0.02,
         headers={"Authorization": f"Bearer {KEY_A}"},
         job_timeout_s=120,
+        storage=StorageSampler(stack.env["SIEVE_REDIS_URL"], stack.root / "blobs", every_s=0.5),
+        retention_s=3600,
     )
     assert result.server_errors == 0, result.error_samples
     assert result.transport_errors == 0, result.error_samples
@@ -45,6 +47,10 @@ def test_a_short_soak_runs_every_route_and_ends_with_the_expected_documents(
     assert sum(sum(by.values()) for by in result.statuses.values()) >= 10
     assert set(result.statuses) <= {route for route, _ in ROUTES}
     assert result.check.expected_live >= 5
+    # Redis and the blob directory were sampled and are reported.
+    assert result.storage["end"]["Redis used_memory (MiB)"] > 0
+    assert result.storage["end"]["blob files"] >= result.check.expected_live
+    assert "Redis and the blob directory (retention 3600 s" in render(result)
 
     # The check is not vacuous: an id the ledgers expect but never sent is lost, a live
     # document claimed deleted is resurrected, and a wrong expected hash is wrong content.

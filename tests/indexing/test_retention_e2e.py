@@ -1,0 +1,106 @@
+"""Retention over the real processes (Redis, API with its sweep, a worker) at seconds scale.
+
+Finished jobs, deleted documents and their tombstones (one whose delete message was lost
+included), and the blobs of replaced and deleted versions all go; live documents, their
+blobs and their points stay, and every job still ended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from indexing.state_store import state_key
+from ingest.blob_store import LocalBlobStore
+from tests.indexing.procstack import ProcStack, proc_stack
+
+pytestmark = pytest.mark.slow
+
+TENANT = "team-a"
+RETENTION_S = 3.0
+COLL = "kept"
+
+
+@pytest.fixture(scope="module")
+def stack(hub_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcStack]:
+    with proc_stack(
+        hub_url,
+        tmp_path_factory.mktemp("retention"),
+        SIEVE_RETENTION_JOBS_S=str(RETENTION_S),
+        SIEVE_RETENTION_TOMBSTONES_S=str(RETENTION_S),
+        SIEVE_RETENTION_BLOBS_S=str(RETENTION_S),
+        SIEVE_RETENTION_SWEEP_EVERY_S="0.5",
+    ) as handle:
+        yield handle
+
+
+def _record(doc_id: str, rev: str) -> dict[str, Any]:
+    words = " ".join(f"{doc_id}word{i} {rev}" for i in range(40))
+    return {"id": doc_id, "title": f"{doc_id} {rev}", "text": f"marker{doc_id}{rev} {words}"}
+
+
+def _upload(c: httpx.Client, *records: dict[str, Any]) -> str:
+    resp = c.post(f"/v1/collections/{COLL}/documents", json={"documents": list(records)})
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["job_id"])
+
+
+def _ended(c: httpx.Client, job_id: str) -> None:
+    deadline = time.monotonic() + 120
+    while (state := c.get(f"/v1/jobs/{job_id}").json()["state"]) in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+    assert state == "completed", state
+
+
+def test_finished_jobs_deleted_documents_and_dead_blobs_expire_live_ones_stay(
+    stack: ProcStack,
+) -> None:
+    blobs = LocalBlobStore(Path(stack.env["SIEVE_INGEST_BLOB_DIR"]))
+    state = stack.state()
+    with stack.client() as c:
+        assert c.post("/v1/collections", json={"name": COLL}).status_code == 201
+        first = _upload(c, *(_record(i, "v1") for i in ("live", "replaced", "deleted", "lost")))
+        _ended(c, first)
+        second = _upload(c, _record("replaced", "v2"))
+        assert c.delete(f"/v1/collections/{COLL}/documents/deleted").status_code == 202
+        # A tombstone whose delete message was lost: only the sweep can still remove it.
+        state.delete(TENANT, COLL, "lost")
+        _ended(c, second)
+        lost_blob = state.raw().hget(state_key("doc", TENANT, COLL, "lost"), "blob_key")
+        assert lost_blob is not None
+
+        deadline = time.monotonic() + 60
+        while True:
+            docs = c.get(f"/v1/collections/{COLL}/documents").json()["documents"]
+            live_blobs = {d["content_hash"] for d in docs}
+            jobs = [c.get(f"/v1/jobs/{j}").status_code for j in (first, second)]
+            gone = [state.find_document(TENANT, COLL, i) is None for i in ("deleted", "lost")]
+            if jobs == [404, 404] and all(gone) and set(blobs.keys()) == live_blobs:
+                break
+            assert time.monotonic() < deadline, (jobs, gone, sorted(blobs.keys()), live_blobs)
+            time.sleep(0.5)
+
+        assert {d["id"]: d["status"] for d in docs} == {"live": "indexed", "replaced": "indexed"}
+        assert c.get(f"/v1/jobs/{first}").json()["error"]["code"] == "job_not_found"
+        assert not list(state.raw().scan_iter(match=state_key("job*", "*")))
+        info = c.get(f"/v1/collections/{COLL}").json()
+        assert info["chunks"] == sum(d["chunk_count"] for d in docs)  # "lost"'s points too
+        for doc_id, rev in (("live", "v1"), ("replaced", "v2"), ("lost", "v1")):
+            hits = c.post(
+                f"/v1/collections/{COLL}/query",
+                json={"query": f"marker{doc_id}{rev}", "rerank": False, "top_n": 3},
+            ).json()["results"]
+            found = {h["document_id"] for h in hits}
+            assert (doc_id in found) == (doc_id != "lost"), (doc_id, found)
+    # Live state never expires.
+    for doc_id in ("live", "replaced"):
+        assert state.raw().pttl(state_key("doc", TENANT, COLL, doc_id)) == -1
+    assert state.raw().pttl(state_key("collections", TENANT)) == -1
+    assert state.raw().pttl(state_key("version")) == -1
+    state.close()
