@@ -56,6 +56,8 @@ def stack(
         SIEVE_RERANK_MAX_RETRIES="1",
         SIEVE_RERANK_BREAKER_FAILURES="3",
         SIEVE_RERANK_BREAKER_RESET_S="2",
+        # Long queries are cut to a fifth of the pair: their pairs stay cheap within the 3 s.
+        SIEVE_RERANK_QUERY_SHARE="0.2",
     ) as handle:
         with handle.client() as c:
             assert c.post("/v1/collections", json={"name": "kb"}).status_code == 201

@@ -356,7 +356,9 @@ class DocumentTrace(_Response):
     """Where one document went in a query (``explain``): recall legs, rerank, cut, rank."""
 
     document_id: str
-    outcome: str  # returned, not_recalled, below_top_n, dropped_by_min_score, dropped_by_autocut
+    outcome: Literal[
+        "returned", "not_recalled", "below_top_n", "dropped_by_min_score", "dropped_by_autocut"
+    ]
     chunk_id: str | None
     recall_rank: int | None
     dense_rank: int | None
