@@ -5,15 +5,19 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
+import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, cast
 
 from core.errors import NotFound
 
-__all__ = ["BlobStore", "LocalBlobStore"]
+__all__ = ["BlobStaging", "BlobStore", "LocalBlobStore"]
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -38,6 +42,43 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _syncfs(root: Path) -> bool:
+    """Flush the whole file system under ``root`` (data and renames); False without syncfs."""
+    if _SYNCFS is None:
+        return False
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        if _SYNCFS(fd) != 0:
+            raise OSError(ctypes.get_errno(), "syncfs failed")
+    finally:
+        os.close(fd)
+    return True
+
+
+class BlobStaging(Protocol):
+    """Blobs of one request, written as they are read, visible only once committed.
+
+    An upload's archive members go here one at a time, so the request never holds them
+    all; a refused request discards them and leaves nothing behind.
+    """
+
+    def put(self, data: bytes) -> str:
+        """Stage ``data``; return its key (the sha256 hex)."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Undo one ``put`` of ``key`` (a refused archive's members)."""
+        ...
+
+    def commit(self) -> None:
+        """Make every staged blob durable and visible under its key."""
+        ...
+
+    def discard(self) -> None:
+        """Drop whatever is staged (safe after ``commit`` too)."""
+        ...
+
+
 class BlobStore(Protocol):
     """Content-addressed storage; an S3-style store can implement the same three calls."""
 
@@ -57,13 +98,37 @@ class BlobStore(Protocol):
         """True when ``key`` is stored."""
         ...
 
+    def staging(self) -> BlobStaging:
+        """A new staging area for one request's blobs."""
+        ...
+
 
 class LocalBlobStore:
     """A directory of blobs, fanned out by hash prefix."""
 
+    # Staging areas a crashed request left behind are removed once this old.
+    STALE_STAGING_S = 3600.0
+
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        self._staging_root = root / ".staging"
+        self._sweep_stale_staging()
+
+    def _sweep_stale_staging(self) -> None:
+        if not self._staging_root.is_dir():
+            return
+        cutoff = time.time() - self.STALE_STAGING_S
+        for area in self._staging_root.iterdir():
+            try:
+                if area.stat().st_mtime < cutoff:
+                    shutil.rmtree(area, ignore_errors=True)
+            except OSError:
+                continue
+
+    def staging(self) -> _LocalStaging:
+        """A staging directory under the root (so a commit is a rename on one file system)."""
+        return _LocalStaging(self, self._staging_root / uuid.uuid4().hex)
 
     def _path(self, key: str) -> Path:
         if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
@@ -86,12 +151,7 @@ class LocalBlobStore:
         if _SYNCFS is None:
             return [self.put(d) for d in datas]
         keys = [self._write(d, sync=False)[0] for d in datas]
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            if _SYNCFS(fd) != 0:
-                raise OSError(ctypes.get_errno(), "syncfs failed")
-        finally:
-            os.close(fd)
+        _syncfs(self.root)
         return keys
 
     def _write(self, data: bytes, *, sync: bool) -> tuple[str, bool]:
@@ -127,3 +187,58 @@ class LocalBlobStore:
             return self._path(key).exists()
         except NotFound:
             return False
+
+
+class _LocalStaging:
+    """A request's staged blobs in their own directory; commit renames them into place."""
+
+    def __init__(self, store: LocalBlobStore, area: Path) -> None:
+        self._store = store
+        self._area = area
+        self._refs: Counter[str] = Counter()
+
+    def put(self, data: bytes) -> str:
+        """Write ``data`` into the staging directory (once per key); return its key."""
+        key = hashlib.sha256(data).hexdigest()
+        if self._refs[key] == 0 and not self._store.exists(key):
+            self._area.mkdir(parents=True, exist_ok=True)
+            with (self._area / key).open("wb") as fh:
+                fh.write(data)
+        self._refs[key] += 1
+        return key
+
+    def release(self, key: str) -> None:
+        """Forget one ``put`` of ``key``; its staged file goes with the last one."""
+        if self._refs[key] <= 0:
+            return
+        self._refs[key] -= 1
+        if self._refs[key] == 0:
+            del self._refs[key]
+            (self._area / key).unlink(missing_ok=True)
+
+    def commit(self) -> None:
+        """Rename each staged blob into place, then make data and renames durable at once."""
+        moved: set[Path] = set()
+        for key in self._refs:
+            staged = self._area / key
+            if not staged.exists():
+                continue  # already stored when it was staged
+            final = self._store._path(key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staged.replace(final)
+            moved.add(final.parent)
+        if not _syncfs(self._store.root):
+            for key in self._refs:
+                path = self._store._path(key)
+                if path.parent in moved:
+                    with path.open("rb") as fh:
+                        os.fsync(fh.fileno())
+            for parent in moved:
+                _fsync_dir(parent)
+        self._refs.clear()
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the staging directory and everything still in it."""
+        self._refs.clear()
+        shutil.rmtree(self._area, ignore_errors=True)

@@ -46,7 +46,7 @@ async def get_document_image(
     if doc.kind == "record" or not doc.blob_key:
         raise NotFound(f"document {doc_id!r} has no image", code="no_image")
     data = await in_thread(deps.blobs.get, doc.blob_key)
-    rendered = await in_thread(page_image, data, page)
+    rendered = await deps.pools.cpu.run(page_image, data, page)
     return Response(
         rendered.data,
         media_type=rendered.mime,
