@@ -76,7 +76,9 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if isinstance(exc, (UpstreamUnavailable, Overloaded)) and exc.retry_after is not None:
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-        if status >= 500:
+        if isinstance(exc, Overloaded):
+            log.warning("overloaded", extra={"code": exc.code})
+        elif status >= 500:
             log.warning("upstream error", extra={"code": exc.code, "detail": exc.message})
         field = exc.field if isinstance(exc, InvalidInput) else None
         return error_response(request, status, exc.code, exc.message, headers, field=field)
