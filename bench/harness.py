@@ -77,11 +77,11 @@ class BenchStack(Supervisor):
 
     @classmethod
     @contextmanager
-    def running(cls, name: str) -> Iterator[BenchStack]:
+    def running(cls, name: str, **extra_env: str) -> Iterator[BenchStack]:
         """A started stack in a temporary data directory, stopped when the block ends; when
         the block raises, each child's log tail is printed first."""
         with tempfile.TemporaryDirectory(prefix=f"sieve-bench-{name}-") as tmp:
-            stack = cls.on_free_ports(Path(tmp))
+            stack = cls.on_free_ports(Path(tmp), **extra_env)
             failed = True
             try:
                 stack.start()

@@ -6,6 +6,7 @@ __all__ = [
     "Conflict",
     "InvalidInput",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "SieveError",
     "StoreLocked",
@@ -89,6 +90,19 @@ class UpstreamUnavailable(SieveError):
     def __init__(
         self, message: str, *, code: str | None = None, retry_after: float | None = None
     ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class Overloaded(SieveError):
+    """This process is at a named capacity bound (e.g. its CPU pool is full): retry later.
+
+    ``retry_after`` is the hint in seconds the client gets as ``Retry-After``.
+    """
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float = 1.0) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
 

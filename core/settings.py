@@ -236,6 +236,17 @@ class ApiSettings(BaseSettings):
     # plus a filter, so 1 MiB is generous and keeps a hostile body from being parsed.
     max_json_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     max_documents_per_request: Annotated[int, Field(gt=0)] = 100_000
+    # Everything archives in one request may expand to, all archives together (bytes, members).
+    max_expanded_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024 * 1024
+    max_expanded_members: Annotated[int, Field(gt=0)] = 10_000
+    # Short blocking I/O (Redis, blob reads): its own pool, never shared with CPU work, so six
+    # slow requests cannot hold every thread (they held asyncio's 6 for 78 s before).
+    io_threads: Annotated[int, Field(ge=4, le=256)] = 32
+    # CPU-heavy request work (archive expansion, record parsing, blob hashing): a few
+    # threads and a short queue; past both, 503 + Retry-After instead of waiting.
+    cpu_threads: Annotated[int, Field(ge=1, le=64)] = 2
+    cpu_queue: Annotated[int, Field(ge=0, le=1024)] = 4
+    busy_retry_after_s: Annotated[int, Field(ge=1, le=600)] = 2
 
     @field_validator("keys")
     @classmethod

@@ -20,10 +20,16 @@ from indexing.messages import DocVersion, IngestTask
 from indexing.queue import TaskQueue
 from indexing.records import DocStatus, DocumentRecord, JobRecord
 from indexing.state_store import NewDocument, StateStore
-from ingest.archives import iter_archive, safe_member_path
-from ingest.blob_store import BlobStore
+from ingest.archives import (
+    ArchiveRefused,
+    ExpansionBudget,
+    ExpansionRefused,
+    safe_member_path,
+    stream_archive,
+)
+from ingest.blob_store import BlobStaging, BlobStore
 from ingest.detect import ARCHIVE_TYPES, detect_type
-from ingest.documents import ExtractedDocument, ParseFailure, ParseOutcome
+from ingest.documents import ExtractedDocument, FailureReason, ParseFailure, ParseOutcome
 from ingest.limits import IngestLimits
 from ingest.records import iter_jsonl_records
 
@@ -33,9 +39,10 @@ __all__ = [
     "UploadItem",
     "accept",
     "check_document_id",
-    "items_from_file",
     "items_from_records",
     "record_blob",
+    "stage_file",
+    "stage_items",
     "task_batches",
 ]
 
@@ -53,7 +60,8 @@ class AcceptLimits:
 
 @dataclass
 class UploadItem:
-    """One document to queue (``data`` is the blob), or one that already failed."""
+    """One document to queue (``data`` is the blob, or ``blob_key`` names it once it is
+    staged and its bytes are no longer held), or one that already failed."""
 
     doc_id: str
     source: str
@@ -61,6 +69,13 @@ class UploadItem:
     data: bytes = b""
     metadata: dict[str, Any] = field(default_factory=dict)
     failure: ParseFailure | None = None
+    blob_key: str | None = None
+    size: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        """The document's size in bytes (staged or held)."""
+        return self.size if self.blob_key is not None else len(self.data)
 
 
 @dataclass(frozen=True)
@@ -113,26 +128,66 @@ def items_from_records(outcomes: Iterable[ParseOutcome]) -> list[UploadItem]:
     return items
 
 
-def items_from_file(
-    data: bytes, filename: str, limits: IngestLimits, *, doc_id: str | None = None
+def stage_items(items: list[UploadItem], staging: BlobStaging) -> list[UploadItem]:
+    """Stage every held blob of ``items`` and drop its bytes (records, replaced files)."""
+    for item in items:
+        if item.failure is None and item.blob_key is None:
+            item.blob_key, item.size, item.data = staging.put(item.data), len(item.data), b""
+    return items
+
+
+def stage_file(
+    data: bytes,
+    filename: str,
+    limits: IngestLimits,
+    staging: BlobStaging,
+    budget: ExpansionBudget,
+    *,
+    doc_id: str | None = None,
 ) -> list[UploadItem]:
-    """One uploaded file: a document, a JSONL collection, or an archive of documents."""
+    """One uploaded file as staged items: a document, a JSONL collection, or an archive.
+
+    An archive's members are staged one by one as they are read (never all held), charged
+    to ``budget``, which all archives of the request share. An archive over a budget of its
+    own is one failed item (its staged members released); over ``budget``, the request is
+    refused.
+
+    Raises:
+        PayloadTooLarge: a non-archive file over the per-file limit.
+        ExpansionRefused: the request's archives together are over ``budget``.
+    """
     name = safe_member_path(filename) or "upload"
-    if len(data) > limits.max_file_bytes and detect_type(data, name).type not in ARCHIVE_TYPES:
+    kind = detect_type(data, name).type
+    if len(data) > limits.max_file_bytes and kind not in ARCHIVE_TYPES:
         raise PayloadTooLarge(
             f"{name}: {len(data)} bytes; the per-file limit is {limits.max_file_bytes}"
         )
     if name.lower().endswith(_JSONL_SUFFIXES) and doc_id is None:
-        return items_from_records(iter_jsonl_records(data.splitlines(), limits, source=name))
-    if detect_type(data, name).type in ARCHIVE_TYPES and doc_id is None:
-        items: list[UploadItem] = []
-        for member in iter_archive(data, name, limits):
+        records = items_from_records(iter_jsonl_records(data.splitlines(), limits, source=name))
+        return stage_items(records, staging)
+    if kind not in ARCHIVE_TYPES or doc_id is not None:
+        return stage_items([UploadItem(doc_id=doc_id or name, source=name, data=data)], staging)
+    items: list[UploadItem] = []
+    try:
+        for member in stream_archive(data, name, limits, budget=budget):
             if isinstance(member, ParseFailure):
                 items.append(UploadItem(doc_id=member.source, source=member.source, failure=member))
             else:
-                items.append(UploadItem(doc_id=member.path, source=member.path, data=member.data))
-        return items
-    return [UploadItem(doc_id=doc_id or name, source=name, data=data)]
+                key = staging.put(member.data)
+                items.append(
+                    UploadItem(
+                        doc_id=member.path, source=member.path, blob_key=key, size=len(member.data)
+                    )
+                )
+    except (ArchiveRefused, ExpansionRefused) as exc:
+        for item in items:
+            if item.blob_key is not None:
+                staging.release(item.blob_key)
+        if isinstance(exc, ExpansionRefused):
+            raise
+        failure = ParseFailure(source=name, reason=FailureReason(exc.code), message=exc.detail)
+        return [UploadItem(doc_id=name, source=name, failure=failure)]
+    return items
 
 
 def accept(
@@ -145,10 +200,13 @@ def accept(
     collection: str,
     items: list[UploadItem],
     kind: str = "ingest",
+    staging: BlobStaging | None = None,
 ) -> Accepted:
     """Save, record and queue ``items``; unchanged documents are a no-op.
 
-    Everything is validated before the first write: a refused request leaves no trace.
+    Items with a ``blob_key`` were staged in ``staging``, which is committed once the
+    request is valid. Everything is validated before the first write: a refused request
+    leaves no trace (the caller discards ``staging`` then).
     """
     incarnation = state.get_collection(tenant, collection).incarnation
     if not items:
@@ -166,8 +224,11 @@ def accept(
     docs: list[NewDocument] = []
     failed: dict[str, str] = {}
     sizes: dict[str, int] = {}
-    good = [item for item in items if item.failure is None]
-    keys = dict(zip((i.doc_id for i in good), blobs.put_many([i.data for i in good]), strict=True))
+    held = [item for item in items if item.failure is None and item.blob_key is None]
+    keys = dict(zip((i.doc_id for i in held), blobs.put_many([i.data for i in held]), strict=True))
+    keys |= {i.doc_id: i.blob_key for i in items if i.failure is None and i.blob_key is not None}
+    if staging is not None:
+        staging.commit()
     for item in items:
         if item.failure is not None:
             if item.doc_id in accepted_ids:
@@ -187,7 +248,7 @@ def accept(
             docs.append(NewDocument(record, (item.failure.reason.value, item.failure.message)))
             continue
         blob_key = keys[item.doc_id]
-        sizes[item.doc_id] = len(item.data)
+        sizes[item.doc_id] = item.nbytes
         record = DocumentRecord(
             id=item.doc_id,
             job_id=job.id,
@@ -195,7 +256,7 @@ def accept(
             content_hash=blob_key,
             blob_key=blob_key,
             source=item.source,
-            size=len(item.data),
+            size=item.nbytes,
             metadata=item.metadata,
         )
         docs.append(NewDocument(record))

@@ -24,6 +24,9 @@ from ingest.limits import IngestLimits
 
 __all__ = [
     "ArchiveMember",
+    "ArchiveRefused",
+    "ExpansionBudget",
+    "ExpansionRefused",
     "ManifestEntry",
     "check_zip_directory",
     "is_junk_path",
@@ -111,32 +114,79 @@ def iter_archive(
     """
     try:
         members = list(stream_archive(data, source, limits))
-    except _Refused as exc:
+    except ArchiveRefused as exc:
         yield ParseFailure(source=source, reason=FailureReason(exc.code), message=exc.detail)
         return
     yield from members
 
 
-def stream_archive(
-    data: bytes, source: str, limits: IngestLimits
-) -> Iterator[ArchiveMember | ParseFailure]:
-    """Like ``iter_archive`` but lazy: members come as they are read.
+class ExpansionRefused(PayloadTooLarge):
+    """All archives of one request together expand past its ``ExpansionBudget``."""
 
-    For a consumer that checked the archive first (``scan_archive``) and expands it again
-    without holding every member at once (a worker expanding one stored archive blob).
+
+@dataclass
+class ExpansionBudget:
+    """One budget for every archive of a request: members and bytes they expand to, summed.
+
+    Each archive keeps its own limits too (``IngestLimits``: members, bytes, ratio); this
+    one stops three archives each just under them from adding up in one request.
+    """
+
+    max_members: int
+    max_bytes: int
+    members: int = 0
+    bytes_out: int = 0
+
+    def add_members(self, count: int) -> None:
+        """Charge ``count`` archive entries.
+
+        Raises:
+            ExpansionRefused: past ``max_members`` (code ``request_too_many_members``).
+        """
+        self.members += count
+        if self.members > self.max_members:
+            raise ExpansionRefused(
+                f"the archives of this request hold more than {self.max_members} entries",
+                code="request_too_many_members",
+            )
+
+    def add_bytes(self, count: int) -> None:
+        """Charge ``count`` expanded bytes.
+
+        Raises:
+            ExpansionRefused: past ``max_bytes`` (code ``request_expansion_too_large``).
+        """
+        self.bytes_out += count
+        if self.bytes_out > self.max_bytes:
+            raise ExpansionRefused(
+                f"the archives of this request expand to more than {self.max_bytes} bytes",
+                code="request_expansion_too_large",
+            )
+
+
+def stream_archive(
+    data: bytes, source: str, limits: IngestLimits, *, budget: ExpansionBudget | None = None
+) -> Iterator[ArchiveMember | ParseFailure]:
+    """Like ``iter_archive`` but lazy: members come as they are read, one at a time.
+
+    For a consumer that stores each member as it comes (the API writing an upload's members
+    to the blob store), or that checked the archive first (``scan_archive``) and expands it
+    again without holding every member at once. ``budget`` is shared by every archive of
+    one request; members and bytes are charged to it as well as to this archive's limits.
 
     Raises:
-        PayloadTooLarge: a budget of the whole upload broke (its ``code`` is the reason);
+        ArchiveRefused: a budget of this archive broke (its ``code`` is the reason);
             members yielded before belong to a refused archive.
+        ExpansionRefused: ``budget`` broke; the request is over its limit.
     """
-    budget = _Budget(limits=limits, upload_size=len(data))
+    own = _Budget(limits=limits, upload_size=len(data), shared=budget)
     try:
-        yield from _expand(data, source, "", 1, budget)
+        yield from _expand(data, source, "", 1, own)
     except _BudgetExceeded as exc:
-        raise _Refused(exc.message, code=exc.reason.value) from exc
+        raise ArchiveRefused(exc.message, code=exc.reason.value) from exc
 
 
-class _Refused(PayloadTooLarge):
+class ArchiveRefused(PayloadTooLarge):
     """A budget error that keeps its own message apart (``detail``) for the failure value."""
 
     def __init__(self, detail: str, *, code: str) -> None:
@@ -161,7 +211,7 @@ def scan_archive(data: bytes, source: str, limits: IngestLimits) -> list[Manifes
     ``iter_archive``): the same members, sizes and content hashes, in order.
 
     Raises:
-        PayloadTooLarge: as ``stream_archive``; nothing of the archive is accepted then.
+        ArchiveRefused: as ``stream_archive``; nothing of the archive is accepted then.
     """
     out: list[ManifestEntry] = []
     for item in stream_archive(data, source, limits):
@@ -194,6 +244,7 @@ class _Budget:
     members: int = 0
     bytes_out: int = 0
     raw_out: int = 0
+    shared: ExpansionBudget | None = None
 
     def add_raw(self, count: int) -> None:
         """Charge decompressed tar stream bytes (payload and framing together)."""
@@ -208,6 +259,8 @@ class _Budget:
 
     def add_members(self, count: int) -> None:
         self.members += count
+        if self.shared is not None:
+            self.shared.add_members(count)
         if self.members > self.limits.max_archive_members:
             raise _BudgetExceeded(
                 FailureReason.ARCHIVE_TOO_MANY_FILES,
@@ -216,6 +269,8 @@ class _Budget:
 
     def add_bytes(self, count: int) -> None:
         self.bytes_out += count
+        if self.shared is not None:
+            self.shared.add_bytes(count)
         limits = self.limits
         if self.bytes_out > limits.max_archive_total_bytes:
             raise _BudgetExceeded(

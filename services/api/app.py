@@ -69,24 +69,33 @@ def _upload_routes() -> frozenset[tuple[str, str]]:
     )
 
 
+def _install(app: FastAPI, deps: ApiDeps) -> None:
+    """Give routes ``deps``; short I/O (``in_thread``, ``asyncio.to_thread``) runs on its own
+    pool from now on, CPU-heavy work on another (services/api/pools.py), both in /metrics."""
+    app.state.deps = deps
+    asyncio.get_running_loop().set_default_executor(deps.pools.io)
+    deps.metrics.watch_pools(deps.pools.saturation)
+
+
+def _start_background(hooks: AppHooks, deps: ApiDeps) -> list[asyncio.Task[None]]:
+    """The lifecycle loop (reaper, recovery) and the hooks' background tasks."""
+    loop = lifecycle_loop(
+        deps,
+        every_s=hooks.reap_every_s,
+        max_crashes=hooks.max_crashes,
+        orphan_after_s=hooks.orphan_after_s,
+    )
+    return [asyncio.create_task(c) for c in (loop, *(bg(deps) for bg in hooks.background))]
+
+
 def create_app(hooks: AppHooks) -> FastAPI:
     """Build the API; clients are opened in the lifespan and closed on shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         deps = await hooks.build()
-        app.state.deps = deps
-        tasks = [
-            asyncio.create_task(
-                lifecycle_loop(
-                    deps,
-                    every_s=hooks.reap_every_s,
-                    max_crashes=hooks.max_crashes,
-                    orphan_after_s=hooks.orphan_after_s,
-                )
-            )
-        ]
-        tasks += [asyncio.create_task(bg(deps)) for bg in hooks.background]
+        _install(app, deps)
+        tasks = _start_background(hooks, deps)
         try:
             yield
         finally:
@@ -96,6 +105,7 @@ def create_app(hooks: AppHooks) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await hooks.close(deps)
+            deps.pools.shutdown()
 
     app = FastAPI(
         title="Sieve",
@@ -155,7 +165,8 @@ def create_app(hooks: AppHooks) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"], response_model=None)
     async def readyz(request: Request) -> dict[str, object] | Response:
-        """Readiness: Redis, the chunk store and the model hub all answer."""
+        """Readiness: Redis, the chunk store and the model hub all answer; with each thread
+        pool's saturation (in use / size / queued)."""
         deps: ApiDeps = request.app.state.deps
         checks = await readiness(deps)
         if all(checks.values()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
@@ -20,6 +20,7 @@ from query import QueryEngine
 from retriever.store import AsyncChunkStore
 from services.api.auth import TenantResolver
 from services.api.metrics import ApiMetrics
+from services.api.pools import ApiPools
 from services.worker.celery_queue import CeleryTaskQueue
 
 __all__ = ["ApiDeps", "Deps", "Tenant", "in_thread"]
@@ -46,6 +47,11 @@ class ApiDeps:
     feedback: FeedbackStore | None = None
     # /readyz reports memory pressure from this share of Redis's maxmemory (RedisSettings).
     redis_memory_warn_ratio: float = 0.8
+    # Sized by ``SIEVE_API_IO_THREADS`` / ``_CPU_THREADS`` / ``_CPU_QUEUE`` (services/api/pools.py).
+    pools: ApiPools = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pools = ApiPools.from_settings(self.api)
 
     @property
     def accept_limits(self) -> AcceptLimits:
@@ -76,5 +82,9 @@ Tenant = Annotated[str, Depends(get_tenant)]
 
 
 async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run blocking I/O (Redis, blobs, the sync embeddings client) off the event loop."""
+    """Run short blocking I/O (Redis, blobs, the sync embeddings client) off the event loop.
+
+    It runs on the loop's default executor, which the app's lifespan sets to the short-I/O
+    pool (``ApiPools.io``); CPU-heavy work goes to ``deps.pools.cpu.run`` instead.
+    """
     return await asyncio.to_thread(fn, *args, **kwargs)

@@ -13,6 +13,7 @@ from core.errors import (
     Conflict,
     InvalidInput,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     SieveError,
     Unauthorized,
@@ -33,6 +34,7 @@ _STATUS: tuple[tuple[type[SieveError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
     (UpstreamUnavailable, 503),
+    (Overloaded, 503),
     (UpstreamRejected, 502),
 )
 
@@ -72,9 +74,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(request: Request, exc: SieveError) -> JSONResponse:
         status = status_for(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if isinstance(exc, UpstreamUnavailable) and exc.retry_after is not None:
+        if isinstance(exc, (UpstreamUnavailable, Overloaded)) and exc.retry_after is not None:
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-        if status >= 500:
+        if isinstance(exc, Overloaded):
+            log.warning("overloaded", extra={"code": exc.code})
+        elif status >= 500:
             log.warning("upstream error", extra={"code": exc.code, "detail": exc.message})
         field = exc.field if isinstance(exc, InvalidInput) else None
         return error_response(request, status, exc.code, exc.message, headers, field=field)

@@ -7,10 +7,10 @@ tests, the embedded supervisor — never collide.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from core.settings import ApiSettings
@@ -82,6 +82,34 @@ class _StateCollector(Collector):
         yield memory
 
 
+# pool -> {"in_use", "size", "queued", "refused"}: read on scrape (ApiPools.saturation).
+PoolReadings = Callable[[], Mapping[str, Mapping[str, int]]]
+
+
+class _PoolCollector(Collector):
+    """Read on scrape: each thread pool's busy threads, size, queue and refusals."""
+
+    def __init__(self, readings: PoolReadings) -> None:
+        self._readings = readings
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield ``sieve_pool_threads{pool,state}`` and ``sieve_pool_refused_total{pool}``."""
+        threads = GaugeMetricFamily(
+            "sieve_pool_threads",
+            "API thread pools: threads in use, pool size, jobs queued",
+            labels=["pool", "state"],
+        )
+        refused = CounterMetricFamily(
+            "sieve_pool_refused", "Requests refused 503 because the pool was full", labels=["pool"]
+        )
+        for pool, load in sorted(self._readings().items()):
+            for state in ("in_use", "size", "queued"):
+                threads.add_metric([pool, state], float(load.get(state, 0)))
+            refused.add_metric([pool], float(load.get("refused", 0)))
+        yield threads
+        yield refused
+
+
 class ApiMetrics:
     """The API's metrics and the registry ``/metrics`` renders."""
 
@@ -120,6 +148,10 @@ class ApiMetrics:
         )
         if state is not None:
             self.registry.register(_StateCollector(state))
+
+    def watch_pools(self, readings: PoolReadings) -> None:
+        """Expose the pools' saturation (``readings`` is called on each scrape)."""
+        self.registry.register(_PoolCollector(readings))
 
     def observe_query(
         self, timings_ms: dict[str, float], rerank_status: str, *, query_truncated: bool = False

@@ -60,6 +60,7 @@ async def degraded_reasons(deps: ApiDeps) -> list[str]:
 async def ready_body(deps: ApiDeps, checks: dict[str, bool]) -> dict[str, object]:
     """``/readyz``'s answer when every check passed: ready, or degraded with its reasons."""
     reasons = await degraded_reasons(deps)
+    pools = deps.pools.saturation()
     if reasons:
-        return {"status": "degraded", "checks": checks, "reasons": reasons}
-    return {"status": "ready", "checks": checks}
+        return {"status": "degraded", "checks": checks, "reasons": reasons, "pools": pools}
+    return {"status": "ready", "checks": checks, "pools": pools}

@@ -19,6 +19,7 @@ from ingest import (
     parse_upload,
     safe_member_path,
 )
+from ingest.archives import ExpansionBudget, ExpansionRefused, stream_archive
 from tests.ingest.samples import make_docx, make_pdf, make_tar, make_zip
 
 MIB = 1024 * 1024
@@ -280,3 +281,23 @@ def test_an_archive_over_the_ratio_is_refused_whole_with_its_good_members() -> N
     upload = make_tar([*members, ("zeros.txt", b"\x00" * (40 * MIB))])
     items = list(iter_archive(upload, "mixed.tar.gz", IngestLimits()))
     assert [_reason(i) for i in items] == [FailureReason.ARCHIVE_RATIO_EXCEEDED]
+
+
+def test_the_archives_of_one_request_share_one_budget() -> None:
+    limits = IngestLimits(max_archive_members=10, max_archive_total_bytes=10 * MIB)
+    text = b"plain text member\n" * 100
+    upload = make_tar([(f"d/{i}.txt", text) for i in range(6)])
+    budget = ExpansionBudget(max_members=10, max_bytes=10 * MIB)
+    first = list(stream_archive(upload, "one.tar.gz", limits, budget=budget))
+    assert len(first) == 6
+    assert budget.members == 6
+    with pytest.raises(ExpansionRefused) as refused:
+        list(stream_archive(upload, "two.tar.gz", limits, budget=budget))
+    assert refused.value.code == "request_too_many_members"
+    # Alone, each archive is within its own limits.
+    assert len(list(stream_archive(upload, "two.tar.gz", limits))) == 6
+    by_bytes = ExpansionBudget(max_members=100, max_bytes=len(text) * 8)
+    list(stream_archive(upload, "one.tar.gz", limits, budget=by_bytes))
+    with pytest.raises(ExpansionRefused, match="expand to more than") as refused:
+        list(stream_archive(upload, "two.tar.gz", limits, budget=by_bytes))
+    assert refused.value.code == "request_expansion_too_large"

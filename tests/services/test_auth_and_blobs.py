@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,38 @@ def test_put_many_stores_every_blob_under_its_content_hash(tmp_path: Path) -> No
     assert keys == [hashlib.sha256(d).hexdigest() for d in datas]
     assert all(blobs.get(k) == d for k, d in zip(keys, datas, strict=True))
     assert not list((tmp_path / "blobs").rglob(".tmp-*"))
+
+
+def test_staged_blobs_appear_only_on_commit_and_a_discard_leaves_nothing(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    kept = blobs.put(b"already stored")
+    staging = blobs.staging()
+    keys = [staging.put(d) for d in (b"one", b"two", b"one", b"already stored")]
+    assert keys[0] == keys[2] == hashlib.sha256(b"one").hexdigest()
+    assert not blobs.exists(keys[0])  # invisible until committed
+    staging.release(keys[1])  # e.g. a member of a refused archive
+    staging.commit()
+    assert blobs.get(keys[0]) == b"one"
+    assert not blobs.exists(keys[1])
+    assert blobs.get(kept) == b"already stored"
+    refused = blobs.staging()
+    refused.put(b"three")
+    refused.discard()
+    assert not blobs.exists(hashlib.sha256(b"three").hexdigest())
+    files = {p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file()}
+    assert files == {kept, keys[0]}
+
+
+def test_a_crashed_request_s_staging_is_swept_once_stale(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    fresh, stale = blobs.staging(), blobs.staging()
+    fresh.put(b"a request in flight")
+    stale.put(b"a request that died")
+    stale_dirs = list((tmp_path / "blobs" / ".staging").iterdir())
+    old = time.time() - LocalBlobStore.STALE_STAGING_S - 60
+    for area in stale_dirs:
+        if (area / hashlib.sha256(b"a request that died").hexdigest()).exists():
+            os.utime(area, (old, old))
+    LocalBlobStore(tmp_path / "blobs")  # a restart
+    left = [p.name for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+    assert left == [hashlib.sha256(b"a request in flight").hexdigest()]

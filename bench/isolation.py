@@ -1,0 +1,405 @@
+"""Isolation benchmark: does tenant B's service hold while tenant A runs the worst mix?
+
+    .venv/bin/python -m bench.isolation [--seconds 30] [--docs 300] [--json]
+
+One embedded stack (``sieve up``'s supervisor) with two tenants. B has a collection of
+``--docs`` SciFact abstracts; two B clients alternate a query (rerank off: this measures the
+API, not the cross-encoder) and ``GET /v1/collections``. Three windows of ``--seconds``
+each, in one run: B alone, B while A runs its mix, B alone again (the two alone windows
+together are the baseline, so drift in the machine's load falls on both sides).
+
+A's mix, each in its own thread(s), without pause: GETs of a large page image (4 clients),
+uploads of three tar.gz archives in one request, large multipart uploads (four files of
+``--file-mib``), collection churn (create, upload, delete), and a flood of feedback
+judgments. A's uploads are random bytes (the worker refuses them at once as unsupported):
+what is measured is the API's own work on them, not indexing.
+
+Reported: B's p50/p99 per request kind in each window and the ratio (target <= 1.5x), A's
+requests by status (503s are the CPU pool saying no), and the API's RSS and thread count
+before and after A's window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import psutil
+from PIL import Image, ImageDraw
+
+from bench.harness import BenchStack, TreeSampler, code_state, machine_note, markdown_table, pct
+from bench.ingest import load_corpus, wait_jobs
+
+KEY_A = "isolation-tenant-a-key-0123456789"
+KEY_B = "isolation-tenant-b-key-9876543210"
+QUERIES = (
+    "how do cells repair damaged DNA",
+    "vitamin D deficiency and bone fractures",
+    "antibiotic resistance in hospital bacteria",
+    "effect of exercise on insulin sensitivity",
+)
+MIB = 1024 * 1024
+
+
+@dataclass
+class Samples:
+    """Latencies (ms) by request kind, and statuses by kind."""
+
+    latency_ms: dict[str, list[float]] = field(default_factory=dict)
+    statuses: dict[str, dict[int, int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, kind: str, ms: float, status: int) -> None:
+        """Record one request."""
+        with self.lock:
+            self.latency_ms.setdefault(kind, []).append(ms)
+            by_status = self.statuses.setdefault(kind, {})
+            by_status[status] = by_status.get(status, 0) + 1
+
+
+def timed(samples: Samples, kind: str, call: Callable[[], httpx.Response]) -> None:
+    """Run ``call``; record its latency and status (0 for a transport error)."""
+    start = time.perf_counter()
+    try:
+        status = call().status_code
+    except httpx.TransportError:
+        status = 0
+    samples.add(kind, (time.perf_counter() - start) * 1000, status)
+
+
+def loop_until(stop: threading.Event, body: Callable[[int], None]) -> threading.Thread:
+    """A thread calling ``body(n)`` for n = 0, 1, ... until ``stop`` is set."""
+
+    def run() -> None:
+        n = 0
+        while not stop.is_set():
+            body(n)
+            n += 1
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def client(stack: BenchStack, key: str) -> httpx.Client:
+    """A client for one tenant."""
+    return httpx.Client(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=300
+    )
+
+
+# ---------------------------------------------------------------- tenant B
+
+
+def b_window(stack: BenchStack, seconds: float, clients: int = 2) -> Samples:
+    """B's two clients alternating a query and a list for ``seconds``."""
+    samples = Samples()
+    stop = threading.Event()
+    handles = [client(stack, KEY_B) for _ in range(clients)]
+
+    def worker(c: httpx.Client, offset: int) -> Callable[[int], None]:
+        def body(n: int) -> None:
+            query = {"query": QUERIES[(n + offset) % len(QUERIES)], "rerank": False, "top_n": 10}
+            timed(samples, "query", lambda: c.post("/v1/collections/b/query", json=query))
+            timed(samples, "list", lambda: c.get("/v1/collections"))
+
+        return body
+
+    threads = [loop_until(stop, worker(c, i)) for i, c in enumerate(handles)]
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    for c in handles:
+        c.close()
+    return samples
+
+
+# ---------------------------------------------------------------- tenant A
+
+
+def big_image(side: int) -> bytes:
+    """A ``side`` x ``side`` PNG with some lines of text (OCR reads it) and noise blocks."""
+    img = Image.new("RGB", (side, side), "white")
+    draw = ImageDraw.Draw(img)
+    for row in range(0, side, 160):
+        draw.text((40, row + 20), "isolation benchmark page image " * 3, fill="black")
+    noise = Image.frombytes("RGB", (side // 4, side // 4), os.urandom((side // 4) ** 2 * 3))
+    img.paste(noise, (side // 2, side // 2))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def tar_gz(members: dict[str, bytes]) -> bytes:
+    """A tar.gz of ``members`` (fast compression: the payload is random anyway)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def setup_a(stack: BenchStack, image_side: int, timeout_s: float) -> None:
+    """A's collection with one large page image (indexed, so every image route serves it)."""
+    with client(stack, KEY_A) as a:
+        a.post("/v1/collections", json={"name": "a"}).raise_for_status()
+        files = [("files", ("big.png", big_image(image_side), "image/png"))]
+        job = a.post("/v1/collections/a/documents", files=files).raise_for_status().json()
+        wait_jobs(a, [job["job_id"]], stack, timeout_s)
+
+
+@dataclass(frozen=True)
+class Payloads:
+    """A's upload bodies, built once before the windows (so the benchmark's own CPU does
+    not compete in them); the API does the same work on a repeated body (parse, expand,
+    hash, stage, accept), only the worker finds its documents unchanged."""
+
+    archives: list[tuple[str, tuple[str, bytes, str]]]
+    multipart: list[tuple[str, tuple[str, bytes, str]]]
+
+    @classmethod
+    def build(cls, file_mib: int) -> Payloads:
+        """Three tar.gz of 4 x 2 MiB random members; four random files of ``file_mib``."""
+        archives = [
+            (
+                "files",
+                (
+                    f"r{k}.tar.gz",
+                    tar_gz({f"r{k}/m{i}.bin": os.urandom(2 * MIB) for i in range(4)}),
+                    "application/gzip",
+                ),
+            )
+            for k in range(3)
+        ]
+        multipart = [
+            ("files", (f"big{k}.bin", os.urandom(file_mib * MIB), "application/octet-stream"))
+            for k in range(4)
+        ]
+        return cls(archives=archives, multipart=multipart)
+
+
+MIX = ("image", "archives", "multipart", "churn", "feedback")
+
+
+def a_mix(
+    stack: BenchStack, stop: threading.Event, payloads: Payloads, parts: tuple[str, ...]
+) -> tuple[Samples, Callable[[], None]]:
+    """Start A's threads for ``parts`` of ``MIX``; returns their samples and a join."""
+    samples = Samples()
+    threads: list[threading.Thread] = []
+    handles: list[httpx.Client] = []
+
+    def start(body: Callable[[httpx.Client, int], None]) -> None:
+        c = client(stack, KEY_A)
+        handles.append(c)
+        threads.append(loop_until(stop, lambda n: body(c, n)))
+
+    def image(c: httpx.Client, n: int) -> None:
+        page = "/v1/collections/a/documents/big.png/image"
+        timed(samples, "image GET", lambda: c.get(page, params={"n": n}))
+
+    def archives(c: httpx.Client, _n: int) -> None:
+        files = payloads.archives
+        timed(samples, "archive upload", lambda: c.post("/v1/collections/a/documents", files=files))
+
+    def multipart(c: httpx.Client, _n: int) -> None:
+        files = payloads.multipart
+        timed(
+            samples, "large multipart", lambda: c.post("/v1/collections/a/documents", files=files)
+        )
+
+    def churn(c: httpx.Client, n: int) -> None:
+        name = f"churn{n}"
+        timed(samples, "collection create", lambda: c.post("/v1/collections", json={"name": name}))
+        doc = {"documents": [{"id": "d", "text": "churned text " * 20}]}
+        timed(
+            samples, "churn upload", lambda: c.post(f"/v1/collections/{name}/documents", json=doc)
+        )
+        timed(samples, "collection delete", lambda: c.delete(f"/v1/collections/{name}"))
+
+    def feedback(c: httpx.Client, n: int) -> None:
+        body = {
+            "query": f"flood query {n} " + "x" * 4000,
+            "document_id": "big.png",
+            "relevant": True,
+        }
+        timed(samples, "feedback", lambda: c.post("/v1/collections/a/feedback", json=body))
+
+    bodies = {"archives": archives, "multipart": multipart, "churn": churn, "feedback": feedback}
+    for part in parts:
+        for _ in range(4 if part == "image" else 1):
+            start(image if part == "image" else bodies[part])
+
+    def join() -> None:
+        for t in threads:
+            t.join()
+        for h in handles:
+            h.close()
+
+    return samples, join
+
+
+# ---------------------------------------------------------------- the run
+
+
+def api_state(stack: BenchStack) -> dict[str, float]:
+    """The API process's RSS (MiB) and thread count now."""
+    proc = psutil.Process(stack.pid("api"))
+    return {"rss_mib": proc.memory_info().rss / MIB, "threads": float(proc.num_threads())}
+
+
+def summarize(alone: list[Samples], loaded: Samples) -> list[dict[str, Any]]:
+    """Per B request kind: p50/p99 alone (both windows) and under A, and the ratios."""
+    rows = []
+    for kind in ("query", "list"):
+        base = [ms for s in alone for ms in s.latency_ms.get(kind, [])]
+        under = loaded.latency_ms.get(kind, [])
+        row: dict[str, Any] = {"kind": kind, "n_alone": len(base), "n_loaded": len(under)}
+        for q in (50, 99):
+            row[f"alone_p{q}"] = pct(base, q)
+            row[f"loaded_p{q}"] = pct(under, q)
+            row[f"ratio_p{q}"] = row[f"loaded_p{q}"] / row[f"alone_p{q}"]
+        row["statuses"] = {
+            "alone": [s.statuses.get(kind, {}) for s in alone],
+            "loaded": loaded.statuses.get(kind, {}),
+        }
+        rows.append(row)
+    return rows
+
+
+def loaded_window(
+    stack: BenchStack, seconds: float, payloads: Payloads, parts: tuple[str, ...]
+) -> tuple[Samples, Samples]:
+    """B's window while A runs ``parts`` of its mix; (B's samples, A's samples)."""
+    stop = threading.Event()
+    a_samples, join = a_mix(stack, stop, payloads, parts)
+    try:
+        return b_window(stack, seconds), a_samples
+    finally:
+        stop.set()
+        join()
+
+
+def run(seconds: float, docs: int, file_mib: int, image_side: int, timeout_s: float) -> Any:
+    """Set both tenants up, then the windows: alone, each part of A's mix, all of it, alone."""
+    code = code_state()
+    corpus = load_corpus(docs)
+    payloads = Payloads.build(file_mib)
+    keys = json.dumps({"team-a": KEY_A, "team-b": KEY_B})
+    with BenchStack.running("isolation", SIEVE_API_KEYS=keys) as stack:
+        with client(stack, KEY_B) as b:
+            b.post("/v1/collections", json={"name": "b"}).raise_for_status()
+            body = b"\n".join(corpus.lines)
+            headers = {"content-type": "application/x-ndjson"}
+            job = b.post("/v1/collections/b/documents", content=body, headers=headers)
+            wait_jobs(b, [job.raise_for_status().json()["job_id"]], stack, timeout_s)
+        print("tenant A's page image ...", flush=True)
+        setup_a(stack, image_side, timeout_s)
+        print(f"B alone, {seconds:.0f} s ...", flush=True)
+        first = b_window(stack, seconds)
+        per_part = {}
+        for part in MIX:
+            print(f"B with A's {part}, {seconds:.0f} s ...", flush=True)
+            per_part[part] = summarize([first], loaded_window(stack, seconds, payloads, (part,))[0])
+        before = api_state(stack)
+        print(f"B with A's whole mix, {seconds:.0f} s ...", flush=True)
+        with TreeSampler(stack.pid("api")) as peak:
+            loaded, a_samples = loaded_window(stack, seconds, payloads, MIX)
+        after = api_state(stack)
+        print(f"B alone again, {seconds:.0f} s ...", flush=True)
+        second = b_window(stack, seconds)
+        with client(stack, KEY_A) as a:
+            pools = a.get("/readyz").json().get("pools")
+    return {
+        "b": summarize([first, second], loaded),
+        "b_per_part": per_part,
+        "a": {
+            kind: {
+                "statuses": dict(sorted(a_samples.statuses[kind].items())),
+                "p50_ms": pct(ms, 50),
+            }
+            for kind, ms in sorted(a_samples.latency_ms.items())
+        },
+        "api_before": before,
+        "api_after": after,
+        "api_peak_rss_mib": peak.peak_single / MIB,
+        "pools_at_end": pools,
+        "seconds": seconds,
+        "docs": docs,
+        "code": code,
+        "machine": machine_note(),
+    }
+
+
+def print_report(out: dict[str, Any]) -> None:
+    """B's table, A's mix, and the API before/after."""
+    print(
+        f"\n{out['machine']}; {out['code']}; {out['docs']} docs, {out['seconds']:.0f} s windows\n"
+    )
+    rows = [
+        [
+            r["kind"],
+            f"{r['alone_p50']:.1f}",
+            f"{r['alone_p99']:.1f}",
+            f"{r['loaded_p50']:.1f}",
+            f"{r['loaded_p99']:.1f}",
+            f"{r['ratio_p50']:.2f}x",
+            f"{r['ratio_p99']:.2f}x",
+            f"{r['n_alone']}/{r['n_loaded']}",
+        ]
+        for r in out["b"]
+    ]
+    header = ["tenant B", "alone p50 ms", "alone p99", "with A p50", "with A p99"]
+    header += ["ratio p50", "ratio p99", "n alone/with"]
+    print(markdown_table(header, rows))
+    part_rows = [
+        [part, *(f"{r['ratio_p50']:.2f}x / {r['ratio_p99']:.2f}x" for r in rows_)]
+        for part, rows_ in out["b_per_part"].items()
+    ]
+    print()
+    print(markdown_table(["A runs only", "B query p50 / p99", "B list p50 / p99"], part_rows))
+    a_rows = [
+        [kind, str(sum(v["statuses"].values())), json.dumps(v["statuses"]), f"{v['p50_ms']:.0f}"]
+        for kind, v in out["a"].items()
+    ]
+    print()
+    print(markdown_table(["tenant A's mix", "requests", "statuses", "p50 ms"], a_rows))
+    before, after = out["api_before"], out["api_after"]
+    print(
+        f"\nAPI: RSS {before['rss_mib']:.0f} -> {after['rss_mib']:.0f} MiB "
+        f"(peak {out['api_peak_rss_mib']:.0f}), threads {before['threads']:.0f} -> "
+        f"{after['threads']:.0f}; pools at the end: {out['pools_at_end']}"
+    )
+
+
+def main() -> None:
+    """Run and print (or dump JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each window")
+    parser.add_argument("--docs", type=int, default=300, help="SciFact abstracts in B's collection")
+    parser.add_argument("--file-mib", type=int, default=8, help="size of A's multipart files")
+    parser.add_argument("--image-side", type=int, default=3000, help="A's page image, pixels")
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    out = run(args.seconds, args.docs, args.file_mib, args.image_side, args.timeout)
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print_report(out)
+
+
+if __name__ == "__main__":
+    main()
