@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -32,6 +33,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from indexing.records import DocStatus, DocumentRecord, JobRecord
+from indexing.state_store import NewDocument, StateStore
 from tests.servers import serve_in_thread
 from tests.services.stack import KEY_A, Stack, running_stack
 
@@ -360,6 +363,69 @@ def test_documents_filter_page_replace_and_delete(
         gone = c.get("/v1/collections/paged/documents/doc-11")
         # Deleted at once; the record itself goes when the store write has removed the chunks.
         assert gone.status_code == 404 or gone.json()["status"] == "deleted"
+    watch.check()
+
+
+def _plant_failed(stack: Stack, collection: str, doc_ids: list[str]) -> None:
+    """Failed records under ids an older Sieve stored as given (the API refuses them now)."""
+    state = StateStore.from_url(stack.env["SIEVE_REDIS_URL"])
+    try:
+        job = JobRecord(id=state.new_job_id(), tenant="team-a", collection=collection)
+        error = ("unsafe_path", "path escapes the archive")
+        docs = [
+            NewDocument(
+                DocumentRecord(
+                    id=doc_id,
+                    job_id=job.id,
+                    status=DocStatus.FAILED,
+                    source=doc_id,
+                    error_reason=error[0],
+                    error_message=error[1],
+                ),
+                error,
+            )
+            for doc_id in doc_ids
+        ]
+        state.accept("team-a", collection, job, docs)
+    finally:
+        state.close()
+
+
+def test_delete_sends_the_id_as_one_segment_and_never_reaches_another_collection(
+    watched: tuple[Page, Watch], stack: Stack
+) -> None:
+    page, watch = watched
+    legal = "q?x=1#f/100%"  # legal, but every reserved character in it must be encoded
+    with stack.client() as c:
+        for name in ("planted", "victim"):
+            assert c.post("/v1/collections", json={"name": name}).status_code == 201
+        for name, doc_id in (("victim", "v1"), ("planted", legal)):
+            docs = {"documents": [{"id": doc_id, "text": f"The only text of {doc_id}."}]}
+            job = c.post(f"/v1/collections/{name}/documents", json=docs).json()
+            assert stack.wait_job(c, job["job_id"])["counts"] == {"indexed": 1}
+    # Rows an old zip-slip upload left: a browser would collapse their dot segments.
+    _plant_failed(stack, "planted", ["../../victim", ".."])
+    deletes: list[str] = []
+    page.on("request", lambda r: deletes.append(r.url) if r.method == "DELETE" else None)
+    page.goto(f"{stack.api}/console/collections/planted")
+    expect(page.locator("#docs-table tbody tr[data-document]")).to_have_count(3)
+    for doc_id in ("../../victim", legal):
+        page.get_by_role("button", name=f"Delete {doc_id}", exact=True).click()
+        page.locator("#confirm-ok").click()
+        expect(page.locator(f"tr[data-document={json.dumps(doc_id)}]")).to_have_count(0)
+    # An id of dots alone: no URL can carry it (a browser collapses even %2E%2E), so the
+    # console says so and sends nothing.
+    page.get_by_role("button", name="Delete ..", exact=True).click()
+    expect(page.locator("#notice")).to_contain_text("cannot be addressed in a URL")
+    expect(page.locator("tr[data-document='..']")).to_have_count(1)
+    docs = f"{stack.api}/v1/collections/planted/documents/"
+    assert deletes == [docs + "..%2F..%2Fvictim", docs + "q%3Fx%3D1%23f%2F100%25"]
+    with stack.client() as c:
+        assert c.get("/v1/collections/victim/documents/v1").json()["status"] == "indexed"
+        assert c.get("/v1/collections/planted").json()["documents"] == 1
+        for doc_id in ("../../victim", legal):
+            gone = c.get("/v1/collections/planted/documents/" + quote(doc_id, safe=""))
+            assert gone.status_code == 404 or gone.json()["status"] == "deleted"
     watch.check()
 
 
