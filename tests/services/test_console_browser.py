@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import redis
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -35,8 +34,8 @@ from playwright.sync_api import (
 
 from indexing.records import DocStatus, DocumentRecord, JobRecord
 from indexing.state_store import NewDocument, StateStore
-from tests.servers import serve_in_thread
 from tests.services.stack import KEY_A, Stack, running_stack
+from tests.services.stack import open_api as open_stack
 
 pytestmark = pytest.mark.slow
 
@@ -418,8 +417,8 @@ def test_delete_sends_the_id_as_one_segment_and_never_reaches_another_collection
     page.get_by_role("button", name="Delete ..", exact=True).click()
     expect(page.locator("#notice")).to_contain_text("cannot be addressed in a URL")
     expect(page.locator("tr[data-document='..']")).to_have_count(1)
-    docs = f"{stack.api}/v1/collections/planted/documents/"
-    assert deletes == [docs + "..%2F..%2Fvictim", docs + "q%3Fx%3D1%23f%2F100%25"]
+    sent = f"{stack.api}/v1/collections/planted/documents/"
+    assert deletes == [sent + "..%2F..%2Fvictim", sent + "q%3Fx%3D1%23f%2F100%25"]
     with stack.client() as c:
         assert c.get("/v1/collections/victim/documents/v1").json()["status"] == "indexed"
         assert c.get("/v1/collections/planted").json()["documents"] == 1
@@ -600,24 +599,8 @@ def open_api(
     redis_url: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A second API in open mode (no keys, loopback), on its own Redis database and store."""
-    root = tmp_path_factory.mktemp("openapi")
-    own_db = redis_url.rsplit("/", 1)[0] + "/1"
-    redis.Redis.from_url(own_db).flushdb()
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in {
-            "SIEVE_API_KEYS": "{}",
-            "SIEVE_REDIS_URL": own_db,
-            "SIEVE_MODEL_BASE_URL": hub_url,
-            "SIEVE_QDRANT_PATH": str(root / "qdrant"),
-            "SIEVE_INGEST_BLOB_DIR": str(root / "blobs"),
-            "SIEVE_LOG_JSON": "false",
-            "SIEVE_LOG_LEVEL": "WARNING",
-        }.items():
-            mp.setenv(key, value)
-        from services.api.main import build_app  # noqa: PLC0415 - reads the env just set
-
-        with serve_in_thread(build_app()) as url:
-            yield url
+    with open_stack(redis_url, hub_url, tmp_path_factory.mktemp("openapi")) as url:
+        yield url
 
 
 def test_open_mode_needs_no_key(browser: Browser, stack: Stack, open_api: str) -> None:

@@ -212,6 +212,33 @@ def test_ids_with_dot_or_empty_segments_are_refused_everywhere(stack: Stack) -> 
         assert c.get("/v1/collections/victim").status_code == 200
 
 
+def test_keyed_mode_leaves_origin_and_host_alone_and_says_nosniff(stack: Stack) -> None:
+    # A cross-site page holds no key: the key decides, whatever Origin and Host say.
+    foreign = {"Origin": "http://evil.example", "Host": "sieve.example.com"}
+    with stack.client() as c:
+        resp = c.get("/v1/collections", headers=foreign)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(f"{stack.api}/v1/collections", headers=foreign).status_code == 401
+
+
+def test_a_5xx_names_no_peer_address_in_its_body_or_log(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The hub's 503 on GET /v1/models: httpx's error quotes the hub's URL, host and port.
+    hub = httpx.URL(stack.env["SIEVE_MODEL_BASE_URL"])
+    stack.plan.fail_next(1, 503, endpoint="models")
+    with stack.client() as c, caplog.at_level("WARNING", logger="sieve.api"):
+        resp = c.get("/v1/models")
+    error = _error(resp, 503)
+    assert error["code"] == "upstream_unavailable"
+    logged = [str(getattr(r, "detail", "")) for r in caplog.records if r.name == "sieve.api"]
+    assert logged, caplog.records
+    for text in (resp.text, *logged):
+        assert str(hub.port) not in text, text
+        assert hub.host not in text, text
+
+
 # ---------------------------------------------------------------- filters and names
 
 

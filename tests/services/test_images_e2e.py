@@ -132,3 +132,15 @@ def test_page_images_are_served_tenant_checked(stack: Stack) -> None:
         refused = other.get("/v1/collections/scans/documents/keeper.png/image")
         assert refused.status_code == 404
         assert "request_id" in refused.json()["error"]
+
+
+def test_images_json_and_errors_all_say_nosniff(stack: Stack) -> None:
+    with stack.client() as c:
+        image = c.get("/v1/collections/scans/documents/keeper.png/image")
+        assert (image.status_code, image.headers["content-type"]) == (200, "image/png")
+        listed = c.get("/v1/collections/scans/documents")
+        assert listed.status_code == 200
+        missing = c.get("/v1/collections/scans/documents/note.txt/image")
+        assert missing.status_code == 404
+        for resp in (image, listed, missing):
+            assert resp.headers["x-content-type-options"] == "nosniff", resp.request.url
