@@ -71,6 +71,9 @@ def reject_placeholder(value: SecretStr | None, what: str) -> SecretStr | None:
 
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_MIN_KEY_CHARS = 16
+# Tenant names are part of store names; with a 64-character collection name they fit.
+MAX_TENANT_CHARS = 48
 
 
 def _comma_list(value: object) -> object:
@@ -88,11 +91,6 @@ def _is_ipv6(host: str) -> bool:
         return isinstance(ipaddress.ip_address(host.strip("[]")), ipaddress.IPv6Address)
     except ValueError:
         return False
-
-
-_MIN_KEY_CHARS = 16
-# Tenant names are part of store names; with a 64-character collection name they fit.
-MAX_TENANT_CHARS = 48
 
 
 def check_api_key(value: SecretStr, what: str) -> SecretStr:
