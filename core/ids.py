@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from urllib.parse import quote
 
 __all__ = [
     "MAX_DOCUMENT_ID_CHARS",
@@ -11,6 +12,7 @@ __all__ = [
     "content_sha256",
     "document_id_problem",
     "failed_entry_id",
+    "path_segment",
     "point_id",
 ]
 
@@ -72,3 +74,14 @@ def failed_entry_id(raw: str) -> str:
     if document_id_problem(raw) is None:
         return raw
     return "invalid:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def path_segment(value: str) -> str:
+    """``value`` as one URL path segment no normaliser can turn into another resource.
+
+    Every reserved character is quoted, ``/`` too (the ``{doc_id:path}`` routes decode
+    ``%2F`` back), so ``../../victim`` stays one segment; one of dots alone is sent as
+    ``%2E``s. ``sieve_client`` and the console encode the same way.
+    """
+    quoted = quote(value, safe="")
+    return "%2E" * len(quoted) if quoted in (".", "..") else quoted

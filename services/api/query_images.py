@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from urllib.parse import quote
 
 from core.errors import SieveError
+from core.ids import path_segment
 from core.image_tokens import IMAGE_MAX_PIXELS
 from core.types import ImageRef
 from ingest.blob_store import BlobStore
@@ -20,7 +20,8 @@ log = logging.getLogger("sieve.api")
 
 def image_url(collection: str, document_id: str, page: int) -> str:
     """The API path of a document's page image (routes_images serves it; hits link to it)."""
-    return f"/v1/collections/{collection}/documents/{quote(document_id)}/image?page={page}"
+    path = f"/v1/collections/{collection}/documents/{path_segment(document_id)}"
+    return f"{path}/image?page={page}"
 
 
 class PageImageSource:
