@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.services.stack import open_api
+from tests.services.test_console_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +83,44 @@ def test_loopback_the_bind_host_and_configured_names_are_answered(api: str) -> N
     )
     assert resp.status_code == 202, resp.text
     assert _documents(api) == 1
+
+
+_UPLOAD_FROM_PAGE = """async (target) => {
+  const form = new FormData();
+  form.append("files", new Blob(["Planted by a page on another site."]), "planted.txt");
+  try {
+    const resp = await fetch(target, {method: "POST", body: form, mode: "no-cors"});
+    return resp.type;
+  } catch (err) {
+    return "refused by the browser: " + err;
+  }
+}"""
+
+
+def test_in_a_browser_neither_a_foreign_page_nor_a_rebound_name_gets_in(api: str) -> None:
+    port = httpx.URL(api).port
+    # The attacker's name resolves to 127.0.0.1, as after DNS rebinding: its page is served
+    # from this machine (so no private-network rule of the browser stands in the way).
+    args = [*CHROMIUM_ARGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"]
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            page = chromium.new_context().new_page()
+            page.goto(f"http://evil.example:{port}/")
+            # The page posts a (CORS-simple) multipart upload to the API: cross-site.
+            page.evaluate(_UPLOAD_FROM_PAGE, f"{api}/v1/collections/notes/documents")
+            assert "planted.txt" not in _ids(api)
+            # Same-origin under the rebound name: only the Host header tells.
+            rebound = page.goto(f"http://evil.example:{port}/v1/collections")
+            assert rebound is not None
+            assert rebound.status == 403
+            assert "host_not_allowed" in rebound.text()
+            page.evaluate(_UPLOAD_FROM_PAGE, "/v1/collections/notes/documents")
+            assert "planted.txt" not in _ids(api)
+        finally:
+            chromium.close()
+
+
+def _ids(api: str) -> set[str]:
+    listed = httpx.get(f"{api}/v1/collections/notes/documents").json()["documents"]
+    return {d["id"] for d in listed}
