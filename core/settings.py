@@ -7,6 +7,7 @@ placeholder value.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from enum import StrEnum
 from pathlib import Path
@@ -76,6 +77,23 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _MIN_KEY_CHARS = 16
 # Tenant names are part of store names; with a 64-character collection name they fit.
 MAX_TENANT_CHARS = 48
+
+
+def _comma_list(value: object) -> object:
+    """A list setting from the environment: comma-separated, or a JSON list."""
+    if isinstance(value, str):
+        raw = value.strip()
+        if raw.startswith("["):
+            return json.loads(raw)
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return value
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host.strip("[]")), ipaddress.IPv6Address)
+    except ValueError:
+        return False
 
 
 def check_api_key(value: SecretStr, what: str) -> SecretStr:
@@ -247,6 +265,24 @@ class ApiSettings(BaseSettings):
     cpu_threads: Annotated[int, Field(ge=1, le=64)] = 2
     cpu_queue: Annotated[int, Field(ge=0, le=1024)] = 4
     busy_retry_after_s: Annotated[int, Field(ge=1, le=600)] = 2
+    # Open mode only: host names a request's Host and Origin may name besides loopback,
+    # localhost and the bind host (comma-separated or a JSON list); the rest get 403.
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return _comma_list(value)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _plain_hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            if not host or (any(ch in host for ch in "/:@ ") and not _is_ipv6(host)):
+                raise ValueError(
+                    f"SIEVE_API_ALLOWED_HOSTS: {host!r} is not a host name (no scheme or port)"
+                )
+        return tuple(h.lower().strip("[]") for h in hosts)
 
     @field_validator("keys")
     @classmethod
@@ -462,12 +498,7 @@ class ModelHubSettings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            raw = value.strip()
-            if raw.startswith("["):
-                return json.loads(raw)
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        return value
+        return _comma_list(value)
 
     @field_validator("api_keys")
     @classmethod
@@ -613,9 +644,4 @@ class RerankSettings(BaseSettings):
     @field_validator("image_models", mode="before")
     @classmethod
     def _split_models(cls, value: object) -> object:
-        if isinstance(value, str):
-            raw = value.strip()
-            if raw.startswith("["):
-                return json.loads(raw)
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        return value
+        return _comma_list(value)

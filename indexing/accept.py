@@ -15,7 +15,7 @@ from typing import Any
 
 from core.batching import bounded_batches
 from core.errors import InvalidInput, PayloadTooLarge
-from core.ids import MAX_DOCUMENT_ID_CHARS, document_id_problem
+from core.ids import document_id_problem, failed_entry_id
 from indexing.messages import DocVersion, IngestTask
 from indexing.queue import TaskQueue
 from indexing.records import DocStatus, DocumentRecord, JobRecord
@@ -61,7 +61,11 @@ class AcceptLimits:
 @dataclass
 class UploadItem:
     """One document to queue (``data`` is the blob, or ``blob_key`` names it once it is
-    staged and its bytes are no longer held), or one that already failed."""
+    staged and its bytes are no longer held), or one that already failed.
+
+    A failed entry's id is made safe here, wherever the item was built: a refused name
+    (``../x``) stays in ``source`` only.
+    """
 
     doc_id: str
     source: str
@@ -76,6 +80,10 @@ class UploadItem:
     def nbytes(self) -> int:
         """The document's size in bytes (staged or held)."""
         return self.size if self.blob_key is not None else len(self.data)
+
+    def __post_init__(self) -> None:
+        if self.failure is not None:
+            self.doc_id = failed_entry_id(self.doc_id)
 
 
 @dataclass(frozen=True)
@@ -237,7 +245,7 @@ def accept(
                 continue
             failed[item.doc_id] = item.failure.reason.value
             record = DocumentRecord(
-                id=item.doc_id[:MAX_DOCUMENT_ID_CHARS],
+                id=item.doc_id,
                 job_id=job.id,
                 kind=item.kind,
                 status=DocStatus.FAILED,

@@ -26,6 +26,7 @@ from services.api import (
     routes_query,
 )
 from services.api.body_limits import BodyLimits, LimitPolicy
+from services.api.browser_guard import guard_browser
 from services.api.console import install_console
 from services.api.deps import ApiDeps
 from services.api.errors import error_response, install_error_handlers
@@ -136,7 +137,7 @@ def create_app(hooks: AppHooks) -> FastAPI:
         rid = request.headers.get("x-request-id") or uuid.uuid4().hex
         request.state.request_id = rid[:64]
         with log_context(request_id=request.state.request_id):
-            response = await call_next(request)
+            response = await guard_browser(request, call_next)
         response.headers["x-request-id"] = request.state.request_id
         route = request.scope.get("route")
         deps = getattr(request.app.state, "deps", None)

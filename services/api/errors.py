@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +23,7 @@ from core.errors import (
 )
 from core.numbers import first_bad_number
 
-__all__ = ["error_response", "install_error_handlers", "status_for"]
+__all__ = ["error_response", "install_error_handlers", "redact_addresses", "status_for"]
 
 log = logging.getLogger("sieve.api")
 
@@ -37,6 +38,26 @@ _STATUS: tuple[tuple[type[SieveError], int], ...] = (
     (Overloaded, 503),
     (UpstreamRejected, 502),
 )
+
+
+# What names a peer: a URL, [v6]:port, an IPv4 address, host:port, a bare IPv6 address.
+_ADDRESS = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+"
+    r"|\[[0-9A-Fa-f:.]+(?:%\w+)?\](?::\d{1,5})?"
+    r"|(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?!\w|\.\w)"
+    r"|(?<![\w.:-])[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*:\d{1,5}(?!\w|\.\w)"
+    r"|(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])"
+)
+
+
+def redact_addresses(text: str) -> str:
+    """``text`` with every URL, ``host:port`` and IP address replaced by ``<address>``.
+
+    Applied to every 5xx message and its log line at this one choke point: an adapter
+    that quotes its SDK's error (``Error 111 connecting to redis:6379``) cannot leak where
+    a peer lives, whatever route raised it.
+    """
+    return _ADDRESS.sub("<address>", text)
 
 
 def status_for(exc: SieveError) -> int:
@@ -61,6 +82,8 @@ def error_response(
     field: str | None = None,
 ) -> JSONResponse:
     """Build the one error body (with ``field`` when one field of the request is at fault)."""
+    if status >= 500:
+        message = redact_addresses(message)
     error = {"code": code, "message": message, "request_id": _request_id(request)}
     if field is not None:
         error["field"] = field
@@ -79,7 +102,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, Overloaded):
             log.warning("overloaded", extra={"code": exc.code})
         elif status >= 500:
-            log.warning("upstream error", extra={"code": exc.code, "detail": exc.message})
+            detail = redact_addresses(exc.message)
+            log.warning("upstream error", extra={"code": exc.code, "detail": detail})
         field = exc.field if isinstance(exc, InvalidInput) else None
         return error_response(request, status, exc.code, exc.message, headers, field=field)
 

@@ -10,7 +10,8 @@ import time
 
 import redis
 
-from core.errors import NotFound, UpstreamUnavailable
+from core.errors import NotFound
+from indexing.state_store import redis_errors
 from services.api.schemas import EvaluationReport
 
 __all__ = ["EvaluationStore"]
@@ -29,18 +30,14 @@ class EvaluationStore:
     def put(self, tenant: str, collection: str, report: EvaluationReport) -> EvaluationReport:
         """Store ``report`` (stamped with the time it was saved) and return it."""
         stamped = report.model_copy(update={"saved_at": time.time()})
-        try:
+        with redis_errors():
             self._r.set(_key(tenant, collection), stamped.model_dump_json())
-        except redis.RedisError as exc:
-            raise UpstreamUnavailable(f"state store unavailable: {exc}") from exc
         return stamped
 
     def get(self, tenant: str, collection: str) -> EvaluationReport:
         """The stored report; ``NotFound`` when ``sieve eval`` never saved one."""
-        try:
+        with redis_errors():
             raw = self._r.get(_key(tenant, collection))
-        except redis.RedisError as exc:
-            raise UpstreamUnavailable(f"state store unavailable: {exc}") from exc
         if raw is None:
             raise NotFound(
                 f"no evaluation report for {collection!r}: "
@@ -51,7 +48,5 @@ class EvaluationStore:
 
     def delete(self, tenant: str, collection: str) -> None:
         """Forget the collection's report (with the collection)."""
-        try:
+        with redis_errors():
             self._r.delete(_key(tenant, collection))
-        except redis.RedisError as exc:
-            raise UpstreamUnavailable(f"state store unavailable: {exc}") from exc

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import quote
 
 from core.errors import SieveError
+from core.ids import path_segment
 from core.types import ImageRef
 from ingest.blob_store import BlobStore
 
@@ -22,7 +22,8 @@ log = logging.getLogger("sieve.api")
 
 def image_url(collection: str, document_id: str, page: int) -> str:
     """The API path of a document's page image (routes_images serves it; hits link to it)."""
-    return f"/v1/collections/{collection}/documents/{quote(document_id)}/image?page={page}"
+    path = f"/v1/collections/{collection}/documents/{path_segment(document_id)}"
+    return f"{path}/image?page={page}"
 
 
 class PageImageSource:

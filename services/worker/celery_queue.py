@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import redis
@@ -119,9 +120,14 @@ class CeleryTaskQueue:
         return out
 
     def delivered(self, older_than_s: float) -> list[tuple[str, IngestTask]]:
-        """Ingest messages delivered over ``older_than_s`` ago and not acknowledged."""
-        cutoff = time.time() - older_than_s
-        tags = cast(list[str], self._broker.zrangebyscore(_UNACKED_INDEX, 0, cutoff))
+        """Ingest messages delivered over ``older_than_s`` ago and not acknowledged.
+
+        A message with an ETA (a retry waiting out its countdown, held by a live worker)
+        counts from its ETA, not from its delivery: until ETA + ``older_than_s`` it is
+        not orphaned, however long ago the worker received it.
+        """
+        now = time.time()
+        tags = cast(list[str], self._broker.zrangebyscore(_UNACKED_INDEX, 0, now - older_than_s))
         out: list[tuple[str, IngestTask]] = []
         for tag in tags:
             entry = self._broker.hget(_UNACKED, tag)
@@ -129,6 +135,8 @@ class CeleryTaskQueue:
                 continue
             try:
                 payload = json.loads(entry)[0]
+                if (eta := _eta(payload)) is not None and eta + older_than_s > now:
+                    continue
                 for name, args in _decode([json.dumps(payload)]):
                     if name == INGEST_TASK:
                         out.append((tag, IngestTask.model_validate(args[0])))
@@ -170,6 +178,15 @@ class CeleryTaskQueue:
     @staticmethod
     def _queue_keys(queue: str) -> list[str]:
         return [queue, *(f"{queue}{_PRIORITY_SEP}{p}" for p in (3, 6, 9))]
+
+
+def _eta(payload: Any) -> float | None:
+    """A Celery message's ETA (``headers.eta``, ISO 8601) as a Unix time, or None."""
+    raw = payload.get("headers", {}).get("eta") if isinstance(payload, dict) else None
+    if not isinstance(raw, str):
+        return None
+    when = datetime.fromisoformat(raw)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _decode(raws: Iterable[bytes | str]) -> Iterable[tuple[str, list[Any]]]:

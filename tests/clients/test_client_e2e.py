@@ -156,6 +156,29 @@ def test_upload_files_reports_progress_and_jobs_finish(sieve: SieveClient, tmp_p
     assert bad_page.value.details
 
 
+def test_a_hostile_document_id_never_reaches_another_collection(sieve: SieveClient) -> None:
+    sieve.create_collection("notes")
+    sieve.create_collection("victim")
+    job = sieve.upload_documents("victim", [{"id": "v1", "text": "The victim's only text."}])
+    assert sieve.wait_job(job.job_id).counts == {"indexed": 1}
+    for hostile in ("../../victim", "./../../victim", "..", "../../victim/documents/v1"):
+        with pytest.raises(NotFoundError):
+            sieve.delete_document("notes", hostile)
+    with pytest.raises(InvalidRequestError) as refused:
+        sieve.replace_document("notes", "../../victim", text="planted")
+    assert (refused.value.status, refused.value.code) == (400, "invalid_document_id")
+    assert sieve.get_collection("victim").documents == 1
+    assert sieve.get_document("victim", "v1").status == "indexed"
+    # Ids that are legal but need encoding still round-trip through every method.
+    odd = ["dir/a b.md", "100%#?.txt", "a/..b/c.", "q?x=1&y=%2F"]
+    job = sieve.upload_documents("notes", [{"id": i, "text": f"The text of {i}."} for i in odd])
+    assert sieve.wait_job(job.job_id).counts == {"indexed": len(odd)}
+    for doc_id in odd:
+        assert sieve.get_document("notes", doc_id).id == doc_id
+        assert sieve.delete_document("notes", doc_id).document_id == doc_id
+    assert sieve.get_collection("victim").documents == 1
+
+
 def test_wait_gives_up_with_the_last_state_and_cancel_stops_the_job(
     stack: Stack, sieve: SieveClient
 ) -> None:

@@ -71,10 +71,25 @@ def test_progress_reports_every_piece_in_order() -> None:
     assert seen[-1].fraction == 1.0
 
 
-def test_paths_are_single_segments_and_document_ids_keep_their_slashes() -> None:
+def test_every_id_is_one_segment_no_normalisation_can_climb_out_of() -> None:
     assert p.get_collection("a/../b").path == "/v1/collections/a%2F..%2Fb"
     assert p.get_job("x?y").path == "/v1/jobs/x%3Fy"
-    assert p.get_document("kb", "dir/a b.md").path == "/v1/collections/kb/documents/dir/a%20b.md"
+    docs = "/v1/collections/kb/documents/"
+    assert p.get_document("kb", "dir/a b.md").path == docs + "dir%2Fa%20b.md"
+    assert p.delete_document("notes", "../../victim").path == (
+        "/v1/collections/notes/documents/..%2F..%2Fvictim"
+    )
+    assert p.delete_document("kb", "..").path == docs + "%2E%2E"
+    assert p.get_document("kb", ".").path == docs + "%2E"
+    assert p.get_document("kb", "100%#?").path == docs + "100%25%23%3F"
+    for hostile in ("../../victim", "..", ".", "a/./b", "..\\x"):
+        path = p.delete_document("kb", hostile).path
+        # httpx sends the path as built: nothing in it is a dot segment to collapse.
+        sent = httpx.Request("DELETE", "http://api" + path).url.raw_path.decode()
+        assert sent == path, hostile
+        assert sent.startswith(docs), hostile
+    with pytest.raises(ValueError, match="empty"):
+        p.delete_document("kb", "")
 
 
 def test_requests_are_checked_before_they_are_sent() -> None:

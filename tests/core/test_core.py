@@ -7,6 +7,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -20,7 +21,7 @@ from core.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from core.ids import SIEVE_NAMESPACE, content_sha256, point_id
+from core.ids import SIEVE_NAMESPACE, content_sha256, path_segment, point_id
 from core.logs import JsonFormatter, log_context
 from core.settings import ModelSettings, RedisSettings, StoreBackend, StoreSettings
 from core.types import (
@@ -146,3 +147,15 @@ def test_json_logs_carry_context_and_extra_fields() -> None:
     assert out["level"] == "info"
     outside = json.loads(JsonFormatter().format(record))
     assert "request_id" not in outside
+
+
+def test_a_path_segment_never_normalises_to_another_resource() -> None:
+    assert path_segment("dir/a b.md") == "dir%2Fa%20b.md"
+    assert path_segment("..") == "%2E%2E"
+    assert path_segment(".") == "%2E"
+    assert path_segment("..a") == "..a"
+    assert path_segment("100%#?") == "100%25%23%3F"
+    for hostile in ("../../victim", "..", ".", "a/./b", "..\\x"):
+        path = "/v1/collections/kb/documents/" + path_segment(hostile)
+        # httpx sends it as built: nothing in it is a dot segment to collapse.
+        assert httpx.Request("GET", "http://api" + path).url.raw_path.decode() == path

@@ -64,7 +64,7 @@ def flaky_hub_app(upstream: str, plan: FailurePlan) -> Starlette:
 
     async def proxy(request: Request) -> Response:
         endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
-        rule = plan.take(endpoint) if request.method == "POST" else None
+        rule = plan.take(endpoint)
         if rule is not None:
             if rule.hang_s:
                 await asyncio.sleep(rule.hang_s)

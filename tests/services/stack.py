@@ -22,7 +22,7 @@ import redis
 from tests.servers import serve_in_thread
 from tests.services.flaky_hub import FailurePlan, flaky_hub_app
 
-__all__ = ["KEY_A", "KEY_B", "METRICS_KEY", "Stack", "running_stack", "worker_argv"]
+__all__ = ["KEY_A", "KEY_B", "METRICS_KEY", "Stack", "open_api", "running_stack", "worker_argv"]
 
 KEY_A = "tenant-a-key-0123456789"
 KEY_B = "tenant-b-key-9876543210"
@@ -135,3 +135,29 @@ def running_stack(redis_url: str, hub_url: str, root: Path, **extra_env: str) ->
                         proc.wait()
             for log in handle.logs:
                 log.close()
+
+
+@contextmanager
+def open_api(redis_url: str, hub_url: str, root: Path, **extra_env: str) -> Iterator[str]:
+    """An API in open mode (no keys, loopback) on Redis database 1 and its own store.
+
+    No worker: uploads are accepted and queued, never indexed. Yields the base URL.
+    """
+    own_db = redis_url.rsplit("/", 1)[0] + "/1"
+    redis.Redis.from_url(own_db).flushdb()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {
+            "SIEVE_API_KEYS": "{}",
+            "SIEVE_REDIS_URL": own_db,
+            "SIEVE_MODEL_BASE_URL": hub_url,
+            "SIEVE_QDRANT_PATH": str(root / "qdrant"),
+            "SIEVE_INGEST_BLOB_DIR": str(root / "blobs"),
+            "SIEVE_LOG_JSON": "false",
+            "SIEVE_LOG_LEVEL": "WARNING",
+            **extra_env,
+        }.items():
+            mp.setenv(key, value)
+        from services.api.main import build_app  # noqa: PLC0415 - reads the env just set
+
+        with serve_in_thread(build_app()) as url:
+            yield url

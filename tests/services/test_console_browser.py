@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
-import redis
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -32,8 +32,10 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.servers import serve_in_thread
+from indexing.records import DocStatus, DocumentRecord, JobRecord
+from indexing.state_store import NewDocument, StateStore
 from tests.services.stack import KEY_A, Stack, running_stack
+from tests.services.stack import open_api as open_stack
 
 pytestmark = pytest.mark.slow
 
@@ -363,6 +365,70 @@ def test_documents_filter_page_replace_and_delete(
     watch.check()
 
 
+def _plant_failed(stack: Stack, collection: str, doc_ids: list[str]) -> None:
+    """Failed records under ids an older Sieve stored as given (the API refuses them now)."""
+    state = StateStore.from_url(stack.env["SIEVE_REDIS_URL"])
+    try:
+        job = JobRecord(id=state.new_job_id(), tenant="team-a", collection=collection)
+        error = ("unsafe_path", "path escapes the archive")
+        docs = [
+            NewDocument(
+                DocumentRecord(
+                    id=doc_id,
+                    job_id=job.id,
+                    status=DocStatus.FAILED,
+                    source=doc_id,
+                    error_reason=error[0],
+                    error_message=error[1],
+                ),
+                error,
+            )
+            for doc_id in doc_ids
+        ]
+        incarnation = state.get_collection("team-a", collection).incarnation
+        state.accept("team-a", collection, job, docs, incarnation=incarnation)
+    finally:
+        state.close()
+
+
+def test_delete_sends_the_id_as_one_segment_and_never_reaches_another_collection(
+    watched: tuple[Page, Watch], stack: Stack
+) -> None:
+    page, watch = watched
+    legal = "q?x=1#f/100%"  # legal, but every reserved character in it must be encoded
+    with stack.client() as c:
+        for name in ("planted", "victim"):
+            assert c.post("/v1/collections", json={"name": name}).status_code == 201
+        for name, doc_id in (("victim", "v1"), ("planted", legal)):
+            docs = {"documents": [{"id": doc_id, "text": f"The only text of {doc_id}."}]}
+            job = c.post(f"/v1/collections/{name}/documents", json=docs).json()
+            assert stack.wait_job(c, job["job_id"])["counts"] == {"indexed": 1}
+    # Rows an old zip-slip upload left: a browser would collapse their dot segments.
+    _plant_failed(stack, "planted", ["../../victim", ".."])
+    deletes: list[str] = []
+    page.on("request", lambda r: deletes.append(r.url) if r.method == "DELETE" else None)
+    page.goto(f"{stack.api}/console/collections/planted")
+    expect(page.locator("#docs-table tbody tr[data-document]")).to_have_count(3)
+    for doc_id in ("../../victim", legal):
+        page.get_by_role("button", name=f"Delete {doc_id}", exact=True).click()
+        page.locator("#confirm-ok").click()
+        expect(page.locator(f"tr[data-document={json.dumps(doc_id)}]")).to_have_count(0)
+    # An id of dots alone: no URL can carry it (a browser collapses even %2E%2E), so the
+    # console says so and sends nothing.
+    page.get_by_role("button", name="Delete ..", exact=True).click()
+    expect(page.locator("#notice")).to_contain_text("cannot be addressed in a URL")
+    expect(page.locator("tr[data-document='..']")).to_have_count(1)
+    sent = f"{stack.api}/v1/collections/planted/documents/"
+    assert deletes == [sent + "..%2F..%2Fvictim", sent + "q%3Fx%3D1%23f%2F100%25"]
+    with stack.client() as c:
+        assert c.get("/v1/collections/victim/documents/v1").json()["status"] == "indexed"
+        assert c.get("/v1/collections/planted").json()["documents"] == 1
+        for doc_id in ("../../victim", legal):
+            gone = c.get("/v1/collections/planted/documents/" + quote(doc_id, safe=""))
+            assert gone.status_code == 404 or gone.json()["status"] == "deleted"
+    watch.check()
+
+
 def _run_query(page: Page, query: str = QUERY) -> None:
     page.get_by_label("Query", exact=True).fill(query)
     page.get_by_role("button", name="Search").click()
@@ -534,24 +600,8 @@ def open_api(
     redis_url: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A second API in open mode (no keys, loopback), on its own Redis database and store."""
-    root = tmp_path_factory.mktemp("openapi")
-    own_db = redis_url.rsplit("/", 1)[0] + "/1"
-    redis.Redis.from_url(own_db).flushdb()
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in {
-            "SIEVE_API_KEYS": "{}",
-            "SIEVE_REDIS_URL": own_db,
-            "SIEVE_MODEL_BASE_URL": hub_url,
-            "SIEVE_QDRANT_PATH": str(root / "qdrant"),
-            "SIEVE_INGEST_BLOB_DIR": str(root / "blobs"),
-            "SIEVE_LOG_JSON": "false",
-            "SIEVE_LOG_LEVEL": "WARNING",
-        }.items():
-            mp.setenv(key, value)
-        from services.api.main import build_app  # noqa: PLC0415 - reads the env just set
-
-        with serve_in_thread(build_app()) as url:
-            yield url
+    with open_stack(redis_url, hub_url, tmp_path_factory.mktemp("openapi")) as url:
+        yield url
 
 
 def test_open_mode_needs_no_key(browser: Browser, stack: Stack, open_api: str) -> None:

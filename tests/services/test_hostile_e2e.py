@@ -3,11 +3,14 @@ leak or silence on the old code (issue 10). Real Redis, hub, worker and Edge sto
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -155,6 +158,85 @@ def test_ids_are_bounded_and_never_trimmed(stack: Stack) -> None:
         )
         assert resp.status_code == 202, resp.text
         assert huge not in resp.text
+
+
+def _addressable(doc_id: str) -> bool:
+    """No empty, "." or ".." segment a URL normaliser could collapse or merge."""
+    return all(part not in ("", ".", "..") for part in doc_id.replace("\\", "/").split("/"))
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def test_ids_with_dot_or_empty_segments_are_refused_everywhere(stack: Stack) -> None:
+    hostile = ["../../victim", "a/./b", "/abs", "..", ".", "x//y", "tail/", "a\\..\\b"]
+    with stack.client() as c:
+        assert c.post("/v1/collections", json={"name": "victim"}).status_code == 201
+        for doc_id in hostile:
+            path = "/v1/collections/h/documents/" + quote(doc_id, safe="").replace(".", "%2E")
+            error = _error(c.put(path, json={"text": TEXT}), 400)
+            assert error["code"] == "invalid_document_id"
+            assert "segment" in error["message"]
+        # Records: each hostile one fails alone, under an id that can be addressed.
+        records = [{"id": i, "text": TEXT} for i in [*hostile, "fine/ok.txt"]]
+        resp = c.post("/v1/collections/h/documents", json={"documents": records})
+        assert resp.status_code == 202, resp.text
+        body = resp.json()
+        assert body["documents"] == ["fine/ok.txt"]
+        assert len(body["failed"]) == len(hostile)
+        assert all(_addressable(i) for i in body["failed"]), body["failed"]
+        # A zip-slip archive: the refused members get safe ids, their raw names stay the source.
+        raw = ["../../victim", "/etc/abs.txt", "a/../../b.txt", "..\\..\\win.txt"]
+        archive = _zip({**{n: TEXT.encode() for n in raw}, "ok/good.txt": TEXT.encode()})
+        files = [("files", ("slip.zip", archive, "application/zip"))]
+        resp = c.post("/v1/collections/h/documents", files=files)
+        assert resp.status_code == 202, resp.text
+        assert resp.json()["documents"] == ["ok/good.txt"]
+        failed = resp.json()["failed"]
+        assert len(failed) == len(raw)
+        assert all(_addressable(i) for i in failed), failed
+        sources = set()
+        for doc_id in failed:
+            doc = c.get("/v1/collections/h/documents/" + quote(doc_id, safe=""))
+            assert doc.status_code == 200, doc.text
+            assert doc.json()["status"] == "failed"
+            sources.add(doc.json()["source"])
+        assert sources == set(raw)
+        listed = c.get("/v1/collections/h/documents", params={"limit": 1000}).json()
+        assert all(_addressable(d["id"]) for d in listed["documents"]), listed
+        assert c.get("/v1/collections/victim").status_code == 200
+
+
+def test_keyed_mode_leaves_origin_and_host_alone_and_says_nosniff(stack: Stack) -> None:
+    # A cross-site page holds no key: the key decides, whatever Origin and Host say.
+    foreign = {"Origin": "http://evil.example", "Host": "sieve.example.com"}
+    with stack.client() as c:
+        resp = c.get("/v1/collections", headers=foreign)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(f"{stack.api}/v1/collections", headers=foreign).status_code == 401
+
+
+def test_a_5xx_names_no_peer_address_in_its_body_or_log(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The hub's 503 on GET /v1/models: httpx's error quotes the hub's URL, host and port.
+    hub = httpx.URL(stack.env["SIEVE_MODEL_BASE_URL"])
+    stack.plan.fail_next(1, 503, endpoint="models")
+    with stack.client() as c, caplog.at_level("WARNING", logger="sieve.api"):
+        resp = c.get("/v1/models")
+    error = _error(resp, 503)
+    assert error["code"] == "upstream_unavailable"
+    logged = [str(getattr(r, "detail", "")) for r in caplog.records if r.name == "sieve.api"]
+    assert logged, caplog.records
+    for text in (resp.text, *logged):
+        assert str(hub.port) not in text, text
+        assert hub.host not in text, text
 
 
 # ---------------------------------------------------------------- filters and names

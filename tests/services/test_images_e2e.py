@@ -282,3 +282,15 @@ def test_a_document_indexed_before_page_images_were_stored_says_to_upload_it_aga
         assert stack.wait_job(c, job.json()["job_id"])["counts"] == {"indexed": 1}
         again = c.get(url)
         assert (again.status_code, again.content) == (200, fresh)
+
+
+def test_images_json_and_errors_all_say_nosniff(stack: Stack) -> None:
+    with stack.client() as c:
+        image = c.get("/v1/collections/scans/documents/keeper.png/image")
+        assert (image.status_code, image.headers["content-type"]) == (200, "image/png")
+        listed = c.get("/v1/collections/scans/documents")
+        assert listed.status_code == 200
+        missing = c.get("/v1/collections/scans/documents/note.txt/image")
+        assert missing.status_code == 404
+        for resp in (image, listed, missing):
+            assert resp.headers["x-content-type-options"] == "nosniff", resp.request.url

@@ -156,13 +156,20 @@ def upload_chunks(body: bytes, files: int, progress: ProgressCallback | None) ->
 
 
 def _seg(value: str) -> str:
-    """One URL path segment: a user's id can never reach another route."""
-    return quote(value, safe="")
+    """One URL path segment that no URL normalisation can turn into another resource.
 
+    Every reserved character is quoted, ``/`` included (the API decodes ``%2F`` back for
+    its ``{doc_id:path}`` routes), so ``../../victim`` is one segment, and a segment of dots
+    only (``.``, ``..``) is sent as ``%2E``s: neither can become a step up to another
+    collection. An empty value has no segment at all and is refused.
 
-def _doc_path(value: str) -> str:
-    """A document id: the API routes ``{doc_id:path}``, so slashes stay (each part quoted)."""
-    return "/".join(quote(part, safe="") for part in value.split("/"))
+    Raises:
+        ValueError: ``value`` is empty.
+    """
+    if not value:
+        raise ValueError("an id or name in a URL path must not be empty")
+    quoted = quote(value, safe="")
+    return "%2E" * len(quoted) if quoted in (".", "..") else quoted
 
 
 def _unexpected(where: str, why: str) -> BadResponseError:
@@ -392,7 +399,7 @@ def replace_document(
     """``PUT .../documents/{id}``: new text (JSON) or one new file (multipart)."""
     if (text is None) == (file is None):
         raise ValueError("replace a document with either text or a file")
-    path = f"{_documents_path(collection)}/{_doc_path(document_id)}"
+    path = f"{_documents_path(collection)}/{_seg(document_id)}"
     parse = _model(IngestAcceptedResponse, path)
     if file is not None:
         boundary = f"sieve-{secrets.token_hex(16)}"
@@ -434,13 +441,13 @@ def list_documents(
 
 def get_document(collection: str, document_id: str) -> Call[DocumentResponse]:
     """``GET .../documents/{id}``."""
-    path = f"{_documents_path(collection)}/{_doc_path(document_id)}"
+    path = f"{_documents_path(collection)}/{_seg(document_id)}"
     return Call("GET", path, _model(DocumentResponse, path))
 
 
 def delete_document(collection: str, document_id: str) -> Call[DocumentDeletedResponse]:
     """``DELETE .../documents/{id}``: every chunk of it leaves the store."""
-    path = f"{_documents_path(collection)}/{_doc_path(document_id)}"
+    path = f"{_documents_path(collection)}/{_seg(document_id)}"
     return Call("DELETE", path, _model(DocumentDeletedResponse, path))
 
 
@@ -461,7 +468,7 @@ def _image(answer: tuple[bytes, Mapping[str, str]]) -> DocumentImage:
 
 def get_document_image(collection: str, document_id: str, *, page: int = 1) -> Call[DocumentImage]:
     """``GET .../documents/{id}/image?page=N``: an image document's page, or a PDF page."""
-    path = f"{_documents_path(collection)}/{_doc_path(document_id)}/image"
+    path = f"{_documents_path(collection)}/{_seg(document_id)}/image"
     return Call("GET", path, _image, params={"page": page}, binary=True)
 
 

@@ -5,7 +5,7 @@
   const { api, upload, el, notify, confirmDanger, failureText, bytes, seg } = Sieve;
   const name = Sieve.collection;
   const base = "/v1/collections/" + seg(name);
-  const docPath = (id) => base + "/documents/" + id.split("/").map(encodeURIComponent).join("/");
+  const docPath = (id) => base + "/documents/" + seg(id);
   const ready = () => Sieve.openMode || Sieve.apiKey();
 
   // ------------------------------------------------------------ summary
@@ -254,11 +254,18 @@
   });
 
   async function removeDoc(d) {
+    let path;
+    try {
+      path = docPath(d.id);
+    } catch (err) {
+      notify("Could not delete " + d.id + ": " + err.message, "error");
+      return;
+    }
     const ok = await confirmDanger("Delete " + d.id + "?",
       "Every chunk of " + d.id + " leaves the store. It cannot be undone.", "Delete document");
     if (!ok) return;
     try {
-      await api("DELETE", docPath(d.id));
+      await api("DELETE", path);
       notify("Deleted " + d.id + ".");
     } catch (err) {
       notify("Could not delete " + d.id + ": " + err.message, "error");

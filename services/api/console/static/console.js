@@ -170,7 +170,13 @@ const Sieve = (() => {
     return (n / 1024 / 1024).toFixed(1) + " MiB";
   }
 
+  // One path segment, "/" included (the API decodes %2F for its {doc_id:path} routes): an id
+  // like "../../victim" stays one segment and can never address another resource. A browser
+  // collapses "." and ".." even as %2E, so an id of dots alone cannot be sent in a URL at all.
   function seg(value) {
+    if (value === "" || value === "." || value === "..") {
+      throw new Error("the id " + JSON.stringify(value) + " cannot be addressed in a URL");
+    }
     return encodeURIComponent(value);
   }
 
