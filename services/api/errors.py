@@ -15,6 +15,7 @@ from core.errors import (
     NotFound,
     PayloadTooLarge,
     SieveError,
+    TooManyRequests,
     Unauthorized,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -32,6 +33,7 @@ _STATUS: tuple[tuple[type[SieveError], int], ...] = (
     (Unauthorized, 401),
     (NotFound, 404),
     (Conflict, 409),
+    (TooManyRequests, 429),
     (UpstreamUnavailable, 503),
     (UpstreamRejected, 502),
 )
@@ -73,6 +75,8 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if isinstance(exc, UpstreamUnavailable) and exc.retry_after is not None:
+            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        if isinstance(exc, TooManyRequests):
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         if status >= 500:
             log.warning("upstream error", extra={"code": exc.code, "detail": exc.message})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
@@ -25,6 +25,7 @@ from ingest.limits import IngestLimits
 from ingest.records import iter_jsonl_records, loads_json, read_json_records, record_to_document
 from services.api.deps import ApiDeps, Deps, Tenant, in_thread
 from services.api.schemas import DocumentResponse, DocumentsPageResponse, IngestAcceptedResponse
+from services.api.waiting import WAIT_RESPONSES, Wait, finish_upload, waiting
 
 __all__ = ["router"]
 
@@ -116,25 +117,35 @@ def _replacement_record(body: bytes, doc_id: str, limits: IngestLimits) -> Parse
     return outcome
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, response_model=IngestAcceptedResponse, responses=WAIT_RESPONSES)
 async def upload_documents(
-    name: str, request: Request, deps: Deps, tenant: Tenant
-) -> IngestAcceptedResponse:
-    """Upload files, an archive, JSON records or BEIR JSONL; 202 with the job id."""
-    await in_thread(deps.state.get_collection, tenant, name)
-    items = await _items(request, deps)
-    return await in_thread(_accept, deps, tenant, name, items, "ingest")
+    name: str, request: Request, deps: Deps, tenant: Tenant, wait: Wait
+) -> IngestAcceptedResponse | Response:
+    """Upload files, an archive, JSON records or BEIR JSONL; 202 with the job id (with
+    ``wait=true``: the job too, once it is terminal, see services/api/waiting.py)."""
+    async with waiting(request, deps, tenant, wait):
+        await in_thread(deps.state.get_collection, tenant, name)
+        items = await _items(request, deps)
+        accepted = await in_thread(_accept, deps, tenant, name, items, "ingest")
+        return await finish_upload(request, deps, tenant, accepted, wait)
 
 
-@router.put("/{doc_id:path}", status_code=202)
+@router.put(
+    "/{doc_id:path}",
+    status_code=202,
+    response_model=IngestAcceptedResponse,
+    responses=WAIT_RESPONSES,
+)
 async def replace_document(
-    *, name: str, doc_id: str, request: Request, deps: Deps, tenant: Tenant
-) -> IngestAcceptedResponse:
+    *, name: str, doc_id: str, request: Request, deps: Deps, tenant: Tenant, wait: Wait
+) -> IngestAcceptedResponse | Response:
     """Replace one document (a file, or JSON ``{"text", "title", "metadata"}``)."""
     check_document_id(doc_id)
-    await in_thread(deps.state.get_collection, tenant, name)
-    items = await _items(request, deps, doc_id=doc_id)
-    return await in_thread(_accept, deps, tenant, name, items, "replace")
+    async with waiting(request, deps, tenant, wait):
+        await in_thread(deps.state.get_collection, tenant, name)
+        items = await _items(request, deps, doc_id=doc_id)
+        accepted = await in_thread(_accept, deps, tenant, name, items, "replace")
+        return await finish_upload(request, deps, tenant, accepted, wait)
 
 
 def _accept(
