@@ -19,7 +19,7 @@ from services.api.schemas import (
     ReindexStatus,
     StoragePerChunk,
 )
-from services.api.waiting import WAIT_RESPONSES, Wait, finish_job, waiting
+from services.api.waiting import Wait, finish_job, wait_responses, waiting
 
 __all__ = ["router"]
 
@@ -158,7 +158,7 @@ async def delete_collection(name: str, deps: Deps, tenant: Tenant) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{name}/reindex", status_code=202, responses=WAIT_RESPONSES)
+@router.post("/{name}/reindex", status_code=202, responses=wait_responses(JobResponse))
 async def reindex_collection(
     *,
     name: str,

@@ -24,8 +24,13 @@ from ingest.documents import ParseFailure, ParseOutcome
 from ingest.limits import IngestLimits
 from ingest.records import iter_jsonl_records, loads_json, read_json_records, record_to_document
 from services.api.deps import ApiDeps, Deps, Tenant, in_thread
-from services.api.schemas import DocumentResponse, DocumentsPageResponse, IngestAcceptedResponse
-from services.api.waiting import WAIT_RESPONSES, Wait, finish_upload, waiting
+from services.api.schemas import (
+    DocumentResponse,
+    DocumentsPageResponse,
+    IngestAcceptedResponse,
+    IngestWaitResponse,
+)
+from services.api.waiting import Wait, finish_upload, wait_responses, waiting
 
 __all__ = ["router"]
 
@@ -117,7 +122,12 @@ def _replacement_record(body: bytes, doc_id: str, limits: IngestLimits) -> Parse
     return outcome
 
 
-@router.post("", status_code=202, response_model=IngestAcceptedResponse, responses=WAIT_RESPONSES)
+@router.post(
+    "",
+    status_code=202,
+    response_model=IngestAcceptedResponse,
+    responses=wait_responses(IngestWaitResponse),
+)
 async def upload_documents(
     name: str, request: Request, deps: Deps, tenant: Tenant, wait: Wait
 ) -> IngestAcceptedResponse | Response:
@@ -134,7 +144,7 @@ async def upload_documents(
     "/{doc_id:path}",
     status_code=202,
     response_model=IngestAcceptedResponse,
-    responses=WAIT_RESPONSES,
+    responses=wait_responses(IngestWaitResponse),
 )
 async def replace_document(
     *, name: str, doc_id: str, request: Request, deps: Deps, tenant: Tenant, wait: Wait

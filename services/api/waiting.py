@@ -28,6 +28,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.types import Receive
 
 from core.errors import InvalidInput, TooManyRequests
@@ -39,12 +40,12 @@ from services.api.routes_jobs import job_response
 from services.api.schemas import IngestAcceptedResponse, IngestWaitResponse, JobResponse
 
 __all__ = [
-    "WAIT_RESPONSES",
     "Wait",
     "WaitParams",
     "WaiterGate",
     "finish_job",
     "finish_upload",
+    "wait_responses",
     "waiting",
 ]
 
@@ -56,13 +57,17 @@ _RUNNING = frozenset({JobState.QUEUED, JobState.RUNNING})
 _POLL_AGAIN_S = 1
 _WAITERS_BUSY_S = 1.0
 
-WAIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "With wait=true: the job is terminal (its state says how it ended)."},
-    202: {
-        "description": "Accepted; with wait=true: timeout_s passed first (poll Location).",
-    },
-    429: {"description": "With wait=true: this tenant already has wait_max_per_tenant waiting."},
-}
+
+def wait_responses(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI answers a route that takes ``wait`` adds to its 202."""
+    return {
+        200: {
+            "model": model,
+            "description": "With wait=true: the job is terminal (its state says how it ended).",
+        },
+        202: {"description": "Accepted; with wait=true: timeout_s passed first (see Location)."},
+        429: {"description": "With wait=true: this tenant has wait_max_per_tenant waiting."},
+    }
 
 
 @dataclass(frozen=True)

@@ -352,6 +352,7 @@ _REQUESTS: list[type[BaseModel]] = [
 _RESPONSES: list[type[BaseModel]] = [
     client_models.CollectionResponse,
     client_models.IngestAcceptedResponse,
+    client_models.IngestWaitResponse,
     client_models.DocumentResponse,
     client_models.DocumentsPageResponse,
     client_models.JobResponse,

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from core.settings import ModelSettings, RerankSettings
-from reranker import RerankDocument
 from query import RerankerPool
+from reranker import RerankDocument
 from tests.reranker.peers import DOCUMENTS, EXPECTED_ORDER, QUERY, respond
 
 pytestmark = pytest.mark.anyio
