@@ -10,6 +10,7 @@ __all__ = [
     "PayloadTooLarge",
     "SieveError",
     "StoreLocked",
+    "TooManyRequests",
     "Unauthorized",
     "UpstreamRejected",
     "UpstreamUnavailable",
@@ -115,3 +116,14 @@ class UpstreamRejected(SieveError):
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message, code=code)
         self.status = status
+
+
+class TooManyRequests(SieveError):
+    """The caller is at a per-tenant bound that frees itself (e.g. concurrent waiters):
+    retry after ``retry_after`` seconds (the client gets it as ``Retry-After``)."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

@@ -284,6 +284,15 @@ class ApiSettings(BaseSettings):
                 )
         return tuple(h.lower().strip("[]") for h in hosts)
 
+    # ``?wait=true`` on uploads and re-index (services/api/waiting.py): the longest
+    # ``timeout_s`` a request may ask for, the wait when it names none, and how many
+    # requests of one tenant may wait at once in this process (past it: 429). A waiter
+    # holds no thread: it polls its job from the event loop, backing off to ``wait_poll_max_s``.
+    wait_max_timeout_s: Annotated[float, Field(gt=0, le=3_600)] = 300.0
+    wait_timeout_s: Annotated[float, Field(gt=0, le=3_600)] = 60.0
+    wait_max_per_tenant: Annotated[int, Field(ge=1, le=10_000)] = 16
+    wait_poll_max_s: Annotated[float, Field(gt=0, le=10)] = 0.5
+
     @field_validator("keys")
     @classmethod
     def _valid_keys(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
@@ -317,6 +326,10 @@ class ApiSettings(BaseSettings):
             raise ValueError(
                 "SIEVE_API_HOST is not a loopback address and SIEVE_API_KEYS is empty: that "
                 "would serve every collection to anyone; set keys or bind to 127.0.0.1"
+            )
+        if self.wait_timeout_s > self.wait_max_timeout_s:
+            raise ValueError(
+                "SIEVE_API_WAIT_TIMEOUT_S must not exceed SIEVE_API_WAIT_MAX_TIMEOUT_S"
             )
         if self.metrics_key is not None and any(
             k.get_secret_value() == self.metrics_key.get_secret_value() for k in self.keys.values()

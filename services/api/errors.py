@@ -17,6 +17,7 @@ from core.errors import (
     Overloaded,
     PayloadTooLarge,
     SieveError,
+    TooManyRequests,
     Unauthorized,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -34,6 +35,7 @@ _STATUS: tuple[tuple[type[SieveError], int], ...] = (
     (Unauthorized, 401),
     (NotFound, 404),
     (Conflict, 409),
+    (TooManyRequests, 429),
     (UpstreamUnavailable, 503),
     (Overloaded, 503),
     (UpstreamRejected, 502),
@@ -98,6 +100,8 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if isinstance(exc, (UpstreamUnavailable, Overloaded)) and exc.retry_after is not None:
+            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        if isinstance(exc, TooManyRequests):
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         if isinstance(exc, Overloaded):
             log.warning("overloaded", extra={"code": exc.code})

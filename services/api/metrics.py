@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -144,6 +144,12 @@ class ApiMetrics:
             "sieve_http_requests",
             "API requests by route and status",
             ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.job_waiters = Gauge(
+            "sieve_job_waiters",
+            "Requests waiting for their job to end (?wait=true), per tenant",
+            ["tenant"],
             registry=self.registry,
         )
         if state is not None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from core.errors import InvalidInput, NotFound, UpstreamUnavailable
 from core.types import StoreCollectionSpec
-from indexing.records import CollectionRecord, store_name_for
+from indexing.records import CollectionRecord, JobView, store_name_for
 from indexing.reindex import ModelChange
 from indexing.reindex_state import ReindexState
 from services.api.deps import Deps, Tenant, in_thread
 from services.api.evaluations import EvaluationStore
-from services.api.routes_jobs import job_response
 from services.api.schemas import (
     CollectionCreateRequest,
     CollectionResponse,
@@ -21,6 +20,7 @@ from services.api.schemas import (
     ReindexStatus,
     StoragePerChunk,
 )
+from services.api.waiting import Wait, finish_job, wait_responses, waiting
 
 __all__ = ["router"]
 
@@ -176,12 +176,27 @@ async def delete_collection(name: str, deps: Deps, tenant: Tenant) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{name}/reindex", status_code=202)
+@router.post("/{name}/reindex", status_code=202, responses=wait_responses(JobResponse))
 async def reindex_collection(
-    name: str, body: ReindexRequest, deps: Deps, tenant: Tenant, response: Response
+    *,
+    name: str,
+    body: ReindexRequest,
+    deps: Deps,
+    tenant: Tenant,
+    response: Response,
+    wait: Wait,
+    request: Request,
 ) -> JobResponse:
     """Rebuild the collection's vectors from its stored chunk texts with other model fields,
-    as a job; queries answer from the old vectors until one atomic switch at its end."""
+    as a job; queries answer from the old vectors until one atomic switch at its end (with
+    ``wait=true``: the job once it is terminal, see services/api/waiting.py)."""
+    async with waiting(request, deps, tenant, wait):
+        view = await _start_reindex(name, body, deps, tenant)
+        response.headers["Location"] = f"/v1/jobs/{view.job.id}"
+        return await finish_job(request, response, deps=deps, tenant=tenant, view=view, params=wait)
+
+
+async def _start_reindex(name: str, body: ReindexRequest, deps: Deps, tenant: str) -> JobView:
     rec = await in_thread(deps.state.get_collection, tenant, name)
     model, dimension = rec.embedding_model, rec.dimension
     if body.embedding_model is not None and body.embedding_model != rec.embedding_model:
@@ -199,9 +214,7 @@ async def reindex_collection(
                 _probe_field, deps, late_model, "late_model", tokens=True
             )
     change = ModelChange(model, dimension, late_model, late_dimension)
-    view = await in_thread(deps.reindexer.start, tenant, name, change)
-    response.headers["Location"] = f"/v1/jobs/{view.job.id}"
-    return job_response(view)
+    return await in_thread(deps.reindexer.start, tenant, name, change)
 
 
 def _probe_field(deps: Deps, model: str, field: str, *, tokens: bool = False) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
@@ -27,7 +27,13 @@ from ingest.documents import ParseFailure, ParseOutcome
 from ingest.limits import IngestLimits
 from ingest.records import iter_jsonl_records, loads_json, read_json_records, record_to_document
 from services.api.deps import ApiDeps, Deps, Tenant, in_thread
-from services.api.schemas import DocumentResponse, DocumentsPageResponse, IngestAcceptedResponse
+from services.api.schemas import (
+    DocumentResponse,
+    DocumentsPageResponse,
+    IngestAcceptedResponse,
+    IngestWaitResponse,
+)
+from services.api.waiting import Wait, finish_upload, wait_responses, waiting
 
 __all__ = ["router"]
 
@@ -171,23 +177,38 @@ def _replacement_record(body: bytes, doc_id: str, limits: IngestLimits) -> Parse
     return outcome
 
 
-@router.post("", status_code=202)
+@router.post(
+    "",
+    status_code=202,
+    response_model=IngestAcceptedResponse,
+    responses=wait_responses(IngestWaitResponse),
+)
 async def upload_documents(
-    name: str, request: Request, deps: Deps, tenant: Tenant
-) -> IngestAcceptedResponse:
-    """Upload files, an archive, JSON records or BEIR JSONL; 202 with the job id."""
-    await in_thread(deps.state.get_collection, tenant, name)
-    return await _upload(request, deps, tenant, name, kind="ingest")
+    name: str, request: Request, deps: Deps, tenant: Tenant, wait: Wait
+) -> IngestAcceptedResponse | Response:
+    """Upload files, an archive, JSON records or BEIR JSONL; 202 with the job id (with
+    ``wait=true``: the job too, once it is terminal, see services/api/waiting.py)."""
+    async with waiting(request, deps, tenant, wait):
+        await in_thread(deps.state.get_collection, tenant, name)
+        accepted = await _upload(request, deps, tenant, name, kind="ingest")
+        return await finish_upload(request, deps, tenant, accepted, wait)
 
 
-@router.put("/{doc_id:path}", status_code=202)
+@router.put(
+    "/{doc_id:path}",
+    status_code=202,
+    response_model=IngestAcceptedResponse,
+    responses=wait_responses(IngestWaitResponse),
+)
 async def replace_document(
-    *, name: str, doc_id: str, request: Request, deps: Deps, tenant: Tenant
-) -> IngestAcceptedResponse:
+    *, name: str, doc_id: str, request: Request, deps: Deps, tenant: Tenant, wait: Wait
+) -> IngestAcceptedResponse | Response:
     """Replace one document (a file, or JSON ``{"text", "title", "metadata"}``)."""
     check_document_id(doc_id)
-    await in_thread(deps.state.get_collection, tenant, name)
-    return await _upload(request, deps, tenant, name, kind="replace", doc_id=doc_id)
+    async with waiting(request, deps, tenant, wait):
+        await in_thread(deps.state.get_collection, tenant, name)
+        accepted = await _upload(request, deps, tenant, name, kind="replace", doc_id=doc_id)
+        return await finish_upload(request, deps, tenant, accepted, wait)
 
 
 async def _upload(

@@ -16,6 +16,7 @@ __all__ = [
     "DocumentsPageResponse",
     "EvaluationReport",
     "IngestAcceptedResponse",
+    "IngestWaitResponse",
     "JobResponse",
     "ReindexRequest",
     "ReindexStatus",
@@ -146,6 +147,13 @@ class JobResponse(BaseModel):
     created_at: float
     finished_at: float | None
     cancelled: bool
+
+
+class IngestWaitResponse(IngestAcceptedResponse):
+    """``?wait=true``: what the 202 says, plus the job as ``GET /v1/jobs/{id}`` shows it
+    (terminal with 200; as it is now with 202 when ``timeout_s`` passed first)."""
+
+    job: JobResponse
 
 
 class SweepRow(BaseModel):

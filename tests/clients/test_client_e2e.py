@@ -19,6 +19,7 @@ from sieve_client import (
     AuthenticationError,
     ConflictError,
     ConnectionFailed,
+    IngestWaitResponse,
     InvalidRequestError,
     JobWaitTimeout,
     NotFoundError,
@@ -319,6 +320,36 @@ def test_unreachable_and_timeouts_are_client_errors(stack: Stack, sieve: SieveCl
     assert late.value.code == "timeout"
 
 
+def test_wait_answers_with_the_terminal_job_past_the_read_timeout(
+    stack: Stack, sieve: SieveClient
+) -> None:
+    # The job outlasts the client's 1 s timeouts: the wait stretches the read timeout.
+    sieve.create_collection("waited")
+    stack.plan.hang_next(1, 2.0, endpoint="embeddings")
+    with SieveClient(stack.api, KEY_A, timeout=1.0, upload_timeout=1.0) as hasty:
+        out = hasty.upload_documents("waited", DOCS[:1], wait=True, timeout_s=30)
+    assert isinstance(out, IngestWaitResponse)
+    assert (out.job.state, out.job.documents) == ("completed", {"photosynthesis": "indexed"})
+    assert sieve.query("waited", QUERY, top_n=1).results[0].document_id == "photosynthesis"
+    with pytest.raises(ValueError, match="wait=True"):
+        sieve.upload_documents("waited", DOCS, timeout_s=5)
+
+    async def main() -> None:
+        async with AsyncSieveClient(stack.api, KEY_A) as client:
+            job = await client.reindex_collection(
+                "waited", late_interaction=True, wait=True, timeout_s=60
+            )
+            assert (job.kind, job.state) == ("reindex", "completed")
+            line = b'{"_id": "jl", "title": "J", "text": "Herons fish in the shallow marsh."}\n'
+            up = await client.upload_jsonl("waited", line, wait=True)
+            assert isinstance(up, IngestWaitResponse)
+            assert up.job.state == "completed"
+
+    asyncio.run(main())
+    assert sieve.get_collection("waited").late_interaction is True
+    sieve.delete_collection("waited")
+
+
 # ---------------------------------------------------------------- async twin
 
 
@@ -375,6 +406,7 @@ _REQUESTS: list[type[BaseModel]] = [
 _RESPONSES: list[type[BaseModel]] = [
     client_models.CollectionResponse,
     client_models.IngestAcceptedResponse,
+    client_models.IngestWaitResponse,
     client_models.DocumentResponse,
     client_models.DocumentsPageResponse,
     client_models.JobResponse,

@@ -112,7 +112,13 @@ class _Base:
         self._rng = rng
 
     def _timeout_for(self, call: p.Call[Any]) -> httpx.Timeout:
-        return self._upload_timeout if call.upload else self._timeout
+        base = self._upload_timeout if call.upload else self._timeout
+        if call.wait_s is None or base.read is None:
+            return base
+        # wait=True: the server holds the answer up to wait_s before it writes a byte.
+        return httpx.Timeout(
+            connect=base.connect, read=base.read + call.wait_s, write=base.write, pool=base.pool
+        )
 
     def _retry_in(self, resp: httpx.Response, attempt: int) -> float | None:
         """Seconds to wait before another try, or None to raise now (the rule of
@@ -274,20 +280,28 @@ class SieveClient(_Base):
         embedding_model: str | None = None,
         late_interaction: bool | None = None,
         late_model: str | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
     ) -> JobResponse:
         """Rebuild the collection's vectors from its stored chunks with other model fields,
-        as a job (``wait_job`` it); queries answer from the old vectors until it switches.
+        as a job (``wait_job`` it, or pass ``wait=True``/``timeout_s``: the answer is then the
+        job once terminal, or as it is when ``timeout_s`` passed); queries answer from the old
+        vectors until it switches.
 
         Raises:
             ConflictError: a re-index of it is already under way.
             InvalidRequestError: nothing would change, or a model the hub does not serve.
         """
         return self._run(
-            p.reindex_collection(
-                name,
-                embedding_model=embedding_model,
-                late_interaction=late_interaction,
-                late_model=late_model,
+            p.wait_for_job(
+                p.reindex_collection(
+                    name,
+                    embedding_model=embedding_model,
+                    late_interaction=late_interaction,
+                    late_model=late_model,
+                ),
+                wait,
+                timeout_s,
             )
         )
 
@@ -302,12 +316,17 @@ class SieveClient(_Base):
         files: Sequence[FileInput],
         *,
         progress: ProgressCallback | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload files (paths or ``(name, bytes)``): documents, archives, ``.jsonl`` files.
 
         ``progress`` is called with an :class:`UploadProgress` as the body goes out.
         """
-        return self._run(p.upload_files(collection, p.load_files(files)), progress)
+        return self._run(
+            p.wait_for_upload(p.upload_files(collection, p.load_files(files)), wait, timeout_s),
+            progress,
+        )
 
     def upload_documents(
         self,
@@ -315,15 +334,34 @@ class SieveClient(_Base):
         documents: Sequence[Mapping[str, Any]],
         *,
         progress: ProgressCallback | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
     ) -> IngestAcceptedResponse:
-        """Upload records ``{"id", "text", "title", "metadata"}`` as JSON."""
-        return self._run(p.upload_records(collection, documents), progress)
+        """Upload records ``{"id", "text", "title", "metadata"}`` as JSON.
+
+        Every upload method takes ``wait=True`` (and ``timeout_s``, at most the server's
+        ``SIEVE_API_WAIT_MAX_TIMEOUT_S``): the answer is then an :class:`IngestWaitResponse`
+        whose ``job`` is terminal, or still running when ``timeout_s`` passed first
+        (``job.finished_at`` is None: follow it with :meth:`wait_job`).
+        """
+        return self._run(
+            p.wait_for_upload(p.upload_records(collection, documents), wait, timeout_s),
+            progress,
+        )
 
     def upload_jsonl(
-        self, collection: str, lines: bytes, *, progress: ProgressCallback | None = None
+        self,
+        collection: str,
+        lines: bytes,
+        *,
+        progress: ProgressCallback | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload BEIR-layout JSON lines (``_id``, ``title``, ``text``)."""
-        return self._run(p.upload_jsonl(collection, lines), progress)
+        return self._run(
+            p.wait_for_upload(p.upload_jsonl(collection, lines), wait, timeout_s), progress
+        )
 
     def replace_document(
         self,
@@ -334,11 +372,17 @@ class SieveClient(_Base):
         title: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         file: tuple[str, bytes] | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Replace one document with new text (and title/metadata) or one new file."""
         return self._run(
-            p.replace_document(
-                collection, document_id, text=text, title=title, metadata=metadata, file=file
+            p.wait_for_upload(
+                p.replace_document(
+                    collection, document_id, text=text, title=title, metadata=metadata, file=file
+                ),
+                wait,
+                timeout_s,
             )
         )
 
@@ -619,14 +663,20 @@ class AsyncSieveClient(_Base):
         embedding_model: str | None = None,
         late_interaction: bool | None = None,
         late_model: str | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
     ) -> JobResponse:
         """Rebuild the collection's vectors with other model fields, as a job."""
         return await self._run(
-            p.reindex_collection(
-                name,
-                embedding_model=embedding_model,
-                late_interaction=late_interaction,
-                late_model=late_model,
+            p.wait_for_job(
+                p.reindex_collection(
+                    name,
+                    embedding_model=embedding_model,
+                    late_interaction=late_interaction,
+                    late_model=late_model,
+                ),
+                wait,
+                timeout_s,
             )
         )
 
@@ -641,9 +691,14 @@ class AsyncSieveClient(_Base):
         files: Sequence[FileInput],
         *,
         progress: ProgressCallback | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload files (paths or ``(name, bytes)``): documents, archives, ``.jsonl`` files."""
-        return await self._run(p.upload_files(collection, p.load_files(files)), progress)
+        return await self._run(
+            p.wait_for_upload(p.upload_files(collection, p.load_files(files)), wait, timeout_s),
+            progress,
+        )
 
     async def upload_documents(
         self,
@@ -651,15 +706,28 @@ class AsyncSieveClient(_Base):
         documents: Sequence[Mapping[str, Any]],
         *,
         progress: ProgressCallback | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload records ``{"id", "text", "title", "metadata"}`` as JSON."""
-        return await self._run(p.upload_records(collection, documents), progress)
+        return await self._run(
+            p.wait_for_upload(p.upload_records(collection, documents), wait, timeout_s),
+            progress,
+        )
 
     async def upload_jsonl(
-        self, collection: str, lines: bytes, *, progress: ProgressCallback | None = None
+        self,
+        collection: str,
+        lines: bytes,
+        *,
+        progress: ProgressCallback | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload BEIR-layout JSON lines (``_id``, ``title``, ``text``)."""
-        return await self._run(p.upload_jsonl(collection, lines), progress)
+        return await self._run(
+            p.wait_for_upload(p.upload_jsonl(collection, lines), wait, timeout_s), progress
+        )
 
     async def replace_document(
         self,
@@ -670,11 +738,17 @@ class AsyncSieveClient(_Base):
         title: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         file: tuple[str, bytes] | None = None,
+        wait: bool = False,
+        timeout_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Replace one document with new text (and title/metadata) or one new file."""
         return await self._run(
-            p.replace_document(
-                collection, document_id, text=text, title=title, metadata=metadata, file=file
+            p.wait_for_upload(
+                p.replace_document(
+                    collection, document_id, text=text, title=title, metadata=metadata, file=file
+                ),
+                wait,
+                timeout_s,
             )
         )
 

@@ -27,6 +27,7 @@ __all__ = [
     "HitImage",
     "HitScores",
     "IngestAcceptedResponse",
+    "IngestWaitResponse",
     "JobResponse",
     "Judgment",
     "MetadataCondition",
@@ -230,6 +231,13 @@ class JobResponse(_Response):
 
 
 # ---------------------------------------------------------------- query
+
+
+class IngestWaitResponse(IngestAcceptedResponse):
+    """An upload sent with ``wait=True``: the 202's fields plus the job, terminal (HTTP 200)
+    or as it was when ``timeout_s`` passed (HTTP 202; ``job.finished_at`` is None)."""
+
+    job: JobResponse
 
 
 class RangeBounds(_Request):

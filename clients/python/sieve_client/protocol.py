@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -30,6 +30,7 @@ from sieve_client.models import (
     FeedbackRequest,
     FeedbackResponse,
     IngestAcceptedResponse,
+    IngestWaitResponse,
     JobResponse,
     ModelInfo,
     MultiQueryRequest,
@@ -44,6 +45,7 @@ from sieve_client.models import (
 
 __all__ = [
     "RETRY_STATUSES",
+    "WAIT_UNBOUNDED_S",
     "Call",
     "DocumentImage",
     "FileInput",
@@ -77,6 +79,8 @@ __all__ = [
     "upload_files",
     "upload_jsonl",
     "upload_records",
+    "wait_for_job",
+    "wait_for_upload",
 ]
 
 T = TypeVar("T")
@@ -85,6 +89,9 @@ M = TypeVar("M", bound=BaseModel)
 # Overloaded or briefly unavailable: worth another try. Uploads are safe to repeat because
 # the server deduplicates documents by content hash.
 RETRY_STATUSES = frozenset({429, 503})
+# wait=True without timeout_s: the server waits its own default, at most its maximum
+# (SIEVE_API_WAIT_MAX_TIMEOUT_S, 300 s unless configured): the read timeout covers that.
+WAIT_UNBOUNDED_S = 300.0
 _UPLOAD_CHUNK = 64 * 1024
 
 FileInput = str | os.PathLike[str] | tuple[str, bytes]
@@ -130,6 +137,8 @@ class Call(Generic[T]):
     headers: Mapping[str, str] = field(default_factory=dict)
     upload: bool = False
     files: int = 0
+    # ``?wait=true``: the server may hold the answer this long, on top of the read timeout.
+    wait_s: float | None = None
     expect_json: bool = True
     # The answer is bytes, not JSON: ``parse`` gets ``(body, headers)``.
     binary: bool = False
@@ -426,6 +435,35 @@ def replace_document(
         upload=True,
         files=1,
     )
+
+
+def _waiting(call: Call[T], wait: bool, timeout_s: float | None) -> Call[T]:
+    """``call`` with ``?wait=true[&timeout_s=...]`` and a read timeout that covers the wait."""
+    if timeout_s is not None and not wait:
+        raise ValueError("timeout_s applies only with wait=True")
+    if timeout_s is not None and timeout_s <= 0:
+        raise ValueError("timeout_s must be > 0")
+    if not wait:
+        return call
+    params: dict[str, str | int] = {**(call.params or {}), "wait": "true"}
+    if timeout_s is not None:
+        params["timeout_s"] = f"{timeout_s:g}"
+    return replace(call, params=params, wait_s=WAIT_UNBOUNDED_S if timeout_s is None else timeout_s)
+
+
+def wait_for_upload(
+    call: Call[IngestAcceptedResponse], wait: bool, timeout_s: float | None
+) -> Call[IngestAcceptedResponse]:
+    """An upload that (``wait``) answers with its job: an :class:`IngestWaitResponse`."""
+    waited = _waiting(call, wait, timeout_s)
+    if waited is call:
+        return call
+    return replace(waited, parse=_model(IngestWaitResponse, call.path))
+
+
+def wait_for_job(call: Call[JobResponse], wait: bool, timeout_s: float | None) -> Call[JobResponse]:
+    """A job-starting call (re-index) that (``wait``) answers when the job is terminal."""
+    return _waiting(call, wait, timeout_s)
 
 
 def list_documents(
