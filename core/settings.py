@@ -129,7 +129,12 @@ class StoreSettings(BaseSettings):
     url: AnyHttpUrl | None = None
     api_key: SecretStr | None = None
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
-    search_threads: Annotated[int | None, Field(gt=0, le=64)] = None
+    # Edge: each open collection's search pool (Edge's own default is one thread per CPU,
+    # 8 here: 200 collections held 1,602 threads), and how many collections stay open
+    # while idle (an open empty one maps ~27 MiB of payload-index pages; reopening one
+    # takes ~40 ms). README, "Resource bounds".
+    search_threads: Annotated[int, Field(ge=1, le=8)] = 2
+    max_open_collections: Annotated[int, Field(ge=1, le=1024)] = 16
 
     @field_validator("api_key")
     @classmethod
