@@ -42,6 +42,7 @@ __all__ = [
     "ModelSettings",
     "Pooling",
     "QuerySettings",
+    "QuotaSettings",
     "RedisSettings",
     "RegisteredModel",
     "RerankSettings",
@@ -321,6 +322,28 @@ class IngestSettings(BaseSettings):
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("SIEVE_INGEST_CHUNK_OVERLAP must be below SIEVE_INGEST_CHUNK_TOKENS")
         return self
+
+
+class QuotaSettings(BaseSettings):
+    """``SIEVE_QUOTA_*``: what one tenant may hold (README, "Quotas").
+
+    Past a capacity quota (collections, documents, bytes, feedback) a request is refused
+    with 409 ``quota_exceeded``; past ``uploads_in_flight`` with 429 and Retry-After.
+    """
+
+    model_config = _config("SIEVE_QUOTA_")
+
+    collections: Annotated[int, Field(ge=1)] = 100
+    # Documents that exist (failed ones included, deleted ones not), over all collections.
+    documents: Annotated[int, Field(ge=1)] = 1_000_000
+    # The stored size of those documents (their uploaded bytes).
+    stored_bytes: Annotated[int, Field(ge=1)] = 20 * 1024**3
+    # Relevance judgments per collection: a pair holds up to ~8 KiB of query text, so
+    # 10,000 is ~80 MiB of Redis at most (100,000 was ~900 MiB).
+    feedback_per_collection: Annotated[int, Field(ge=1)] = 10_000
+    # Upload requests (POST/PUT documents) of one tenant being read or accepted at once,
+    # per API process.
+    uploads_in_flight: Annotated[int, Field(ge=1, le=1024)] = 4
 
 
 class ModelKind(StrEnum):

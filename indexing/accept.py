@@ -15,11 +15,11 @@ from typing import Any
 
 from core.batching import bounded_batches
 from core.errors import InvalidInput, PayloadTooLarge
-from core.ids import MAX_DOCUMENT_ID_CHARS, document_id_problem
+from core.ids import MAX_DOCUMENT_ID_CHARS, content_sha256, document_id_problem
 from indexing.messages import DocVersion, IngestTask
 from indexing.queue import TaskQueue
 from indexing.records import DocStatus, DocumentRecord, JobRecord
-from indexing.state_store import NewDocument, StateStore
+from indexing.state_store import NewDocument, StateStore, TenantQuota
 from ingest.archives import iter_archive, safe_member_path
 from ingest.blob_store import BlobStore
 from ingest.detect import ARCHIVE_TYPES, detect_type
@@ -49,6 +49,8 @@ class AcceptLimits:
     max_documents: int
     task_batch_docs: int
     task_batch_bytes: int
+    # The tenant's documents and stored bytes over all its collections (None: unbounded).
+    quota: TenantQuota | None = None
 
 
 @dataclass
@@ -167,7 +169,8 @@ def accept(
     failed: dict[str, str] = {}
     sizes: dict[str, int] = {}
     good = [item for item in items if item.failure is None]
-    keys = dict(zip((i.doc_id for i in good), blobs.put_many([i.data for i in good]), strict=True))
+    # Blob keys are the content's sha256 (the BlobStore contract): known before any write.
+    keys = {i.doc_id: content_sha256(i.data) for i in good}
     for item in items:
         if item.failure is not None:
             if item.doc_id in accepted_ids:
@@ -199,7 +202,10 @@ def accept(
             metadata=item.metadata,
         )
         docs.append(NewDocument(record))
-    versions = state.accept(tenant, collection, job, docs)
+    if limits.quota is not None:
+        state.check_quota(tenant, collection, docs, limits.quota)  # refused: nothing written
+    blobs.put_many([i.data for i in good])
+    versions = state.accept(tenant, collection, job, docs, quota=limits.quota)
     queued = [
         DocVersion(id=d.record.id, version=versions[d.record.id])
         for d in docs

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import redis
 
-from core.errors import Conflict, NotFound, UpstreamUnavailable
+from core.errors import Conflict, NotFound, QuotaExceeded, UpstreamUnavailable
 from indexing.records import (
     CollectionRecord,
     DocStatus,
@@ -37,6 +37,7 @@ __all__ = [
     "NewDocument",
     "Owner",
     "StateStore",
+    "TenantQuota",
     "Transition",
     "redis_errors",
     "state_key",
@@ -52,6 +53,18 @@ _LIFECYCLE_FIELDS = frozenset(
     {"id", "version", "seq", "status", "job_id", "owner", "crashes", "updated_at"}
 )
 
+
+# HSETNX under a cap on the tenant's collections, atomically: 1 created, 0 exists,
+# -n refused (the tenant holds n).
+_CREATE_COLLECTION = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+local n = redis.call('HLEN', KEYS[1])
+local cap = tonumber(ARGV[3])
+if cap > 0 and n >= cap then return -n end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
+"""
 
 _UNLOCK = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -122,6 +135,34 @@ CLEAR = Owner("clear")
 
 
 @dataclass(frozen=True)
+class TenantQuota:
+    """What one tenant's documents may add up to (None: no bound)."""
+
+    documents: int | None = None
+    stored_bytes: int | None = None
+
+    def arg(self) -> str:
+        """The lifecycle script's quota argument."""
+        quota = {"documents": self.documents, "bytes": self.stored_bytes}
+        return json.dumps({k: v for k, v in quota.items() if v is not None})
+
+
+_QUOTA_UNITS = {"documents": "documents", "stored_bytes": "bytes"}
+
+
+def _quota_error(over: list[Any]) -> QuotaExceeded:
+    quota, limit, current, added = str(over[0]), int(over[1]), int(over[2]), int(over[3])
+    unit = _QUOTA_UNITS.get(quota, quota)
+    return QuotaExceeded(
+        f"the tenant's {quota} quota is {limit} {unit}; it holds {current} and this upload "
+        f"adds {added}: delete documents or collections first",
+        quota=quota,
+        limit=limit,
+        current=current,
+    )
+
+
+@dataclass(frozen=True)
 class Transition:
     """The outcome of a guarded change: applied, or why not (stale, gone, owned, ...)."""
 
@@ -184,13 +225,35 @@ class StateStore:
 
     # ------------------------------------------------------------ collections
 
-    def create_collection(self, record: CollectionRecord) -> None:
-        """Register a collection; ``Conflict`` if the tenant already has one by that name."""
+    def create_collection(self, record: CollectionRecord, *, max_collections: int = 0) -> None:
+        """Register a collection, the tenant's collections capped at ``max_collections``
+        (0: no cap) in the same atomic step.
+
+        Raises:
+            Conflict: the tenant already has a collection by that name.
+            QuotaExceeded: the tenant holds ``max_collections`` already.
+        """
         with _mapped():
-            created = self._r.hsetnx(
-                _k("collections", record.tenant), record.name, record.model_dump_json()
+            created = int(
+                self._r.eval(
+                    _CREATE_COLLECTION,
+                    2,
+                    _k("collections", record.tenant),
+                    _k("tenants"),
+                    record.name,
+                    record.model_dump_json(),
+                    max_collections,
+                    record.tenant,
+                )
             )
-            self._r.sadd(_k("tenants"), record.tenant)
+        if created < 0:
+            raise QuotaExceeded(
+                f"the tenant's collections quota is {max_collections}; it holds {-created}: "
+                "delete a collection first",
+                quota="collections",
+                limit=max_collections,
+                current=-created,
+            )
         if not created:
             raise Conflict(f"collection {record.name!r} already exists", code="collection_exists")
 
@@ -269,6 +332,7 @@ class StateStore:
                 _k("docorder", tenant, name),
                 _k("cnt", tenant, name),
                 _k("bm25len", tenant, name),
+                _k("bytes", tenant, name),
                 *(_k("st", tenant, name, s.value) for s in DocStatus),
                 # A re-index's write pause, writers in flight and changed documents.
                 *(_k("rx", part, tenant, name) for part in ("pause", "gate", "dirty", "on")),
@@ -300,14 +364,50 @@ class StateStore:
     # ------------------------------------------------------------ the lifecycle
 
     def accept(
-        self, tenant: str, collection: str, job: JobRecord, docs: Sequence[NewDocument]
+        self,
+        tenant: str,
+        collection: str,
+        job: JobRecord,
+        docs: Sequence[NewDocument],
+        *,
+        quota: TenantQuota | None = None,
     ) -> dict[str, int]:
         """Record a job and its documents in one step; each document takes a new version.
 
         A document whose content is unchanged (and did not fail) keeps its version and is
         left alone (0 in the result). A newer version supersedes the older one's job entry.
         Returns each document's new version.
+
+        Raises:
+            QuotaExceeded: the documents would take the tenant past ``quota`` (checked in
+                the same step as the writes: nothing is written then).
         """
+        payload = self._accept_payload(docs)
+        flat = self._run(
+            "accept",
+            tenant,
+            collection,
+            job.model_dump_json(),
+            job.id,
+            time.time(),
+            payload,
+            quota.arg() if quota else "",
+        )
+        if flat and isinstance(flat[0], list):
+            raise _quota_error(flat[0])
+        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def check_quota(
+        self, tenant: str, collection: str, docs: Sequence[NewDocument], quota: TenantQuota
+    ) -> None:
+        """Refuse (``QuotaExceeded``) documents ``accept`` would refuse, writing nothing: an
+        early answer before blobs are written; ``accept`` checks again atomically."""
+        out = self._run("quota", tenant, collection, self._accept_payload(docs), quota.arg())
+        if out:
+            raise _quota_error(out[0])
+
+    @staticmethod
+    def _accept_payload(docs: Sequence[NewDocument]) -> str:
         payload = []
         for item in docs:
             rec = item.record
@@ -325,16 +425,7 @@ class StateStore:
                     ),
                 }
             )
-        flat = self._run(
-            "accept",
-            tenant,
-            collection,
-            job.model_dump_json(),
-            job.id,
-            time.time(),
-            json.dumps(payload, ensure_ascii=False),
-        )
-        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return json.dumps(payload, ensure_ascii=False)
 
     def transition(
         self,

@@ -9,17 +9,18 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 
-from core.settings import ApiSettings, IngestSettings, ModelSettings
+from core.settings import ApiSettings, IngestSettings, ModelSettings, QuotaSettings
 from indexing.accept import AcceptLimits
 from indexing.feedback import FeedbackStore
 from indexing.reindex import Reindexer
-from indexing.state_store import StateStore
+from indexing.state_store import StateStore, TenantQuota
 from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
 from retriever.store import AsyncChunkStore
 from services.api.auth import TenantResolver
 from services.api.metrics import ApiMetrics
 from services.api.query_service import QueryEngine
+from services.api.quotas import UploadSlots
 from services.worker.celery_queue import CeleryTaskQueue
 
 __all__ = ["ApiDeps", "Deps", "Tenant", "in_thread"]
@@ -43,6 +44,8 @@ class ApiDeps:
     query: QueryEngine
     metrics: ApiMetrics
     reindexer: Reindexer
+    quotas: QuotaSettings
+    uploads: UploadSlots
     feedback: FeedbackStore | None = None
 
     @property
@@ -52,6 +55,9 @@ class ApiDeps:
             max_documents=self.api.max_documents_per_request,
             task_batch_docs=self.ingest.task_batch_docs,
             task_batch_bytes=self.ingest.task_batch_bytes,
+            quota=TenantQuota(
+                documents=self.quotas.documents, stored_bytes=self.quotas.stored_bytes
+            ),
         )
 
 

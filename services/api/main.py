@@ -23,6 +23,7 @@ from core.settings import (
     LogSettings,
     ModelSettings,
     QuerySettings,
+    QuotaSettings,
     RedisSettings,
     RerankSettings,
     StoreBackend,
@@ -43,6 +44,7 @@ from services.api.deps import ApiDeps
 from services.api.metrics import ApiMetrics
 from services.api.query_images import PageImageSource
 from services.api.query_service import ModelsCatalog, QueryEngine, RerankerPool
+from services.api.quotas import UploadSlots
 from services.telemetry import setup_tracing, shutdown_tracing
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
 from services.worker.celery_app import STORE_WRITES_QUEUE, make_celery
@@ -137,6 +139,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         store.backend is StoreBackend.EDGE if consume_store_writes is None else consume_store_writes
     )
     query_cfg, rerank_cfg = QuerySettings(), RerankSettings()
+    quotas = QuotaSettings()
     telemetry = TelemetrySettings()
     tracer_provider = setup_tracing(telemetry, "sieve-api")
     if telemetry.enabled:
@@ -191,7 +194,9 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             query=engine,
             metrics=ApiMetrics(state),
             reindexer=reindexer,
-            feedback=FeedbackStore.from_url(redis_url),
+            quotas=quotas,
+            uploads=UploadSlots(quotas.uploads_in_flight),
+            feedback=FeedbackStore.from_url(redis_url, limit=quotas.feedback_per_collection),
         )
         if consume:
             # This process is the only store writer (embedded mode): whatever a previous

@@ -121,9 +121,10 @@ async def upload_documents(
     name: str, request: Request, deps: Deps, tenant: Tenant
 ) -> IngestAcceptedResponse:
     """Upload files, an archive, JSON records or BEIR JSONL; 202 with the job id."""
-    await in_thread(deps.state.get_collection, tenant, name)
-    items = await _items(request, deps)
-    return await in_thread(_accept, deps, tenant, name, items, "ingest")
+    async with deps.uploads.hold(tenant):  # before the body is read
+        await in_thread(deps.state.get_collection, tenant, name)
+        items = await _items(request, deps)
+        return await in_thread(_accept, deps, tenant, name, items, "ingest")
 
 
 @router.put("/{doc_id:path}", status_code=202)
@@ -132,9 +133,10 @@ async def replace_document(
 ) -> IngestAcceptedResponse:
     """Replace one document (a file, or JSON ``{"text", "title", "metadata"}``)."""
     check_document_id(doc_id)
-    await in_thread(deps.state.get_collection, tenant, name)
-    items = await _items(request, deps, doc_id=doc_id)
-    return await in_thread(_accept, deps, tenant, name, items, "replace")
+    async with deps.uploads.hold(tenant):
+        await in_thread(deps.state.get_collection, tenant, name)
+        items = await _items(request, deps, doc_id=doc_id)
+        return await in_thread(_accept, deps, tenant, name, items, "replace")
 
 
 def _accept(

@@ -175,12 +175,19 @@ class SieveClient:
         self._send("DELETE", f"/v1/collections/{_seg(name)}/policy")
 
     def feedback(self, name: str) -> list[dict[str, Any]]:
-        """Every relevance judgment recorded for a collection."""
-        out = self._json("GET", f"/v1/collections/{_seg(name)}/feedback")
-        items = out.get("judgments") if isinstance(out, dict) else None
-        if not isinstance(items, list):
-            raise _unexpected("GET feedback", "no 'judgments' list")
-        return [item for item in items if isinstance(item, dict)]
+        """Every relevance judgment recorded for a collection (page after page)."""
+        judged: list[dict[str, Any]] = []
+        params: dict[str, str] = {}
+        while True:
+            out = self._json("GET", f"/v1/collections/{_seg(name)}/feedback", params=params)
+            items = out.get("judgments") if isinstance(out, dict) else None
+            if not isinstance(items, list):
+                raise _unexpected("GET feedback", "no 'judgments' list")
+            judged += [item for item in items if isinstance(item, dict)]
+            cursor = out.get("next_cursor")
+            if not isinstance(cursor, str) or not items:
+                return judged
+            params = {"cursor": cursor}
 
     # ------------------------------------------------------------------ documents
     def upload_files(
