@@ -8,6 +8,7 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
+    "QuotaExceeded",
     "SieveError",
     "StoreLocked",
     "TooManyRequests",
@@ -72,6 +73,32 @@ class Conflict(SieveError):
     """The request contradicts current state (e.g. the collection already exists)."""
 
     code = "conflict"
+
+
+class QuotaExceeded(SieveError):
+    """A tenant's quota (collections, documents, bytes, feedback, uploads in flight) is used up.
+
+    ``quota`` names it, ``limit`` is its setting, ``current`` the usage the request found.
+    A rate-like quota (uploads in flight) frees itself and carries ``retry_after``; a
+    capacity quota only frees when the tenant deletes something (no ``retry_after``).
+    """
+
+    code = "quota_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        quota: str,
+        limit: int,
+        current: int,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.limit = limit
+        self.current = current
+        self.retry_after = retry_after
 
 
 class StoreLocked(Conflict):

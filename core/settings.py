@@ -45,6 +45,7 @@ __all__ = [
     "ModelSettings",
     "Pooling",
     "QuerySettings",
+    "QuotaSettings",
     "RedisSettings",
     "RegisteredModel",
     "RerankSettings",
@@ -150,7 +151,12 @@ class StoreSettings(BaseSettings):
     url: AnyHttpUrl | None = None
     api_key: SecretStr | None = None
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
-    search_threads: Annotated[int | None, Field(gt=0, le=64)] = None
+    # Edge: each open collection's search pool (Edge's own default is one thread per CPU,
+    # 8 here: 200 collections held 1,602 threads), and how many collections stay open
+    # while idle (an open empty one maps ~27 MiB of payload-index pages; reopening one
+    # takes ~40 ms). README, "Resource bounds".
+    search_threads: Annotated[int, Field(ge=1, le=8)] = 2
+    max_open_collections: Annotated[int, Field(ge=1, le=1024)] = 16
 
     @field_validator("api_key")
     @classmethod
@@ -408,6 +414,28 @@ class IngestSettings(BaseSettings):
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("SIEVE_INGEST_CHUNK_OVERLAP must be below SIEVE_INGEST_CHUNK_TOKENS")
         return self
+
+
+class QuotaSettings(BaseSettings):
+    """``SIEVE_QUOTA_*``: what one tenant may hold (README, "Quotas").
+
+    Past a capacity quota (collections, documents, bytes, feedback) a request is refused
+    with 409 ``quota_exceeded``; past ``uploads_in_flight`` with 429 and Retry-After.
+    """
+
+    model_config = _config("SIEVE_QUOTA_")
+
+    collections: Annotated[int, Field(ge=1)] = 100
+    # Documents that exist (failed ones included, deleted ones not), over all collections.
+    documents: Annotated[int, Field(ge=1)] = 1_000_000
+    # The stored size of those documents (their uploaded bytes).
+    stored_bytes: Annotated[int, Field(ge=1)] = 20 * 1024**3
+    # Relevance judgments per collection: a pair holds up to ~8 KiB of query text, so
+    # 10,000 is ~80 MiB of Redis at most (100,000 was ~900 MiB).
+    feedback_per_collection: Annotated[int, Field(ge=1)] = 10_000
+    # Upload requests (POST/PUT documents) of one tenant being read or accepted at once,
+    # per API process.
+    uploads_in_flight: Annotated[int, Field(ge=1, le=1024)] = 4
 
 
 class ModelKind(StrEnum):

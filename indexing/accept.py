@@ -19,7 +19,7 @@ from core.ids import document_id_problem, failed_entry_id
 from indexing.messages import DocVersion, IngestTask
 from indexing.queue import TaskQueue
 from indexing.records import DocStatus, DocumentRecord, JobRecord
-from indexing.state_store import NewDocument, StateStore
+from indexing.state_store import NewDocument, StateStore, TenantQuota
 from ingest.archives import (
     ArchiveRefused,
     ExpansionBudget,
@@ -27,7 +27,7 @@ from ingest.archives import (
     safe_member_path,
     stream_archive,
 )
-from ingest.blob_store import BlobStaging, BlobStore
+from ingest.blob_store import BlobStaging, BlobStore, blob_key
 from ingest.detect import ARCHIVE_TYPES, detect_type
 from ingest.documents import ExtractedDocument, FailureReason, ParseFailure, ParseOutcome
 from ingest.limits import IngestLimits
@@ -56,6 +56,8 @@ class AcceptLimits:
     max_documents: int
     task_batch_docs: int
     task_batch_bytes: int
+    # The tenant's documents and stored bytes over all its collections (None: unbounded).
+    quota: TenantQuota | None = None
 
 
 @dataclass
@@ -233,10 +235,10 @@ def accept(
     failed: dict[str, str] = {}
     sizes: dict[str, int] = {}
     held = [item for item in items if item.failure is None and item.blob_key is None]
-    keys = dict(zip((i.doc_id for i in held), blobs.put_many([i.data for i in held]), strict=True))
+    # Blob keys are the content's sha256 (the BlobStore contract): known before any write,
+    # so the quota is checked before the first one.
+    keys = {i.doc_id: blob_key(i.data) for i in held}
     keys |= {i.doc_id: i.blob_key for i in items if i.failure is None and i.blob_key is not None}
-    if staging is not None:
-        staging.commit()
     for item in items:
         if item.failure is not None:
             if item.doc_id in accepted_ids:
@@ -255,22 +257,30 @@ def accept(
             )
             docs.append(NewDocument(record, (item.failure.reason.value, item.failure.message)))
             continue
-        blob_key = keys[item.doc_id]
+        key = keys[item.doc_id]
         sizes[item.doc_id] = item.nbytes
         record = DocumentRecord(
             id=item.doc_id,
             job_id=job.id,
             kind=item.kind,
-            content_hash=blob_key,
-            blob_key=blob_key,
+            content_hash=key,
+            blob_key=key,
             source=item.source,
             size=item.nbytes,
             metadata=item.metadata,
         )
         docs.append(NewDocument(record))
+    if limits.quota is not None:
+        # Refused: nothing written (the caller discards ``staging``).
+        state.check_quota(tenant, collection, docs, limits.quota)
+    blobs.put_many([i.data for i in held])
+    if staging is not None:
+        staging.commit()
     # Checks atomically that the collection is still the one read above: an upload racing
     # its deletion is refused (404), never recorded in it or in a new one of the same name.
-    versions = state.accept(tenant, collection, job, docs, incarnation=incarnation)
+    versions = state.accept(
+        tenant, collection, job, docs, incarnation=incarnation, quota=limits.quota
+    )
     queued = [
         DocVersion(id=d.record.id, version=versions[d.record.id])
         for d in docs

@@ -18,6 +18,7 @@
 --   P.."jobcnt:"..j                 hash state -> count, plus "_done" (terminal entries)
 --   P.."joberr:"..j                 hash id -> {"reason","message"} of failed entries
 --   P.."jobfin:"..j                 string: when the job's last entry became terminal
+--   P.."bytes:"..t..":"..c          counter: the sizes of the collection's live documents
 --   P.."collections:"..t            hash name -> the collection's record (JSON); accept checks
 --                                   its incarnation, atomically with the writes it guards
 --
@@ -109,6 +110,74 @@ local function get(key, fields)
   return out
 end
 
+-- Tenant quotas. A tenant's documents are derived from the records (each collection's
+-- docorder); its stored bytes are a per-collection counter that every op adding or
+-- dropping a live record changes in the same step, and that is rebuilt from the records
+-- when missing (a collection from before the counter existed).
+local function live(status) return status ~= nil and status ~= "deleted" end
+local function num(v) if type(v) == "number" then return v end return 0 end
+
+local function coll_bytes(t, c)
+  local key = P .. "bytes:" .. t .. ":" .. c
+  local have = redis.call("GET", key)
+  if have then return tonumber(have) end
+  local total = 0
+  for _, id in ipairs(redis.call("ZRANGE", P .. "docorder:" .. t .. ":" .. c, 0, -1)) do
+    total = total + num(dec(redis.call("HGET", dkey(t, c, id), "size")))
+  end
+  redis.call("SET", key, total)
+  return total
+end
+
+local function add_bytes(t, c, delta)
+  coll_bytes(t, c)  -- rebuilt before the change, never after it
+  if delta ~= 0 then redis.call("INCRBY", P .. "bytes:" .. t .. ":" .. c, delta) end
+end
+
+local function tenant_usage(t)
+  local docs, bytes = 0, 0
+  for _, c in ipairs(redis.call("HKEYS", P .. "collections:" .. t)) do
+    docs = docs + redis.call("ZCARD", P .. "docorder:" .. t .. ":" .. c)
+    bytes = bytes + coll_bytes(t, c)
+  end
+  return docs, bytes
+end
+
+local function unchanged(d, old)
+  return d.status == "queued" and old.status and old.content_hash == d.hash and not REDO[old.status]
+end
+
+-- What accepting docs adds to the tenant's documents and bytes.
+local function accept_delta(t, c, docs)
+  local ndocs, nbytes = 0, 0
+  for _, d in ipairs(docs) do
+    local old = get(dkey(t, c, d.id), {"status", "content_hash", "size"})
+    if not unchanged(d, old) then
+      local old_size = 0
+      if live(old.status) then old_size = num(old.size) else ndocs = ndocs + 1 end
+      nbytes = nbytes + num(dec(d.fields.size)) - old_size
+    end
+  end
+  return ndocs, nbytes
+end
+
+-- nil when docs fit the quota (JSON {"documents": n, "bytes": n}, or ""), else
+-- {quota, limit, current, added}. Only growth is refused: a tenant over a lowered quota
+-- may still replace or delete.
+local function over_quota(t, c, docs, quota_json)
+  if quota_json == nil or quota_json == "" then return nil end
+  local quota = cjson.decode(quota_json)
+  local ndocs, nbytes = accept_delta(t, c, docs)
+  local docs_now, bytes_now = tenant_usage(t)
+  if quota.documents and ndocs > 0 and docs_now + ndocs > quota.documents then
+    return {"documents", quota.documents, docs_now, ndocs}
+  end
+  if quota.bytes and nbytes > 0 and bytes_now + nbytes > quota.bytes then
+    return {"stored_bytes", quota.bytes, bytes_now, nbytes}
+  end
+  return nil
+end
+
 -- Every field of a document's hash but "prev" (raw JSON strings), as one table.
 local function snapshot(key)
   local raw = redis.call("HGETALL", key)
@@ -122,6 +191,8 @@ end
 -- An upload in flight ended (failed or cancelled) while an older version is live: the
 -- record becomes that version again (status, version, chunks, job), as if it never began.
 local function restore(t, c, id, key, from_status, prev, now)
+  -- The stored bytes go back with the record: the failed upload's size for the old one's.
+  add_bytes(t, c, num(dec(prev.size)) - num(dec(redis.call("HGET", key, "size"))))
   redis.call("DEL", key)
   local args = {}
   for name, value in pairs(prev) do
@@ -136,12 +207,21 @@ end
 -- ARGV[1] names the operation; every call's last argument is JOB_TTL_MS (see above).
 local op = ARGV[1]
 
--- accept(t, c, job_json, job_id, now, docs_json, incarnation)
+
+-- quota(t, c, docs_json, quota_json): would accept() refuse these docs? {} or {over}.
+if op == "quota" then
+  local over = over_quota(ARGV[2], ARGV[3], cjson.decode(ARGV[4]), ARGV[5])
+  if over then return {over} end
+  return {}
+end
+
+-- accept(t, c, job_json, job_id, now, docs_json, incarnation, quota_json)
 -- docs_json: [{"id", "status": "queued"|"failed", "hash", "fields": {name: json}, "error"}]
 -- Returns a flat list: id, version (0 = unchanged or kept, skipped); or {"gone"}, writing
--- nothing, when the collection is not (any more) the incarnation the caller checked.
--- A failed entry never replaces a document that is indexed, in flight or deleted: only
--- its job entry records the failure.
+-- nothing, when the collection is not (any more) the incarnation the caller checked; or
+-- {{quota, limit, current, added}} and no change at all when the docs do not fit the
+-- tenant's quota. A failed entry never replaces a document that is indexed, in flight or
+-- deleted: only its job entry records the failure.
 if op == "accept" then
   local t, c, job_json, job, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
   local raw = redis.call("HGET", P .. "collections:" .. t, c)
@@ -150,14 +230,17 @@ if op == "accept" then
   if type(inc) ~= "string" then inc = "" end
   if inc ~= ARGV[8] then return {"gone"} end
   local docs = cjson.decode(ARGV[7])
+  local over = over_quota(t, c, docs, ARGV[9])
+  if over then return {over} end
+  coll_bytes(t, c)
   redis.call("SET", P .. "job:" .. job, job_json)
   local jd, jc = P .. "jobdocs:" .. job, P .. "jobcnt:" .. job
   local out = {}
   local entries = 0
   for _, d in ipairs(docs) do
     local key = dkey(t, c, d.id)
-    local old = get(key, {"status", "content_hash", "job_id", "seq"})
-    if d.status == "queued" and old.status and old.content_hash == d.hash and not REDO[old.status] then
+    local old = get(key, {"status", "content_hash", "job_id", "seq", "size"})
+    if unchanged(d, old) then
       table.insert(out, d.id)
       table.insert(out, 0)
     elseif d.status == "failed" and old.status and old.status ~= "failed" and old.status ~= "cancelled" then
@@ -176,6 +259,9 @@ if op == "accept" then
         prev = dec(redis.call("HGET", key, "prev"))
       end
       local version = redis.call("INCR", P .. "version")
+      local old_size = 0
+      if live(old.status) then old_size = num(old.size) end
+      add_bytes(t, c, num(dec(d.fields.size)) - old_size)
       local seq = old.seq
       if not seq or old.status == "deleted" then seq = version end
       if old.status and not TERMINAL[old.status] then
@@ -270,8 +356,9 @@ end
 if op == "delete" then
   local t, c, id, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
   local key = dkey(t, c, id)
-  local doc = get(key, {"status", "job_id", "seq"})
+  local doc = get(key, {"status", "job_id", "seq", "size"})
   if not doc.status or doc.status == "deleted" then return 0 end
+  add_bytes(t, c, -num(doc.size))
   local version = redis.call("INCR", P .. "version")
   redis.call("HSET", key, "status", enc("deleted"), "version", enc(version), "owner", enc(""),
     "updated_at", enc(tonumber(now)))
@@ -331,8 +418,9 @@ end
 if op == "drop" then
   local t, c, id, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
   local key = dkey(t, c, id)
-  local doc = get(key, {"status", "job_id", "seq"})
+  local doc = get(key, {"status", "job_id", "seq", "size"})
   if not doc.status then return 0 end
+  if live(doc.status) then add_bytes(t, c, -num(doc.size)) end
   job_entry(doc.job_id, id, "deleted", now, nil)
   reindex(t, c, id, doc.seq, doc.status, nil)
   redis.call("ZREM", P .. "running", ref(t, c, id))

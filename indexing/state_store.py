@@ -21,7 +21,7 @@ from typing import Any, cast
 import redis
 
 from core.defaults import DEFAULT_JOB_RETENTION_S
-from core.errors import Conflict, NotFound, UpstreamUnavailable
+from core.errors import Conflict, NotFound, QuotaExceeded, UpstreamUnavailable
 from indexing.records import (
     CollectionRecord,
     DocStatus,
@@ -39,6 +39,7 @@ __all__ = [
     "NewDocument",
     "Owner",
     "StateStore",
+    "TenantQuota",
     "Transition",
     "is_out_of_memory",
     "redis_errors",
@@ -56,14 +57,24 @@ _LIFECYCLE_FIELDS = frozenset(
 )
 
 
+# HSETNX under a cap on the tenant's collections, atomically: 1 created, 0 exists,
+# -n refused (the tenant holds n).
 _UNLOCK = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 )
-# create: the name is free, and no deletion of an earlier collection by that name is still
-# cleaning up its keys (they are the new one's keys too).
+# create: the name is free, no deletion of an earlier collection by that name is still
+# cleaning up its keys (they are the new one's keys too), and the tenant is under its cap
+# of collections (ARGV[3], 0: none). 1 created, 0 the name is taken, -1 a deletion is under
+# way, -(2 + n) the tenant holds n >= the cap.
 _CREATE = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+local n = redis.call('HLEN', KEYS[1])
+local cap = tonumber(ARGV[3])
+if cap > 0 and n >= cap then return -(2 + n) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[4])
+return 1
 """
 # begin a delete: the record leaves the collections (accept checks it atomically, so no
 # upload lands after this) and stays, until the clean-up is done, as the deletion marker;
@@ -140,6 +151,34 @@ class Owner:
 
 KEEP = Owner("keep")
 CLEAR = Owner("clear")
+
+
+@dataclass(frozen=True)
+class TenantQuota:
+    """What one tenant's documents may add up to (None: no bound)."""
+
+    documents: int | None = None
+    stored_bytes: int | None = None
+
+    def arg(self) -> str:
+        """The lifecycle script's quota argument."""
+        quota = {"documents": self.documents, "bytes": self.stored_bytes}
+        return json.dumps({k: v for k, v in quota.items() if v is not None})
+
+
+_QUOTA_UNITS = {"documents": "documents", "stored_bytes": "bytes"}
+
+
+def _quota_error(over: list[Any]) -> QuotaExceeded:
+    quota, limit, current, added = str(over[0]), int(over[1]), int(over[2]), int(over[3])
+    unit = _QUOTA_UNITS.get(quota, quota)
+    return QuotaExceeded(
+        f"the tenant's {quota} quota is {limit} {unit}; it holds {current} and this upload "
+        f"adds {added}: delete documents or collections first",
+        quota=quota,
+        limit=limit,
+        current=current,
+    )
 
 
 @dataclass(frozen=True)
@@ -224,12 +263,18 @@ class StateStore:
 
     # ------------------------------------------------------------ collections
 
-    def create_collection(self, record: CollectionRecord) -> CollectionRecord:
+    def create_collection(
+        self, record: CollectionRecord, *, max_collections: int = 0
+    ) -> CollectionRecord:
         """Register a collection under a fresh incarnation id; return the stored record.
+
+        The tenant's collections are capped at ``max_collections`` (0: no cap) in the same
+        atomic step.
 
         Raises:
             Conflict: the tenant already has one by that name (``collection_exists``), or
                 the deletion of an earlier one is still under way (``collection_deleting``).
+            QuotaExceeded: the tenant holds ``max_collections`` already.
         """
         if not record.incarnation:
             record = record.model_copy(update={"incarnation": uuid.uuid4().hex})
@@ -239,16 +284,25 @@ class StateStore:
                     keys=[
                         _k("collections", record.tenant),
                         _k("coldel", record.tenant, record.name),
+                        _k("tenants"),
                     ],
-                    args=[record.name, record.model_dump_json()],
+                    args=[record.name, record.model_dump_json(), max_collections, record.tenant],
                 )
             )
-            self._r.sadd(_k("tenants"), record.tenant)
-        if created < 0:
+        if created == -1:
             raise Conflict(
                 f"collection {record.name!r} is still being deleted; delete it again to "
                 "finish, or retry shortly",
                 code="collection_deleting",
+            )
+        if created < -1:
+            held = -created - 2
+            raise QuotaExceeded(
+                f"the tenant's collections quota is {max_collections}; it holds {held}: "
+                "delete a collection first",
+                quota="collections",
+                limit=max_collections,
+                current=held,
             )
         if not created:
             raise Conflict(f"collection {record.name!r} already exists", code="collection_exists")
@@ -349,6 +403,7 @@ class StateStore:
                 _k("docorder", tenant, name),
                 _k("cnt", tenant, name),
                 _k("bm25len", tenant, name),
+                _k("bytes", tenant, name),
                 *(_k("st", tenant, name, s.value) for s in DocStatus),
                 # A re-index's write pause, writers in flight and changed documents.
                 *(_k("rx", part, tenant, name) for part in ("pause", "gate", "dirty", "on")),
@@ -388,6 +443,7 @@ class StateStore:
         docs: Sequence[NewDocument],
         *,
         incarnation: str,
+        quota: TenantQuota | None = None,
     ) -> dict[str, int]:
         """Record a job and its documents in one step; each document takes a new version.
 
@@ -399,7 +455,38 @@ class StateStore:
         Raises:
             NotFound: the collection is not the ``incarnation`` the caller read (deleted, or
                 deleted and created again): nothing was written.
+            QuotaExceeded: the documents would take the tenant past ``quota`` (checked in
+                the same step as the writes: nothing is written then).
         """
+        payload = self._accept_payload(docs)
+        flat = self._run(
+            "accept",
+            tenant,
+            collection,
+            job.model_dump_json(),
+            job.id,
+            time.time(),
+            payload,
+            incarnation,
+            quota.arg() if quota else "",
+        )
+        if flat and isinstance(flat[0], list):
+            raise _quota_error(flat[0])
+        if len(flat) % 2:
+            raise NotFound(f"collection {collection!r} does not exist", code="collection_not_found")
+        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def check_quota(
+        self, tenant: str, collection: str, docs: Sequence[NewDocument], quota: TenantQuota
+    ) -> None:
+        """Refuse (``QuotaExceeded``) documents ``accept`` would refuse, writing nothing: an
+        early answer before blobs are written; ``accept`` checks again atomically."""
+        out = self._run("quota", tenant, collection, self._accept_payload(docs), quota.arg())
+        if out:
+            raise _quota_error(out[0])
+
+    @staticmethod
+    def _accept_payload(docs: Sequence[NewDocument]) -> str:
         payload = []
         for item in docs:
             rec = item.record
@@ -417,19 +504,7 @@ class StateStore:
                     ),
                 }
             )
-        flat = self._run(
-            "accept",
-            tenant,
-            collection,
-            job.model_dump_json(),
-            job.id,
-            time.time(),
-            json.dumps(payload, ensure_ascii=False),
-            incarnation,
-        )
-        if len(flat) % 2:
-            raise NotFound(f"collection {collection!r} does not exist", code="collection_not_found")
-        return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return json.dumps(payload, ensure_ascii=False)
 
     def transition(
         self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import shutil
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from core.errors import NotFound
+from core.ids import content_sha256
 
 __all__ = ["BlobStaging", "BlobStore", "LocalBlobStore", "blob_key"]
 
@@ -112,8 +112,8 @@ class BlobStore(Protocol):
 
 
 def blob_key(data: bytes) -> str:
-    """The key ``data`` is stored under: its sha256, hex."""
-    return hashlib.sha256(data).hexdigest()
+    """The key ``data`` is stored under: its sha256, hex (``core.ids.content_sha256``)."""
+    return content_sha256(data)
 
 
 _HEX = frozenset("0123456789abcdef")

@@ -61,7 +61,11 @@ def build_async_embeddings(models: ModelSettings) -> AsyncEmbeddingsClient:
 def open_sync_store(settings: StoreSettings) -> ChunkStore:
     """The configured store for synchronous callers (store-write consumers)."""
     if settings.backend is StoreBackend.EDGE:
-        return EdgeChunkStore(settings.path, search_threads=settings.search_threads)
+        return EdgeChunkStore(
+            settings.path,
+            search_threads=settings.search_threads,
+            max_open=settings.max_open_collections,
+        )
     return QdrantChunkStore(
         QdrantClient(
             url=str(settings.url),

@@ -9,11 +9,11 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 
-from core.settings import ApiSettings, IngestSettings, ModelSettings
+from core.settings import ApiSettings, IngestSettings, ModelSettings, QuotaSettings
 from indexing.accept import AcceptLimits
 from indexing.feedback import FeedbackStore
 from indexing.reindex import Reindexer
-from indexing.state_store import StateStore
+from indexing.state_store import StateStore, TenantQuota
 from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
 from query import QueryEngine
@@ -21,6 +21,7 @@ from retriever.store import AsyncChunkStore
 from services.api.auth import TenantResolver
 from services.api.metrics import ApiMetrics
 from services.api.pools import ApiPools
+from services.api.quotas import UploadSlots
 from services.worker.celery_queue import CeleryTaskQueue
 
 __all__ = ["ApiDeps", "Deps", "Tenant", "in_thread"]
@@ -44,6 +45,8 @@ class ApiDeps:
     query: QueryEngine
     metrics: ApiMetrics
     reindexer: Reindexer
+    quotas: QuotaSettings
+    uploads: UploadSlots
     feedback: FeedbackStore | None = None
     # /readyz reports memory pressure from this share of Redis's maxmemory (RedisSettings).
     redis_memory_warn_ratio: float = 0.8
@@ -60,6 +63,9 @@ class ApiDeps:
             max_documents=self.api.max_documents_per_request,
             task_batch_docs=self.ingest.task_batch_docs,
             task_batch_bytes=self.ingest.task_batch_bytes,
+            quota=TenantQuota(
+                documents=self.quotas.documents, stored_bytes=self.quotas.stored_bytes
+            ),
         )
 
 

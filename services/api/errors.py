@@ -16,6 +16,7 @@ from core.errors import (
     NotFound,
     Overloaded,
     PayloadTooLarge,
+    QuotaExceeded,
     SieveError,
     TooManyRequests,
     Unauthorized,
@@ -64,6 +65,9 @@ def redact_addresses(text: str) -> str:
 
 def status_for(exc: SieveError) -> int:
     """The HTTP status of a domain error."""
+    if isinstance(exc, QuotaExceeded):
+        # In flight: wait and retry (429). Capacity: only a delete frees it (409).
+        return 429 if exc.retry_after is not None else 409
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status
@@ -82,13 +86,21 @@ def error_response(
     headers: dict[str, str] | None = None,
     *,
     field: str | None = None,
+    extra: dict[str, object] | None = None,
 ) -> JSONResponse:
-    """Build the one error body (with ``field`` when one field of the request is at fault)."""
+    """Build the one error body (with ``field`` when one field of the request is at fault,
+    and ``extra`` members such as a quota's name, limit and usage)."""
     if status >= 500:
         message = redact_addresses(message)
-    error = {"code": code, "message": message, "request_id": _request_id(request)}
+    error: dict[str, object] = {
+        "code": code,
+        "message": message,
+        "request_id": _request_id(request),
+    }
     if field is not None:
         error["field"] = field
+    if extra:
+        error.update(extra)
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
@@ -99,17 +111,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(request: Request, exc: SieveError) -> JSONResponse:
         status = status_for(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if isinstance(exc, (UpstreamUnavailable, Overloaded)) and exc.retry_after is not None:
-            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-        if isinstance(exc, TooManyRequests):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        retry_after = getattr(exc, "retry_after", None)
+        retrying = (UpstreamUnavailable, Overloaded, QuotaExceeded, TooManyRequests)
+        if isinstance(exc, retrying) and retry_after is not None:
+            headers = {"Retry-After": str(max(1, round(retry_after)))}
         if isinstance(exc, Overloaded):
             log.warning("overloaded", extra={"code": exc.code})
         elif status >= 500:
             detail = redact_addresses(exc.message)
             log.warning("upstream error", extra={"code": exc.code, "detail": detail})
         field = exc.field if isinstance(exc, InvalidInput) else None
-        return error_response(request, status, exc.code, exc.message, headers, field=field)
+        extra: dict[str, object] | None = None
+        if isinstance(exc, QuotaExceeded):
+            extra = {"quota": exc.quota, "limit": exc.limit, "current": exc.current}
+        return error_response(
+            request, status, exc.code, exc.message, headers, field=field, extra=extra
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

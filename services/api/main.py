@@ -23,6 +23,7 @@ from core.settings import (
     LogSettings,
     ModelSettings,
     QuerySettings,
+    QuotaSettings,
     RedisSettings,
     RerankSettings,
     RetentionSettings,
@@ -46,6 +47,7 @@ from services.api.auth import TenantResolver
 from services.api.deps import ApiDeps
 from services.api.metrics import ApiMetrics
 from services.api.query_images import PageImageSource
+from services.api.quotas import UploadSlots
 from services.api.reaper import retention_loop
 from services.telemetry import setup_tracing, shutdown_tracing
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
@@ -156,7 +158,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         store.backend is StoreBackend.EDGE if consume_store_writes is None else consume_store_writes
     )
     query_cfg, rerank_cfg = QuerySettings(), RerankSettings()
-    telemetry, retention = TelemetrySettings(), RetentionSettings()
+    telemetry, retention, quotas = TelemetrySettings(), RetentionSettings(), QuotaSettings()
     tracer_provider = setup_tracing(telemetry, "sieve-api")
     if telemetry.enabled:
         install_celery_tracing()
@@ -208,7 +210,9 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             query=engine,
             metrics=ApiMetrics(state),
             reindexer=reindexer,
-            feedback=FeedbackStore.from_url(redis_url),
+            quotas=quotas,
+            uploads=UploadSlots(quotas.uploads_in_flight),
+            feedback=FeedbackStore.from_url(redis_url, limit=quotas.feedback_per_collection),
             redis_memory_warn_ratio=redis_cfg.memory_warn_ratio,
         )
         if consume:

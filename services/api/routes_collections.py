@@ -87,7 +87,7 @@ async def create_collection(
             f"collection {body.name!r} cannot be stored: name or dimension out of range",
             code="invalid_collection",
         ) from exc
-    await in_thread(deps.state.create_collection, rec)
+    await in_thread(deps.state.create_collection, rec, max_collections=deps.quotas.collections)
     try:
         await deps.store.create_collection(spec)
     except BaseException:

@@ -215,14 +215,15 @@ async def _upload(
     request: Request, deps: ApiDeps, tenant: str, name: str, *, kind: str, doc_id: str | None = None
 ) -> IngestAcceptedResponse:
     """Stage the request's blobs, then accept them; a refused request leaves no blob."""
-    # A full CPU pool refuses before the body is read, not after.
+    # A full CPU pool, or a tenant at its uploads in flight, refuses before the body is read.
     deps.pools.cpu.check()
-    staging = deps.blobs.staging()
-    try:
-        items = await _items(request, deps, staging, doc_id=doc_id)
-        return await in_thread(_accept, deps, tenant, name, items, staging, kind=kind)
-    finally:
-        await in_thread(staging.discard)
+    async with deps.uploads.hold(tenant):
+        staging = deps.blobs.staging()
+        try:
+            items = await _items(request, deps, staging, doc_id=doc_id)
+            return await in_thread(_accept, deps, tenant, name, items, staging, kind=kind)
+        finally:
+            await in_thread(staging.discard)
 
 
 def _accept(

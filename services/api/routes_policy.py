@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import UpstreamUnavailable
@@ -48,11 +48,13 @@ class FeedbackRequest(BaseModel):
 
 
 class FeedbackResponse(BaseModel):
-    """The collection's judgments (after a POST: how many it holds)."""
+    """How many judgments the collection holds; after a GET, a page of them and the cursor
+    of the next page (None: the last one)."""
 
     name: str
     count: int
     judgments: list[Judgment] = Field(default_factory=list)
+    next_cursor: str | None = None
 
 
 @router.get("/{name}/policy")
@@ -94,8 +96,17 @@ async def post_feedback(
 
 
 @router.get("/{name}/feedback")
-async def list_feedback(name: str, deps: Deps, tenant: Tenant) -> FeedbackResponse:
-    """Every judgment recorded for the collection, oldest first."""
+async def list_feedback(
+    name: str,
+    deps: Deps,
+    tenant: Tenant,
+    cursor: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> FeedbackResponse:
+    """A page of the collection's judgments, least recently written first; pass
+    ``next_cursor`` back as ``cursor`` for the next page."""
     await in_thread(deps.state.get_collection, tenant, name)
-    items = await in_thread(_feedback(deps).list, tenant, name)
-    return FeedbackResponse(name=name, count=len(items), judgments=items)
+    page = await in_thread(_feedback(deps).page, tenant, name, cursor=cursor, limit=limit)
+    return FeedbackResponse(
+        name=name, count=page.total, judgments=page.judgments, next_cursor=page.next_cursor
+    )

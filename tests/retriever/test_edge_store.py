@@ -124,12 +124,22 @@ def test_shard_held_by_raw_edge_in_another_process_maps_to_store_locked(tmp_path
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(StoreLocked) as info:
-            EdgeChunkStore(tmp_path)
-        assert str(tmp_path.resolve()) in str(info.value)
+        # Shards open on first use: that use is refused, and the store still works.
+        store = EdgeChunkStore(tmp_path)
+        try:
+            with pytest.raises(StoreLocked) as info:
+                store.count(COLLECTION)
+            assert str(tmp_path.resolve()) in str(info.value)
+            assert store.open_collections() == 0
+        finally:
+            store.close()
     finally:
         holder.communicate("", timeout=30)
-    EdgeChunkStore(tmp_path).close()  # and the failed open released our directory lock
+    reopened = EdgeChunkStore(tmp_path)  # and the failed open released the shard again
+    try:
+        assert reopened.count(COLLECTION) == 0
+    finally:
+        reopened.close()
 
 
 def test_interrupted_create_leaves_nothing_behind(tmp_path: Path) -> None:

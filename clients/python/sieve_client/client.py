@@ -531,9 +531,12 @@ class SieveClient(_Base):
         """Record whether ``document_id`` was relevant to ``query`` (``count``: judgments held)."""
         return self._run(p.add_feedback(collection, query, document_id, relevant=relevant))
 
-    def list_feedback(self, collection: str) -> FeedbackResponse:
-        """Every judgment recorded for the collection, oldest first."""
-        return self._run(p.list_feedback(collection))
+    def list_feedback(
+        self, collection: str, *, cursor: str | None = None, limit: int = 1000
+    ) -> FeedbackResponse:
+        """A page of the collection's judgments, least recently written first (pass
+        ``next_cursor`` back as ``cursor`` for the next one)."""
+        return self._run(p.list_feedback(collection, cursor=cursor, limit=limit))
 
     def list_models(self) -> list[ModelInfo]:
         """The hub's models, to pick an embedding or rerank model."""
@@ -889,9 +892,12 @@ class AsyncSieveClient(_Base):
         """Record whether ``document_id`` was relevant to ``query`` (``count``: judgments held)."""
         return await self._run(p.add_feedback(collection, query, document_id, relevant=relevant))
 
-    async def list_feedback(self, collection: str) -> FeedbackResponse:
-        """Every judgment recorded for the collection, oldest first."""
-        return await self._run(p.list_feedback(collection))
+    async def list_feedback(
+        self, collection: str, *, cursor: str | None = None, limit: int = 1000
+    ) -> FeedbackResponse:
+        """A page of the collection's judgments, least recently written first (pass
+        ``next_cursor`` back as ``cursor`` for the next one)."""
+        return await self._run(p.list_feedback(collection, cursor=cursor, limit=limit))
 
     async def list_models(self) -> list[ModelInfo]:
         """The hub's models, to pick an embedding or rerank model."""

@@ -418,11 +418,13 @@ class Judgment(_Response):
 
 
 class FeedbackResponse(_Response):
-    """The collection's judgments (after a POST: how many it holds)."""
+    """How many judgments the collection holds; after a GET, a page of them and the cursor
+    of the next page (None: the last one)."""
 
     name: str
     count: int
     judgments: list[Judgment] = Field(default_factory=list)
+    next_cursor: str | None = None
 
 
 # ---------------------------------------------------------------- evaluation

@@ -658,10 +658,16 @@ def add_feedback(
     return Call("POST", path, _model(FeedbackResponse, path), json=req.model_dump(mode="json"))
 
 
-def list_feedback(collection: str) -> Call[FeedbackResponse]:
-    """``GET /v1/collections/{name}/feedback``: every judgment, oldest first."""
+def list_feedback(
+    collection: str, *, cursor: str | None = None, limit: int = 1000
+) -> Call[FeedbackResponse]:
+    """``GET /v1/collections/{name}/feedback``: a page of judgments, least recently written
+    first; ``next_cursor`` of the answer is the next page's ``cursor``."""
     path = f"/v1/collections/{_seg(collection)}/feedback"
-    return Call("GET", path, _model(FeedbackResponse, path))
+    params: dict[str, str | int] = {"limit": limit}
+    if cursor is not None:
+        params["cursor"] = cursor
+    return Call("GET", path, _model(FeedbackResponse, path), params=params)
 
 
 def list_models() -> Call[list[ModelInfo]]:
