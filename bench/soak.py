@@ -591,7 +591,9 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else min(60.0, seconds / 10)
     load_start = list(os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="sieve-bench-soak-") as tmp:
-        stack = BenchStack.on_free_ports(Path(tmp), **_retention_env(args))
+        # Every client is the one open-mode tenant: let each have an upload in flight.
+        quota = {"SIEVE_QUOTA_UPLOADS_IN_FLIGHT": str(max(4, args.clients))}
+        stack = BenchStack.on_free_ports(Path(tmp), **quota, **_retention_env(args))
         failed = True
         storage: StorageSampler | None = None
         try:
