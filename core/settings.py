@@ -641,9 +641,10 @@ class RerankSettings(BaseSettings):
     breaker_reset_s: Annotated[float, Field(gt=0)] = 30.0
     min_score: Annotated[float | None, Field(ge=0, le=1)] = None
     model_min_scores: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
-    # The default final policy (reranker.policy's defaults; chosen on a dev half of
-    # SciFact's queries, README "Evaluation"): the reranker reorders only within windows of
-    # 5 recall ranks, by weighted RRF of recall rank 2 : rerank rank 1 with k=2.
+    # The default final policy (reranker.policy's defaults, README "Evaluation"): windows of
+    # one recall rank, so untuned the final order is recall's whatever the reranker says
+    # (core/defaults.py has the rule); a tuned window reorders by weighted RRF of recall
+    # rank 2 : rerank rank 1 with k=2.
     final: Literal["rerank", "fusion", "window"] = DEFAULT_POLICY_NAME
     on_error: Literal["open", "fail"] = "open"
     fusion_recall_weight: Annotated[float, Field(ge=0)] = DEFAULT_RECALL_WEIGHT

@@ -98,7 +98,7 @@ def rank(plan: RankPlan, legs: Legs, *, top_k: int) -> list[str]:
         order = late_order(ids, legs.late, plan.late_fusion)
         ids = [ids[i] for i, _ in order]
         scores = [score for _, score in order]
-    if plan.rerank_depth == 0:
+    if plan.rerank_depth == 0 or not ids:
         return ids
     depth = min(plan.rerank_depth, len(ids))
     decision = decide(plan, scores, [legs.rerank.get(cid) for cid in ids[:depth]], top_n=len(ids))

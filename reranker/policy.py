@@ -6,8 +6,10 @@ ordering plus every stage's score; :meth:`RerankDecision.select` maps back to th
 The default final policy is ``window``: the reranker may reorder candidates only within
 consecutive windows of the recall order (ordered there by weighted RRF of both ranks), so
 the set of the first ``w`` results is always recall's own. Whatever the reranker thinks,
-a document moves at most ``w - 1`` places; the README's evaluation section has the dev /
-held-out numbers behind the defaults.
+a document moves at most ``w - 1`` places. Untuned, ``w`` is 1: the final order is
+recall's, the reranker's scores serve the cutoff and the answer, and ``sieve tune`` widens
+the window on held-out evidence (core/defaults.py has the rule; the README's evaluation
+section the numbers).
 """
 
 from __future__ import annotations
