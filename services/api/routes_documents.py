@@ -217,7 +217,7 @@ async def _upload(
     """Stage the request's blobs, then accept them; a refused request leaves no blob."""
     # A full CPU pool, or a tenant at its uploads in flight, refuses before the body is read.
     deps.pools.cpu.check()
-    async with deps.uploads.hold(tenant):
+    with deps.uploads.hold(tenant):
         staging = deps.blobs.staging()
         try:
             items = await _items(request, deps, staging, doc_id=doc_id)

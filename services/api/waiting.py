@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Response
@@ -31,11 +31,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.types import Receive
 
-from core.errors import InvalidInput, TooManyRequests
+from core.errors import InvalidInput, SieveError, TooManyRequests
 from core.retry import backoff_delay
 from core.settings import ApiSettings
 from indexing.records import JobState, JobView
 from services.api.deps import Deps, in_thread
+from services.api.quotas import TenantSlots
 from services.api.routes_jobs import job_response
 from services.api.schemas import IngestAcceptedResponse, IngestWaitResponse, JobResponse
 
@@ -112,42 +113,26 @@ def check_wait(api: ApiSettings, wait: bool, timeout_s: float | None) -> WaitPar
     return WaitParams(wait=wait, timeout_s=api.wait_timeout_s if timeout_s is None else timeout_s)
 
 
-@dataclass
-class WaiterGate:
+class WaiterGate(TenantSlots):
     """How many requests of each tenant wait in this process, under a cap."""
 
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def count(self, tenant: str) -> int:
-        """Requests of ``tenant`` waiting now."""
-        return self.counts.get(tenant, 0)
-
-    @asynccontextmanager
-    async def slot(self, tenant: str, limit: int) -> AsyncIterator[None]:
-        """Hold one of ``tenant``'s ``limit`` waiter slots; released however the wait ends
-        (an answer, an error, the request task cancelled).
+    def slot(self, tenant: str, limit: int) -> AbstractContextManager[None]:
+        """Hold one of ``tenant``'s ``limit`` waiter slots.
 
         Raises:
             TooManyRequests: all ``limit`` slots are held.
         """
-        held = self.count(tenant)
-        if held >= limit:
-            raise TooManyRequests(
+
+        def refuse(held: int) -> SieveError:
+            return TooManyRequests(
                 f"{held} requests of this tenant are already waiting for their jobs, the "
                 f"limit (SIEVE_API_WAIT_MAX_PER_TENANT) is {limit}: retry, or send without "
                 "wait=true and poll GET /v1/jobs/{id}",
                 code="too_many_waiters",
                 retry_after=_WAITERS_BUSY_S,
             )
-        self.counts[tenant] = held + 1
-        try:
-            yield
-        finally:
-            left = self.counts[tenant] - 1
-            if left:
-                self.counts[tenant] = left
-            else:
-                del self.counts[tenant]
+
+        return self.hold(tenant, limit, refuse)
 
 
 def gate_of(request: Request) -> WaiterGate:
@@ -170,7 +155,7 @@ async def waiting(
         yield
         return
     gauge = deps.metrics.job_waiters.labels(tenant)
-    async with gate_of(request).slot(tenant, deps.api.wait_max_per_tenant):
+    with gate_of(request).slot(tenant, deps.api.wait_max_per_tenant):
         gauge.inc()
         try:
             yield
