@@ -404,6 +404,7 @@ class StateStore:
                 _k("cnt", tenant, name),
                 _k("bm25len", tenant, name),
                 _k("bytes", tenant, name),
+                _k("expiry", tenant, name),
                 *(_k("st", tenant, name, s.value) for s in DocStatus),
                 # A re-index's write pause, writers in flight and changed documents.
                 *(_k("rx", part, tenant, name) for part in ("pause", "gate", "dirty", "on")),
@@ -598,13 +599,47 @@ class StateStore:
                 list[str], self._r.zrange(_k("st", tenant, collection, status.value), 0, -1)
             )
 
-    def deleted_among(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` are deleted but may still have points (queries drop them)."""
+    def deleted_among(
+        self, tenant: str, collection: str, ids: Sequence[str], *, now: float | None = None
+    ) -> set[str]:
+        """Which of ``ids`` queries must drop: deleted (their points may linger) or expired
+        (at ``now``, default the present) and not yet swept. One round trip."""
         if not ids:
             return set()
+        cutoff = time.time() if now is None else now
         with _mapped():
-            scores = self._r.zmscore(_k("st", tenant, collection, "deleted"), list(ids))
-        return {i for i, s in zip(ids, scores, strict=True) if s is not None}
+            pipe = self._r.pipeline(transaction=False)
+            pipe.zmscore(_k("st", tenant, collection, "deleted"), list(ids))
+            pipe.zmscore(_k("expiry", tenant, collection), list(ids))
+            deleted, expiry = pipe.execute()
+        return {
+            i
+            for i, gone, at in zip(ids, deleted, expiry, strict=True)
+            if gone is not None or (at is not None and float(at) <= cutoff)
+        }
+
+    def expire_due(
+        self, tenant: str, collection: str, *, now: float, limit: int
+    ) -> list[tuple[str, int]]:
+        """Tombstone up to ``limit`` documents whose expiry is at or before ``now``.
+
+        Each is checked again and tombstoned in one atomic step (a re-upload that moved its
+        expiry on since is left alone). Returns (id, tombstone version) of those tombstoned;
+        their points' removal is the caller's to send.
+        """
+        with _mapped():
+            due = cast(
+                list[str],
+                self._r.zrangebyscore(
+                    _k("expiry", tenant, collection), "-inf", repr(now), start=0, num=limit
+                ),
+            )
+        out = []
+        for doc_id in due:
+            version = int(self._run("expire", tenant, collection, doc_id, repr(now)))
+            if version:
+                out.append((doc_id, version))
+        return out
 
     # ------------------------------------------------------------ owners and locks
 
