@@ -58,7 +58,7 @@ def parse_expires_at(raw: str, *, now: float, max_ttl_s: float) -> float:
     at = when.timestamp()
     if at <= now:
         raise InvalidInput(
-            f"expires_at {expires_iso(at)} is not in the future (now {expires_iso(now)})",
+            f"expires_at {raw.strip()!r} is not in the future (now {expires_iso(now)})",
             code="expiry_in_past",
             field="expires_at",
         )

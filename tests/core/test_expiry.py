@@ -27,6 +27,10 @@ def test_an_aware_timestamp_in_any_offset_is_the_same_instant() -> None:
         ("2027-01-15T07:59:59Z", "expiry_in_past"),
         ("2027-01-15T08:00:00Z", "expiry_in_past"),  # now is already expired
         ("2027-01-15T09:00:01Z", "invalid_expiry"),  # past SIEVE_API_MAX_TTL_S
+        ("0001-01-01T00:00:00+14:00", "expiry_in_past"),  # before year 1 in UTC
+        ("9999-12-31T23:59:59-23:59", "invalid_expiry"),  # after year 9999 in UTC
+        ("2027-01-15T08:10:00+24:00", "invalid_expiry"),
+        ("\x00", "invalid_expiry"),
     ],
 )
 def test_refused_expires_at(raw: str, code: str) -> None:
