@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,8 @@ def test_expired_documents_leave_queries_at_once_and_the_sweep_deletes_them(
     stack: ProcStack,
 ) -> None:
     blobs = LocalBlobStore(Path(stack.env["SIEVE_INGEST_BLOB_DIR"]))
-    state = stack.state()
     ahead_s = 8.0
-    with stack.client() as c:
+    with closing(stack.state()) as state, stack.client() as c:
         assert c.post("/v1/collections", json={"name": "expiring"}).status_code == 201
         made = c.post("/v1/collections", json={"name": "leased", "ttl_s": ahead_s})
         assert made.status_code == 201, made.text
@@ -203,7 +203,6 @@ def test_expired_documents_leave_queries_at_once_and_the_sweep_deletes_them(
         }
         assert listed == {"expiring": ["stays"], "leased": ["own"]}
         assert c.get("/v1/collections/expiring/documents/short").status_code == 404
-    state.close()
 
 
 def _upload_to(c: httpx.Client, coll: str, records: list[dict[str, Any]], **params: Any) -> str:
