@@ -10,6 +10,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any
 
 import httpx
@@ -182,7 +183,10 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         )
         blobs = LocalBlobStore(ingest.blob_dir, before_write=BlobLedger(state.raw()).pin)
         query_embeddings = build_async_embeddings(models)
-        closers.extend([hub.aclose, query_embeddings.close])
+        # The producer pool's broker connections close with the app, not at a later GC.
+        closers.extend(
+            [hub.aclose, query_embeddings.close, partial(asyncio.to_thread, celery.close)]
+        )
         engine = QueryEngine(
             store=async_store,
             embeddings=query_embeddings,

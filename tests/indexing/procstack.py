@@ -104,16 +104,16 @@ class ProcStack:
             {"appendonly": "yes", "appendfsync": "always", "save": "", "bind": "127.0.0.1"},
         )
         self._spawn("redis", [str(get_binary_path()), str(conf)])
-        client = redis.Redis(port=self.redis_port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                pass
-            assert time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.05)
+        with redis.Redis(port=self.redis_port, socket_connect_timeout=0.5) as client:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.RedisError:
+                    pass
+                assert time.monotonic() < deadline, "redis did not start"
+                time.sleep(0.05)
 
     # ------------------------------------------------------------ api and workers
 

@@ -92,7 +92,8 @@ class Stack:
 def running_stack(redis_url: str, hub_url: str, root: Path, **extra_env: str) -> Iterator[Stack]:
     """Start proxy, API and one worker with a fresh data directory under ``root``."""
     plan = FailurePlan()
-    redis.Redis.from_url(redis_url).flushdb()
+    with redis.Redis.from_url(redis_url) as fresh:
+        fresh.flushdb()
     with ExitStack() as stack:
         proxy = stack.enter_context(
             serve_in_thread(flaky_hub_app(hub_url.removesuffix("/v1"), plan), lifespan="off")
@@ -144,7 +145,8 @@ def open_api(redis_url: str, hub_url: str, root: Path, **extra_env: str) -> Iter
     No worker: uploads are accepted and queued, never indexed. Yields the base URL.
     """
     own_db = redis_url.rsplit("/", 1)[0] + "/1"
-    redis.Redis.from_url(own_db).flushdb()
+    with redis.Redis.from_url(own_db) as fresh:
+        fresh.flushdb()
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {
             "SIEVE_API_KEYS": "{}",

@@ -267,7 +267,8 @@ def test_a_document_indexed_before_page_images_were_stored_says_to_upload_it_aga
     with stack.client() as c:
         assert c.get(url).status_code == 200
         # What a record written by the old worker looks like: no page_images field at all.
-        redis.Redis.from_url(redis_url).hdel("sieve:doc:team-a:hostile:legacy.png", "page_images")
+        with redis.Redis.from_url(redis_url) as raw:
+            raw.hdel("sieve:doc:team-a:hostile:legacy.png", "page_images")
         got = c.get(url)
         assert got.status_code == 404
         error = got.json()["error"]

@@ -117,7 +117,7 @@ def test_documents_quota_counts_live_documents_and_refuses_without_a_trace(stack
 
 def test_stored_bytes_quota_follows_replacements_and_deletes(stack: Stack) -> None:
     raw = redis.Redis.from_url(stack.env["SIEVE_REDIS_URL"], decode_responses=True)
-    with _client(stack, "t-byte") as c:
+    with raw, _client(stack, "t-byte") as c:
         assert c.post("/v1/collections", json={"name": "kb"}).status_code == 201
         url = "/v1/collections/kb/documents"
         assert c.post(url, json=_docs(("big", "a" * 2000))).status_code == 202

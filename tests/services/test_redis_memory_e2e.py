@@ -53,7 +53,7 @@ def test_memory_pressure_is_reported_and_a_refused_write_is_a_clean_503(
 ) -> None:
     r = redis.Redis.from_url(own_redis, decode_responses=True)
     r.config_set("maxmemory-policy", "noeviction")
-    with running_stack(own_redis, hub_url, tmp_path) as stack, stack.client() as c:
+    with r, running_stack(own_redis, hub_url, tmp_path) as stack, stack.client() as c:
         assert c.post("/v1/collections", json={"name": "full"}).status_code == 201
         assert c.get("/readyz").json()["status"] == "ready"
         body = {"documents": [{"id": "x", "text": "a document that arrives when Redis is full"}]}
