@@ -89,6 +89,21 @@ end
 return redis.call('GET', KEYS[2])
 """
 
+# gone(deleted, expiry; now, ids...): the ids queries must drop, deleted or expired at now.
+# One command: a pipeline of two ZMSCOREs cost ~1 ms more per query in redis-py than one
+# ZMSCORE; this costs ~0.03-0.1 ms more (p50 of 50 ids, busy 2-core machine).
+_GONE = """
+local ids = {unpack(ARGV, 2)}
+local deleted = redis.call('ZMSCORE', KEYS[1], unpack(ids))
+local expiry = redis.call('ZMSCORE', KEYS[2], unpack(ids))
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 1, #ids do
+  if deleted[i] or (expiry[i] and tonumber(expiry[i]) <= now) then table.insert(out, ids[i]) end
+end
+return out
+"""
+
 
 def _k(*parts: str) -> str:
     return _PREFIX + ":".join(parts)
@@ -212,6 +227,7 @@ class StateStore:
         self._script = client.register_script(source)
         self._create = client.register_script(_CREATE)
         self._begin_delete = client.register_script(_BEGIN_DELETE)
+        self._gone = client.register_script(_GONE)
         # A finished job's keys expire this long after it finished (the script sets the TTL).
         self.job_retention_s = job_retention_s
 
@@ -603,20 +619,16 @@ class StateStore:
         self, tenant: str, collection: str, ids: Sequence[str], *, now: float | None = None
     ) -> set[str]:
         """Which of ``ids`` queries must drop: deleted (their points may linger) or expired
-        (at ``now``, default the present) and not yet swept. One round trip."""
+        (at ``now``, default the present) and not yet swept. One command (``_GONE``)."""
         if not ids:
             return set()
         cutoff = time.time() if now is None else now
         with _mapped():
-            pipe = self._r.pipeline(transaction=False)
-            pipe.zmscore(_k("st", tenant, collection, "deleted"), list(ids))
-            pipe.zmscore(_k("expiry", tenant, collection), list(ids))
-            deleted, expiry = pipe.execute()
-        return {
-            i
-            for i, gone, at in zip(ids, deleted, expiry, strict=True)
-            if gone is not None or (at is not None and float(at) <= cutoff)
-        }
+            gone = self._gone(
+                keys=[_k("st", tenant, collection, "deleted"), _k("expiry", tenant, collection)],
+                args=[repr(cutoff), *ids],
+            )
+        return set(cast(list[str], gone))
 
     def expire_due(
         self, tenant: str, collection: str, *, now: float, limit: int
