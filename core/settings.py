@@ -260,6 +260,10 @@ class ApiSettings(BaseSettings):
     # plus a filter, so 1 MiB is generous and keeps a hostile body from being parsed.
     max_json_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     max_documents_per_request: Annotated[int, Field(gt=0)] = 100_000
+    # The furthest ahead a document's expiry (``expires_at``, ``ttl_s``) or a collection's
+    # ``ttl_s`` may be set (README, "Expiry"); 10 years, at most 100 (an expiry must stay
+    # a date ISO-8601 can write).
+    max_ttl_s: Annotated[float, Field(gt=0, le=100 * 365 * 86_400.0)] = 10 * 365 * 86_400.0
     # Everything archives in one request may expand to, all archives together (bytes, members).
     max_expanded_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024 * 1024
     max_expanded_members: Annotated[int, Field(gt=0)] = 10_000

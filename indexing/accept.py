@@ -9,6 +9,7 @@ finds the queued versions without a message and queues them again.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,14 +212,21 @@ def accept(
     items: list[UploadItem],
     kind: str = "ingest",
     staging: BlobStaging | None = None,
+    expires_at: float | None = None,
 ) -> Accepted:
     """Save, record and queue ``items``; unchanged documents are a no-op.
 
     Items with a ``blob_key`` were staged in ``staging``, which is committed once the
     request is valid. Everything is validated before the first write: a refused request
     leaves no trace (the caller discards ``staging`` then).
+
+    Every document of the upload (unchanged ones too) takes ``expires_at`` (Unix seconds),
+    or when it is None the collection's ``ttl_s`` from now, or no expiry.
     """
-    incarnation = state.get_collection(tenant, collection).incarnation
+    coll = state.get_collection(tenant, collection)
+    incarnation = coll.incarnation
+    if expires_at is None and coll.ttl_s is not None:
+        expires_at = time.time() + coll.ttl_s
     if not items:
         raise InvalidInput("the upload holds no documents", code="empty_upload")
     if len(items) > limits.max_documents:
@@ -254,6 +262,7 @@ def accept(
                 source=item.source,
                 error_reason=item.failure.reason.value,
                 error_message=item.failure.message,
+                expires_at=expires_at,
             )
             docs.append(NewDocument(record, (item.failure.reason.value, item.failure.message)))
             continue
@@ -268,6 +277,7 @@ def accept(
             source=item.source,
             size=item.nbytes,
             metadata=item.metadata,
+            expires_at=expires_at,
         )
         docs.append(NewDocument(record))
     if limits.quota is not None:

@@ -7,7 +7,7 @@ from indexing.queue import TaskQueue
 from indexing.records import DocStatus, JobView
 from indexing.state_store import StateStore
 
-__all__ = ["cancel_job", "delete_document"]
+__all__ = ["cancel_job", "delete_document", "delete_expired"]
 
 
 def delete_document(
@@ -33,6 +33,37 @@ def delete_document(
         )
     )
     return version
+
+
+def delete_expired(
+    state: StateStore,
+    queue: TaskQueue,
+    *,
+    tenant: str,
+    collection: str,
+    incarnation: str,
+    now: float,
+    limit: int,
+) -> int:
+    """Delete up to ``limit`` of the collection's expired documents, as ``delete_document``
+    does: tombstoned (at once gone from lists too), their points' removal queued, their
+    blobs left to the blob sweep once no record names them. The messages carry the
+    collection's ``incarnation``. Returns how many.
+
+    A crash between the tombstone and the message is covered by the tombstone's resend
+    (``indexing.reaper.recover`` and the retention sweep).
+    """
+    done = state.expire_due(tenant, collection, now=now, limit=limit)
+    for doc_id, version in done:
+        queue.send_write(
+            DeleteWrite(
+                tenant=tenant,
+                collection=collection,
+                doc=DocVersion(id=doc_id, version=version),
+                incarnation=incarnation,
+            )
+        )
+    return len(done)
 
 
 def cancel_job(state: StateStore, *, tenant: str, job_id: str) -> JobView:

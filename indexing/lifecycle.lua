@@ -21,6 +21,9 @@
 --   P.."bytes:"..t..":"..c          counter: the sizes of the collection's live documents
 --   P.."collections:"..t            hash name -> the collection's record (JSON); accept checks
 --                                   its incarnation, atomically with the writes it guards
+--   P.."expiry:"..t..":"..c         zset id -> expires_at (Unix s) of the record's "expires_at":
+--                                   queries drop hits of ids whose time passed, the sweep
+--                                   deletes them ("expire")
 --
 -- A document's hash may hold "prev": the fields of its live (indexed) version while a newer
 -- upload of it is in flight. That upload ending failed or cancelled puts them back, so the
@@ -108,6 +111,17 @@ local function get(key, fields)
   local out = {}
   for i, f in ipairs(fields) do out[f] = dec(raw[i]) end
   return out
+end
+
+-- Keep the expiry index in step with a record's "expires_at" (raw JSON; nil or null: none).
+local function sync_expiry(t, c, id, raw)
+  local key = P .. "expiry:" .. t .. ":" .. c
+  local at = dec(raw)
+  if type(at) == "number" then
+    redis.call("ZADD", key, at, id)
+  else
+    redis.call("ZREM", key, id)
+  end
 end
 
 -- Tenant quotas. A tenant's documents are derived from the records (each collection's
@@ -202,6 +216,24 @@ local function restore(t, c, id, key, from_status, prev, now)
   redis.call("HSET", key, unpack(args))
   reindex(t, c, id, dec(prev.seq), from_status, dec(prev.status))
   set_running(t, c, id, "", now)
+  sync_expiry(t, c, id, prev.expires_at)
+end
+
+-- Tombstone a document at a new version; 0 when there is no such (undeleted) document.
+local function tombstone(t, c, id, now)
+  local key = dkey(t, c, id)
+  redis.call("ZREM", P .. "expiry:" .. t .. ":" .. c, id)
+  local doc = get(key, {"status", "job_id", "seq", "size"})
+  if not doc.status or doc.status == "deleted" then return 0 end
+  add_bytes(t, c, -num(doc.size))
+  local version = redis.call("INCR", P .. "version")
+  redis.call("HSET", key, "status", enc("deleted"), "version", enc(version), "owner", enc(""),
+    "updated_at", enc(tonumber(now)))
+  redis.call("HDEL", key, "prev")
+  reindex(t, c, id, doc.seq, doc.status, "deleted")
+  set_running(t, c, id, "", now)
+  job_entry(doc.job_id, id, "deleted", now, nil)
+  return version
 end
 
 -- ARGV[1] names the operation; every call's last argument is JOB_TTL_MS (see above).
@@ -241,6 +273,10 @@ if op == "accept" then
     local key = dkey(t, c, d.id)
     local old = get(key, {"status", "content_hash", "job_id", "seq", "size"})
     if unchanged(d, old) then
+      -- Same content: the upload's expiry still replaces the document's (README, "Expiry").
+      local expiry = d.fields.expires_at or enc(cjson.null)
+      redis.call("HSET", key, "expires_at", expiry)
+      sync_expiry(t, c, d.id, expiry)
       table.insert(out, d.id)
       table.insert(out, 0)
     elseif d.status == "failed" and old.status and old.status ~= "failed" and old.status ~= "cancelled" then
@@ -283,6 +319,7 @@ if op == "accept" then
       end
       reindex(t, c, d.id, seq, old.status, d.status)
       set_running(t, c, d.id, "", now)
+      sync_expiry(t, c, d.id, d.fields.expires_at)
       redis.call("HSET", jd, d.id, d.status)
       redis.call("HINCRBY", jc, d.status, 1)
       entries = entries + 1
@@ -354,19 +391,17 @@ end
 -- delete(t, c, id, now): a tombstone at a new version; the store write removes the points.
 -- Returns the new version, or 0 when there is no such (undeleted) document.
 if op == "delete" then
+  return tombstone(ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+end
+
+-- expire(t, c, id, now): the delete of a document whose expiry passed (checked here, so a
+-- re-upload that moved it on since the sweep read the index is left alone). Returns the
+-- tombstone's version, or 0.
+if op == "expire" then
   local t, c, id, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-  local key = dkey(t, c, id)
-  local doc = get(key, {"status", "job_id", "seq", "size"})
-  if not doc.status or doc.status == "deleted" then return 0 end
-  add_bytes(t, c, -num(doc.size))
-  local version = redis.call("INCR", P .. "version")
-  redis.call("HSET", key, "status", enc("deleted"), "version", enc(version), "owner", enc(""),
-    "updated_at", enc(tonumber(now)))
-  redis.call("HDEL", key, "prev")
-  reindex(t, c, id, doc.seq, doc.status, "deleted")
-  set_running(t, c, id, "", now)
-  job_entry(doc.job_id, id, "deleted", now, nil)
-  return version
+  local at = redis.call("ZSCORE", P .. "expiry:" .. t .. ":" .. c, id)
+  if not at or tonumber(at) > tonumber(now) then return 0 end
+  return tombstone(t, c, id, now)
 end
 
 -- forget(t, c, id, version): drop a tombstone once its points are gone (same version only).
@@ -424,6 +459,7 @@ if op == "drop" then
   job_entry(doc.job_id, id, "deleted", now, nil)
   reindex(t, c, id, doc.seq, doc.status, nil)
   redis.call("ZREM", P .. "running", ref(t, c, id))
+  redis.call("ZREM", P .. "expiry:" .. t .. ":" .. c, id)
   redis.call("DEL", key)
   return 1
 end

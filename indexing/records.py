@@ -120,6 +120,9 @@ class CollectionRecord(_Record):
     # with its writes; tasks and store writes carry it and are dropped when it changed.
     # "" for records written before it existed.
     incarnation: str = ""
+    # Documents uploaded without an expiry of their own expire this long after their
+    # upload (None: they never do; README, "Expiry").
+    ttl_s: float | None = None
 
     @property
     def store_name(self) -> str:
@@ -204,6 +207,9 @@ class DocumentRecord(_Record):
     owner: str = ""
     crashes: int = 0
     updated_at: float = Field(default_factory=time.time)
+    # When it expires (Unix seconds; None: never): from then on queries drop its hits, and
+    # the retention sweep deletes it. Kept in the ``expiry`` index by ``lifecycle.lua``.
+    expires_at: float | None = None
 
 
 class JobRecord(_Record):

@@ -11,6 +11,10 @@ finishes (``lifecycle.lua``, ``ReindexState.finish``). This pass handles the res
   late or redelivered message carries the version it was made for, a transition needs the
   record to exist at exactly that version ("gone" otherwise), no message creates a record,
   and every new version comes from one counter (``sieve:version``) that never expires.
+- **expired documents** (``expires_at`` passed; queries already drop them): deleted
+  through the same lifecycle as a client's delete (``indexing.changes.delete_expired``):
+  tombstone, points' removal, then their blobs go with the next blob sweeps. At most
+  ``batch`` per collection per pass.
 - **blobs**: ``indexing.blob_gc``.
 
 One sweeper at a time (a Redis lock), so several API replicas do not repeat the work.
@@ -24,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 
 from indexing.blob_gc import SweptBlobs, sweep_blobs
+from indexing.changes import delete_expired
 from indexing.queue import TaskQueue
 from indexing.reaper import resend_deletes
 from indexing.state_store import StateStore, redis_errors, state_key
@@ -51,7 +56,8 @@ class RetentionPolicy:
 def retention_pass(
     state: StateStore, queue: TaskQueue, blobs: SweptBlobs, policy: RetentionPolicy
 ) -> dict[str, int] | None:
-    """One sweep of tombstones and blobs; None when another process is sweeping."""
+    """One sweep of tombstones, expired documents and blobs; None when another process is
+    sweeping."""
     client = state.raw()
     lock, token = state_key("retention", "lock"), uuid.uuid4().hex
     with redis_errors():
@@ -73,7 +79,21 @@ def retention_pass(
             for tenant in state.tenants()
             for coll in state.list_collections(tenant)
         )
-        out = {"tombstones_resent": resent}
+        now = time.time()
+        expired = sum(
+            delete_expired(
+                state,
+                queue,
+                tenant=tenant,
+                collection=coll.name,
+                incarnation=coll.incarnation,
+                now=now,
+                limit=policy.batch,
+            )
+            for tenant in state.tenants()
+            for coll in state.list_collections(tenant)
+        )
+        out = {"tombstones_resent": resent, "expired": expired}
         out |= sweep_blobs(client, blobs, retention_s=policy.blobs_s, batch=policy.batch)
     finally:
         with redis_errors():

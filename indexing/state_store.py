@@ -89,6 +89,21 @@ end
 return redis.call('GET', KEYS[2])
 """
 
+# gone(deleted, expiry; now, ids...): the ids queries must drop, deleted or expired at now.
+# One command: a pipeline of two ZMSCOREs cost ~1 ms more per query in redis-py than one
+# ZMSCORE; this costs ~0.03-0.1 ms more (p50 of 50 ids, busy 2-core machine).
+_GONE = """
+local ids = {unpack(ARGV, 2)}
+local deleted = redis.call('ZMSCORE', KEYS[1], unpack(ids))
+local expiry = redis.call('ZMSCORE', KEYS[2], unpack(ids))
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 1, #ids do
+  if deleted[i] or (expiry[i] and tonumber(expiry[i]) <= now) then table.insert(out, ids[i]) end
+end
+return out
+"""
+
 
 def _k(*parts: str) -> str:
     return _PREFIX + ":".join(parts)
@@ -212,6 +227,7 @@ class StateStore:
         self._script = client.register_script(source)
         self._create = client.register_script(_CREATE)
         self._begin_delete = client.register_script(_BEGIN_DELETE)
+        self._gone = client.register_script(_GONE)
         # A finished job's keys expire this long after it finished (the script sets the TTL).
         self.job_retention_s = job_retention_s
 
@@ -404,6 +420,7 @@ class StateStore:
                 _k("cnt", tenant, name),
                 _k("bm25len", tenant, name),
                 _k("bytes", tenant, name),
+                _k("expiry", tenant, name),
                 *(_k("st", tenant, name, s.value) for s in DocStatus),
                 # A re-index's write pause, writers in flight and changed documents.
                 *(_k("rx", part, tenant, name) for part in ("pause", "gate", "dirty", "on")),
@@ -598,13 +615,43 @@ class StateStore:
                 list[str], self._r.zrange(_k("st", tenant, collection, status.value), 0, -1)
             )
 
-    def deleted_among(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` are deleted but may still have points (queries drop them)."""
+    def deleted_among(
+        self, tenant: str, collection: str, ids: Sequence[str], *, now: float | None = None
+    ) -> set[str]:
+        """Which of ``ids`` queries must drop: deleted (their points may linger) or expired
+        (at ``now``, default the present) and not yet swept. One command (``_GONE``)."""
         if not ids:
             return set()
+        cutoff = time.time() if now is None else now
         with _mapped():
-            scores = self._r.zmscore(_k("st", tenant, collection, "deleted"), list(ids))
-        return {i for i, s in zip(ids, scores, strict=True) if s is not None}
+            gone = self._gone(
+                keys=[_k("st", tenant, collection, "deleted"), _k("expiry", tenant, collection)],
+                args=[repr(cutoff), *ids],
+            )
+        return set(cast(list[str], gone))
+
+    def expire_due(
+        self, tenant: str, collection: str, *, now: float, limit: int
+    ) -> list[tuple[str, int]]:
+        """Tombstone up to ``limit`` documents whose expiry is at or before ``now``.
+
+        Each is checked again and tombstoned in one atomic step (a re-upload that moved its
+        expiry on since is left alone). Returns (id, tombstone version) of those tombstoned;
+        their points' removal is the caller's to send.
+        """
+        with _mapped():
+            due = cast(
+                list[str],
+                self._r.zrangebyscore(
+                    _k("expiry", tenant, collection), "-inf", repr(now), start=0, num=limit
+                ),
+            )
+        out = []
+        for doc_id in due:
+            version = int(self._run("expire", tenant, collection, doc_id, repr(now)))
+            if version:
+                out.append((doc_id, version))
+        return out
 
     # ------------------------------------------------------------ owners and locks
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from core.errors import InvalidInput, NotFound, UpstreamUnavailable
+from core.expiry import valid_ttl
 from core.types import StoreCollectionSpec
 from indexing.records import CollectionRecord, JobView, store_name_for
 from indexing.reindex import ModelChange
@@ -44,6 +45,7 @@ def _response(rec: CollectionRecord, **counts: object) -> CollectionResponse:
         late_interaction=rec.late_model is not None,
         late_model=rec.late_model,
         late_dimension=rec.late_dimension,
+        ttl_s=rec.ttl_s,
         **counts,  # type: ignore[arg-type]
     )
 
@@ -54,6 +56,8 @@ async def create_collection(
 ) -> CollectionResponse:
     """Create a collection; its embedding dimension is probed from the hub and pinned."""
     store = store_name_for(tenant, body.name)  # refuses a name too long, before any write
+    if body.ttl_s is not None:
+        valid_ttl(body.ttl_s, max_ttl_s=deps.api.max_ttl_s)
     model = body.embedding_model or deps.models.embedding_model
     vectors = await in_thread(_probe, deps, model)
     dimension = len(vectors[0])
@@ -76,6 +80,7 @@ async def create_collection(
         store=store,
         late_model=late_model,
         late_dimension=late_dimension,
+        ttl_s=body.ttl_s,
     )
     # Everything the store will check is checked before any state is written.
     try:

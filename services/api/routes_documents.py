@@ -3,6 +3,7 @@ replace, delete."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -10,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from core.errors import InvalidInput, PayloadTooLarge
+from core.expiry import expired, expires_iso, upload_expiry
 from indexing.accept import (
     Accepted,
     UploadItem,
@@ -42,6 +44,18 @@ router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"]
 _JSON_TYPES = ("application/json",)
 _JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 _MULTIPART = "multipart/form-data"
+
+# An upload's expiry, for every document it holds (README, "Expiry").
+ExpiresAt = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="ISO-8601 with a UTC offset: the documents expire then",
+    ),
+]
+TtlS = Annotated[
+    float | None, Query(description="seconds from now the documents expire (not with expires_at)")
+]
 
 
 def _limits(deps: ApiDeps) -> IngestLimits:
@@ -184,13 +198,21 @@ def _replacement_record(body: bytes, doc_id: str, limits: IngestLimits) -> Parse
     responses=wait_responses(IngestWaitResponse),
 )
 async def upload_documents(
-    name: str, request: Request, deps: Deps, tenant: Tenant, wait: Wait
+    *,
+    name: str,
+    request: Request,
+    deps: Deps,
+    tenant: Tenant,
+    wait: Wait,
+    expires_at: ExpiresAt = None,
+    ttl_s: TtlS = None,
 ) -> IngestAcceptedResponse | Response:
     """Upload files, an archive, JSON records or BEIR JSONL; 202 with the job id (with
     ``wait=true``: the job too, once it is terminal, see services/api/waiting.py)."""
+    expiry = upload_expiry(expires_at, ttl_s, now=time.time(), max_ttl_s=deps.api.max_ttl_s)
     async with waiting(request, deps, tenant, wait):
         await in_thread(deps.state.get_collection, tenant, name)
-        accepted = await _upload(request, deps, tenant, name, kind="ingest")
+        accepted = await _upload(request, deps, tenant, name, kind="ingest", expires_at=expiry)
         return await finish_upload(request, deps, tenant, accepted, wait)
 
 
@@ -201,18 +223,36 @@ async def upload_documents(
     responses=wait_responses(IngestWaitResponse),
 )
 async def replace_document(
-    *, name: str, doc_id: str, request: Request, deps: Deps, tenant: Tenant, wait: Wait
+    *,
+    name: str,
+    doc_id: str,
+    request: Request,
+    deps: Deps,
+    tenant: Tenant,
+    wait: Wait,
+    expires_at: ExpiresAt = None,
+    ttl_s: TtlS = None,
 ) -> IngestAcceptedResponse | Response:
     """Replace one document (a file, or JSON ``{"text", "title", "metadata"}``)."""
     check_document_id(doc_id)
+    expiry = upload_expiry(expires_at, ttl_s, now=time.time(), max_ttl_s=deps.api.max_ttl_s)
     async with waiting(request, deps, tenant, wait):
         await in_thread(deps.state.get_collection, tenant, name)
-        accepted = await _upload(request, deps, tenant, name, kind="replace", doc_id=doc_id)
+        accepted = await _upload(
+            request, deps, tenant, name, kind="replace", doc_id=doc_id, expires_at=expiry
+        )
         return await finish_upload(request, deps, tenant, accepted, wait)
 
 
 async def _upload(
-    request: Request, deps: ApiDeps, tenant: str, name: str, *, kind: str, doc_id: str | None = None
+    request: Request,
+    deps: ApiDeps,
+    tenant: str,
+    name: str,
+    *,
+    kind: str,
+    doc_id: str | None = None,
+    expires_at: float | None = None,
 ) -> IngestAcceptedResponse:
     """Stage the request's blobs, then accept them; a refused request leaves no blob."""
     # A full CPU pool, or a tenant at its uploads in flight, refuses before the body is read.
@@ -221,7 +261,9 @@ async def _upload(
         staging = deps.blobs.staging()
         try:
             items = await _items(request, deps, staging, doc_id=doc_id)
-            return await in_thread(_accept, deps, tenant, name, items, staging, kind=kind)
+            return await in_thread(
+                _accept, deps, tenant, name, items, staging, kind=kind, expires_at=expires_at
+            )
         finally:
             await in_thread(staging.discard)
 
@@ -234,6 +276,7 @@ def _accept(
     staging: BlobStaging,
     *,
     kind: str,
+    expires_at: float | None,
 ) -> IngestAcceptedResponse:
     out: Accepted = accept(
         deps.state,
@@ -245,6 +288,7 @@ def _accept(
         items=items,
         kind=kind,
         staging=staging,
+        expires_at=expires_at,
     )
     return IngestAcceptedResponse(
         job_id=out.job_id, documents=out.documents, unchanged=out.unchanged, failed=out.failed
@@ -261,7 +305,8 @@ async def list_documents(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DocumentsPageResponse:
-    """A page of documents, in upload order, optionally by status."""
+    """A page of documents, in upload order, optionally by status (expired ones not yet
+    swept are listed, marked ``expired``)."""
     await in_thread(deps.state.get_collection, tenant, name)
     docs, total = await in_thread(
         deps.state.list_documents, tenant, name, status=status, offset=offset, limit=limit
@@ -273,7 +318,7 @@ async def list_documents(
 
 @router.get("/{doc_id:path}")
 async def get_document(name: str, doc_id: str, deps: Deps, tenant: Tenant) -> DocumentResponse:
-    """One document's state."""
+    """One document's state (an expired one not yet swept: ``expired`` true)."""
     await in_thread(deps.state.get_collection, tenant, name)
     return _doc(await in_thread(deps.state.get_document, tenant, name, doc_id))
 
@@ -305,4 +350,6 @@ def _doc(d: DocumentRecord) -> DocumentResponse:
         error=error,
         metadata=d.metadata,
         updated_at=d.updated_at,
+        expires_at=None if d.expires_at is None else expires_iso(d.expires_at),
+        expired=expired(d.expires_at, time.time()),
     )

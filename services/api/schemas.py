@@ -43,6 +43,9 @@ class CollectionCreateRequest(_Strict):
     # disk); the model defaults to SIEVE_MODEL_LATE_MODEL.
     late_interaction: bool = False
     late_model: str | None = None
+    # Documents uploaded without an expiry of their own expire this long after their upload
+    # (bounded by SIEVE_API_MAX_TTL_S; README, "Expiry").
+    ttl_s: Annotated[float | None, Field(gt=0)] = None
 
 
 class ReindexRequest(_Strict):
@@ -87,6 +90,7 @@ class CollectionResponse(BaseModel):
     late_interaction: bool = False
     late_model: str | None = None
     late_dimension: int | None = None
+    ttl_s: float | None = None
     documents: int | None = None
     documents_by_status: dict[str, int] | None = None
     chunks: int | None = None
@@ -120,6 +124,10 @@ class DocumentResponse(BaseModel):
     error: dict[str, str] | None
     metadata: dict[str, Any]
     updated_at: float
+    # ISO-8601 UTC; None: it never expires. ``expired``: the time passed and queries no
+    # longer return it; the retention sweep deletes it soon.
+    expires_at: str | None = None
+    expired: bool = False
 
 
 class DocumentsPageResponse(BaseModel):

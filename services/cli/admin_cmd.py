@@ -80,6 +80,15 @@ def create_collection(
             help="Also store token vectors and rescore recall with MaxSim (scores.late).",
         ),
     ] = False,
+    ttl: Annotated[
+        float | None,
+        typer.Option(
+            "--ttl",
+            min=0.001,
+            help="Seconds after its upload a document expires, unless the upload sets its own "
+            "expiry (default: never).",
+        ),
+    ] = None,
     api_url: ApiUrl = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
@@ -91,6 +100,7 @@ def create_collection(
         "embedding_model": embedding_model,
         "rerank_model": rerank_model,
         "min_score": min_score,
+        "ttl_s": ttl,
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     with one_line_errors(), open_client(api_url, api_key) as client:
@@ -98,7 +108,8 @@ def create_collection(
         stdout().print(
             f"created collection {created.name}: {created.embedding_model}, "
             f"{created.dimension} dims, hybrid {'on' if created.hybrid else 'off'}, "
-            f"late interaction {'on' if created.late_interaction else 'off'}",
+            f"late interaction {'on' if created.late_interaction else 'off'}"
+            + (f", documents expire {created.ttl_s:g} s after upload" if created.ttl_s else ""),
             markup=False,
             soft_wrap=True,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
@@ -36,6 +36,13 @@ _POLL_S = 0.5
 # Refused as a whole, so each of its documents failed: report them and go on with the rest.
 _BATCH_REFUSED = frozenset({400, 413, 422})
 _OPEN_JOBS = frozenset({"queued", "running"})
+
+
+class _Expiry(NamedTuple):
+    """The upload keywords of --expires-at / --ttl."""
+
+    expires_at: str | None
+    ttl_s: float | None
 
 
 def ingest(
@@ -68,6 +75,23 @@ def ingest(
     batch_mb: Annotated[
         int, typer.Option(min=1, max=1024, help="About this many MiB per request.")
     ] = 32,
+    expires_at: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-at",
+            help="The documents expire at this ISO-8601 time with a UTC offset "
+            "(e.g. 2030-01-31T12:00:00Z): queries drop them then, the server deletes them.",
+        ),
+    ] = None,
+    ttl: Annotated[
+        float | None,
+        typer.Option(
+            "--ttl",
+            min=0.001,
+            help="The documents expire this many seconds after their upload (not with "
+            "--expires-at; default: the collection's ttl, or never).",
+        ),
+    ] = None,
     api_url: ApiUrl = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
@@ -79,6 +103,7 @@ def ingest(
 
     1 when any document failed, or on an error; 2 on a usage error.
     """
+    expiry = _expiry_options(expires_at, ttl)
     with one_line_errors(), open_client(api_url, api_key) as client:
         from services.cli.ingest_report import IngestReport  # noqa: PLC0415 - fast --help
 
@@ -94,12 +119,26 @@ def ingest(
             max_files=batch_files,
             max_lines=batch_lines,
             max_bytes=max_bytes,
+            expiry=expiry,
         )
         if wait:
             _wait(client, report)
         _summarize(report, waited=wait)
     if report.failures():
         raise typer.Exit(code=EXIT_ERROR)
+
+
+def _expiry_options(expires_at: str | None, ttl: float | None) -> _Expiry:
+    """The upload keywords for --expires-at / --ttl, checked here so a bad value fails once
+    (the server checks them again, with its bound)."""
+    from core.errors import InvalidInput  # noqa: PLC0415 - fast --help
+    from core.expiry import upload_expiry  # noqa: PLC0415
+
+    try:
+        upload_expiry(expires_at, ttl, now=time.time(), max_ttl_s=float("inf"))
+    except InvalidInput as exc:
+        fail(exc.message.replace("ttl_s", "--ttl").replace("expires_at", "--expires-at"), exc.code)
+    return _Expiry(expires_at=expires_at, ttl_s=ttl)
 
 
 def _ensure_collection(client: SieveClient, name: str) -> None:
@@ -126,6 +165,7 @@ def _upload(
     max_files: int,
     max_lines: int,
     max_bytes: int,
+    expiry: _Expiry,
 ) -> None:
     kind = classify(path)
     with _bytes_progress() as progress:
@@ -139,7 +179,18 @@ def _upload(
             ):
                 files = [(e.name, e.path.read_bytes()) for e in batch]
                 names = [e.name for e in batch]
-                _send(report, collection, names, partial(client.upload_files, collection, files))
+                _send(
+                    report,
+                    collection,
+                    names,
+                    partial(
+                        client.upload_files,
+                        collection,
+                        files,
+                        expires_at=expiry.expires_at,
+                        ttl_s=expiry.ttl_s,
+                    ),
+                )
                 progress.advance(task, sum(e.size for e in batch))
         elif kind is SourceKind.JSONL:
             task = progress.add_task("uploading", total=path.stat().st_size)
@@ -148,7 +199,18 @@ def _upload(
                     jsonl_batches(fh, max_lines=max_lines, max_bytes=max_bytes), start=1
                 ):
                     label = [f"{path.name} (batch {n})"]
-                    _send(report, collection, label, partial(client.upload_jsonl, collection, body))
+                    _send(
+                        report,
+                        collection,
+                        label,
+                        partial(
+                            client.upload_jsonl,
+                            collection,
+                            body,
+                            expires_at=expiry.expires_at,
+                            ttl_s=expiry.ttl_s,
+                        ),
+                    )
                     progress.advance(task, consumed)
             if not report.accepted and not report.batch_failures:
                 fail(f"{path} holds no JSON lines", "empty_upload")
@@ -159,7 +221,13 @@ def _upload(
                 report,
                 collection,
                 [path.name],
-                lambda: client.upload_files(collection, [(path.name, data)]),
+                partial(
+                    client.upload_files,
+                    collection,
+                    [(path.name, data)],
+                    expires_at=expiry.expires_at,
+                    ttl_s=expiry.ttl_s,
+                ),
             )
             progress.advance(task, len(data))
 

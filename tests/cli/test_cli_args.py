@@ -34,6 +34,8 @@ class Peer:
 
     url: str = ""
     requests: list[dict[str, object]] = field(default_factory=list)
+    # The query of each upload (its expiry).
+    upload_params: list[dict[str, str]] = field(default_factory=list)
     too_large: str = "huge.bin"
 
     def app(self) -> Starlette:
@@ -54,6 +56,7 @@ class Peer:
             if name != "kb":
                 return _error(404, "collection_not_found", f"collection {name!r} does not exist")
             ctype = request.headers["content-type"].split(";")[0]
+            self.upload_params.append(dict(request.query_params))
             if ctype == "multipart/form-data":
                 async with request.form() as form:
                     files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
@@ -125,6 +128,8 @@ def test_help_lists_the_client_commands_and_the_exit_status(runner: CliRunner) -
         ["ingest", "/does/not/exist", "-c", "kb"],
         ["ingest", ".", "-c", "kb", "--batch-files", "0"],
         ["collections", "create", "kb", "--min-score", "-1"],
+        ["collections", "create", "kb", "--ttl", "0"],
+        ["ingest", ".", "-c", "kb", "--ttl", "-3"],
         ["jobs", "show"],
     ],
 )
@@ -205,6 +210,29 @@ def test_a_jsonl_corpus_goes_as_ndjson_in_batches_of_lines(
     assert result.exit_code == 0, result.output
     assert peer.requests == [{"type": "application/x-ndjson", "lines": n} for n in (2, 2, 1)]
     assert "queued 5 · unchanged 0 · failed 0" in result.stdout
+
+
+def test_ingest_sends_the_expiry_with_every_batch_and_refuses_a_bad_one_before_any(
+    peer: Peer, runner: CliRunner, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"_id": f"d{i}", "text": "t"}) for i in range(3)))
+    base = ["ingest", str(corpus), "-c", "kb", "--batch-lines", "2", "--api-url", peer.url]
+    assert runner.invoke(app, [*base, "--ttl", "60"]).exit_code == 0
+    assert peer.upload_params == [{"ttl_s": "60.0"}] * 2
+    at = "2030-01-31T12:00:00+01:00"
+    assert runner.invoke(app, [*base, "--expires-at", at]).exit_code == 0
+    assert peer.upload_params[2:] == [{"expires_at": at}] * 2
+    for bad, code in (
+        (["--expires-at", "2030-01-31T12:00:00"], "invalid_expiry"),
+        (["--expires-at", "2001-01-01T00:00:00Z"], "expiry_in_past"),
+        (["--expires-at", at, "--ttl", "5"], "invalid_expiry"),
+    ):
+        result = runner.invoke(app, [*base, *bad])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("sieve: ")
+        assert result.stderr.rstrip().endswith(f"({code})"), result.stderr
+    assert len(peer.upload_params) == 4  # nothing sent for the refused ones
 
 
 def test_unknown_collection_says_how_to_create_it(peer: Peer, runner: CliRunner) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import email.utils
 import json
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -199,3 +200,19 @@ def test_an_error_about_one_field_names_it() -> None:
     assert (err.code, err.status, err.field) == ("invalid_number", 400, "filter.page")
     del body["error"]["field"]
     assert error_from_response(httpx.Response(400, json=body, request=req)).field is None
+
+
+def test_upload_expiry_goes_in_the_query_and_a_naive_datetime_is_refused() -> None:
+    call = p.upload_records("c", [{"id": "a", "text": "x"}])
+    assert p.with_expiry(call, None, None) is call
+    at = datetime(2030, 1, 31, 12, tzinfo=UTC)
+    assert p.with_expiry(call, at, None).params == {"expires_at": "2030-01-31T12:00:00+00:00"}
+    assert p.with_expiry(call, "2030-01-31T12:00:00Z", None).params == {
+        "expires_at": "2030-01-31T12:00:00Z"
+    }
+    waited = p.wait_for_upload(p.with_expiry(call, None, 90), wait=True, timeout_s=5)
+    assert waited.params == {"ttl_s": "90.0", "wait": "true", "timeout_s": "5"}
+    with pytest.raises(ValueError, match="timezone"):
+        p.with_expiry(call, datetime(2030, 1, 31), None)
+    with pytest.raises(ValueError, match="not both"):
+        p.with_expiry(call, at, 90)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +106,106 @@ def test_finished_jobs_deleted_documents_and_dead_blobs_expire_live_ones_stay(
     assert state.raw().pttl(state_key("collections", TENANT)) == -1
     assert state.raw().pttl(state_key("version")) == -1
     state.close()
+
+
+def _query_ids(c: httpx.Client, coll: str, text: str) -> set[str]:
+    resp = c.post(
+        f"/v1/collections/{coll}/query", json={"query": text, "rerank": False, "top_n": 5}
+    )
+    assert resp.status_code == 200, resp.text
+    return {h["document_id"] for h in resp.json()["results"]}
+
+
+def test_expired_documents_leave_queries_at_once_and_the_sweep_deletes_them(
+    stack: ProcStack,
+) -> None:
+    blobs = LocalBlobStore(Path(stack.env["SIEVE_INGEST_BLOB_DIR"]))
+    ahead_s = 8.0
+    with closing(stack.state()) as state, stack.client() as c:
+        assert c.post("/v1/collections", json={"name": "expiring"}).status_code == 201
+        made = c.post("/v1/collections", json={"name": "leased", "ttl_s": ahead_s})
+        assert made.status_code == 201, made.text
+        assert made.json()["ttl_s"] == ahead_s
+        # Refused with the one error body, before anything is read or written.
+        for params, code in (
+            ({"expires_at": "2030-01-01T00:00:00"}, "invalid_expiry"),  # no offset
+            ({"expires_at": "2020-01-01T00:00:00Z"}, "expiry_in_past"),
+            ({"ttl_s": "-5"}, "invalid_expiry"),
+        ):
+            bad = c.post(
+                "/v1/collections/expiring/documents",
+                params=params,
+                json={"documents": [_record("x", "v1")]},
+            )
+            assert (bad.status_code, bad.json()["error"]["code"]) == (400, code), bad.text
+        too_long = c.post("/v1/collections", json={"name": "forever", "ttl_s": 1e12})
+        assert too_long.status_code == 400, too_long.text
+
+        start = time.time()
+        at = datetime.fromtimestamp(start + ahead_s, UTC).isoformat()
+        jobs = [
+            _upload_to(c, "expiring", [_record("short", "v1")], expires_at=at),
+            _upload_to(c, "expiring", [_record("stays", "v1")]),
+            _upload_to(c, "leased", [_record("leased", "v1")]),  # the collection's ttl_s
+            _upload_to(c, "leased", [_record("own", "v1")], ttl_s=600),  # its own expiry
+        ]
+        for job in jobs:
+            _ended(c, job)
+        doc = c.get("/v1/collections/expiring/documents/short").json()
+        assert doc["expires_at"].endswith("Z")
+        assert doc["expired"] is False
+        assert datetime.fromisoformat(doc["expires_at"]).timestamp() == pytest.approx(
+            start + ahead_s, abs=0.01
+        )
+        leased = c.get("/v1/collections/leased/documents/leased").json()
+        assert datetime.fromisoformat(leased["expires_at"]).timestamp() == pytest.approx(
+            start + ahead_s, abs=5
+        )
+        short_blob = state.find_document(TENANT, "expiring", "short")
+        leased_blob = state.find_document(TENANT, "leased", "leased")
+        assert short_blob is not None
+        assert leased_blob is not None
+        dead_blobs = {short_blob.blob_key, leased_blob.blob_key}
+        assert time.time() < start + ahead_s, "indexing took longer than the expiry"
+        assert "short" in _query_ids(c, "expiring", "markershortv1")
+        assert "leased" in _query_ids(c, "leased", "markerleasedv1")
+
+        time.sleep(max(0.0, start + ahead_s - time.time()) + 0.05)
+        assert "short" not in _query_ids(c, "expiring", "markershortv1")
+        assert "leased" not in _query_ids(c, "leased", "markerleasedv1")
+        assert "stays" in _query_ids(c, "expiring", "markerstaysv1")
+        assert "own" in _query_ids(c, "leased", "markerownv1")
+
+        # The sweep deletes them as a client's delete would: records, points, then blobs.
+        deadline = time.monotonic() + 30
+        while True:
+            gone = [
+                state.find_document(TENANT, coll, i) is None
+                for coll, i in (("expiring", "short"), ("leased", "leased"))
+            ]
+            chunks = [
+                c.get(f"/v1/collections/{n}").json()["chunks"] for n in ("expiring", "leased")
+            ]
+            live = [
+                sum(
+                    d["chunk_count"]
+                    for d in c.get(f"/v1/collections/{n}/documents").json()["documents"]
+                )
+                for n in ("expiring", "leased")
+            ]
+            if all(gone) and chunks == live and not dead_blobs & set(blobs.keys()):
+                break
+            assert time.monotonic() < deadline, (gone, chunks, live, dead_blobs & set(blobs.keys()))
+            time.sleep(0.5)
+        listed = {
+            n: [d["id"] for d in c.get(f"/v1/collections/{n}/documents").json()["documents"]]
+            for n in ("expiring", "leased")
+        }
+        assert listed == {"expiring": ["stays"], "leased": ["own"]}
+        assert c.get("/v1/collections/expiring/documents/short").status_code == 404
+
+
+def _upload_to(c: httpx.Client, coll: str, records: list[dict[str, Any]], **params: Any) -> str:
+    resp = c.post(f"/v1/collections/{coll}/documents", params=params, json={"documents": records})
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["job_id"])

@@ -11,6 +11,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -255,6 +256,7 @@ class SieveClient(_Base):
         min_score: float | None = None,
         late_interaction: bool = False,
         late_model: str | None = None,
+        ttl_s: float | None = None,
     ) -> CollectionResponse:
         """Create a collection (its embedding dimension is probed and pinned).
 
@@ -270,6 +272,7 @@ class SieveClient(_Base):
                 min_score=min_score,
                 late_interaction=late_interaction,
                 late_model=late_model,
+                ttl_s=ttl_s,
             )
         )
 
@@ -318,13 +321,19 @@ class SieveClient(_Base):
         progress: ProgressCallback | None = None,
         wait: bool = False,
         timeout_s: float | None = None,
+        expires_at: datetime | str | None = None,
+        ttl_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload files (paths or ``(name, bytes)``): documents, archives, ``.jsonl`` files.
 
         ``progress`` is called with an :class:`UploadProgress` as the body goes out.
         """
         return self._run(
-            p.wait_for_upload(p.upload_files(collection, p.load_files(files)), wait, timeout_s),
+            p.wait_for_upload(
+                p.with_expiry(p.upload_files(collection, p.load_files(files)), expires_at, ttl_s),
+                wait,
+                timeout_s,
+            ),
             progress,
         )
 
@@ -336,8 +345,14 @@ class SieveClient(_Base):
         progress: ProgressCallback | None = None,
         wait: bool = False,
         timeout_s: float | None = None,
+        expires_at: datetime | str | None = None,
+        ttl_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload records ``{"id", "text", "title", "metadata"}`` as JSON.
+
+        Every upload method takes ``expires_at`` (an aware ``datetime`` or ISO-8601 text
+        with an offset) or ``ttl_s`` (seconds from now): its documents expire then (a
+        collection's ``ttl_s`` applies when neither is given; README, "Expiry").
 
         Every upload method takes ``wait=True`` (and ``timeout_s``, at most the server's
         ``SIEVE_API_WAIT_MAX_TIMEOUT_S``): the answer is then an :class:`IngestWaitResponse`
@@ -345,7 +360,11 @@ class SieveClient(_Base):
         (``job.finished_at`` is None: follow it with :meth:`wait_job`).
         """
         return self._run(
-            p.wait_for_upload(p.upload_records(collection, documents), wait, timeout_s),
+            p.wait_for_upload(
+                p.with_expiry(p.upload_records(collection, documents), expires_at, ttl_s),
+                wait,
+                timeout_s,
+            ),
             progress,
         )
 
@@ -357,10 +376,17 @@ class SieveClient(_Base):
         progress: ProgressCallback | None = None,
         wait: bool = False,
         timeout_s: float | None = None,
+        expires_at: datetime | str | None = None,
+        ttl_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload BEIR-layout JSON lines (``_id``, ``title``, ``text``)."""
         return self._run(
-            p.wait_for_upload(p.upload_jsonl(collection, lines), wait, timeout_s), progress
+            p.wait_for_upload(
+                p.with_expiry(p.upload_jsonl(collection, lines), expires_at, ttl_s),
+                wait,
+                timeout_s,
+            ),
+            progress,
         )
 
     def replace_document(
@@ -374,12 +400,23 @@ class SieveClient(_Base):
         file: tuple[str, bytes] | None = None,
         wait: bool = False,
         timeout_s: float | None = None,
+        expires_at: datetime | str | None = None,
+        ttl_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Replace one document with new text (and title/metadata) or one new file."""
         return self._run(
             p.wait_for_upload(
-                p.replace_document(
-                    collection, document_id, text=text, title=title, metadata=metadata, file=file
+                p.with_expiry(
+                    p.replace_document(
+                        collection,
+                        document_id,
+                        text=text,
+                        title=title,
+                        metadata=metadata,
+                        file=file,
+                    ),
+                    expires_at,
+                    ttl_s,
                 ),
                 wait,
                 timeout_s,
@@ -645,6 +682,7 @@ class AsyncSieveClient(_Base):
         min_score: float | None = None,
         late_interaction: bool = False,
         late_model: str | None = None,
+        ttl_s: float | None = None,
     ) -> CollectionResponse:
         """Create a collection (its embedding dimension is probed and pinned)."""
         return await self._run(
@@ -656,6 +694,7 @@ class AsyncSieveClient(_Base):
                 min_score=min_score,
                 late_interaction=late_interaction,
                 late_model=late_model,
+                ttl_s=ttl_s,
             )
         )
 
@@ -696,10 +735,16 @@ class AsyncSieveClient(_Base):
         progress: ProgressCallback | None = None,
         wait: bool = False,
         timeout_s: float | None = None,
+        expires_at: datetime | str | None = None,
+        ttl_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload files (paths or ``(name, bytes)``): documents, archives, ``.jsonl`` files."""
         return await self._run(
-            p.wait_for_upload(p.upload_files(collection, p.load_files(files)), wait, timeout_s),
+            p.wait_for_upload(
+                p.with_expiry(p.upload_files(collection, p.load_files(files)), expires_at, ttl_s),
+                wait,
+                timeout_s,
+            ),
             progress,
         )
 
@@ -711,10 +756,16 @@ class AsyncSieveClient(_Base):
         progress: ProgressCallback | None = None,
         wait: bool = False,
         timeout_s: float | None = None,
+        expires_at: datetime | str | None = None,
+        ttl_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload records ``{"id", "text", "title", "metadata"}`` as JSON."""
         return await self._run(
-            p.wait_for_upload(p.upload_records(collection, documents), wait, timeout_s),
+            p.wait_for_upload(
+                p.with_expiry(p.upload_records(collection, documents), expires_at, ttl_s),
+                wait,
+                timeout_s,
+            ),
             progress,
         )
 
@@ -726,10 +777,17 @@ class AsyncSieveClient(_Base):
         progress: ProgressCallback | None = None,
         wait: bool = False,
         timeout_s: float | None = None,
+        expires_at: datetime | str | None = None,
+        ttl_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Upload BEIR-layout JSON lines (``_id``, ``title``, ``text``)."""
         return await self._run(
-            p.wait_for_upload(p.upload_jsonl(collection, lines), wait, timeout_s), progress
+            p.wait_for_upload(
+                p.with_expiry(p.upload_jsonl(collection, lines), expires_at, ttl_s),
+                wait,
+                timeout_s,
+            ),
+            progress,
         )
 
     async def replace_document(
@@ -743,12 +801,23 @@ class AsyncSieveClient(_Base):
         file: tuple[str, bytes] | None = None,
         wait: bool = False,
         timeout_s: float | None = None,
+        expires_at: datetime | str | None = None,
+        ttl_s: float | None = None,
     ) -> IngestAcceptedResponse:
         """Replace one document with new text (and title/metadata) or one new file."""
         return await self._run(
             p.wait_for_upload(
-                p.replace_document(
-                    collection, document_id, text=text, title=title, metadata=metadata, file=file
+                p.with_expiry(
+                    p.replace_document(
+                        collection,
+                        document_id,
+                        text=text,
+                        title=title,
+                        metadata=metadata,
+                        file=file,
+                    ),
+                    expires_at,
+                    ttl_s,
                 ),
                 wait,
                 timeout_s,

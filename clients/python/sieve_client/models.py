@@ -97,6 +97,8 @@ class CollectionCreateRequest(_Request):
     min_score: Annotated[float | None, Field(ge=0, le=1)] = None
     late_interaction: bool = False
     late_model: str | None = None
+    # Documents uploaded without an expiry of their own expire this long after upload.
+    ttl_s: Annotated[float | None, Field(gt=0)] = None
 
 
 class QueryPolicy(_Request):
@@ -154,6 +156,7 @@ class CollectionResponse(_Response):
     late_interaction: bool = False
     late_model: str | None = None
     late_dimension: int | None = None
+    ttl_s: float | None = None
     documents: int | None = None
     documents_by_status: dict[str, int] | None = None
     chunks: int | None = None
@@ -189,6 +192,10 @@ class DocumentResponse(_Response):
     error: dict[str, str] | None
     metadata: dict[str, Any]
     updated_at: float
+    # ISO-8601 UTC (None: never); ``expired``: queries no longer return it, the sweep
+    # deletes it soon.
+    expires_at: str | None = None
+    expired: bool = False
 
 
 class DocumentsPageResponse(_Response):

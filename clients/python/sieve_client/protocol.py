@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -81,6 +82,7 @@ __all__ = [
     "upload_records",
     "wait_for_job",
     "wait_for_upload",
+    "with_expiry",
 ]
 
 T = TypeVar("T")
@@ -261,6 +263,7 @@ def create_collection(
     min_score: float | None = None,
     late_interaction: bool = False,
     late_model: str | None = None,
+    ttl_s: float | None = None,
 ) -> Call[CollectionResponse]:
     """``POST /v1/collections``."""
     spec = _build(
@@ -273,6 +276,7 @@ def create_collection(
             "min_score": min_score,
             "late_interaction": late_interaction,
             "late_model": late_model,
+            "ttl_s": ttl_s,
         },
     )
     return Call(
@@ -449,6 +453,28 @@ def _waiting(call: Call[T], wait: bool, timeout_s: float | None) -> Call[T]:
     if timeout_s is not None:
         params["timeout_s"] = f"{timeout_s:g}"
     return replace(call, params=params, wait_s=WAIT_UNBOUNDED_S if timeout_s is None else timeout_s)
+
+
+def with_expiry(call: Call[T], expires_at: datetime | str | None, ttl_s: float | None) -> Call[T]:
+    """An upload whose documents expire at ``expires_at`` or ``ttl_s`` seconds after it.
+
+    Raises:
+        ValueError: both given, or a ``datetime`` without a timezone (ambiguous).
+    """
+    if expires_at is None and ttl_s is None:
+        return call
+    if expires_at is not None and ttl_s is not None:
+        raise ValueError("give expires_at or ttl_s, not both")
+    params: dict[str, str | int] = dict(call.params or {})
+    if isinstance(expires_at, datetime):
+        if expires_at.utcoffset() is None:
+            raise ValueError("expires_at needs a timezone (e.g. datetime.now(UTC) + ...)")
+        params["expires_at"] = expires_at.isoformat()
+    elif expires_at is not None:
+        params["expires_at"] = expires_at
+    elif ttl_s is not None:
+        params["ttl_s"] = repr(float(ttl_s))
+    return replace(call, params=params)
 
 
 def wait_for_upload(
