@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -44,6 +44,7 @@ __all__ = [
     "JudgeReport",
     "JudgeUnavailable",
     "agreement",
+    "first_stage_plan",
     "judge_candidates",
     "parse_grade",
     "prompt_messages",
@@ -74,6 +75,16 @@ _SYSTEM = (
 
 _DIGIT = re.compile(r"[0-3]")
 _JSON = re.compile(r'\{\s*"grade"\s*:\s*([0-3])\s*\}')
+
+
+class Grader(Protocol):
+    """What :func:`judge_candidates` asks: a model's name and one pair's raw answer."""
+
+    model: str
+
+    def grade(self, query: str, passage: str) -> tuple[str, int | None]:
+        """The raw answer and the tokens the model reports using (None: not reported)."""
+        ...
 
 
 class JudgeUnavailable(ValueError):
@@ -200,6 +211,17 @@ def _answer(resp: httpx.Response) -> tuple[str, int | None]:
     )
 
 
+def first_stage_plan() -> RankPlan:
+    """The server's untuned recall (no late interaction, no rerank): whose order is judged."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from core.settings import QuerySettings, RerankSettings  # noqa: PLC0415
+    from query import resolve_rank  # noqa: PLC0415
+
+    plan = resolve_rank(None, QuerySettings(), RerankSettings(), top_k=50)
+    return replace(plan, late_weight=0.0, rerank_depth=0)
+
+
 @dataclass(frozen=True)
 class Pair:
     """One (query, passage) pair to judge; the passage is a chunk of ``document_id``."""
@@ -301,9 +323,8 @@ class _Cache:
 
 def judge_candidates(
     items: Sequence[QueryCandidates],
-    grade: Callable[[str, str], tuple[str, int | None]],
+    judge: Grader,
     *,
-    model: str,
     recall: RankPlan,
     depth: int,
     budget_tokens: int,
@@ -314,11 +335,12 @@ def judge_candidates(
 ) -> JudgeReport:
     """Judge every query's sampled pairs within the budget; graded qrels for tune.
 
-    ``grade`` is :meth:`JudgeClient.grade` (or anything with its shape). A query is kept in
+    ``judge`` is a :class:`JudgeClient` (or anything with its shape). A query is kept in
     the qrels when its judged pairs include one that answers it (grade >= 2): a query
     nothing answers cannot rank anything better or worse. ``reference`` (qrels from a
     dataset, when tune has them) adds the judge's agreement with them to the report.
     """
+    model = judge.model
     store = _Cache(cache)
     report = JudgeReport(model=model, qrels={}, budget_tokens=budget_tokens)
     planned: list[tuple[QueryCandidates, list[tuple[Pair, str]]]] = []
@@ -341,7 +363,7 @@ def judge_candidates(
 
     def one(job: tuple[Pair, str, int]) -> int | None:
         pair, key, _ = job
-        answer, used = grade(pair.query, pair.passage)
+        answer, used = judge.grade(pair.query, pair.passage)
         store.add(
             {
                 "key": key,

@@ -318,19 +318,14 @@ def _judge(
 
     from rich.progress import Progress  # noqa: PLC0415
 
-    from core.settings import ModelSettings, QuerySettings, RerankSettings  # noqa: PLC0415
-    from query import resolve_rank  # noqa: PLC0415
-    from services.cli.judge import JudgeClient, judge_candidates  # noqa: PLC0415
+    from core.settings import ModelSettings  # noqa: PLC0415
+    from services.cli.judge import JudgeClient, first_stage_plan, judge_candidates  # noqa: PLC0415
 
     models = ModelSettings()
     key = os.environ.get("SIEVE_JUDGE_API_KEY") or (
         models.api_key.get_secret_value() if models.api_key is not None else None
     )
-    recall = replace(
-        resolve_rank(None, QuerySettings(), RerankSettings(), top_k=50),
-        late_weight=0.0,
-        rerank_depth=0,
-    )
+    recall = first_stage_plan()
     if opts.cache is None:
         console.print("note: no --cache or --judge-cache: the judge's answers are not kept")
     with (
@@ -340,8 +335,7 @@ def _judge(
         task = bar.add_task(f"judging with {opts.model}", total=None)
         return judge_candidates(
             items,
-            judge.grade,
-            model=opts.model,
+            judge,
             recall=recall,
             depth=opts.depth,
             budget_tokens=opts.budget_tokens,
