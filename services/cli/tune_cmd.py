@@ -529,6 +529,28 @@ def _print(report: dict[str, Any]) -> None:
             str(row["rerank_tokens"]),
         )
     console.print(table)
+    if "judge" in report:
+        j = report["judge"]
+        grades = ", ".join(f"{k}: {v}" for k, v in j["grades"].items())
+        agree = j["agreement_with_reranker"]
+        console.print(
+            f"judge {j['model']}: {j['pairs']} pairs over {j['queries_judged']} queries "
+            f"({j['sent']} sent, {j['cached']} from the cache, {j['unparseable']} unparseable; "
+            f"~{j['estimated_tokens_sent']:,} of {j['budget_tokens']:,} budgeted tokens; "
+            f"{j['queries_over_budget']} queries over the budget, "
+            f"{j['queries_without_answer']} with nothing graded 2+); grades {grades}"
+        )
+        if agree.get("queries"):
+            console.print(
+                f"reranker vs judge over {agree['queries']} queries: pairwise agreement "
+                f"{agree['pairwise']:.3f}, Kendall tau-b {agree['kendall_tau']:.3f}"
+            )
+        if j["agreement_with_qrels"]:
+            q = j["agreement_with_qrels"]
+            console.print(
+                f"judge (2+) vs the qrels over {q['pairs']} pairs: accuracy {q['accuracy']:.3f}, "
+                f"precision {q['precision']:.3f}, recall {q['recall']:.3f}"
+            )
     console.print(
         f"best in the grid: {report['best_in_grid']['policy']}; choosing among the grid "
         f"scores {report['cv_ndcg@10']:.4f} nDCG@10 in {report['folds']}-fold "
@@ -545,6 +567,10 @@ def _print(report: dict[str, Any]) -> None:
         h = report["held_out"]
         line = ", ".join(f"{k} {v:.4f}" for k, v in h["offline"].items() if v is not None)
         console.print(f"held out ({h['queries']} queries), offline: {line}")
+        if "offline_against_qrels" in h:
+            truth = h["offline_against_qrels"]
+            line = ", ".join(f"{k} {v:.4f}" for k, v in truth.items() if k != "queries")
+            console.print(f"held out against the dataset's qrels ({truth['queries']}): {line}")
         if "api" in h:
             console.print(
                 f"held out through the API with the applied policy: nDCG@10 {h['api']:.4f}"
