@@ -243,3 +243,22 @@ def test_queries_come_from_lines_or_json_lines(tmp_path: Path) -> None:
     jsonl.write_text('{"_id": "7"}\n')
     with pytest.raises(ValueError, match="line 1"):
         load_queries(jsonl)
+
+
+def test_a_queries_file_needs_a_judge_and_a_down_judge_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from services.cli.main import app  # noqa: PLC0415
+
+    queries = tmp_path / "q.txt"
+    queries.write_text("what is espresso\n")
+    down = f"http://127.0.0.1:{free_port()}"
+    runner = CliRunner()
+    alone = runner.invoke(app, ["tune", "-c", "c", "--queries", str(queries), "--api-url", down])
+    assert alone.exit_code == 2
+    assert "--judge MODEL" in alone.output
+    both = runner.invoke(
+        app, ["tune", "-c", "c", "--queries", str(queries), "--feedback", "--judge", "m",
+              "--api-url", down],
+    )  # fmt: skip
+    assert both.exit_code == 2
