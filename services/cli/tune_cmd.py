@@ -1,10 +1,15 @@
-"""``sieve tune DATASET_DIR -c C``: choose a collection's query policy by cross-validation."""
+"""``sieve tune DATASET_DIR -c C``: choose a collection's query policy by cross-validation.
+
+Judgments come from a BEIR directory's qrels, from feedback, or (``--judge MODEL``) from a
+chat model grading the fetched candidates of queries from any of those or ``--queries FILE``;
+every source feeds the same cross-validated choice.
+"""
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +19,7 @@ from services.cli.options import DEFAULT_URL, ApiKey, ApiUrl, open_client
 
 if TYPE_CHECKING:
     from query import RankPlan
+    from services.cli.tuning import QueryCandidates
 
 __all__ = ["tune"]
 
@@ -52,6 +58,43 @@ def tune(
         typer.Option(help="JSONL of fetched candidates: reused if present, else written."),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="Queries in flight.")] = 2,
+    queries_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries",
+            exists=True,
+            dir_okay=False,
+            help="Queries to tune on (one a line, or JSONL with query/text), for --judge.",
+        ),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Grade the candidates with this chat model instead of qrels/feedback."),
+    ] = None,
+    judge_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SIEVE_JUDGE_URL",
+            help="OpenAI-compatible base URL of the judge (default: SIEVE_MODEL_BASE_URL); "
+            "its key: SIEVE_JUDGE_API_KEY, else SIEVE_MODEL_API_KEY.",
+        ),
+    ] = None,
+    judge_budget_tokens: Annotated[
+        int,
+        typer.Option(min=1, max=100_000_000, help="Most tokens (estimated) the judge may be sent."),
+    ] = 200_000,
+    judge_depth: Annotated[
+        int, typer.Option(min=1, max=50, help="Documents judged a query, from recall and rerank.")
+    ] = 10,
+    judge_concurrency: Annotated[
+        int, typer.Option(min=1, max=16, help="Judge requests in flight.")
+    ] = 4,
+    judge_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSONL of the judge's answers (default: beside --cache); reused on re-runs."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     api_url: ApiUrl = DEFAULT_URL,
     api_key: ApiKey = None,
@@ -65,9 +108,25 @@ def tune(
 
     from services.cli.reporting import api_error_message  # noqa: PLC0415
 
-    if (dataset is None) == (not feedback):
-        typer.echo("sieve tune: give a DATASET_DIR or --feedback (one of them)", err=True)
+    sources = sum([dataset is not None, feedback, queries_file is not None])
+    if sources != 1 or (queries_file is not None and judge is None):
+        typer.echo(
+            "sieve tune: give a DATASET_DIR or --feedback (one of them), or --queries FILE "
+            "with --judge MODEL",
+            err=True,
+        )
         raise typer.Exit(code=2)
+    judge_opts = None
+    if judge is not None:
+        judge_opts = _JudgeOptions(
+            model=judge,
+            url=judge_url,
+            budget_tokens=judge_budget_tokens,
+            depth=judge_depth,
+            concurrency=judge_concurrency,
+            cache=judge_cache
+            or (cache.with_name(cache.stem + ".judge.jsonl") if cache is not None else None),
+        )
     try:
         with open_client(api_url, api_key) as client:
             report = _run(
@@ -83,6 +142,8 @@ def tune(
                 cache=cache,
                 concurrency=concurrency,
                 quiet=as_json,
+                queries_file=queries_file,
+                judge=judge_opts,
             )
     except SieveClientError as exc:
         typer.echo(f"sieve tune: {api_error_message(exc)} ({exc.code})", err=True)
@@ -94,6 +155,44 @@ def tune(
         typer.echo(json.dumps(report, indent=2))
     else:
         _print(report)
+
+
+@dataclass(frozen=True)
+class _JudgeOptions:
+    model: str
+    url: str | None
+    budget_tokens: int
+    depth: int
+    concurrency: int
+    cache: Path | None
+
+
+def load_queries(path: Path) -> dict[str, str]:
+    """``--queries FILE``: one query a line, or JSON lines with ``query``/``text`` (and ``_id``).
+
+    A query without an id gets the one feedback uses (``indexing.feedback.query_id``).
+
+    Raises:
+        ValueError: a JSON line without a query text.
+    """
+    from indexing.feedback import query_id  # noqa: PLC0415
+
+    out: dict[str, str] = {}
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            qid: str | None = None
+            if text.startswith("{"):
+                row = json.loads(text)
+                text = str(row.get("query") or row.get("text") or "").strip()
+                if not text:
+                    raise ValueError(f"{path.name} line {n}: no query or text field")
+                raw_id = row.get("_id", row.get("id"))
+                qid = None if raw_id is None else str(raw_id)
+            out[qid or query_id(text)] = text
+    return out
 
 
 def _judged(client: Any, dataset: Path | None, collection: str) -> tuple[dict[str, str], Any]:
@@ -129,29 +228,30 @@ def _run(
     cache: Path | None,
     concurrency: int,
     quiet: bool,
+    queries_file: Path | None = None,
+    judge: _JudgeOptions | None = None,
 ) -> dict[str, Any]:
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import Progress  # noqa: PLC0415
 
-    from core.settings import QuerySettings, RerankSettings  # noqa: PLC0415
-    from query import resolve_rank  # noqa: PLC0415
+    from core.settings import RerankSettings  # noqa: PLC0415
     from services.cli import tuning  # noqa: PLC0415
 
     console = Console(stderr=True, quiet=quiet)
     client.get_collection(collection)
-    queries, qrels = _judged(client, dataset, collection)
+    qrels: dict[str, dict[str, int]] = {}
+    if queries_file is not None:
+        queries = load_queries(queries_file)
+    else:
+        queries, qrels = _judged(client, dataset, collection)
     qids = sorted(queries)[:limit] if limit else sorted(queries)
-    order = list(qids)
-    random.Random(seed).shuffle(order)  # noqa: S311 - a reproducible split, not a secret
-    n_out = round(len(order) * holdout)
-    held, tuned = sorted(order[:n_out]), sorted(order[n_out:])
-    if len(tuned) < folds:
-        raise ValueError(f"{len(tuned)} judged queries to tune on cannot make {folds} folds")
-    rerank_cfg, query_cfg = RerankSettings(), QuerySettings()
+    rerank_cfg = RerankSettings()
     wanted = {q: queries[q] for q in qids}
     items: list[tuning.QueryCandidates] = []
     if cache is not None and cache.is_file():
         items = [q for q in tuning.load_candidates(cache) if q.qid in wanted]
+        if judge is not None:  # the judge reads passages, which older caches lack
+            items = [q for q in items if q.texts]
     missing = {q: t for q, t in wanted.items() if q not in {i.qid for i in items}}
     if missing:
         with Progress(console=console, transient=True) as bar:
@@ -166,6 +266,130 @@ def _run(
             )
         if cache is not None:
             tuning.save_candidates(cache, items)
+    judge_report = None
+    reference = None
+    if judge is not None:
+        reference = {q: qrels[q] for q in qids if q in qrels} if dataset is not None else None
+        judge_report = _judge(items, judge, reference=reference, console=console, quiet=quiet)
+        qrels = judge_report.qrels
+    choice = choose(
+        items,
+        {q: qrels[q] for q in qids if q in qrels},
+        folds=folds,
+        holdout=holdout,
+        seed=seed,
+        fetch_depth=fetch_depth,
+        reference=reference,
+        console=console,
+    )
+    report: dict[str, Any] = {"collection": collection, **choice.report}
+    if judge_report is not None:
+        report["judge"] = judge_report.to_json()
+    held = choice.held
+    if apply:
+        report["applied"] = _apply(
+            client,
+            collection,
+            None if choice.kept_default else choice.chosen,
+            {
+                "by": "sieve tune" + (f" --judge {judge.model}" if judge is not None else ""),
+                "cv_ndcg@10": report["cv_ndcg@10"],
+                "folds": folds,
+                "queries": len(choice.tuned),
+                "candidates": report["candidates"],
+            },
+        )
+        if held:
+            report["held_out"]["api"] = _api_ndcg(
+                client, collection, queries=queries, qrels=qrels, held=held, concurrency=concurrency
+            )
+    return report
+
+
+def _judge(
+    items: list[QueryCandidates],
+    opts: _JudgeOptions,
+    *,
+    reference: dict[str, dict[str, int]] | None,
+    console: Any,
+    quiet: bool,
+) -> Any:
+    import os  # noqa: PLC0415
+
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from core.settings import ModelSettings  # noqa: PLC0415
+    from services.cli.judge import JudgeClient, first_stage_plan, judge_candidates  # noqa: PLC0415
+
+    models = ModelSettings()
+    key = os.environ.get("SIEVE_JUDGE_API_KEY") or (
+        models.api_key.get_secret_value() if models.api_key is not None else None
+    )
+    recall = first_stage_plan()
+    if opts.cache is None:
+        console.print("note: no --cache or --judge-cache: the judge's answers are not kept")
+    with (
+        JudgeClient(opts.url or str(models.base_url), opts.model, api_key=key) as judge,
+        Progress(console=console, transient=True, disable=quiet) as bar,
+    ):
+        task = bar.add_task(f"judging with {opts.model}", total=None)
+        return judge_candidates(
+            items,
+            judge,
+            recall=recall,
+            depth=opts.depth,
+            budget_tokens=opts.budget_tokens,
+            cache=opts.cache,
+            concurrency=opts.concurrency,
+            reference=reference,
+            progress=lambda n, total: bar.update(task, completed=n, total=total),
+        )
+
+
+@dataclass
+class Choice:
+    """What :func:`choose` decided: the report's rows, the plan, the split."""
+
+    report: dict[str, Any]
+    chosen: RankPlan
+    kept_default: bool
+    tuned: list[str]
+    held: list[str]
+    plans: dict[str, RankPlan]
+
+
+def choose(
+    items: list[QueryCandidates],
+    qrels: dict[str, dict[str, int]],
+    *,
+    folds: int,
+    holdout: float,
+    seed: int,
+    fetch_depth: int,
+    reference: dict[str, dict[str, int]] | None = None,
+    console: Any = None,
+) -> Choice:
+    """Split the judged queries, score the grid, cross-validate, keep the default unless beaten.
+
+    The same path for every source of judgments (qrels, feedback, a judge's grades).
+    ``reference``: qrels that did not choose anything (a dataset's, when a judge labelled
+    the queries): the held-out rows are also scored against them.
+
+    Raises:
+        ValueError: too few judged queries for the folds.
+    """
+    from core.settings import QuerySettings, RerankSettings  # noqa: PLC0415
+    from query import resolve_rank  # noqa: PLC0415
+    from services.cli import tuning  # noqa: PLC0415
+
+    items = [q for q in items if q.qid in qrels]
+    order = sorted(qrels)
+    random.Random(seed).shuffle(order)  # noqa: S311 - a reproducible split, not a secret
+    n_out = round(len(order) * holdout)
+    held, tuned = sorted(order[:n_out]), sorted(order[n_out:])
+    if len(tuned) < folds:
+        raise ValueError(f"{len(tuned)} judged queries to tune on cannot make {folds} folds")
+    rerank_cfg, query_cfg = RerankSettings(), QuerySettings()
     late = any(q.late for q in items)
     # What the server does for a collection nobody tuned: the plan it resolves with no
     # stored policy (late interaction, when the collection has it, at the settings' weight).
@@ -178,14 +402,21 @@ def _run(
         default, late=late, depths=[d for d in (10, 20, 30, 50) if d <= fetch_depth]
     )
     grid = list(dict.fromkeys([hybrid, baseline, default, *grid]))
-    console.print(f"scoring {len(grid)} candidate policies over {len(items)} queries")
+    if console is not None:
+        console.print(f"scoring {len(grid)} candidate policies over {len(items)} queries")
     scores = tuning.score_candidates(grid, items, qrels, top_k=query_cfg.top_k)
     by_cand = {s.candidate: s for s in scores}
     result = tuning.cross_validate(scores, tuned, folds=folds, seed=seed)
     chosen, kept_default = tuning.unless_default_is_as_good(result, by_cand[default], tuned)
     front = tuning.frontier(scores, tuned)
+    plans = {
+        "hybrid": hybrid,
+        "baseline": baseline,
+        "default": default,
+        "chosen": chosen.candidate,
+        "best in the grid": result.chosen.candidate,
+    }
     report: dict[str, Any] = {
-        "collection": collection,
         "queries": {"tuned": len(tuned), "held_out": len(held)},
         "candidates": len(grid),
         "late_interaction": late,
@@ -209,35 +440,25 @@ def _run(
     if held:
         report["held_out"] = {
             "queries": len(held),
-            "offline": {
-                name: round(by_cand[c].mean_ndcg(held), 4) if c in by_cand else None
-                for name, c in (
-                    ("hybrid", hybrid),
-                    ("baseline", baseline),
-                    ("default", default),
-                    ("chosen", chosen.candidate),
-                    ("best in the grid", result.chosen.candidate),
-                )
-            },
+            "offline": {name: round(by_cand[c].mean_ndcg(held), 4) for name, c in plans.items()},
         }
-    if apply:
-        report["applied"] = _apply(
-            client,
-            collection,
-            None if kept_default else chosen.candidate,
-            {
-                "by": "sieve tune",
-                "cv_ndcg@10": round(result.cv_ndcg, 4),
-                "folds": folds,
-                "queries": len(tuned),
-                "candidates": len(grid),
-            },
-        )
-        if held:
-            report["held_out"]["api"] = _api_ndcg(
-                client, collection, queries=queries, qrels=qrels, held=held, concurrency=concurrency
-            )
-    return report
+        if reference is not None:
+            truth = {q: reference[q] for q in held if q in reference}
+            named = list(dict.fromkeys(plans.values()))
+            rescored = tuning.score_candidates(named, items, truth, top_k=query_cfg.top_k)
+            by_plan = {s.candidate: s for s in rescored}
+            report["held_out"]["offline_against_qrels"] = {
+                "queries": len(truth),
+                **{name: round(by_plan[c].mean_ndcg(truth), 4) for name, c in plans.items()},
+            }
+    return Choice(
+        report=report,
+        chosen=chosen.candidate,
+        kept_default=kept_default,
+        tuned=tuned,
+        held=held,
+        plans=plans,
+    )
 
 
 def _apply(
@@ -308,6 +529,28 @@ def _print(report: dict[str, Any]) -> None:
             str(row["rerank_tokens"]),
         )
     console.print(table)
+    if "judge" in report:
+        j = report["judge"]
+        grades = ", ".join(f"{k}: {v}" for k, v in j["grades"].items())
+        agree = j["agreement_with_reranker"]
+        console.print(
+            f"judge {j['model']}: {j['pairs']} pairs over {j['queries_judged']} queries "
+            f"({j['sent']} sent, {j['cached']} from the cache, {j['unparseable']} unparseable; "
+            f"~{j['estimated_tokens_sent']:,} of {j['budget_tokens']:,} budgeted tokens; "
+            f"{j['queries_over_budget']} queries over the budget, "
+            f"{j['queries_without_answer']} with nothing graded 2+); grades {grades}"
+        )
+        if agree.get("queries"):
+            console.print(
+                f"reranker vs judge over {agree['queries']} queries: pairwise agreement "
+                f"{agree['pairwise']:.3f}, Kendall tau-b {agree['kendall_tau']:.3f}"
+            )
+        if j["agreement_with_qrels"]:
+            q = j["agreement_with_qrels"]
+            console.print(
+                f"judge (2+) vs the qrels over {q['pairs']} pairs: accuracy {q['accuracy']:.3f}, "
+                f"precision {q['precision']:.3f}, recall {q['recall']:.3f}"
+            )
     console.print(
         f"best in the grid: {report['best_in_grid']['policy']}; choosing among the grid "
         f"scores {report['cv_ndcg@10']:.4f} nDCG@10 in {report['folds']}-fold "
@@ -324,6 +567,10 @@ def _print(report: dict[str, Any]) -> None:
         h = report["held_out"]
         line = ", ".join(f"{k} {v:.4f}" for k, v in h["offline"].items() if v is not None)
         console.print(f"held out ({h['queries']} queries), offline: {line}")
+        if "offline_against_qrels" in h:
+            truth = h["offline_against_qrels"]
+            line = ", ".join(f"{k} {v:.4f}" for k, v in truth.items() if k != "queries")
+            console.print(f"held out against the dataset's qrels ({truth['queries']}): {line}")
         if "api" in h:
             console.print(
                 f"held out through the API with the applied policy: nDCG@10 {h['api']:.4f}"

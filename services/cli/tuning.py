@@ -63,6 +63,8 @@ class QueryCandidates:
     rerank_ms: float
     rerank_pairs: int
     rerank_cached: int
+    # The passage of each fetched (reranked) chunk, for ``--judge``; empty in old caches.
+    texts: dict[str, str] = field(default_factory=dict)
 
     @property
     def legs(self) -> Legs:
@@ -99,6 +101,7 @@ def fetch_candidates(
     rerank: dict[str, float] = {}
     late: dict[str, float] = {}
     doc_tokens: dict[str, int] = {}
+    texts: dict[str, str] = {}
     if out["rerank"]["status"] == "ok":
         for h in out["results"]:
             scores = h["scores"]
@@ -109,6 +112,7 @@ def fetch_candidates(
     for h in out["results"]:
         documents[h["chunk_id"]] = str(h["document_id"])
         doc_tokens[h["chunk_id"]] = _capped_tokens(h, document_tokens)
+        texts[h["chunk_id"]] = _passage(h)
     return QueryCandidates(
         qid=qid,
         query=text,
@@ -124,13 +128,17 @@ def fetch_candidates(
         rerank_ms=float(out["timings_ms"].get("rerank", 0.0)),
         rerank_pairs=len(rerank),
         rerank_cached=int(out["rerank"].get("cached") or 0),
+        texts=texts,
     )
 
 
-def _capped_tokens(hit: dict[str, Any], cap: int | None) -> int:
+def _passage(hit: dict[str, Any]) -> str:
     title, text = hit.get("title"), hit.get("text") or ""
-    body = f"{title}\n{text}" if title and title not in text[: len(title) + 8] else text
-    tokens = estimate_tokens(body)
+    return f"{title}\n{text}" if title and title not in text[: len(title) + 8] else text
+
+
+def _capped_tokens(hit: dict[str, Any], cap: int | None) -> int:
+    tokens = estimate_tokens(_passage(hit))
     return min(tokens, cap) if cap is not None else tokens
 
 

@@ -172,3 +172,49 @@ def test_tune_chooses_applies_and_the_api_uses_the_policy(stack: Stack, tmp_path
                              "--fetch-depth", "10", "--json", *conn])  # fmt: skip
     assert fb.exit_code == 0, fb.output
     assert json.loads(fb.stdout)["queries"]["tuned"] == 4
+
+
+@pytest.mark.slow
+def test_tune_with_a_judge_model_on_a_queries_file(stack: Stack, tmp_path: Path) -> None:
+    from tests.cli.standin_judge import StandInJudge, running_judge  # noqa: PLC0415
+
+    dataset = _tiny_beir(tmp_path / "tiny")
+    data = load_beir(dataset)
+    runner = CliRunner()
+    conn = ["--api-url", stack.api, "--api-key", KEY_A]
+    # The collection of the eval test above (ingested again if this test runs alone).
+    assert runner.invoke(app, ["eval", str(dataset), *conn, "--limit", "1"]).exit_code == 0
+    bodies = {}
+    for line in (dataset / "corpus.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        bodies[row["_id"]] = f"{row.get('title', '')}\n{row['text']}"
+    by_text = {text: qid for qid, text in data.queries.items()}
+
+    def truth(query: str, passage: str) -> int:
+        head = passage.split("\n", 1)[-1][:80]
+        relevant = data.qrels.get(by_text.get(query, ""), {})
+        return 3 if any(head in bodies[d] for d in relevant if d in bodies) else 0
+
+    judge = StandInJudge(truth=truth)
+    queries = tmp_path / "queries.txt"
+    queries.write_text("\n".join(data.queries.values()) + "\n")
+    with running_judge(judge) as url:
+        args = ["tune", "-c", "beir-tiny", "--queries", str(queries), "--judge", "standin",
+                "--judge-url", url, "--folds", "2", "--fetch-depth", "10", "--judge-depth", "5",
+                "--cache", str(tmp_path / "cands.jsonl"), "--json", *conn]  # fmt: skip
+        first = runner.invoke(app, args)
+        assert first.exit_code == 0, first.output
+        report = json.loads(first.stdout)
+        sent = judge.requests
+        again = runner.invoke(app, args)
+        assert again.exit_code == 0, again.output
+        rerun = json.loads(again.stdout)
+    assert report["judge"]["sent"] == sent > 0
+    assert report["judge"]["unparseable"] == 0
+    assert report["judge"]["grades"]["3"] > 0
+    assert report["queries"]["tuned"] >= 2
+    assert (tmp_path / "cands.judge.jsonl").is_file()  # beside --cache
+    assert judge.requests == sent  # the re-run was answered from the cache
+    assert rerun["judge"]["sent"] == 0
+    assert rerun["judge"]["cached"] == report["judge"]["pairs"]
+    assert rerun["cv_ndcg@10"] == report["cv_ndcg@10"]
