@@ -18,9 +18,9 @@ from services.api.deps import Deps, Tenant, in_thread
 from services.api.webhook_targets import MAX_URL_CHARS, resolve_target
 
 __all__ = [
-    "DeliveriesResponse",
     "WebhookCreateRequest",
     "WebhookCreatedResponse",
+    "WebhookDeliveriesResponse",
     "WebhookResponse",
     "WebhooksResponse",
     "router",
@@ -66,7 +66,7 @@ class WebhooksResponse(BaseModel):
     webhooks: list[WebhookResponse]
 
 
-class DeliveriesResponse(BaseModel):
+class WebhookDeliveriesResponse(BaseModel):
     """A page of a subscription's delivery attempts (newest first) and how many are kept."""
 
     deliveries: list[dict[str, Any]]
@@ -140,11 +140,11 @@ async def list_deliveries(
     *,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=_MAX_PAGE)] = 50,
-) -> DeliveriesResponse:
+) -> WebhookDeliveriesResponse:
     """A page of the subscription's delivery attempts, newest first (bounded by
     ``SIEVE_WEBHOOK_LOG_MAX``, expiring after ``SIEVE_WEBHOOK_LOG_TTL_S``)."""
     store = _store(deps)
     await in_thread(deps.state.get_collection, tenant, name)
     await in_thread(store.get, tenant, name, webhook_id)
     rows, total = await in_thread(store.deliveries, webhook_id, offset=offset, limit=limit)
-    return DeliveriesResponse(deliveries=rows, total=total, offset=offset)
+    return WebhookDeliveriesResponse(deliveries=rows, total=total, offset=offset)
