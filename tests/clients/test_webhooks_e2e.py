@@ -81,3 +81,39 @@ def test_targets_the_guard_refuses_and_other_tenants_get_the_one_error_body(
         with pytest.raises(NotFoundError):
             client.delete_webhook("guarded", hook.id)
         client.delete_collection("guarded")
+
+
+def test_the_cli_adds_lists_shows_deliveries_and_removes(stack: Stack) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415 - only this test drives the CLI
+
+    from services.cli.main import app  # noqa: PLC0415
+
+    runner = CliRunner(env={"SIEVE_URL": stack.api, "SIEVE_API_KEY": KEY_A, "COLUMNS": "250"})
+
+    def sieve(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    with SieveClient(stack.api, KEY_A) as client, receiver() as rx:
+        client.create_collection("cli-hooks")
+        added = sieve("webhooks", "add", rx.url, "-c", "cli-hooks", "-e", "job.completed")
+        hook_id = added.split()[1]
+        rx.secret = added.split("secret ", 1)[1].split()[0]
+        assert hook_id in sieve("webhooks", "list", "-c", "cli-hooks")
+        client.upload_documents("cli-hooks", [{"id": "a", "text": "Lichen on granite."}])
+        rx.wait_for(1, timeout_s=60)
+        assert rx.calls[0].verified
+        deadline = time.monotonic() + 10
+        while "delivered" not in (
+            shown := sieve("webhooks", "deliveries", hook_id, "-c", "cli-hooks")
+        ):
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.05)
+        assert "job.completed" in shown
+        sieve("webhooks", "rm", hook_id, "-c", "cli-hooks")
+        assert "no webhooks" in sieve("webhooks", "list", "-c", "cli-hooks")
+        bad = runner.invoke(app, ["webhooks", "add", "http://10.0.0.1/", "-c", "cli-hooks"])
+        assert bad.exit_code == 1
+        assert "Traceback" not in bad.output
+        client.delete_collection("cli-hooks")
