@@ -1,7 +1,7 @@
 """The webhook delivery loop: a background task of the API process.
 
 Each round claims up to ``concurrency`` due deliveries from the outbox (each under a lease
-of the request timeout plus a margin: a sender killed mid-request leaves it to be claimed
+of three request timeouts plus 5 s: a sender killed mid-request leaves it to be claimed
 again when the lease ends, so delivery is at least once), sends them at once, and settles
 each attempt: a 2xx is done; anything else (3xx included: redirects are not followed,
 timeouts, refused connections, 5xx) is retried with the backoff of ``core/retry.py``
@@ -36,8 +36,9 @@ __all__ = ["Attempt", "WebhookSender", "webhook_loop"]
 
 log = logging.getLogger("sieve.webhooks")
 
-# A lease outlives the request it covers by this much, so a live sender settles first.
-_LEASE_MARGIN_S = 30.0
+# A lease outlives the request it covers (connect, write and read may each take the
+# timeout) by this much, so a live sender settles first.
+_LEASE_MARGIN_S = 5.0
 _USER_AGENT = "Sieve-Webhooks/1"
 
 
@@ -216,7 +217,7 @@ async def webhook_loop(
 ) -> None:
     """Deliver due events until cancelled, ``concurrency`` at a time: a slow target holds
     one slot, not the round."""
-    lease_s = settings.timeout_s + _LEASE_MARGIN_S
+    lease_s = 3 * settings.timeout_s + _LEASE_MARGIN_S
     running: set[asyncio.Task[Attempt]] = set()
     try:
         while True:
