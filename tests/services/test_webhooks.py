@@ -260,3 +260,59 @@ async def test_the_request_goes_to_the_checked_address_with_the_named_host(
             (call,) = await asyncio.to_thread(rx.wait_for, 1)
         assert call.headers["host"] == f"hooks.example:{port}"
         assert call.verified
+
+
+_SENDER = """
+import asyncio, sys
+import httpx, redis
+from core.settings import WebhookSettings
+from indexing.webhooks import WebhookStore
+from services.api.webhook_delivery import WebhookSender, webhook_loop
+from services.api.webhook_targets import TargetPolicy
+
+async def main() -> None:
+    settings = WebhookSettings(allow_networks=["127.0.0.1/32"], timeout_s=0.1, poll_s=0.02)
+    client = redis.Redis.from_url(sys.argv[1], decode_responses=True)
+    async with httpx.AsyncClient() as http:
+        sender = WebhookSender(http, TargetPolicy.from_settings(settings), timeout_s=60)
+        await webhook_loop(WebhookStore(client), sender, settings)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+async def test_a_sender_killed_mid_delivery_leaves_it_to_the_next_one(
+    hooks: WebhookStore, redis_url: str
+) -> None:
+    """kill -9 of the process holding a delivery: it is delivered after the lease, once."""
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    with receiver(hang_first=1, hang_s=30) as rx:
+        sub = _subscribe(hooks, rx.url)
+        rx.secret = sub.secret
+        hooks.emit("acme", "papers", WebhookEvent.JOB_COMPLETED, {"job_id": "j"})
+        proc = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-c", _SENDER, redis_url])
+        try:
+            deadline = time.monotonic() + 60
+            while not rx.calls:
+                assert proc.poll() is None
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        assert hooks.outbox_size() == 1  # claimed by the dead sender, not settled
+        async with _delivering(hooks, _settings(timeout_s=0.1)):
+            calls = await asyncio.to_thread(rx.wait_for, 2, 30.0)
+            await _wait_settled(hooks)
+        # The dead sender's lease (3 x 0.1 s + 5 s from its claim, which came a moment
+        # before its request: up to a second or so on a loaded machine) had to end first.
+        assert calls[1].at - calls[0].at > 3.0
+        assert calls[1].verified
+        assert calls[0].headers["webhook-id"] == calls[1].headers["webhook-id"]
+    rows, _ = hooks.deliveries(sub.id, offset=0, limit=10)
+    assert [(r["attempt"], r["status"]) for r in rows] == [(2, "delivered")]

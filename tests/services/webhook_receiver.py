@@ -1,6 +1,7 @@
 """A real webhook receiver for tests: an HTTP server on a free loopback port, in a thread.
 
-It fails its first ``fail_first`` calls (503), can answer with a redirect instead, and checks
+It fails its first ``fail_first`` calls (503), can hold its first answers, can answer with a
+redirect instead, and checks
 every call's Standard Webhooks signature with the ``standardwebhooks`` package.
 """
 
@@ -43,6 +44,9 @@ class Receiver:
     secret: str | None = None
     fail_first: int = 0
     redirect_to: str | None = None
+    # The first ``hang_first`` calls are held this long before their answer (a slow target).
+    hang_first: int = 0
+    hang_s: float = 0.0
     calls: list[Call] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -77,6 +81,8 @@ def _handler(holder: list[Receiver]) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 state.calls.append(Call(headers, body, verified, time.time()))
                 n = len(state.calls)
+            if n <= state.hang_first:
+                time.sleep(state.hang_s)
             if n <= state.fail_first:
                 self.send_response(503)
             elif state.redirect_to is not None:
