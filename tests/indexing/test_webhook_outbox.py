@@ -189,3 +189,22 @@ def test_deleting_the_collection_drops_its_subscriptions(
     _subscribe(hooks)
     state.delete_collection("acme", "papers")
     assert hooks.subscriptions("acme", "papers") == []
+
+
+def test_a_reindex_that_ends_emits_its_event_once(state: StateStore, hooks: WebhookStore) -> None:
+    from indexing.reindex_state import ReindexState  # noqa: PLC0415
+
+    rx = ReindexState(state.raw())
+    _subscribe(hooks)
+    for job, end in (("r1", "completed"), ("r2", "failed")):
+        state.raw().hset(
+            f"sieve:rx:job:{job}",
+            mapping={"tenant": "acme", "collection": "papers", "state": "running"},
+        )
+        assert rx.finish(job, end, "embed_failed" if end == "failed" else "", "")
+        assert not rx.finish(job, end)  # ended once: no second event
+    events = {d.data["job_id"]: d for d in _due(hooks)}
+    assert events["r1"].type == "reindex.completed"
+    assert events["r2"].type == "job.failed"
+    assert events["r2"].data["kind"] == "reindex"
+    assert events["r2"].data["reason"] == "embed_failed"
