@@ -126,12 +126,12 @@ for _, id in ipairs(ids) do
 end
 return out
 """
-# settle(id; outcome JSON, retry_at ms or -1 (done / given up)): log the attempt, then
-# retry later or forget the delivery.
+# settle(id; outcome JSON or "" (nothing to log), retry_at ms or -1 (done / given up)): log
+# the attempt, then retry later or forget the delivery.
 _SETTLE = """
 local key = W .. 'task:' .. ARGV[1]
 if redis.call('EXISTS', key) == 0 then return 0 end
-wh_log(redis.call('HGET', key, 'sub'), cjson.decode(ARGV[2]))
+if ARGV[2] ~= '' then wh_log(redis.call('HGET', key, 'sub'), cjson.decode(ARGV[2])) end
 local at = tonumber(ARGV[3])
 if at >= 0 then
   redis.call('ZADD', W .. 'due', at, ARGV[1])
@@ -271,11 +271,14 @@ class WebhookStore:
             )
         return out
 
-    def settle(self, delivery: Delivery, outcome: dict[str, Any], retry_at: float | None) -> None:
-        """Log an attempt; then retry at ``retry_at`` (epoch seconds), or forget it (None)."""
+    def settle(
+        self, delivery: Delivery, outcome: dict[str, Any] | None, retry_at: float | None
+    ) -> None:
+        """Log an attempt (unless ``outcome`` is None: its subscription is gone); then retry
+        at ``retry_at`` (epoch seconds), or forget the delivery (None)."""
         at = -1 if retry_at is None else round(retry_at * 1000)
         with redis_errors():
-            self._settle(args=[delivery.id, json.dumps(outcome), at])
+            self._settle(args=[delivery.id, "" if outcome is None else json.dumps(outcome), at])
 
     def outbox_size(self) -> int:
         """Deliveries waiting or in flight."""

@@ -192,9 +192,8 @@ async def deliver_one(
     """Try one claimed delivery and settle it."""
     sub = await asyncio.to_thread(store.find, delivery.tenant, delivery.collection, delivery.sub)
     if sub is None:  # deleted meanwhile: nothing to log it in
-        attempt = Attempt(ok=False, retry=False, error="webhook_deleted")
-        await asyncio.to_thread(store.settle, delivery, _outcome(delivery, attempt, None), None)
-        return attempt
+        await asyncio.to_thread(store.settle, delivery, None, None)
+        return Attempt(ok=False, retry=False, error="webhook_deleted")
     attempt = await sender.send(sub, delivery)
     retry_at = next_try(attempt, delivery, settings, now=time.time(), rng=rng)
     await asyncio.to_thread(store.settle, delivery, _outcome(delivery, attempt, retry_at), retry_at)

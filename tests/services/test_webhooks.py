@@ -316,3 +316,16 @@ async def test_a_sender_killed_mid_delivery_leaves_it_to_the_next_one(
         assert calls[0].headers["webhook-id"] == calls[1].headers["webhook-id"]
     rows, _ = hooks.deliveries(sub.id, offset=0, limit=10)
     assert [(r["attempt"], r["status"]) for r in rows] == [(2, "delivered")]
+
+
+async def test_deliveries_of_a_deleted_subscription_are_dropped_unsent(
+    hooks: WebhookStore,
+) -> None:
+    with receiver() as rx:
+        sub = _subscribe(hooks, rx.url)
+        hooks.emit("acme", "papers", WebhookEvent.JOB_COMPLETED, {"job_id": "j"})
+        hooks.remove("acme", "papers", sub.id)
+        async with _delivering(hooks, _settings()):
+            await _wait_settled(hooks)
+        assert rx.calls == []
+    assert hooks.deliveries(sub.id, offset=0, limit=10) == ([], 0)  # no log left behind
