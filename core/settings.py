@@ -53,6 +53,7 @@ __all__ = [
     "StoreBackend",
     "StoreSettings",
     "TelemetrySettings",
+    "WebhookSettings",
     "WorkerSettings",
     "check_api_key",
     "reject_placeholder",
@@ -440,6 +441,54 @@ class QuotaSettings(BaseSettings):
     # Upload requests (POST/PUT documents) of one tenant being read or accepted at once,
     # per API process.
     uploads_in_flight: Annotated[int, Field(ge=1, le=1024)] = 4
+
+
+class WebhookSettings(BaseSettings):
+    """``SIEVE_WEBHOOK_*``: outgoing webhooks, their outbox and the SSRF guard (README, "Webhooks").
+
+    A target may resolve only to global addresses, unless its address is inside one of
+    ``allow_networks`` (CIDRs, e.g. ``10.0.0.0/8`` or ``127.0.0.1/32`` for a local receiver);
+    when ``allow_hosts`` is set, only those host names (or ``*.suffix``) may be targets at all.
+    """
+
+    model_config = _config("SIEVE_WEBHOOK_")
+
+    allow_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_per_collection: Annotated[int, Field(ge=1, le=100)] = 10
+    # Deliveries waiting (or being tried) over every subscription: past it an event is
+    # dropped, counted and logged in the subscription's deliveries, never the state change.
+    outbox_max: Annotated[int, Field(ge=10, le=10_000_000)] = 100_000
+    # Delivery attempts kept per subscription (newest first), and for how long.
+    log_max: Annotated[int, Field(ge=1, le=10_000)] = 200
+    log_ttl_s: Annotated[float, Field(ge=60)] = 7 * 24 * 3600.0
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    # Deliveries in flight at once, per API process.
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    # Attempts per delivery, and the age past which a failing one is given up.
+    max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
+    max_age_s: Annotated[float, Field(ge=1)] = 24 * 3600.0
+    backoff_base_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    backoff_max_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+    # How often the delivery loop looks for due deliveries when there was nothing to send.
+    poll_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+
+    @field_validator("allow_networks", "allow_hosts", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"SIEVE_WEBHOOK_ALLOW_NETWORKS: {net!r} is not a CIDR") from exc
+        return value
 
 
 class ModelKind(StrEnum):

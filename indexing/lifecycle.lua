@@ -71,8 +71,51 @@ local function reindex(t, c, id, seq, old, new)
   end
 end
 
+-- Webhook events (outbox.lua, prepended to this script, writes them in this same step).
+local function job_of(job)
+  local raw = redis.call("GET", P .. "job:" .. job)
+  if not raw then return nil end
+  local rec = cjson.decode(raw)
+  if redis.call("EXISTS", W .. "subs:" .. rec.tenant .. ":" .. rec.collection) == 0 then
+    return nil
+  end
+  return rec
+end
+
+-- The job ended: job.completed | job.failed | job.cancelled, read as StateStore's _derive
+-- reads its state (cancelled first, then any failed entry).
+local function job_event(job, now)
+  local rec = job_of(job)
+  if not rec then return end
+  local counts, flat = {}, redis.call("HGETALL", P .. "jobcnt:" .. job)
+  for i = 1, #flat, 2 do
+    local n = tonumber(flat[i + 1])
+    if flat[i] ~= "_done" and n > 0 then counts[flat[i]] = n end
+  end
+  local etype, state = "job.completed", "completed"
+  if rec.cancelled and counts.cancelled then
+    etype, state = "job.cancelled", "cancelled"
+  elseif counts.failed then
+    etype, state = "job.failed", "completed_with_errors"
+  end
+  wh_emit(rec.tenant, rec.collection, etype,
+    {collection = rec.collection, job_id = job, kind = rec.kind, state = state, counts = counts}, now)
+end
+
+-- A document of the job failed (err: JSON {"reason", "message"} or "").
+local function doc_failed_event(job, id, err, now)
+  local rec = job_of(job)
+  if not rec then return end
+  local why = {}
+  if err and err ~= "" then why = cjson.decode(err) end
+  wh_emit(rec.tenant, rec.collection, "document.failed",
+    {collection = rec.collection, job_id = job, document_id = id,
+     reason = why.reason or "", message = why.message or ""}, now)
+end
+
 -- The job's last entry ended: stamp it, and let its keys expire after the retention.
 local function finish_job(job, now)
+  job_event(job, now)
   redis.call("SET", P .. "jobfin:" .. job, now)
   if JOB_TTL_MS > 0 then
     for _, part in ipairs(JOB_PARTS) do redis.call("PEXPIRE", P .. part .. job, JOB_TTL_MS) end
@@ -92,6 +135,7 @@ local function job_entry(job, id, state, now, err)
   if state == "failed" and err and err ~= "" then
     redis.call("HSET", P .. "joberr:" .. job, id, err)
   end
+  if state == "failed" then doc_failed_event(job, id, err, now) end
   if TERMINAL[state] then
     local done = redis.call("HINCRBY", jc, "_done", 1)
     if done >= redis.call("HLEN", jd) then finish_job(job, now) end
@@ -285,6 +329,7 @@ if op == "accept" then
       redis.call("HINCRBY", jc, "_done", 1)
       entries = entries + 1
       if d.error and d.error ~= "" then redis.call("HSET", P .. "joberr:" .. job, d.id, d.error) end
+      doc_failed_event(job, d.id, d.error, now)
       table.insert(out, d.id)
       table.insert(out, 0)
     else
@@ -326,6 +371,7 @@ if op == "accept" then
       if d.status == "failed" then
         redis.call("HINCRBY", jc, "_done", 1)
         if d.error and d.error ~= "" then redis.call("HSET", P .. "joberr:" .. job, d.id, d.error) end
+        doc_failed_event(job, d.id, d.error, now)
       end
       table.insert(out, d.id)
       table.insert(out, version)

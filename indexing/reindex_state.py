@@ -24,6 +24,7 @@ import redis
 
 from core.defaults import DEFAULT_JOB_RETENTION_S
 from core.errors import Conflict, NotFound
+from indexing.outbox import OUTBOX_LUA
 from indexing.records import (
     CollectionRecord,
     JobRecord,
@@ -90,6 +91,14 @@ if not st or st == 'completed' or st == 'cancelled' or st == 'failed' then retur
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[2], 'owner', '')
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3], 'message', ARGV[4]) end
 redis.call('SREM', KEYS[2], ARGV[5])
+-- The webhook event, in this same step (outbox.lua is prepended to this script).
+local where = redis.call('HMGET', KEYS[1], 'tenant', 'collection')
+if where[1] and where[2] then
+  local etype = 'job.' .. ARGV[1]
+  if ARGV[1] == 'completed' then etype = 'reindex.completed' end
+  wh_emit(where[1], where[2], etype, {collection = where[2], job_id = ARGV[5], kind = 'reindex',
+    state = ARGV[1], reason = ARGV[3], message = ARGV[4]}, ARGV[2])
+end
 local ttl = tonumber(ARGV[6])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
@@ -113,7 +122,7 @@ class ReindexState:
         self._settle = client.register_script(_SETTLE)
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
-        self._finish = client.register_script(_FINISH)
+        self._finish = client.register_script(OUTBOX_LUA + _FINISH)
 
     # ------------------------------------------------------------ keys
 

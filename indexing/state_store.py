@@ -22,6 +22,7 @@ import redis
 
 from core.defaults import DEFAULT_JOB_RETENTION_S
 from core.errors import Conflict, NotFound, QuotaExceeded, UpstreamUnavailable
+from indexing.outbox import OUTBOX_LUA
 from indexing.records import (
     CollectionRecord,
     DocStatus,
@@ -223,7 +224,8 @@ class StateStore:
         self, client: redis.Redis, *, job_retention_s: float = DEFAULT_JOB_RETENTION_S
     ) -> None:
         self._r = client
-        source = resources.files("indexing").joinpath("lifecycle.lua").read_text()
+        # The webhook outbox first: a change and the events it causes are one step.
+        source = OUTBOX_LUA + resources.files("indexing").joinpath("lifecycle.lua").read_text()
         self._script = client.register_script(source)
         self._create = client.register_script(_CREATE)
         self._begin_delete = client.register_script(_BEGIN_DELETE)
@@ -421,6 +423,7 @@ class StateStore:
                 _k("bm25len", tenant, name),
                 _k("bytes", tenant, name),
                 _k("expiry", tenant, name),
+                _k("wh", "subs", tenant, name),  # its webhook subscriptions
                 *(_k("st", tenant, name, s.value) for s in DocStatus),
                 # A re-index's write pause, writers in flight and changed documents.
                 *(_k("rx", part, tenant, name) for part in ("pause", "gate", "dirty", "on")),

@@ -24,6 +24,7 @@ from services.api import (
     routes_jobs,
     routes_policy,
     routes_query,
+    routes_webhooks,
 )
 from services.api.body_limits import BodyLimits, LimitPolicy
 from services.api.browser_guard import guard_browser
@@ -149,14 +150,18 @@ def create_app(hooks: AppHooks) -> FastAPI:
             ).inc()
         return response
 
-    app.include_router(routes_collections.router)
-    # Before the documents router: its GET /{doc_id:path} would swallow ".../image".
-    app.include_router(routes_images.router)
-    app.include_router(routes_documents.router)
-    app.include_router(routes_jobs.router)
-    app.include_router(routes_query.router)
-    app.include_router(routes_evaluation.router)
-    app.include_router(routes_policy.router)
+    for routes in (
+        routes_collections,
+        # Before the documents router: its GET /{doc_id:path} would swallow ".../image".
+        routes_images,
+        routes_documents,
+        routes_jobs,
+        routes_query,
+        routes_evaluation,
+        routes_policy,
+        routes_webhooks,
+    ):
+        app.include_router(routes.router)
     install_console(app)
 
     @app.get("/healthz", tags=["operations"])

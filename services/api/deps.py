@@ -14,6 +14,7 @@ from indexing.accept import AcceptLimits
 from indexing.feedback import FeedbackStore
 from indexing.reindex import Reindexer
 from indexing.state_store import StateStore, TenantQuota
+from indexing.webhooks import WebhookStore
 from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
 from query import QueryEngine
@@ -22,6 +23,7 @@ from services.api.auth import TenantResolver
 from services.api.metrics import ApiMetrics
 from services.api.pools import ApiPools
 from services.api.quotas import UploadSlots
+from services.api.webhook_targets import TargetPolicy
 from services.worker.celery_queue import CeleryTaskQueue
 
 __all__ = ["ApiDeps", "Deps", "Tenant", "in_thread"]
@@ -48,6 +50,9 @@ class ApiDeps:
     quotas: QuotaSettings
     uploads: UploadSlots
     feedback: FeedbackStore | None = None
+    # Webhook subscriptions and their outbox; the SSRF guard's policy (SIEVE_WEBHOOK_*).
+    webhooks: WebhookStore | None = None
+    webhook_policy: TargetPolicy = field(default_factory=TargetPolicy)
     # /readyz reports memory pressure from this share of Redis's maxmemory (RedisSettings).
     redis_memory_warn_ratio: float = 0.8
     # Sized by ``SIEVE_API_IO_THREADS`` / ``_CPU_THREADS`` / ``_CPU_QUEUE`` (services/api/pools.py).

@@ -31,6 +31,7 @@ from core.settings import (
     StoreBackend,
     StoreSettings,
     TelemetrySettings,
+    WebhookSettings,
     WorkerSettings,
 )
 from indexing.blob_gc import BlobLedger
@@ -39,6 +40,7 @@ from indexing.heartbeat import Heartbeat, new_owner_id
 from indexing.reindex import Reindexer
 from indexing.retention import RetentionPolicy
 from indexing.state_store import StateStore
+from indexing.webhooks import WebhookLimits, WebhookStore
 from indexing.writes import StoreWriter
 from ingest.blob_store import LocalBlobStore
 from query import ModelsCatalog, PlanDefaults, QueryEngine, RerankerPool
@@ -50,6 +52,8 @@ from services.api.metrics import ApiMetrics
 from services.api.query_images import PageImageSource
 from services.api.quotas import UploadSlots
 from services.api.reaper import retention_loop
+from services.api.webhook_delivery import WebhookSender, webhook_loop
+from services.api.webhook_targets import TargetPolicy
 from services.telemetry import setup_tracing, shutdown_tracing
 from services.wiring import build_async_embeddings, build_embeddings, open_stores
 from services.worker.celery_app import STORE_WRITES_QUEUE, make_celery
@@ -148,6 +152,40 @@ def _retention_sweep(
     return sweep
 
 
+def _webhook_store(state: StateStore, settings: WebhookSettings) -> WebhookStore:
+    """The webhook store on the state's Redis, its bounds written where the scripts read them."""
+    store = WebhookStore(
+        state.raw(),
+        WebhookLimits(
+            max_per_collection=settings.max_per_collection,
+            outbox_max=settings.outbox_max,
+            log_max=settings.log_max,
+            log_ttl_s=settings.log_ttl_s,
+        ),
+    )
+    store.configure()
+    return store
+
+
+def _webhook_deliveries(
+    settings: WebhookSettings,
+) -> Callable[[ApiDeps], Coroutine[Any, Any, None]]:
+    """The webhook delivery loop as a background task of the app, with its own HTTP client
+    (no base URL, no credentials, redirects off; the guard pins every request's address)."""
+
+    async def deliver(deps: ApiDeps) -> None:
+        if deps.webhooks is None:
+            return
+        limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=0)
+        async with httpx.AsyncClient(
+            limits=limits, follow_redirects=False, trust_env=False
+        ) as client:
+            sender = WebhookSender(client, deps.webhook_policy, timeout_s=settings.timeout_s)
+            await webhook_loop(deps.webhooks, sender, settings)
+
+    return deliver
+
+
 def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
     """Read settings once and build the app; ``consume_store_writes`` defaults to Edge mode."""
     logs = LogSettings()
@@ -158,7 +196,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
     consume = (
         store.backend is StoreBackend.EDGE if consume_store_writes is None else consume_store_writes
     )
-    query_cfg, rerank_cfg = QuerySettings(), RerankSettings()
+    query_cfg, rerank_cfg, hooks_cfg = QuerySettings(), RerankSettings(), WebhookSettings()
     telemetry, retention, quotas = TelemetrySettings(), RetentionSettings(), QuotaSettings()
     tracer_provider = setup_tracing(telemetry, "sieve-api")
     if telemetry.enabled:
@@ -218,6 +256,8 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             uploads=UploadSlots(quotas.uploads_in_flight),
             feedback=FeedbackStore.from_url(redis_url, limit=quotas.feedback_per_collection),
             redis_memory_warn_ratio=redis_cfg.memory_warn_ratio,
+            webhooks=await asyncio.to_thread(_webhook_store, state, hooks_cfg),
+            webhook_policy=TargetPolicy.from_settings(hooks_cfg),
         )
         if consume:
             # This process is the only store writer (embedded mode): whatever a previous
@@ -256,7 +296,10 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         AppHooks(
             build=build,
             close=close,
-            background=[_retention_sweep(retention)],
+            background=[
+                _retention_sweep(retention),
+                _webhook_deliveries(hooks_cfg),
+            ],
             reap_every_s=worker.reap_every_s,
             max_crashes=worker.max_crashes,
             orphan_after_s=3 * worker.owner_ttl_s,

@@ -9,15 +9,18 @@ from services.cli.explain_cmd import explain
 from services.cli.ingest_cmd import ingest
 from services.cli.mcp_cmd import mcp
 from services.cli.query_cmd import query
+from services.cli.webhooks_cmd import webhooks_app
 
 __all__ = ["register_client_commands"]
 
 
 def register_client_commands(app: typer.Typer) -> None:
-    """Add ``ingest``, ``query``, ``explain``, ``collections``, ``jobs`` and ``mcp``."""
+    """Add ``ingest``, ``query``, ``explain``, ``collections``, ``jobs``, ``webhooks`` and
+    ``mcp``."""
     app.command(rich_help_panel="Client")(ingest)
     app.command(rich_help_panel="Client")(query)
     app.command(rich_help_panel="Client")(explain)
     app.add_typer(collections_app, rich_help_panel="Client")
     app.add_typer(jobs_app, rich_help_panel="Client")
+    app.add_typer(webhooks_app, rich_help_panel="Client")
     app.command(rich_help_panel="Client")(mcp)

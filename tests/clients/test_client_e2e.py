@@ -402,6 +402,7 @@ _REQUESTS: list[type[BaseModel]] = [
     client_models.MultiQueryRequest,
     client_models.QueryPolicy,
     client_models.FeedbackRequest,
+    client_models.WebhookCreateRequest,
 ]
 _RESPONSES: list[type[BaseModel]] = [
     client_models.CollectionResponse,
@@ -414,6 +415,10 @@ _RESPONSES: list[type[BaseModel]] = [
     client_models.EvaluationReport,
     client_models.PolicyResponse,
     client_models.FeedbackResponse,
+    client_models.WebhookResponse,
+    client_models.WebhookCreatedResponse,
+    client_models.WebhooksResponse,
+    client_models.WebhookDeliveriesResponse,
 ]
 # Bodies the API documents without a schema of their own (JSONResponse / dict routes).
 _UNDOCUMENTED = {"DocumentDeletedResponse", "ModelInfo"}
@@ -426,7 +431,11 @@ def test_client_models_match_the_live_openapi(stack: Stack) -> None:
     for name, schema in spec["components"]["schemas"].items():
         server.setdefault(component_name(name), schema)
     ours = {**model_schemas(_REQUESTS, "validation"), **model_schemas(_RESPONSES, "serialization")}
-    enums = {"QueryMode": client_models.QueryMode, "DocStatus": client_models.DocStatus}
+    enums = {
+        "QueryMode": client_models.QueryMode,
+        "DocStatus": client_models.DocStatus,
+        "WebhookEvent": client_models.WebhookEvent,
+    }
     for name, enum in enums.items():
         assert shape(server[name]) == {"enum": frozenset(e.value for e in enum)}, name
     assert set(ours) | set(enums) == set(server) - _FRAMEWORK, "a model on one side only"

@@ -615,3 +615,36 @@ def test_open_mode_needs_no_key(browser: Browser, stack: Stack, open_api: str) -
         expect(page.locator("tr[data-collection='open-notes']")).to_contain_text("0 total")
         watch.check()
     assert httpx.get(f"{open_api}/v1/collections/open-notes").status_code == 200
+
+
+def test_webhooks_are_added_listed_with_their_deliveries_and_deleted(
+    watched: tuple[Page, Watch], stack: Stack
+) -> None:
+    page, watch = watched
+    with stack.client() as c:
+        assert c.post("/v1/collections", json={"name": "hooked"}).status_code == 201
+    page.goto(f"{stack.api}/console/collections/hooked")
+    expect(page.locator("#hooks-table tbody")).to_contain_text("No webhooks yet.")
+    # A loopback target is refused by the SSRF guard, in the page's notice.
+    page.get_by_label("URL", exact=True).fill("http://127.0.0.1:9/hook")
+    page.get_by_role("button", name="Add webhook").click()
+    expect(page.locator("#notice")).to_contain_text("non-public address")
+    # A global address literal (no DNS); subscribed to an event that will not happen here.
+    page.get_by_label("URL", exact=True).fill("https://93.184.216.34/hook")
+    for event in ("job.completed", "job.failed", "job.cancelled", "document.failed"):
+        page.get_by_label(event).uncheck()
+    page.get_by_label("reindex.completed").uncheck()
+    page.get_by_role("button", name="Add webhook").click()
+    expect(page.locator("#hook-secret")).to_contain_text("whsec_")
+    row = page.locator("#hooks-table tbody tr[data-webhook]")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("snapshot.completed")
+    row.get_by_role("button", name="Deliveries").click()
+    expect(page.locator("#deliveries-caption")).to_contain_text("0 kept")
+    row.get_by_role("button", name=re.compile("Delete webhook")).click()
+    page.locator("#confirm-ok").click()
+    expect(row).to_have_count(0)
+    with stack.client() as c:
+        assert c.get("/v1/collections/hooked/webhooks").json() == {"webhooks": []}
+    # The refused URL's 400 is the one failed request the page made (and showed).
+    watch.check(allowed_console=("status of 400",))

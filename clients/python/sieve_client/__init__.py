@@ -50,6 +50,10 @@ from sieve_client.models import (
     QueryResponse,
     RangeBounds,
     RerankReport,
+    WebhookCreatedResponse,
+    WebhookDeliveriesResponse,
+    WebhookEvent,
+    WebhookResponse,
 )
 from sieve_client.protocol import DocumentImage, UploadProgress
 
@@ -94,5 +98,9 @@ __all__ = [
     "UploadProgress",
     "UpstreamError",
     "ValidationFailedError",
+    "WebhookCreatedResponse",
+    "WebhookDeliveriesResponse",
+    "WebhookEvent",
+    "WebhookResponse",
     "resolve_connection",
 ]

@@ -42,6 +42,10 @@ from sieve_client.models import (
     QueryMode,
     QueryPolicy,
     QueryResponse,
+    WebhookCreatedResponse,
+    WebhookDeliveriesResponse,
+    WebhookEvent,
+    WebhookResponse,
 )
 from sieve_client.protocol import DocumentImage, FileInput, ProgressCallback
 
@@ -575,6 +579,37 @@ class SieveClient(_Base):
         ``next_cursor`` back as ``cursor`` for the next one)."""
         return self._run(p.list_feedback(collection, cursor=cursor, limit=limit))
 
+    def create_webhook(
+        self,
+        collection: str,
+        url: str,
+        *,
+        events: Sequence[WebhookEvent | str] | None = None,
+        description: str = "",
+    ) -> WebhookCreatedResponse:
+        """Subscribe ``url`` to the collection's events; the answer's ``secret`` is shown once.
+
+        Raises:
+            InvalidRequestError: the server's SSRF guard refused the URL.
+        """
+        return self._run(p.create_webhook(collection, url, events=events, description=description))
+
+    def list_webhooks(self, collection: str) -> list[WebhookResponse]:
+        """The collection's webhook subscriptions (no secrets)."""
+        return self._run(p.list_webhooks(collection))
+
+    def delete_webhook(self, collection: str, webhook_id: str) -> None:
+        """Remove a subscription; its queued deliveries are dropped."""
+        self._run(p.delete_webhook(collection, webhook_id))
+
+    def list_webhook_deliveries(
+        self, collection: str, webhook_id: str, *, offset: int = 0, limit: int = 50
+    ) -> WebhookDeliveriesResponse:
+        """A page of a subscription's delivery attempts, newest first."""
+        return self._run(
+            p.list_webhook_deliveries(collection, webhook_id, offset=offset, limit=limit)
+        )
+
     def list_models(self) -> list[ModelInfo]:
         """The hub's models, to pick an embedding or rerank model."""
         return self._run(p.list_models())
@@ -967,6 +1002,39 @@ class AsyncSieveClient(_Base):
         """A page of the collection's judgments, least recently written first (pass
         ``next_cursor`` back as ``cursor`` for the next one)."""
         return await self._run(p.list_feedback(collection, cursor=cursor, limit=limit))
+
+    async def create_webhook(
+        self,
+        collection: str,
+        url: str,
+        *,
+        events: Sequence[WebhookEvent | str] | None = None,
+        description: str = "",
+    ) -> WebhookCreatedResponse:
+        """Subscribe ``url`` to the collection's events; the answer's ``secret`` is shown once.
+
+        Raises:
+            InvalidRequestError: the server's SSRF guard refused the URL.
+        """
+        return await self._run(
+            p.create_webhook(collection, url, events=events, description=description)
+        )
+
+    async def list_webhooks(self, collection: str) -> list[WebhookResponse]:
+        """The collection's webhook subscriptions (no secrets)."""
+        return await self._run(p.list_webhooks(collection))
+
+    async def delete_webhook(self, collection: str, webhook_id: str) -> None:
+        """Remove a subscription; its queued deliveries are dropped."""
+        await self._run(p.delete_webhook(collection, webhook_id))
+
+    async def list_webhook_deliveries(
+        self, collection: str, webhook_id: str, *, offset: int = 0, limit: int = 50
+    ) -> WebhookDeliveriesResponse:
+        """A page of a subscription's delivery attempts, newest first."""
+        return await self._run(
+            p.list_webhook_deliveries(collection, webhook_id, offset=offset, limit=limit)
+        )
 
     async def list_models(self) -> list[ModelInfo]:
         """The hub's models, to pick an embedding or rerank model."""

@@ -46,6 +46,12 @@ __all__ = [
     "RerankReport",
     "StoragePerChunk",
     "SweepRow",
+    "WebhookCreateRequest",
+    "WebhookCreatedResponse",
+    "WebhookDeliveriesResponse",
+    "WebhookEvent",
+    "WebhookResponse",
+    "WebhooksResponse",
 ]
 
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
@@ -470,3 +476,58 @@ class ModelInfo(_Response):
     id: str
     object: str = "model"
     owned_by: str | None = None
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+class WebhookEvent(StrEnum):
+    """The events a webhook subscription can ask for."""
+
+    JOB_COMPLETED = "job.completed"
+    JOB_FAILED = "job.failed"
+    JOB_CANCELLED = "job.cancelled"
+    DOCUMENT_FAILED = "document.failed"
+    REINDEX_COMPLETED = "reindex.completed"
+    SNAPSHOT_COMPLETED = "snapshot.completed"
+
+
+class WebhookCreateRequest(_Request):
+    """Where to send events, and which ones (default: every event)."""
+
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=len(WebhookEvent))] = (
+        Field(default_factory=lambda: list(WebhookEvent))
+    )
+    description: Annotated[str, Field(max_length=256)] = ""
+
+
+class WebhookResponse(_Response):
+    """A subscription as listed (never its secret)."""
+
+    id: str
+    collection: str
+    url: str
+    events: list[WebhookEvent]
+    description: str
+    created_at: float
+
+
+class WebhookCreatedResponse(WebhookResponse):
+    """A new subscription with its signing secret (``whsec_...``): shown this once."""
+
+    secret: str
+
+
+class WebhooksResponse(_Response):
+    """A collection's subscriptions."""
+
+    webhooks: list[WebhookResponse]
+
+
+class WebhookDeliveriesResponse(_Response):
+    """A page of a subscription's delivery attempts (newest first) and how many are kept."""
+
+    deliveries: list[dict[str, Any]]
+    total: int
+    offset: int

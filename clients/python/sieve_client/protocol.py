@@ -42,6 +42,11 @@ from sieve_client.models import (
     QueryRequest,
     QueryResponse,
     ReindexRequest,
+    WebhookCreatedResponse,
+    WebhookCreateRequest,
+    WebhookDeliveriesResponse,
+    WebhookEvent,
+    WebhookResponse,
 )
 
 __all__ = [
@@ -694,6 +699,45 @@ def list_feedback(
     if cursor is not None:
         params["cursor"] = cursor
     return Call("GET", path, _model(FeedbackResponse, path), params=params)
+
+
+def create_webhook(
+    collection: str,
+    url: str,
+    *,
+    events: Sequence[WebhookEvent | str] | None = None,
+    description: str = "",
+) -> Call[WebhookCreatedResponse]:
+    """``POST /v1/collections/{name}/webhooks``: subscribe ``url`` (all events by default)."""
+    path = f"/v1/collections/{_seg(collection)}/webhooks"
+    fields: dict[str, Any] = {"url": url, "description": description}
+    if events is not None:
+        fields["events"] = list(events)
+    req = _build(WebhookCreateRequest, fields)
+    return Call(
+        "POST", path, _model(WebhookCreatedResponse, path), json=req.model_dump(mode="json")
+    )
+
+
+def list_webhooks(collection: str) -> Call[list[WebhookResponse]]:
+    """``GET /v1/collections/{name}/webhooks``: the subscriptions (no secrets)."""
+    path = f"/v1/collections/{_seg(collection)}/webhooks"
+    return Call("GET", path, _listed(WebhookResponse, "webhooks", f"GET {path}"))
+
+
+def delete_webhook(collection: str, webhook_id: str) -> Call[None]:
+    """``DELETE /v1/collections/{name}/webhooks/{id}``."""
+    path = f"/v1/collections/{_seg(collection)}/webhooks/{_seg(webhook_id)}"
+    return Call("DELETE", path, _none, expect_json=False)
+
+
+def list_webhook_deliveries(
+    collection: str, webhook_id: str, *, offset: int = 0, limit: int = 50
+) -> Call[WebhookDeliveriesResponse]:
+    """``GET /v1/collections/{name}/webhooks/{id}/deliveries``: attempts, newest first."""
+    path = f"/v1/collections/{_seg(collection)}/webhooks/{_seg(webhook_id)}/deliveries"
+    params: dict[str, str | int] = {"offset": offset, "limit": limit}
+    return Call("GET", path, _model(WebhookDeliveriesResponse, path), params=params)
 
 
 def list_models() -> Call[list[ModelInfo]]:
