@@ -212,11 +212,13 @@ class BundleWriter:
         partial = target.with_name(f".{target.name}.partial")
         with partial.open("wb") as raw:
             compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-            with compressor.stream_writer(raw, closefd=False) as stream:
-                with tarfile.open(fileobj=stream, mode="w|") as tar:
-                    _add_bytes(tar, MANIFEST, manifest.model_dump_json().encode())
-                    for name in names:
-                        tar.add(self._dir / name, arcname=name, recursive=False)
+            with (
+                compressor.stream_writer(raw, closefd=False) as stream,
+                tarfile.open(fileobj=stream, mode="w|") as tar,
+            ):
+                _add_bytes(tar, MANIFEST, manifest.model_dump_json().encode())
+                for name in names:
+                    tar.add(self._dir / name, arcname=name, recursive=False)
             raw.flush()
         partial.replace(target)  # a reader never sees half a bundle under the final name
         return target.stat().st_size
@@ -295,7 +297,7 @@ class BundleContents:
         """One stored blob's bytes."""
         return (self.root / "blobs" / key).read_bytes()
 
-    def extra(self, name: str) -> bytes | None:
+    def read_extra(self, name: str) -> bytes | None:
         """An extra member's bytes, or None when the bundle has none by that name."""
         path = self.root / "extras" / name
         return path.read_bytes() if path.is_file() else None
@@ -323,14 +325,22 @@ def open_bundle(source: Path, scratch: Path, *, max_expanded_bytes: int) -> Bund
     try:
         with source.open("rb") as raw:
             manifest = _unpack(raw, root, max_expanded_bytes)
-        collection = json.loads((root / "collection.json").read_text("utf-8"))
-        if not isinstance(collection, dict) or "record" not in collection:
-            raise _bad("collection.json holds no collection record")
+        collection = _collection(root / "collection.json")
         blobs = [n.removeprefix("blobs/") for n in manifest.members if n.startswith("blobs/")]
         return BundleContents(root, manifest, collection, blobs)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
+
+
+def _collection(path: Path) -> dict[str, Any]:
+    try:
+        collection = json.loads(path.read_text("utf-8"))
+    except ValueError as exc:
+        raise _bad("collection.json is not JSON") from exc
+    if not isinstance(collection, dict) or "record" not in collection:
+        raise _bad("collection.json holds no collection record")
+    return collection
 
 
 def _unpack(raw: IO[bytes], root: Path, max_expanded_bytes: int) -> BundleManifest:

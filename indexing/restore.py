@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -28,7 +29,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.errors import Conflict, InvalidInput, QuotaExceeded
-from core.types import ChunkPayload, ChunkPoint, SparseVec, StoreCollectionSpec
+from core.types import (
+    API_COLLECTION_NAME_PATTERN,
+    ChunkPayload,
+    ChunkPoint,
+    SparseVec,
+    StoreCollectionSpec,
+)
 from indexing.bundle import BundleContents, BundleModels
 from indexing.feedback import FeedbackStore, Judgment
 from indexing.records import (
@@ -170,6 +177,7 @@ def _doc_fields(raw: dict[str, Any], job_id: str) -> dict[str, Any]:
 class _Restore:
     def __init__(
         self,
+        *,
         bundle: BundleContents,
         rec: CollectionRecord,
         state: StateStore,
@@ -270,7 +278,7 @@ class _Restore:
         return len(batch)
 
     def judgments(self) -> int:
-        data = self.bundle.extra("feedback.jsonl")
+        data = self.bundle.read_extra("feedback.jsonl")
         if data is None or self.feedback is None:
             return 0
         count = 0
@@ -347,10 +355,12 @@ def restore_bundle(
         QuotaExceeded: the tenant holds its quota of collections: nothing left written.
     """
     target = name or bundle.manifest.collection
+    if not re.fullmatch(API_COLLECTION_NAME_PATTERN, target):
+        raise InvalidInput(f"collection name {target!r} is not allowed", code="invalid_name")
     check_models(bundle.manifest.models)
     generation = ReindexState(state.raw()).new_generation()
     rec = _new_record(bundle, tenant, target, generation)
-    job = _Restore(bundle, rec, state, store, blobs, feedback)
+    job = _Restore(bundle=bundle, rec=rec, state=state, store=store, blobs=blobs, feedback=feedback)
     job.reserve()
     try:
         chunks = job.points()

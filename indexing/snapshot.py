@@ -105,6 +105,7 @@ def _exported(point: ChunkPoint) -> dict[str, Any]:
 class _Snapshot:
     def __init__(
         self,
+        *,
         state: StateStore,
         store: ChunkStore,
         blobs: BlobStore,
@@ -195,7 +196,7 @@ def take_snapshot(
     rec = state.get_collection(tenant, name)
     writer = BundleWriter(scratch, dense_dimension=rec.dimension, late_dimension=rec.late_dimension)
     try:
-        job = _Snapshot(state, store, blobs, rec, writer, sleep)
+        job = _Snapshot(state=state, store=store, blobs=blobs, rec=rec, writer=writer, sleep=sleep)
         job.run()
         after = state.get_collection(tenant, name)
         if after.store_name != rec.store_name or after.incarnation != rec.incarnation:

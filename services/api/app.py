@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.logs import log_context
 from services.api import (
+    routes_bundles,
     routes_collections,
     routes_documents,
     routes_evaluation,
@@ -58,6 +59,8 @@ class AppHooks:
     max_upload_bytes: int = 256 * 1024 * 1024
     max_file_bytes: int = 64 * 1024 * 1024
     max_json_bytes: int = 1024 * 1024
+    # Routes with a limit of their own (a restore's bundle: SIEVE_BUNDLE_MAX_BYTES).
+    route_bytes: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def _upload_routes() -> frozenset[tuple[str, str]]:
@@ -127,6 +130,7 @@ def create_app(hooks: AppHooks) -> FastAPI:
             upload_bytes=hooks.max_upload_bytes,
             file_part_bytes=hooks.max_file_bytes,
             upload_routes=_upload_routes(),
+            route_bytes=hooks.route_bytes,
         ),
     )
 
@@ -149,14 +153,18 @@ def create_app(hooks: AppHooks) -> FastAPI:
             ).inc()
         return response
 
-    app.include_router(routes_collections.router)
-    # Before the documents router: its GET /{doc_id:path} would swallow ".../image".
-    app.include_router(routes_images.router)
-    app.include_router(routes_documents.router)
-    app.include_router(routes_jobs.router)
-    app.include_router(routes_query.router)
-    app.include_router(routes_evaluation.router)
-    app.include_router(routes_policy.router)
+    for module in (
+        routes_bundles,  # before collections: POST /v1/collections/restore is its own route
+        routes_collections,
+        # Before the documents router: its GET /{doc_id:path} would swallow ".../image".
+        routes_images,
+        routes_documents,
+        routes_jobs,
+        routes_query,
+        routes_evaluation,
+        routes_policy,
+    ):
+        app.include_router(module.router)
     install_console(app)
 
     @app.get("/healthz", tags=["operations"])

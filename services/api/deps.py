@@ -19,6 +19,7 @@ from ingest.embeddings_client import EmbeddingsClient
 from query import QueryEngine
 from retriever.store import AsyncChunkStore
 from services.api.auth import TenantResolver
+from services.api.bundles import BundleService
 from services.api.metrics import ApiMetrics
 from services.api.pools import ApiPools
 from services.api.quotas import UploadSlots
@@ -48,6 +49,8 @@ class ApiDeps:
     quotas: QuotaSettings
     uploads: UploadSlots
     feedback: FeedbackStore | None = None
+    # Snapshots and restores (None: not in this process; the routes answer so).
+    bundles: BundleService | None = None
     # /readyz reports memory pressure from this share of Redis's maxmemory (RedisSettings).
     redis_memory_warn_ratio: float = 0.8
     # Sized by ``SIEVE_API_IO_THREADS`` / ``_CPU_THREADS`` / ``_CPU_QUEUE`` (services/api/pools.py).

@@ -138,7 +138,8 @@ def test_document_points_carry_every_vector_kind_in_chunk_order(store: ChunkStor
         assert point.id == want.id
         assert point.payload.text == want.payload.text
         assert point.dense == pytest.approx(want.dense, abs=1e-6)
-        assert point.sparse is not None and want.sparse is not None
+        assert point.sparse is not None
+        assert want.sparse is not None
         assert sorted(point.sparse.indices) == sorted(want.sparse.indices)
         assert point.late is not None
         assert unpack(point.late) == pytest.approx(unpack(late), abs=1e-3)
