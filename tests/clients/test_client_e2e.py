@@ -414,6 +414,8 @@ _RESPONSES: list[type[BaseModel]] = [
     client_models.EvaluationReport,
     client_models.PolicyResponse,
     client_models.FeedbackResponse,
+    client_models.SnapshotResponse,
+    client_models.RestoreResponse,
 ]
 # Bodies the API documents without a schema of their own (JSONResponse / dict routes).
 _UNDOCUMENTED = {"DocumentDeletedResponse", "ModelInfo"}

@@ -50,6 +50,8 @@ from sieve_client.models import (
     QueryResponse,
     RangeBounds,
     RerankReport,
+    RestoreResponse,
+    SnapshotResponse,
 )
 from sieve_client.protocol import DocumentImage, UploadProgress
 
@@ -86,11 +88,13 @@ __all__ = [
     "RateLimitedError",
     "RequestTimeoutError",
     "RerankReport",
+    "RestoreResponse",
     "ServerError",
     "ServiceUnavailableError",
     "SieveAPIError",
     "SieveClient",
     "SieveClientError",
+    "SnapshotResponse",
     "UploadProgress",
     "UpstreamError",
     "ValidationFailedError",
