@@ -81,13 +81,16 @@ def _live_record(
 
 
 def _points_of(live: DocumentRecord, points: list[ChunkPoint]) -> list[ChunkPoint] | None:
-    """The live version's points; None when the store does not hold exactly them."""
-    mine = [
-        p
-        for p in points
-        if p.payload.content_hash == live.indexed_hash and p.payload.chunk_no < live.chunk_count
-    ]
+    """The live version's points; None when the store does not hold exactly them.
+
+    Under the document's write lock no write of it is half done, unless its writer died
+    mid-write: then the chunks ``0..chunk_count-1`` are missing or of two versions (their
+    payloads carry the parsed text's hash, one per version), and it is tried again.
+    """
+    mine = [p for p in points if p.payload.chunk_no < live.chunk_count]
     if [p.payload.chunk_no for p in mine] != list(range(live.chunk_count)):
+        return None
+    if len({p.payload.content_hash for p in mine}) > 1:
         return None
     return mine
 
@@ -119,20 +122,27 @@ class _Snapshot:
         self.token = f"snapshot:{uuid.uuid4().hex}"
 
     def run(self) -> None:
-        offset = 0
+        # By upload order (seq), not by position: a delete meanwhile shifts positions, and
+        # an offset would then skip a document. A document deleted and uploaded again
+        # takes a new seq and comes round again: it goes in once.
+        cursor, seen = float("-inf"), set[str]()
         while True:
-            page, _ = self.state.list_documents(
-                self.rec.tenant, self.rec.name, offset=offset, limit=_PAGE
-            )
+            page = self.state.documents_after(self.rec.tenant, self.rec.name, cursor, _PAGE)
             if not page:
                 return
-            offset += _PAGE
-            for doc in page:
-                if not self._one(doc.id):
+            cursor = page[-1][1]
+            for doc_id, _ in page:
+                if doc_id in seen:
+                    continue
+                outcome = self._one(doc_id)
+                if outcome is None:
                     self.skipped += 1
+                elif outcome:
+                    seen.add(doc_id)
 
-    def _one(self, doc_id: str) -> bool:
-        """Export one document under its lock; False if it could not be read whole."""
+    def _one(self, doc_id: str) -> bool | None:
+        """Export one document under its lock: True exported, False nothing to export
+        (deleted, not indexed), None it could not be read whole in time."""
         ref = DocRef(self.rec.tenant, self.rec.name, doc_id)
         deadline = time.monotonic() + _LOCK_WAIT_S
         while True:
@@ -145,15 +155,15 @@ class _Snapshot:
                     return outcome
             if time.monotonic() > deadline:
                 log.warning("snapshot skipped a document", extra={"document_id": doc_id})
-                return False
+                return None
             self.sleep(_LOCK_STEP_S)
 
     def _locked(self, doc_id: str) -> bool | None:
-        """True exported, also True when it is gone (nothing to export); None: try again."""
+        """True exported, False nothing to export; None: try again."""
         doc = self.state.find_document(self.rec.tenant, self.rec.name, doc_id)
         live = None if doc is None else _live_record(self.state, self.rec, doc)
         if live is None:
-            return True
+            return False
         points = _points_of(live, self.store.document_points(self.rec.store_name, doc_id))
         if points is None:
             return None  # a write that died half-way: its redelivery repairs it
