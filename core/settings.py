@@ -38,6 +38,7 @@ __all__ = [
     "MAX_TENANT_CHARS",
     "RERANK_DIALECTS",
     "ApiSettings",
+    "BundleSettings",
     "IngestSettings",
     "LogSettings",
     "ModelHubSettings",
@@ -419,6 +420,25 @@ class IngestSettings(BaseSettings):
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("SIEVE_INGEST_CHUNK_OVERLAP must be below SIEVE_INGEST_CHUNK_TOKENS")
         return self
+
+
+class BundleSettings(BaseSettings):
+    """``SIEVE_BUNDLE_*``: collection bundles, snapshots and restores (README, "Backup and
+    restore").
+
+    Snapshots are written under ``dir`` and kept ``retention_s``; at most ``max_running``
+    snapshots and restores run at once per API process (more get 429). A restore's upload
+    is refused past ``max_bytes`` while it streams in, and a bundle that would expand past
+    ``max_expanded_bytes`` is refused before it is unpacked.
+    """
+
+    model_config = _config("SIEVE_BUNDLE_")
+
+    dir: Path = Path("data/bundles")
+    max_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024 * 1024
+    max_expanded_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024 * 1024
+    retention_s: Annotated[float, Field(ge=60)] = 24 * 3600.0
+    max_running: Annotated[int, Field(ge=1, le=64)] = 2
 
 
 class QuotaSettings(BaseSettings):

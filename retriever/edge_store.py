@@ -608,6 +608,28 @@ class EdgeChunkStore:
         chunks.sort(key=lambda c: c.payload.chunk_no)
         return chunks
 
+    def document_points(self, name: str, document_id: str) -> list[ChunkPoint]:
+        """Every chunk of one document with its vectors, ordered by ``chunk_no``."""
+        doc = to_edge_filter(document_filter(document_id))
+        points: list[ChunkPoint] = []
+        offset: Any = None
+        with self._lease(name) as (shard, _):
+            while True:
+                request = edge.ScrollRequest(
+                    offset=offset,
+                    limit=_SCROLL_PAGE,
+                    filter=doc,
+                    with_payload=True,
+                    with_vector=True,
+                )
+                with _edge_errors(self.root, name):
+                    records, offset = shard.scroll(request)
+                points.extend(_chunk_point(r) for r in records)
+                if offset is None:
+                    break
+        points.sort(key=lambda p: p.payload.chunk_no)
+        return points
+
     def late_tokens(self, name: str, *, sample: int = 64) -> float | None:
         """Mean token vectors per chunk over up to ``sample`` points (None: none stored)."""
         request = edge.ScrollRequest(limit=sample, with_payload=False, with_vector=[LATE_VECTOR])

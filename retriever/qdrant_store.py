@@ -349,6 +349,11 @@ def stored_chunks(records: Sequence[models.Record]) -> list[StoredChunk]:
     return [StoredChunk(id=str(r.id), payload=payload_from_stored(r.payload)) for r in records]
 
 
+def scrolled_points(records: Sequence[models.Record]) -> list[ChunkPoint]:
+    """Scrolled records (with vectors) as points."""
+    return chunk_points([str(r.id) for r in records], records)
+
+
 def _non_empty(chunk_filter: ChunkFilter) -> models.Filter:
     qdrant_filter = to_qdrant_filter(chunk_filter)
     if qdrant_filter is None:
@@ -443,6 +448,25 @@ class QdrantChunkStore:
                 chunks.extend(stored_chunks(records))
                 if offset is None:
                     return _by_chunk_no(chunks)
+
+    def document_points(self, name: str, document_id: str) -> list[ChunkPoint]:
+        """Every chunk of one document with its vectors, ordered by ``chunk_no``."""
+        doc = to_qdrant_filter(document_filter(document_id))
+        points: list[ChunkPoint] = []
+        offset: models.ExtendedPointId | None = None
+        with _qdrant_errors(name):
+            while True:
+                records, offset = self._client.scroll(
+                    name,
+                    doc,
+                    limit=_SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+                points.extend(scrolled_points(records))
+                if offset is None:
+                    return sorted(points, key=lambda p: p.payload.chunk_no)
 
     def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
         """Run the legs with one ``query_batch_points`` call and fuse them client-side."""
@@ -551,6 +575,25 @@ class AsyncQdrantChunkStore:
                 chunks.extend(stored_chunks(records))
                 if offset is None:
                     return _by_chunk_no(chunks)
+
+    async def document_points(self, name: str, document_id: str) -> list[ChunkPoint]:
+        """Every chunk of one document with its vectors, ordered by ``chunk_no``."""
+        doc = to_qdrant_filter(document_filter(document_id))
+        points: list[ChunkPoint] = []
+        offset: models.ExtendedPointId | None = None
+        with _qdrant_errors(name):
+            while True:
+                records, offset = await self._client.scroll(
+                    name,
+                    doc,
+                    limit=_SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+                points.extend(scrolled_points(records))
+                if offset is None:
+                    return sorted(points, key=lambda p: p.payload.chunk_no)
 
     async def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
         """Run the legs with one ``query_batch_points`` call and fuse them client-side."""

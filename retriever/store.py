@@ -68,6 +68,11 @@ class ChunkStore(Protocol):
         """Every chunk of one document, ordered by ``chunk_no``."""
         ...
 
+    def document_points(self, name: str, document_id: str) -> list[ChunkPoint]:
+        """Every chunk of one document with its vectors (every kind), by ``chunk_no``:
+        what a bundle exports and a restore upserts again."""
+        ...
+
     def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
         """Recall: run the query's legs and fuse them client-side (see ``retriever.fusion``)."""
         ...
@@ -122,6 +127,10 @@ class AsyncChunkStore(Protocol):
 
     async def list_document_chunks(self, name: str, document_id: str) -> list[StoredChunk]:
         """See ``ChunkStore.list_document_chunks``."""
+        ...
+
+    async def document_points(self, name: str, document_id: str) -> list[ChunkPoint]:
+        """See ``ChunkStore.document_points``."""
         ...
 
     async def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
@@ -189,6 +198,10 @@ class ThreadedChunkStore:
     async def list_document_chunks(self, name: str, document_id: str) -> list[StoredChunk]:
         """See ``ChunkStore.list_document_chunks``."""
         return await self._run(partial(self.sync.list_document_chunks, name, document_id))
+
+    async def document_points(self, name: str, document_id: str) -> list[ChunkPoint]:
+        """See ``ChunkStore.document_points``."""
+        return await self._run(partial(self.sync.document_points, name, document_id))
 
     async def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
         """See ``ChunkStore.query``."""

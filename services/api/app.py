@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.logs import log_context
 from services.api import (
+    routes_bundles,
     routes_collections,
     routes_documents,
     routes_evaluation,
@@ -59,6 +60,8 @@ class AppHooks:
     max_upload_bytes: int = 256 * 1024 * 1024
     max_file_bytes: int = 64 * 1024 * 1024
     max_json_bytes: int = 1024 * 1024
+    # Routes with a limit of their own (a restore's bundle: SIEVE_BUNDLE_MAX_BYTES).
+    route_bytes: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def _upload_routes() -> frozenset[tuple[str, str]]:
@@ -128,6 +131,7 @@ def create_app(hooks: AppHooks) -> FastAPI:
             upload_bytes=hooks.max_upload_bytes,
             file_part_bytes=hooks.max_file_bytes,
             upload_routes=_upload_routes(),
+            route_bytes=hooks.route_bytes,
         ),
     )
 
@@ -150,7 +154,8 @@ def create_app(hooks: AppHooks) -> FastAPI:
             ).inc()
         return response
 
-    for routes in (
+    for module in (
+        routes_bundles,  # before collections: POST /v1/collections/restore is its own route
         routes_collections,
         # Before the documents router: its GET /{doc_id:path} would swallow ".../image".
         routes_images,
@@ -161,7 +166,7 @@ def create_app(hooks: AppHooks) -> FastAPI:
         routes_policy,
         routes_webhooks,
     ):
-        app.include_router(routes.router)
+        app.include_router(module.router)
     install_console(app)
 
     @app.get("/healthz", tags=["operations"])

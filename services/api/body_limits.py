@@ -11,7 +11,7 @@ bounded by the whole body and expanded under their own budget).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,11 +42,16 @@ class LimitPolicy:
     upload_bytes: int
     file_part_bytes: int
     upload_routes: Collection[tuple[str, str]] = field(default_factory=frozenset)
+    # (method, path) -> a limit of the route's own (its body is one file, not multipart).
+    route_bytes: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
     def for_scope(self, scope: Scope) -> tuple[int, bool]:
         """The body limit for this request and whether it is an upload route."""
         route = scope.get("route")
         path = getattr(route, "path", None)
+        own = self.route_bytes.get((scope.get("method", ""), path or ""))
+        if own is not None:
+            return own, False
         if path is not None and (scope.get("method", ""), path) in self.upload_routes:
             return self.upload_bytes, True
         return self.default_bytes, False

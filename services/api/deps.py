@@ -20,6 +20,7 @@ from ingest.embeddings_client import EmbeddingsClient
 from query import QueryEngine
 from retriever.store import AsyncChunkStore
 from services.api.auth import TenantResolver
+from services.api.bundles import BundleService
 from services.api.metrics import ApiMetrics
 from services.api.pools import ApiPools
 from services.api.quotas import UploadSlots
@@ -53,6 +54,8 @@ class ApiDeps:
     # Webhook subscriptions and their outbox; the SSRF guard's policy (SIEVE_WEBHOOK_*).
     webhooks: WebhookStore | None = None
     webhook_policy: TargetPolicy = field(default_factory=TargetPolicy)
+    # Snapshots and restores (None: not in this process; the routes answer so).
+    bundles: BundleService | None = None
     # /readyz reports memory pressure from this share of Redis's maxmemory (RedisSettings).
     redis_memory_warn_ratio: float = 0.8
     # Sized by ``SIEVE_API_IO_THREADS`` / ``_CPU_THREADS`` / ``_CPU_QUEUE`` (services/api/pools.py).

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from core.logs import configure_logging
 from core.settings import (
     ApiSettings,
+    BundleSettings,
     IngestSettings,
     LogSettings,
     ModelSettings,
@@ -47,11 +48,13 @@ from query import ModelsCatalog, PlanDefaults, QueryEngine, RerankerPool
 from retriever.store import ChunkStore
 from services.api.app import AppHooks, create_app
 from services.api.auth import TenantResolver
+from services.api.bundles import BundleService
 from services.api.deps import ApiDeps
 from services.api.metrics import ApiMetrics
 from services.api.query_images import PageImageSource
 from services.api.quotas import UploadSlots
 from services.api.reaper import retention_loop
+from services.api.routes_bundles import RESTORE_PATH
 from services.api.webhook_delivery import WebhookSender, webhook_loop
 from services.api.webhook_targets import TargetPolicy
 from services.telemetry import setup_tracing, shutdown_tracing
@@ -186,6 +189,30 @@ def _webhook_deliveries(
     return deliver
 
 
+def _open_bundles(
+    settings: BundleSettings,
+    deps: ApiDeps,
+    store: ChunkStore,
+    closers: list[Callable[[], Awaitable[None]]],
+) -> BundleService:
+    """Snapshots and restores, on the sync store of this process (closed first)."""
+    service = BundleService(
+        settings,
+        state=deps.state,
+        store=store,
+        blobs=deps.blobs,
+        feedback=deps.feedback,
+        max_collections=deps.quotas.collections,
+        webhooks=deps.webhooks,
+    )
+
+    async def close() -> None:
+        await asyncio.to_thread(service.close)
+
+    closers.insert(0, close)
+    return service
+
+
 def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
     """Read settings once and build the app; ``consume_store_writes`` defaults to Edge mode."""
     logs = LogSettings()
@@ -197,7 +224,12 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         store.backend is StoreBackend.EDGE if consume_store_writes is None else consume_store_writes
     )
     query_cfg, rerank_cfg, hooks_cfg = QuerySettings(), RerankSettings(), WebhookSettings()
-    telemetry, retention, quotas = TelemetrySettings(), RetentionSettings(), QuotaSettings()
+    telemetry, retention, quotas, bundle_cfg = (
+        TelemetrySettings(),
+        RetentionSettings(),
+        QuotaSettings(),
+        BundleSettings(),
+    )
     tracer_provider = setup_tracing(telemetry, "sieve-api")
     if telemetry.enabled:
         install_celery_tracing()
@@ -259,6 +291,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             webhooks=await asyncio.to_thread(_webhook_store, state, hooks_cfg),
             webhook_policy=TargetPolicy.from_settings(hooks_cfg),
         )
+        deps.bundles = _open_bundles(bundle_cfg, deps, sync_store, closers)
         if consume:
             # This process is the only store writer (embedded mode): whatever a previous
             # incarnation had in hand when it died is ours to redo, now, not after the
@@ -306,5 +339,6 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             max_upload_bytes=api.max_upload_bytes,
             max_file_bytes=ingest.max_file_bytes,
             max_json_bytes=api.max_json_bytes,
+            route_bytes={("POST", RESTORE_PATH): bundle_cfg.max_bytes},
         )
     )

@@ -202,6 +202,7 @@ async def reindex_collection(
 
 
 async def _start_reindex(name: str, body: ReindexRequest, deps: Deps, tenant: str) -> JobView:
+    """Start a re-index of ``name`` with the model fields ``body`` changes."""
     rec = await in_thread(deps.state.get_collection, tenant, name)
     model, dimension = rec.embedding_model, rec.dimension
     if body.embedding_model is not None and body.embedding_model != rec.embedding_model:
@@ -229,3 +230,7 @@ def _probe_field(deps: Deps, model: str, field: str, *, tokens: bool = False) ->
         return _probe_tokens(deps, model) if tokens else len(_probe(deps, model)[0])
     except NotFound as exc:
         raise InvalidInput(f"{field}: {exc.message}", code="unknown_model") from exc
+
+
+# A restore with reindex=true starts one the same way (services/api/routes_bundles.py).
+start_reindex = _start_reindex

@@ -108,6 +108,7 @@ class Supervisor:
         env.setdefault("SIEVE_QDRANT_BACKEND", "edge")
         env["SIEVE_QDRANT_PATH"] = str(cfg.data_dir / "qdrant")
         env["SIEVE_INGEST_BLOB_DIR"] = str(cfg.data_dir / "blobs")
+        env["SIEVE_BUNDLE_DIR"] = str(cfg.data_dir / "bundles")
         env["SIEVE_MODELHUB_GRAPH_CACHE_DIR"] = str(cfg.data_dir / "modelhub")
         env["SIEVE_REDIS_URL"] = f"redis://127.0.0.1:{self.redis_port}/0"
         env["SIEVE_API_HOST"] = cfg.host

@@ -419,6 +419,8 @@ _RESPONSES: list[type[BaseModel]] = [
     client_models.WebhookCreatedResponse,
     client_models.WebhooksResponse,
     client_models.WebhookDeliveriesResponse,
+    client_models.SnapshotResponse,
+    client_models.RestoreResponse,
 ]
 # Bodies the API documents without a schema of their own (JSONResponse / dict routes).
 _UNDOCUMENTED = {"DocumentDeletedResponse", "ModelInfo"}

@@ -117,3 +117,20 @@ def test_the_cli_adds_lists_shows_deliveries_and_removes(stack: Stack) -> None:
         assert bad.exit_code == 1
         assert "Traceback" not in bad.output
         client.delete_collection("cli-hooks")
+
+
+def test_a_finished_snapshot_is_announced(stack: Stack) -> None:
+    with SieveClient(stack.api, KEY_A) as client, receiver(fail_first=0) as rx:
+        client.create_collection("snapped")
+        hook = client.create_webhook("snapped", rx.url, events=["snapshot.completed"])
+        rx.secret = hook.secret
+        snap = client.snapshot_collection("snapped")
+        done = client.wait_snapshot(snap.id)
+        (call,) = rx.wait_for(1, timeout_s=60)
+        assert call.verified
+        event = call.event()
+        assert event["type"] == "snapshot.completed"
+        assert event["data"]["snapshot_id"] == snap.id
+        assert event["data"]["collection"] == "snapped"
+        assert event["data"]["bytes"] == done.bytes
+        client.delete_collection("snapped")

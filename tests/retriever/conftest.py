@@ -55,6 +55,9 @@ class BlockingFacade:
     def list_document_chunks(self, name: str, document_id: str) -> list[StoredChunk]:
         return self._run(self._store.list_document_chunks(name, document_id))
 
+    def document_points(self, name: str, document_id: str) -> list[ChunkPoint]:
+        return self._run(self._store.document_points(name, document_id))
+
     def query(self, name: str, query: HybridQuery) -> list[ScoredHit]:
         return self._run(self._store.query(name, query))
 

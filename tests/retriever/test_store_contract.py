@@ -121,6 +121,36 @@ def test_list_document_chunks_is_ordered_by_chunk_no(store: ChunkStore) -> None:
     assert store.list_document_chunks(COLLECTION, "missing") == []
 
 
+def test_document_points_carry_every_vector_kind_in_chunk_order(store: ChunkStore) -> None:
+    spec = SPEC.model_copy(update={"late_size": 3})
+    store.create_collection(spec)
+    late = pack([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]])  # unit rows: cosine stores them as-is
+    written = [
+        chunk("doc", n, f"part {n}", unit(1.0, n)).model_copy(update={"late": late})
+        for n in (2, 0, 1)
+    ]
+    store.upsert(COLLECTION, [*written, chunk("other", 0, "x", unit(1.0))])
+    got = store.document_points(COLLECTION, "doc")
+    assert [p.payload.chunk_no for p in got] == [0, 1, 2]
+    by_no = {p.payload.chunk_no: p for p in written}
+    for point in got:
+        want = by_no[point.payload.chunk_no]
+        assert point.id == want.id
+        assert point.payload.text == want.payload.text
+        assert point.dense == pytest.approx(want.dense, abs=1e-6)
+        assert point.sparse is not None
+        assert want.sparse is not None
+        assert sorted(point.sparse.indices) == sorted(want.sparse.indices)
+        assert point.late is not None
+        assert unpack(point.late) == pytest.approx(unpack(late), abs=1e-3)
+    # Upserted again as they were exported, they are the same points.
+    store.drop_collection(COLLECTION)
+    store.create_collection(spec)
+    store.upsert(COLLECTION, got)
+    assert [p.id for p in store.document_points(COLLECTION, "doc")] == [p.id for p in got]
+    assert store.document_points(COLLECTION, "missing") == []
+
+
 def test_replacing_a_document_with_fewer_chunks_leaves_no_stale_ones(store: ChunkStore) -> None:
     store.create_collection(SPEC)
     store.upsert(COLLECTION, [chunk("doc", n, f"old {n}", unit(1.0, n)) for n in range(5)])

@@ -10,10 +10,11 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import IO, Any, Self, TypeVar
 
 import httpx
 
@@ -42,6 +43,8 @@ from sieve_client.models import (
     QueryMode,
     QueryPolicy,
     QueryResponse,
+    RestoreResponse,
+    SnapshotResponse,
     WebhookCreatedResponse,
     WebhookDeliveriesResponse,
     WebhookEvent,
@@ -489,6 +492,73 @@ class SieveClient(_Base):
                 raise _wait_timeout(job, timeout_s)
             self._sleep(poll_s)
 
+    # ------------------------------------------------------------------ backups
+    def snapshot_collection(self, name: str) -> SnapshotResponse:
+        """Start a snapshot (backup) of a collection; poll it with ``get_snapshot``."""
+        return self._run(p.snapshot_collection(name))
+
+    def get_snapshot(self, snapshot_id: str) -> SnapshotResponse:
+        """A snapshot job's state."""
+        return self._run(p.get_snapshot(snapshot_id))
+
+    def wait_snapshot(
+        self, snapshot_id: str, *, timeout_s: float = 3600.0, poll_s: float = 0.5
+    ) -> SnapshotResponse:
+        """Poll a snapshot until it completed.
+
+        Raises:
+            SieveClientError: it failed (``code`` says why), or ran past ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            snap = self.get_snapshot(snapshot_id)
+            if snap.state != "running":
+                return _snapshot_done(snap)
+            if time.monotonic() >= deadline:
+                raise SieveClientError(f"snapshot {snapshot_id} still running", "timeout")
+            self._sleep(poll_s)
+
+    def download_snapshot(self, snapshot_id: str, target: str | os.PathLike[str]) -> int:
+        """Stream a completed snapshot's bundle to ``target``; returns its bytes."""
+        path = p.snapshot_file_path(snapshot_id)
+        try:
+            with self._http.stream("GET", path, timeout=self._upload_timeout) as resp:
+                if not resp.is_success:
+                    resp.read()
+                    raise error_from_response(resp)
+                return _save(Path(target), resp.iter_bytes())
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, self.base_url) from exc
+
+    def backup(
+        self, collection: str, target: str | os.PathLike[str], *, timeout_s: float = 3600.0
+    ) -> SnapshotResponse:
+        """Snapshot a collection, wait for it and download its bundle to ``target``."""
+        snap = self.wait_snapshot(self.snapshot_collection(collection).id, timeout_s=timeout_s)
+        self.download_snapshot(snap.id, target)
+        return snap
+
+    def restore(
+        self, source: str | os.PathLike[str], *, name: str | None = None, reindex: bool = False
+    ) -> RestoreResponse:
+        """Create a collection from a bundle file (named ``name``, else as in the bundle)."""
+        call = p.restore_call(name, reindex=reindex)
+        try:
+            with Path(source).open("rb") as handle:
+                resp = self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=_pieces(handle),
+                    headers=call.headers,
+                    timeout=self._timeout_for(call),
+                )
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, self.base_url) from exc
+        if not resp.is_success:
+            raise error_from_response(resp)
+        return self._finish(call, resp)
+
     # ------------------------------------------------------------------ query and models
     def query(
         self,
@@ -915,6 +985,75 @@ class AsyncSieveClient(_Base):
                 raise _wait_timeout(job, timeout_s)
             await self._sleep(poll_s)
 
+    # ------------------------------------------------------------------ backups
+    async def snapshot_collection(self, name: str) -> SnapshotResponse:
+        """Start a snapshot (backup) of a collection; poll it with ``get_snapshot``."""
+        return await self._run(p.snapshot_collection(name))
+
+    async def get_snapshot(self, snapshot_id: str) -> SnapshotResponse:
+        """A snapshot job's state."""
+        return await self._run(p.get_snapshot(snapshot_id))
+
+    async def wait_snapshot(
+        self, snapshot_id: str, *, timeout_s: float = 3600.0, poll_s: float = 0.5
+    ) -> SnapshotResponse:
+        """Poll a snapshot until it completed (see ``SieveClient.wait_snapshot``)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            snap = await self.get_snapshot(snapshot_id)
+            if snap.state != "running":
+                return _snapshot_done(snap)
+            if time.monotonic() >= deadline:
+                raise SieveClientError(f"snapshot {snapshot_id} still running", "timeout")
+            await self._sleep(poll_s)
+
+    async def download_snapshot(self, snapshot_id: str, target: str | os.PathLike[str]) -> int:
+        """Stream a completed snapshot's bundle to ``target``; returns its bytes."""
+        path = p.snapshot_file_path(snapshot_id)
+        try:
+            async with self._http.stream("GET", path, timeout=self._upload_timeout) as resp:
+                if not resp.is_success:
+                    await resp.aread()
+                    raise error_from_response(resp)
+                size = 0
+                with Path(target).open("wb") as out:  # noqa: ASYNC230 - local disk, small writes
+                    async for piece in resp.aiter_bytes():
+                        out.write(piece)
+                        size += len(piece)
+                return size
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, self.base_url) from exc
+
+    async def backup(
+        self, collection: str, target: str | os.PathLike[str], *, timeout_s: float = 3600.0
+    ) -> SnapshotResponse:
+        """Snapshot a collection, wait for it and download its bundle to ``target``."""
+        started = await self.snapshot_collection(collection)
+        snap = await self.wait_snapshot(started.id, timeout_s=timeout_s)
+        await self.download_snapshot(snap.id, target)
+        return snap
+
+    async def restore(
+        self, source: str | os.PathLike[str], *, name: str | None = None, reindex: bool = False
+    ) -> RestoreResponse:
+        """Create a collection from a bundle file (named ``name``, else as in the bundle)."""
+        call = p.restore_call(name, reindex=reindex)
+        try:
+            with Path(source).open("rb") as handle:  # noqa: ASYNC230 - read in pieces
+                resp = await self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=_apieces(handle),
+                    headers=call.headers,
+                    timeout=self._timeout_for(call),
+                )
+        except httpx.TransportError as exc:
+            raise error_from_transport(exc, self.base_url) from exc
+        if not resp.is_success:
+            raise error_from_response(resp)
+        return self._finish(call, resp)
+
     # ------------------------------------------------------------------ query and models
     async def query(
         self,
@@ -1059,3 +1198,35 @@ def _wait_timeout(job: JobResponse, timeout_s: float) -> SieveClientError:
     return JobWaitTimeout(
         f"job {job.id} still {job.state} after {timeout_s:g}s ({job.counts})", job
     )
+
+
+_PIECE = 1 << 20
+
+
+def _pieces(handle: IO[bytes]) -> Iterator[bytes]:
+    while piece := handle.read(_PIECE):
+        yield piece
+
+
+async def _apieces(handle: IO[bytes]) -> AsyncIterator[bytes]:
+    while piece := handle.read(_PIECE):
+        yield piece
+
+
+def _save(target: Path, pieces: Iterator[bytes]) -> int:
+    size = 0
+    with target.open("wb") as out:
+        for piece in pieces:
+            out.write(piece)
+            size += len(piece)
+    return size
+
+
+def _snapshot_done(snap: SnapshotResponse) -> SnapshotResponse:
+    if snap.state == "failed":
+        error = snap.error or {}
+        raise SieveClientError(
+            f"snapshot {snap.id} failed: {error.get('message', 'no reason given')}",
+            error.get("code", "snapshot_failed"),
+        )
+    return snap

@@ -44,6 +44,8 @@ __all__ = [
     "ReindexRequest",
     "ReindexStatus",
     "RerankReport",
+    "RestoreResponse",
+    "SnapshotResponse",
     "StoragePerChunk",
     "SweepRow",
     "WebhookCreateRequest",
@@ -531,3 +533,32 @@ class WebhookDeliveriesResponse(_Response):
     deliveries: list[dict[str, Any]]
     total: int
     offset: int
+
+
+class SnapshotResponse(_Response):
+    """A snapshot (backup) job: running, then completed (``file`` downloads it) or failed."""
+
+    id: str
+    collection: str
+    state: Literal["running", "completed", "failed"]
+    created_at: float
+    finished_at: float | None = None
+    bytes: int | None = None
+    documents: int | None = None
+    chunks: int | None = None
+    blobs: int | None = None
+    skipped: int | None = None
+    error: dict[str, str] | None = None
+    file: str | None = None
+
+
+class RestoreResponse(_Response):
+    """The collection a restore created (and the re-index it started, if asked to)."""
+
+    collection: str
+    documents: int
+    chunks: int
+    blobs: int
+    feedback: int
+    evaluation: bool
+    reindex_job: str | None = None

@@ -42,6 +42,8 @@ from sieve_client.models import (
     QueryRequest,
     QueryResponse,
     ReindexRequest,
+    RestoreResponse,
+    SnapshotResponse,
     WebhookCreatedResponse,
     WebhookCreateRequest,
     WebhookDeliveriesResponse,
@@ -68,6 +70,7 @@ __all__ = [
     "get_evaluation",
     "get_job",
     "get_policy",
+    "get_snapshot",
     "health",
     "list_collections",
     "list_documents",
@@ -81,6 +84,9 @@ __all__ = [
     "ready",
     "reindex_collection",
     "replace_document",
+    "restore_call",
+    "snapshot_collection",
+    "snapshot_file_path",
     "upload_chunks",
     "upload_files",
     "upload_jsonl",
@@ -320,6 +326,43 @@ def reindex_collection(
 def delete_collection(name: str) -> Call[None]:
     """``DELETE /v1/collections/{name}``."""
     return Call("DELETE", f"/v1/collections/{_seg(name)}", _none, expect_json=False)
+
+
+# ---------------------------------------------------------------- backups
+
+
+def snapshot_collection(name: str) -> Call[SnapshotResponse]:
+    """``POST /v1/collections/{name}/snapshot`` (202: a snapshot job)."""
+    path = f"/v1/collections/{_seg(name)}/snapshot"
+    return Call("POST", path, _model(SnapshotResponse, path))
+
+
+def get_snapshot(snapshot_id: str) -> Call[SnapshotResponse]:
+    """``GET /v1/snapshots/{id}``."""
+    path = f"/v1/snapshots/{_seg(snapshot_id)}"
+    return Call("GET", path, _model(SnapshotResponse, path))
+
+
+def snapshot_file_path(snapshot_id: str) -> str:
+    """Where a completed snapshot's bundle is downloaded from."""
+    return f"/v1/snapshots/{_seg(snapshot_id)}/file"
+
+
+def restore_call(name: str | None, *, reindex: bool) -> Call[RestoreResponse]:
+    """``POST /v1/collections/restore`` (the bundle is the body, streamed by the client)."""
+    params: dict[str, str | int] = {"reindex": "true" if reindex else "false"}
+    if name is not None:
+        _build(CollectionCreateRequest, {"name": name})  # the same name rule, checked here
+        params["name"] = name
+    path = "/v1/collections/restore"
+    return Call(
+        "POST",
+        path,
+        _model(RestoreResponse, path),
+        params=params,
+        headers={"Content-Type": "application/zstd"},
+        upload=True,
+    )
 
 
 # ---------------------------------------------------------------- documents
