@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 _DIGEST_BYTES = 8
+_COUNTS = state_key("chunkstats")
 
 
 def chunk_digest(text: str) -> bytes:
@@ -197,6 +198,20 @@ class ChunkManifests:
                 self.key(tenant, collection),
                 mapping={doc_id: m.encode() for doc_id, m in manifests.items()},
             )
+
+    def count(self, *, embedded: int, reused: int) -> None:
+        """Add to the all-time chunk counts of indexed versions (``sieve_ingest_chunks_total``)."""
+        with redis_errors():
+            pipe = self._r.pipeline(transaction=False)
+            pipe.hincrby(_COUNTS, "embedded", embedded)
+            pipe.hincrby(_COUNTS, "reused", reused)
+            pipe.execute()
+
+    def counts(self) -> dict[str, int]:
+        """Chunks of indexed versions so far: ``embedded`` and ``reused``."""
+        with redis_errors():
+            raw = cast(dict[str, str], self._r.hgetall(_COUNTS))
+        return {k: int(raw.get(k, 0)) for k in ("embedded", "reused")}
 
     def drop(self, tenant: str, collection: str, doc_ids: Sequence[str]) -> None:
         """Forget these documents' manifests (deleted, or to be embedded in full)."""

@@ -133,8 +133,10 @@ class StoreWriter:
                 raise
             # Before they count as indexed: a re-index must see every change it may miss.
             self._rx.touch(write.tenant, write.collection, [doc.id for doc in live])
-            for doc in live:
-                self._mark(
+            indexed = [
+                doc
+                for doc in live
+                if self._mark(
                     write,
                     doc,
                     DocStatus.INDEXED,
@@ -144,6 +146,12 @@ class StoreWriter:
                     indexed_hash=doc.content_hash,
                     error_reason=None,
                     error_message=None,
+                )
+            ]
+            if indexed:
+                reused = sum(len(doc.reuse) for doc in indexed)
+                self._manifests.count(
+                    embedded=sum(len(doc.points) for doc in indexed) - reused, reused=reused
                 )
         finally:
             for doc in locked:

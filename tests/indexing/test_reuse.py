@@ -310,6 +310,10 @@ def test_a_one_sentence_edit_embeds_only_its_chunks_and_equals_a_clean_ingest(
     assert world.state.get_document(TENANT, COLL, "d").chunks_reused == 0
     # Same ids, same payloads, same dense, BM25 and token vectors, to the last bit.
     assert incremental == clean
+    assert ChunkManifests(world.state.raw()).counts() == {
+        "embedded": n + changed + len(clean),
+        "reused": len(incremental) - changed,
+    }
 
 
 def test_a_manifest_out_of_step_with_the_store_embeds_the_document_in_full(

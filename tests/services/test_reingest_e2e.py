@@ -22,7 +22,7 @@ from core.ids import point_id
 from indexing.state_store import StateStore, state_key
 from retriever.edge_store import EdgeChunkStore
 from tests.services.flaky_hub import FailurePlan
-from tests.services.stack import Stack, running_stack
+from tests.services.stack import METRICS_KEY, Stack, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +104,17 @@ def test_a_one_sentence_edit_embeds_only_the_changed_chunks(
         assert clean_cost == (clean["chunk_count"], clean["chunk_count"])
         assert clean["chunks_reused"] == 0
         assert clean["chunk_count"] == doc["chunk_count"]
+        # The same counts, over every collection, for Prometheus.
+        with stack.client(METRICS_KEY) as c:
+            scraped = c.get("/metrics").text
+        totals = {
+            kind: float(line.rsplit(" ", 1)[1])
+            for kind in ("embedded", "reused")
+            for line in scraped.splitlines()
+            if line.startswith(f'sieve_ingest_chunks_total{{vectors="{kind}"}}')
+        }
+        reused = doc["chunk_count"] - changed
+        assert totals == {"embedded": n + changed + clean["chunk_count"], "reused": reused}
 
     # The API is stopped: read the points of both documents from its store.
     state = StateStore.from_url(redis_url)
