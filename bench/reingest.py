@@ -137,9 +137,10 @@ def compare_answers(api: httpx.Client, queries: int) -> dict[str, Any]:
         ids_equal = [r["document_id"] for r in inc] == [r["document_id"] for r in clean]
         same_ids += ids_equal
         same_scores += ids_equal and [r["score"] for r in inc] == [r["score"] for r in clean]
-        by_id = {r["id"]: r["scores"].get("dense") for r in clean}
+        # Point ids differ between collections: a hit is its document's chunk.
+        by_chunk = {(r["document_id"], r.get("chunk_no")): r["scores"]["dense"] for r in clean}
         for r in inc:
-            a, b = r["scores"].get("dense"), by_id.get(r["id"])
+            a, b = r["scores"]["dense"], by_chunk.get((r["document_id"], r.get("chunk_no")))
             if a is not None and b is not None:
                 dense_diff = max(dense_diff, abs(a - b))
     return {
@@ -164,10 +165,13 @@ def run(docs: int, every: int, queries: int, timeout_s: float) -> dict[str, Any]
             api.post("/v1/collections", json={"name": name}).raise_for_status()
         print("first ingest ...", flush=True)
         first = upload(stack, api, INC, records, timeout_s)
+        print(f"  {first:.1f} s", flush=True)
         print("re-upload with edits ...", flush=True)
         again = upload(stack, api, INC, edited, timeout_s)
+        print(f"  {again:.1f} s", flush=True)
         print("clean ingest of the edited corpus ...", flush=True)
         clean = upload(stack, api, CLEAN, edited, timeout_s)
+        print(f"  {clean:.1f} s", flush=True)
         inc_counts = chunk_counts(api, INC, edited_ids)
         clean_counts = chunk_counts(api, CLEAN, edited_ids)
         chunks = {
