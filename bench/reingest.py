@@ -138,9 +138,9 @@ def compare_answers(api: httpx.Client, queries: int) -> dict[str, Any]:
         same_ids += ids_equal
         same_scores += ids_equal and [r["score"] for r in inc] == [r["score"] for r in clean]
         # Point ids differ between collections: a hit is its document's chunk.
-        by_chunk = {(r["document_id"], r.get("chunk_no")): r["scores"]["dense"] for r in clean}
+        by_chunk = {(r["document_id"], r["char_start"]): r["scores"]["dense"] for r in clean}
         for r in inc:
-            a, b = r["scores"]["dense"], by_chunk.get((r["document_id"], r.get("chunk_no")))
+            a, b = r["scores"]["dense"], by_chunk.get((r["document_id"], r["char_start"]))
             if a is not None and b is not None:
                 dense_diff = max(dense_diff, abs(a - b))
     return {
