@@ -136,7 +136,9 @@ def compare_answers(api: httpx.Client, queries: int) -> dict[str, Any]:
         inc, clean = answers
         ids_equal = [r["document_id"] for r in inc] == [r["document_id"] for r in clean]
         same_ids += ids_equal
-        same_scores += ids_equal and [r["score"] for r in inc] == [r["score"] for r in clean]
+        same_scores += ids_equal and [r["scores"]["final"] for r in inc] == [
+            r["scores"]["final"] for r in clean
+        ]
         # Point ids differ between collections: a hit is its document's chunk.
         by_chunk = {(r["document_id"], r["char_start"]): r["scores"]["dense"] for r in clean}
         for r in inc:
