@@ -153,14 +153,18 @@ def compare_answers(api: httpx.Client, queries: int) -> dict[str, Any]:
     }
 
 
-def run(docs: int, every: int, queries: int, timeout_s: float) -> dict[str, Any]:
+def run(
+    docs: int, every: int, queries: int, timeout_s: float, *, exact: bool = False
+) -> dict[str, Any]:
     """First ingest, re-upload with edits, clean ingest of the edited corpus; one stack."""
     code = code_state()
     records = load_lines(docs)
     edited, edited_ids = edited_corpus(records, every)
     print(f"{len(records):,} documents, {len(edited_ids):,} edited", flush=True)
     with (
-        BenchStack.running("reingest") as stack,
+        BenchStack.running(
+            "reingest", **({"SIEVE_INGEST_EMBED_BATCH_ITEMS": "1"} if exact else {})
+        ) as stack,
         httpx.Client(base_url=stack.api_url, timeout=300) as api,
     ):
         for name in (INC, CLEAN):
@@ -191,6 +195,7 @@ def run(docs: int, every: int, queries: int, timeout_s: float) -> dict[str, Any]
         "edited_counts_inc": inc_counts,
         "edited_counts_clean": clean_counts,
         "answers": answers,
+        "exact": exact,
         "code": code,
         "load_average": os.getloadavg()[0],
         "cpus": os.cpu_count(),
@@ -206,7 +211,8 @@ def render(r: dict[str, Any]) -> str:
         [
             f"\n### Incremental re-ingest: first {r['documents']:,} SciFact abstracts, "
             f"{r['edited']:,} edited in one sentence ({r['cpus']} CPUs, load average "
-            f"{r['load_average']:.1f} at the end)\n",
+            f"{r['load_average']:.1f} at the end"
+            f"{'; one text per embedding request' if r.get('exact') else ''})\n",
             markdown_table(
                 ["run", "wall s", "vs first ingest"],
                 [
@@ -254,9 +260,14 @@ def main() -> None:
     parser.add_argument("--edit-every", type=int, default=10, help="edit every N-th abstract")
     parser.add_argument("--queries", type=int, default=20, help="queries compared")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per stage")
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="one text per embedding request (vectors independent of their batch)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
-    result = run(args.docs, args.edit_every, args.queries, args.timeout)
+    result = run(args.docs, args.edit_every, args.queries, args.timeout, exact=args.exact)
     print(json.dumps(result, indent=2) if args.json else render(result))
 
 
