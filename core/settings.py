@@ -399,6 +399,10 @@ class IngestSettings(BaseSettings):
     # Documents per worker task: their chunks share embedding requests.
     task_batch_docs: Annotated[int, Field(gt=0, le=1000)] = 32
     task_batch_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
+    # Incremental re-ingest: a re-uploaded document embeds only the chunks whose text
+    # changed, taking the others' vectors from its stored points (README, "Re-uploads").
+    # Costs 8 bytes of Redis per stored chunk (its text digest); off, every chunk is embedded.
+    reuse_vectors: bool = True
     max_file_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
     max_pages: Annotated[int, Field(gt=0)] = 2000
     # OCR of images and scanned PDF pages (README, upload table). Off: they fail with a reason.

@@ -55,6 +55,9 @@ class WrittenDocument(_Message):
     version: int
     content_hash: str | None = None
     points: list[ChunkPoint]
+    # Incremental re-ingest (``indexing.reuse``): chunk_no -> the chunk_no of the stored
+    # point whose dense and token vectors this chunk takes (its points carry none).
+    reuse: dict[int, int] = Field(default_factory=dict)
 
 
 class ReplaceWrite(_Message):

@@ -201,6 +201,9 @@ class DocumentRecord(_Record):
     # images; None: indexed before page images were derived at ingest).
     page_images: str | None = None
     chunk_count: int = 0
+    # Of ``chunk_count``, the chunks whose vectors were taken from the version before
+    # (incremental re-ingest, ``indexing.reuse``); the others were embedded.
+    chunks_reused: int = 0
     error_reason: str | None = None
     error_message: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,7 @@ from indexing.heartbeat import Heartbeat
 from indexing.messages import IngestTask, ReplaceWrite, WrittenDocument
 from indexing.queue import TaskQueue
 from indexing.records import CollectionRecord, DocStatus, DocumentRecord
+from indexing.reuse import ChunkManifests, plan_reuse, vector_identity
 from indexing.state_store import KEEP, Owner, StateStore
 from ingest.blob_store import BlobStore
 from ingest.documents import ParseFailure
@@ -49,8 +51,10 @@ class Pipeline(Protocol):
         bm25_avg_len: float,
         late_model: str | None = None,
         late_dimension: int | None = None,
+        reuse: Mapping[str, Mapping[int, int]] | None = None,
     ) -> list[PreparedDocument]:
-        """Embed several documents' chunks together (token vectors too with ``late_model``)."""
+        """Embed several documents' chunks together (token vectors too with ``late_model``),
+        all but the chunks ``reuse`` names (their stored vectors are taken by the writer)."""
         ...
 
 
@@ -72,8 +76,11 @@ class IndexingRunner:
         *,
         heartbeat: Heartbeat,
         interrupts: tuple[type[BaseException], ...] = (),
+        reuse_vectors: bool = True,
     ) -> None:
         self._state = state
+        # Incremental re-ingest (``indexing.reuse``): off, every chunk is embedded.
+        self._manifests = ChunkManifests(state.raw()) if reuse_vectors else None
         self._blobs = blobs
         self._pipeline = pipeline
         self._queue = queue
@@ -137,12 +144,40 @@ class IndexingRunner:
         if chunked:
             lengths = [n for _, c in chunked for n in c.bm25_lengths]
             avg_len = self._state.bm25_avg_len(task.tenant, task.collection, lengths)
-            prepared = self._embed(task, chunked, collection, avg_len, last_attempt=last_attempt)
+            reuse = self._plan_reuse(task, chunked, collection)
+            prepared = self._embed(
+                task, chunked, collection, avg_len, reuse, last_attempt=last_attempt
+            )
             summary["failed"] += len(chunked) - len(prepared)
             summary["embedded"] += self._hand_over(task, prepared, collection.generation)
         return dict(summary)
 
     # ------------------------------------------------------------ steps
+
+    def _plan_reuse(
+        self,
+        task: IngestTask,
+        chunked: list[tuple[_Claimed, ChunkedDocument]],
+        collection: CollectionRecord,
+    ) -> dict[str, dict[int, int]]:
+        """Per document, the chunks whose text an earlier stored version already embedded."""
+        if self._manifests is None:
+            return {}
+        ids = [item.record.id for item, _ in chunked]
+        try:
+            manifests = self._manifests.load(task.tenant, task.collection, ids)
+        except SieveError:
+            # Only a hint: without it every chunk is embedded, as in a clean ingest.
+            log.warning("chunk manifests unavailable", extra={"documents": len(ids)})
+            return {}
+        identity = vector_identity(collection)
+        plans = {
+            item.record.id: plan_reuse(
+                manifests.get(item.record.id), identity, [c.text for c in doc.chunks]
+            )
+            for item, doc in chunked
+        }
+        return {doc_id: plan for doc_id, plan in plans.items() if plan}
 
     def _extract(self, task: IngestTask, item: _Claimed) -> ChunkedDocument | None:
         """Parse and chunk one document; None when it failed (its state says why)."""
@@ -176,6 +211,7 @@ class IndexingRunner:
         chunked: list[tuple[_Claimed, ChunkedDocument]],
         collection: CollectionRecord,
         avg_len: float,
+        reuse: dict[str, dict[int, int]],
         *,
         last_attempt: bool,
     ) -> list[tuple[_Claimed, PreparedDocument]]:
@@ -189,6 +225,7 @@ class IndexingRunner:
                 bm25_avg_len=avg_len,
                 late_model=collection.late_model,
                 late_dimension=collection.late_dimension,
+                reuse=reuse,
             )
             return list(zip([item for item, _ in chunked], prepared, strict=True))
         except UpstreamUnavailable as exc:
@@ -209,7 +246,9 @@ class IndexingRunner:
             # The hub refused the batch: find the document it refuses, keep the others.
             out: list[tuple[_Claimed, PreparedDocument]] = []
             for pair in chunked:
-                out += self._embed(task, [pair], collection, avg_len, last_attempt=last_attempt)
+                out += self._embed(
+                    task, [pair], collection, avg_len, reuse, last_attempt=last_attempt
+                )
             return out
         except self._interrupts:
             for item, _ in chunked:
@@ -254,6 +293,7 @@ class IndexingRunner:
                         version=item.version,
                         content_hash=item.record.content_hash,
                         points=prep.points,
+                        reuse=prep.reused,
                     )
                 )
         if docs:

@@ -424,6 +424,8 @@ class StateStore:
                 _k("bytes", tenant, name),
                 _k("expiry", tenant, name),
                 _k("wh", "subs", tenant, name),  # its webhook subscriptions
+                # The chunk manifests of incremental re-ingest (``indexing.reuse``).
+                _k("chunkmap", tenant, name),
                 *(_k("st", tenant, name, s.value) for s in DocStatus),
                 # A re-index's write pause, writers in flight and changed documents.
                 *(_k("rx", part, tenant, name) for part in ("pause", "gate", "dirty", "on")),

@@ -30,8 +30,9 @@ from core.types import ChunkFilter, ChunkPoint, FieldEquals, Range
 from indexing.heartbeat import Heartbeat
 from indexing.messages import DeleteWrite, DocVersion, IngestTask, ReplaceWrite, WrittenDocument
 from indexing.queue import TaskQueue
-from indexing.records import DocStatus
+from indexing.records import CollectionRecord, DocStatus
 from indexing.reindex_state import ReindexState
+from indexing.reuse import ChunkManifest, ChunkManifests, fill_reused, reused_ids, vector_identity
 from indexing.state_store import KEEP, DocRef, Owner, StateStore
 from retriever.store import ChunkStore
 from tracing import span
@@ -54,13 +55,22 @@ class StoreWriter:
     """Applies ``ReplaceWrite`` / ``DeleteWrite`` messages to the store, as owner ``owner``."""
 
     def __init__(
-        self, state: StateStore, store: ChunkStore, queue: TaskQueue, *, heartbeat: Heartbeat
+        self,
+        state: StateStore,
+        store: ChunkStore,
+        queue: TaskQueue,
+        *,
+        heartbeat: Heartbeat,
+        reuse_vectors: bool = True,
     ) -> None:
         self._state = state
         self._store = store
         self._queue = queue
         self._heartbeat = heartbeat
         self._rx = ReindexState(state.raw())
+        self._manifests = ChunkManifests(state.raw())
+        # Keep the chunk manifests incremental re-ingest plans with (``indexing.reuse``).
+        self._keep_manifests = reuse_vectors
         self.owner = ""
 
     def apply(self, write: ReplaceWrite | DeleteWrite, *, last_attempt: bool = False) -> str:
@@ -99,7 +109,9 @@ class StoreWriter:
             cancelled = job is None or job.cancelled
             live = [doc for doc in locked if self._claim(write, doc, cancelled=cancelled)]
             try:
+                live = self._take_reused(write, collection, live)
                 self._write_points(collection.store_name, live)
+                self._keep_manifest(write, collection, live)
             except Exception as exc:
                 # Release the claims (a retry may run anywhere), or fail on the last attempt.
                 code, message = (
@@ -121,16 +133,25 @@ class StoreWriter:
                 raise
             # Before they count as indexed: a re-index must see every change it may miss.
             self._rx.touch(write.tenant, write.collection, [doc.id for doc in live])
-            for doc in live:
-                self._mark(
+            indexed = [
+                doc
+                for doc in live
+                if self._mark(
                     write,
                     doc,
                     DocStatus.INDEXED,
                     Owner.mine(self.owner),
                     chunk_count=len(doc.points),
+                    chunks_reused=len(doc.reuse),
                     indexed_hash=doc.content_hash,
                     error_reason=None,
                     error_message=None,
+                )
+            ]
+            if indexed:
+                reused = sum(len(doc.reuse) for doc in indexed)
+                self._manifests.count(
+                    embedded=sum(len(doc.points) for doc in indexed) - reused, reused=reused
                 )
         finally:
             for doc in locked:
@@ -138,6 +159,73 @@ class StoreWriter:
         if deferred:
             self._queue.send_write(write.model_copy(update={"docs": deferred}), countdown_s=1)
         return "indexed" if locked else "deferred"
+
+    def _take_reused(
+        self, write: ReplaceWrite, collection: CollectionRecord, docs: list[WrittenDocument]
+    ) -> list[WrittenDocument]:
+        """The claimed documents with their reused chunks' vectors read from the store.
+
+        A document whose old points no longer hold exactly its reused chunks (a manifest
+        out of step with the store) is queued again, its manifest dropped, to be embedded
+        in full; it is left out of this write.
+        """
+        wanted = [pid for doc in docs for pid in reused_ids(doc, collection.point_ns)]
+        if not wanted:
+            return docs
+        with span("store.reuse", collection=collection.store_name, points=len(wanted)):
+            old = {p.id: p for p in self._store.get(collection.store_name, wanted)}
+        ready: list[WrittenDocument] = []
+        redo: list[WrittenDocument] = []
+        for doc in docs:
+            filled = fill_reused(doc, old, namespace=collection.point_ns, collection=collection)
+            if filled is None:
+                redo.append(doc)
+            else:
+                ready.append(filled)
+        if redo:
+            self._embed_in_full(write, redo)
+        return ready
+
+    def _embed_in_full(self, write: ReplaceWrite, docs: list[WrittenDocument]) -> None:
+        """Back to ``queued`` (same version, claim released) without a manifest to plan by."""
+        self._manifests.drop(write.tenant, write.collection, [doc.id for doc in docs])
+        for doc in docs:
+            back = self._state.transition(
+                write.tenant,
+                write.collection,
+                doc.id,
+                DocStatus.QUEUED,
+                version=doc.version,
+                from_=[DocStatus.WRITING],
+                owner=Owner.mine(self.owner),
+            )
+            if back.applied:
+                self._queue.send_ingest(
+                    IngestTask(
+                        tenant=write.tenant,
+                        collection=write.collection,
+                        job_id=write.job_id,
+                        docs=[DocVersion(id=doc.id, version=doc.version)],
+                        incarnation=write.incarnation,
+                    )
+                )
+        log.info("reused vectors out of step: embedding again", extra={"documents": len(docs)})
+
+    def _keep_manifest(
+        self, write: ReplaceWrite, collection: CollectionRecord, docs: list[WrittenDocument]
+    ) -> None:
+        """Record the texts of what was just written (the next re-upload plans reuse by it)."""
+        if not self._keep_manifests or not docs:
+            return
+        identity = vector_identity(collection)
+        self._manifests.save(
+            write.tenant,
+            write.collection,
+            {
+                doc.id: ChunkManifest.of(identity, [p.payload.text for p in doc.points])
+                for doc in docs
+            },
+        )
 
     def _embed_again(self, write: ReplaceWrite) -> str:
         """Points of an older generation's model: queue their documents for ingest again.
@@ -242,6 +330,7 @@ class StoreWriter:
                 return "skipped"
             with span("store.delete", collection=collection.store_name, document_id=write.doc.id):
                 self._store.delete_document(collection.store_name, write.doc.id)
+            self._manifests.drop(write.tenant, write.collection, [write.doc.id])
             self._rx.touch(write.tenant, write.collection, [write.doc.id])
             self._state.forget(write.tenant, write.collection, write.doc.id, write.doc.version)
             return "deleted"

@@ -7,7 +7,8 @@ between: ``extract_and_chunk`` (CPU only) and ``embed`` (calls the model hub).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from core.ids import point_id
 from core.types import ChunkPayload, ChunkPoint, ImageRef, MultiVector
@@ -45,6 +46,9 @@ class PreparedDocument:
     title: str | None
     pages: int | None
     page_images: str | None = None
+    # chunk_no -> the stored chunk whose dense (and token) vectors it takes: those points
+    # carry none (``indexing.reuse``; the store writer fills them in).
+    reused: dict[int, int] = field(default_factory=dict)
 
 
 class DocumentPipeline:
@@ -123,37 +127,53 @@ class DocumentPipeline:
         bm25_avg_len: float,
         late_model: str | None = None,
         late_dimension: int | None = None,
+        reuse: Mapping[str, Mapping[int, int]] | None = None,
     ) -> list[PreparedDocument]:
         """Embed the chunks of several documents together (dense via the hub, BM25 locally).
 
         One embeddings call for all of them, packed into requests by the client, so a
         batch of small documents costs a few requests, not one each. With ``late_model``
         (a collection with late interaction) a second call gets each chunk's token vectors.
+        ``reuse`` (document id -> chunk_no -> stored chunk_no) names chunks that are not
+        sent to the hub: their points get BM25 vectors only, and ``reused`` says whose
+        dense and token vectors they take.
 
         Raises:
             UpstreamUnavailable: the hub kept failing; the caller retries the batch.
             UpstreamRejected / InvalidInput: the hub refused, or the dimension is wrong.
         """
+        reuse = reuse or {}
         chunks = [c for chunked, _ in items for c in chunked.chunks]
         texts = [c.text for c in chunks]
-        counts = [c.token_count + 2 for c in chunks]
+        fresh = [
+            c
+            for chunked, doc_id in items
+            for c in chunked.chunks
+            if c.chunk_no not in reuse.get(doc_id, {})
+        ]
         with span(
             "ingest.embed",
             documents=len(items),
             chunks=len(chunks),
+            reused=len(chunks) - len(fresh),
             model=embedding_model,
             collection=store_name,
         ):
-            dense, late = embed_texts(
-                self._embeddings,
-                texts,
-                token_counts=counts,
-                embedding_model=embedding_model,
-                dimension=dimension,
-                late_model=late_model,
-                late_dimension=late_dimension,
+            fresh_dense, fresh_late = (
+                embed_texts(
+                    self._embeddings,
+                    [c.text for c in fresh],
+                    token_counts=[c.token_count + 2 for c in fresh],
+                    embedding_model=embedding_model,
+                    dimension=dimension,
+                    late_model=late_model,
+                    late_dimension=late_dimension,
+                )
+                if fresh
+                else ([], [])
             )
             sparse = self._encoder(bm25_avg_len).embed_documents(texts)
+        dense, late = _spread(items, reuse, fresh_dense, fresh_late)
         out: list[PreparedDocument] = []
         start = 0
         for chunked, document_id in items:
@@ -188,12 +208,16 @@ class DocumentPipeline:
                     strict=True,
                 )
             ]
+            mine = reuse.get(document_id, {})
             out.append(
                 PreparedDocument(
                     points=points,
                     title=doc.title,
                     pages=doc.page_count,
                     page_images=chunked.page_images,
+                    reused={
+                        c.chunk_no: mine[c.chunk_no] for c in chunked.chunks if c.chunk_no in mine
+                    },
                 )
             )
             start = end
@@ -205,6 +229,29 @@ class DocumentPipeline:
         if key not in self._bm25:
             self._bm25[key] = Bm25Encoder(avg_len=float(key))
         return self._bm25[key]
+
+
+def _spread(
+    items: list[tuple[ChunkedDocument, str]],
+    reuse: Mapping[str, Mapping[int, int]],
+    dense: list[list[float]],
+    late: list[MultiVector | None],
+) -> tuple[list[list[float]], list[MultiVector | None]]:
+    """The fresh vectors back in chunk order; a reused chunk gets none (the writer's part)."""
+    out_dense: list[list[float]] = []
+    out_late: list[MultiVector | None] = []
+    at = 0
+    for chunked, doc_id in items:
+        mine = reuse.get(doc_id, {})
+        for c in chunked.chunks:
+            if c.chunk_no in mine:
+                out_dense.append([])
+                out_late.append(None)
+            else:
+                out_dense.append(dense[at])
+                out_late.append(late[at])
+                at += 1
+    return out_dense, out_late
 
 
 def embed_texts(

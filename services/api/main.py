@@ -307,7 +307,9 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
                 state, owner, ttl_s=worker.owner_ttl_s, every_s=worker.heartbeat_s
             )
             await asyncio.to_thread(heartbeat.start)
-            writer = StoreWriter(state, sync_store, queue, heartbeat=heartbeat)
+            writer = StoreWriter(
+                state, sync_store, queue, heartbeat=heartbeat, reuse_vectors=ingest.reuse_vectors
+            )
             consumer = StoreWritesConsumer(celery, StoreOwner(writer=writer, heartbeat=heartbeat))
             consumer.start()
             consumers.append(consumer)

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from core.settings import ApiSettings
+from indexing.reuse import ChunkManifests
 from indexing.state_store import StateStore
 from services.worker.celery_app import INGEST_QUEUE, STORE_WRITES_QUEUE
 
@@ -65,6 +66,12 @@ class _StateCollector(Collector):
             "Redis memory: used, and maxmemory (0: no limit; writes fail past it)",
             labels=["kind"],
         )
+        chunks = CounterMetricFamily(
+            "sieve_ingest_chunks",
+            "Chunks of indexed document versions: embedded, or vectors reused from the "
+            "version before (incremental re-ingest)",
+            labels=["vectors"],
+        )
         try:
             client = self._state.raw()
             for name in (INGEST_QUEUE, STORE_WRITES_QUEUE):
@@ -75,11 +82,14 @@ class _StateCollector(Collector):
             used, limit = self._state.memory()
             memory.add_metric(["used"], float(used))
             memory.add_metric(["max"], float(limit))
+            for kind, n in ChunkManifests(client).counts().items():
+                chunks.add_metric([kind], float(n))
         except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is down
             return
         yield queue
         yield docs
         yield memory
+        yield chunks
 
 
 # pool -> {"in_use", "size", "queued", "refused"}: read on scrape (ApiPools.saturation).

@@ -347,6 +347,8 @@ def _doc(d: DocumentRecord) -> DocumentResponse:
         size=d.size,
         pages=d.pages,
         chunk_count=d.chunk_count,
+        chunks_embedded=max(0, d.chunk_count - d.chunks_reused),
+        chunks_reused=d.chunks_reused,
         error=error,
         metadata=d.metadata,
         updated_at=d.updated_at,

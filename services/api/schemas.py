@@ -121,6 +121,10 @@ class DocumentResponse(BaseModel):
     size: int
     pages: int | None
     chunk_count: int
+    # Of chunk_count: embedded for this version, and taken from the version before
+    # (only the chunks whose text changed are embedded again).
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
     error: dict[str, str] | None
     metadata: dict[str, Any]
     updated_at: float

@@ -93,6 +93,7 @@ def build_worker_context() -> WorkerContext:
         CeleryTaskQueue(celery_app, state.raw()),
         heartbeat=heartbeat,
         interrupts=(SoftTimeLimitExceeded,),
+        reuse_vectors=ingest.reuse_vectors,
     )
     return WorkerContext(state=state, runner=runner, heartbeat=heartbeat)
 
@@ -123,6 +124,7 @@ def _init_process(**_: Any) -> None:
             open_sync_store(store),
             CeleryTaskQueue(celery_app, ctx.state.raw()),
             heartbeat=ctx.heartbeat,
+            reuse_vectors=IngestSettings().reuse_vectors,
         )
         set_store_owner(StoreOwner(writer=writer, heartbeat=ctx.heartbeat))
 

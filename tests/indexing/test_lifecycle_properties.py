@@ -79,8 +79,10 @@ class _Pipeline:
         bm25_avg_len: float,
         late_model: str | None = None,
         late_dimension: int | None = None,
+        reuse: object = None,
     ) -> list[PreparedDocument]:
-        del embedding_model, bm25_avg_len, late_model, late_dimension
+        # Embeds every chunk: the writer's reuse path is tested in tests/indexing/test_reuse.py.
+        del embedding_model, bm25_avg_len, late_model, late_dimension, reuse
         out = []
         for chunked, doc_id in items:
             points = [

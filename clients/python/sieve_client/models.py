@@ -197,6 +197,9 @@ class DocumentResponse(_Response):
     size: int
     pages: int | None
     chunk_count: int
+    # Of chunk_count: embedded for this version / taken from the version before.
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
     error: dict[str, str] | None
     metadata: dict[str, Any]
     updated_at: float
