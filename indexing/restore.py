@@ -86,6 +86,11 @@ for _, d in ipairs(cjson.decode(ARGV[4])) do
   redis.call("ZADD", P .. "st:" .. t .. ":" .. c .. ":indexed", version, d.id)
   redis.call("HINCRBY", P .. "cnt:" .. t .. ":" .. c, "indexed", 1)
   redis.call("HINCRBY", P .. "cnt", "indexed", 1)
+  -- Its expiry goes with it: the index queries and the sweep read (lifecycle.lua).
+  local at = d.fields.expires_at and cjson.decode(d.fields.expires_at)
+  if type(at) == "number" then
+    redis.call("ZADD", P .. "expiry:" .. t .. ":" .. c, at, d.id)
+  end
 end
 return 1
 """

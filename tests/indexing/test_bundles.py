@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -99,7 +100,10 @@ def source(redis_url: str, tmp_path: Path) -> Iterator[tuple[StateStore, ChunkSt
         queue, blobs, _, runner, writer = _workers(state, store, tmp_path)
         runner._pipeline = cast(DocumentPipeline, _AllKinds())
         items = [UploadItem(doc_id=d, source=f"{d}.txt", data=_text(d).encode()) for d in DOCS]
-        accept(state, blobs, queue, LIMITS, tenant=TENANT, collection=COLL, items=items)
+        accept(
+            state, blobs, queue, LIMITS, tenant=TENANT, collection=COLL, items=items,
+            expires_at=EXPIRES_AT,
+        )  # fmt: skip
         _drain(queue, runner, writer)
         yield state, store, tmp_path
     state.close()
@@ -112,6 +116,9 @@ def _drain(queue: _Queue, runner: object, writer: object) -> None:
         while queue.writes:
             writer.apply(queue.writes.pop(0))  # type: ignore[attr-defined]
 
+
+# A day from when the tests run: kept through the bundle, never reached by them.
+EXPIRES_AT = float(int(time.time()) + 86_400)
 
 QUERIES = [
     HybridQuery(dense=[1.0, 1.0, 0.5, 1.0], sparse=SparseVec(indices=[1, 5, 9], values=[1, 1, 1])),
@@ -190,6 +197,9 @@ def test_round_trip_keeps_ids_and_scores_without_the_model(
         assert all(d.status is DocStatus.INDEXED for d in docs)
         assert state.document_counts("u", "copy") == {"indexed": len(DOCS)}
         assert [j.document_id for j in feedback.list("u", "copy")] == ["d1"]
+        # Their expiry came along, and into the index queries and the sweep read.
+        assert {d.expires_at for d in docs} == {EXPIRES_AT}
+        assert state.raw().zcard("sieve:expiry:u:copy") == len(DOCS)
         # It is an ordinary collection: a delete of a restored document removes its points.
         assert target.count(rec.store_name) == chunks
 
