@@ -32,6 +32,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from indexing.bundle import open_bundle
 from indexing.records import DocStatus, DocumentRecord, JobRecord
 from indexing.state_store import NewDocument, StateStore
 from tests.services.stack import KEY_A, Stack, running_stack
@@ -648,3 +649,27 @@ def test_webhooks_are_added_listed_with_their_deliveries_and_deleted(
         assert c.get("/v1/collections/hooked/webhooks").json() == {"webhooks": []}
     # The refused URL's 400 is the one failed request the page made (and showed).
     watch.check(allowed_console=("status of 400",))
+
+
+def test_a_collection_downloads_its_backup_as_one_bundle(
+    watched: tuple[Page, Watch], stack: Stack, tmp_path: Path
+) -> None:
+    page, watch = watched
+    with stack.client() as c:
+        assert c.post("/v1/collections", json={"name": "kept"}).status_code == 201
+        docs = [{"id": "moss", "text": "Moss grows on the north side of oak trees."}]
+        job = c.post("/v1/collections/kept/documents?wait=true", json={"documents": docs})
+        assert job.status_code == 200, job.text
+    page.goto(f"{stack.api}/console/collections/kept")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download backup").click()
+    assert download.value.suggested_filename == "kept.sieve"
+    saved = tmp_path / "kept.sieve"
+    download.value.save_as(saved)
+    bundle = open_bundle(saved, tmp_path, max_expanded_bytes=1 << 30)
+    try:
+        assert bundle.manifest.counts["documents"] == 1
+    finally:
+        bundle.close()
+    expect(page.locator("#backup-status")).to_contain_text("Backup downloaded: 1 document, 1 chunk")
+    watch.check()

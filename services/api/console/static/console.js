@@ -202,7 +202,7 @@ const Sieve = (() => {
 
   return {
     api, upload, el, notify, confirmDanger, failureText, rerankText, fmt, bytes, seg,
-    apiKey, openMode, collection: body.dataset.collection,
+    apiKey, authHeaders, openMode, collection: body.dataset.collection,
     defaults: {
       embedding: body.dataset.defaultEmbeddingModel,
       rerank: body.dataset.defaultRerankModel,
