@@ -189,15 +189,25 @@ class StoreWriter:
     def _embed_in_full(self, write: ReplaceWrite, docs: list[WrittenDocument]) -> None:
         """Back to ``queued`` (same version, claim released) without a manifest to plan by."""
         self._manifests.drop(write.tenant, write.collection, [doc.id for doc in docs])
-        for doc in docs:
+        self._requeue(
+            write, [d.id for d in docs], [d.version for d in docs], Owner.mine(self.owner)
+        )
+        log.info("reused vectors out of step: embedding again", extra={"documents": len(docs)})
+
+    def _requeue(
+        self, write: ReplaceWrite, ids: list[str], versions: list[int], owner: Owner
+    ) -> None:
+        """Each document back to ``queued`` at its version (a guarded transition, so a newer
+        change still wins), and its ingest sent again."""
+        for doc_id, version in zip(ids, versions, strict=True):
             back = self._state.transition(
                 write.tenant,
                 write.collection,
-                doc.id,
+                doc_id,
                 DocStatus.QUEUED,
-                version=doc.version,
+                version=version,
                 from_=[DocStatus.WRITING],
-                owner=Owner.mine(self.owner),
+                owner=owner,
             )
             if back.applied:
                 self._queue.send_ingest(
@@ -205,11 +215,10 @@ class StoreWriter:
                         tenant=write.tenant,
                         collection=write.collection,
                         job_id=write.job_id,
-                        docs=[DocVersion(id=doc.id, version=doc.version)],
+                        docs=[DocVersion(id=doc_id, version=version)],
                         incarnation=write.incarnation,
                     )
                 )
-        log.info("reused vectors out of step: embedding again", extra={"documents": len(docs)})
 
     def _keep_manifest(
         self, write: ReplaceWrite, collection: CollectionRecord, docs: list[WrittenDocument]
@@ -233,26 +242,9 @@ class StoreWriter:
         Each goes back to ``queued`` at the same version (a guarded transition, so a newer
         change still wins); the recovery pass resends one whose message a crash lost.
         """
-        for doc in write.docs:
-            back = self._state.transition(
-                write.tenant,
-                write.collection,
-                doc.id,
-                DocStatus.QUEUED,
-                version=doc.version,
-                from_=[DocStatus.WRITING],
-                owner=Owner.claim(""),
-            )
-            if back.applied:
-                self._queue.send_ingest(
-                    IngestTask(
-                        tenant=write.tenant,
-                        collection=write.collection,
-                        job_id=write.job_id,
-                        docs=[DocVersion(id=doc.id, version=doc.version)],
-                        incarnation=write.incarnation,
-                    )
-                )
+        self._requeue(
+            write, [d.id for d in write.docs], [d.version for d in write.docs], Owner.claim("")
+        )
         log.info(
             "write of an older generation embedded again", extra={"documents": len(write.docs)}
         )
