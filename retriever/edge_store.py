@@ -17,6 +17,8 @@ import contextlib
 import fcntl
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -38,7 +40,6 @@ from core.errors import (
 from core.types import (
     ChunkFilter,
     ChunkPoint,
-    Distance,
     HybridQuery,
     LegScores,
     QueryMode,
@@ -46,6 +47,7 @@ from core.types import (
     SparseVec,
     StoreCollectionSpec,
 )
+from retriever.edge_shard_files import ShardRequest, shard_config
 from retriever.filters import document_filter, to_edge_filter
 from retriever.fusion import LegHit, fuse_late, fuse_legs, tie_score
 from retriever.layout import (
@@ -53,7 +55,6 @@ from retriever.layout import (
     LATE_VECTOR,
     PAYLOAD_INDEXES,
     SPARSE_VECTOR,
-    IndexKind,
     canonical_id,
     check_points,
     check_query,
@@ -75,15 +76,11 @@ _SHARD_DIR = "shard"
 _LOCK_FILE = ".sieve-store.lock"
 _TMP_PREFIX = ".tmp-"  # collection names start with [A-Za-z0-9]: no clash possible
 _SCROLL_PAGE = 1024
+_SHARD_FILES_SCRIPT = str(Path(__file__).with_name("edge_shard_files.py"))
+_CREATE_TIMEOUT_S = 120.0
 # Library defaults agree with StoreSettings (SIEVE_QDRANT_SEARCH_THREADS, ..._MAX_OPEN_COLLECTIONS).
 DEFAULT_SEARCH_THREADS = 2
 DEFAULT_MAX_OPEN = 16
-
-_DISTANCES = {
-    Distance.COSINE: edge.Distance.Cosine,
-    Distance.DOT: edge.Distance.Dot,
-    Distance.EUCLID: edge.Distance.Euclid,
-}
 
 
 def _locked_message(root: Path) -> str:
@@ -115,42 +112,41 @@ def _edge_errors(root: Path, name: str | None = None) -> Iterator[None]:
         raise UpstreamUnavailable(f"{where}embedded store error: {text}") from exc
 
 
-def _late_params(size: int) -> edge.EdgeVectorParams:
-    """Token vectors: MaxSim, never searched by HNSW (m=0: they only rescore a prefetch),
-    originals on disk (Cold), an int8 copy for scoring once segments are optimised."""
-    return edge.EdgeVectorParams(
-        size=size,
-        distance=edge.Distance.Cosine,
-        multivector_config=edge.MultiVectorConfig(edge.MultiVectorComparator.MaxSim),
-        hnsw_config=edge.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
-        quantization_config=edge.ScalarQuantizationConfig(type=edge.ScalarType.Int8, quantile=0.99),
-        memory=edge.Memory.Cold,
+def _shard_request(spec: StoreCollectionSpec, search_threads: int | None) -> ShardRequest:
+    """The collection's shard in the plain values ``edge_shard_files`` takes."""
+    return ShardRequest(
+        names=(DENSE_VECTOR, SPARSE_VECTOR, LATE_VECTOR),
+        dense_size=spec.dense_size,
+        distance=spec.distance.value,
+        sparse=spec.sparse,
+        late_size=spec.late_size,
+        search_threads=search_threads,
+        indexes=tuple((i.field, i.kind.value, i.is_tenant) for i in PAYLOAD_INDEXES),
     )
 
 
-def _edge_config(spec: StoreCollectionSpec, search_threads: int | None) -> edge.EdgeConfig:
-    sparse = {SPARSE_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)}
-    vectors = {
-        DENSE_VECTOR: edge.EdgeVectorParams(
-            size=spec.dense_size, distance=_DISTANCES[spec.distance]
+def _create_shard_files(path: Path, request: ShardRequest, timeout_s: float) -> None:
+    """Create a shard in a child process (``edge_shard_files``: Edge holds the GIL while it
+    creates one; waiting on a child does not).
+
+    Raises:
+        Exception: Edge's own message when the child fails (``_edge_errors`` maps it).
+    """
+    try:
+        done = subprocess.run(  # noqa: S603 - our interpreter, our file, no shell
+            [sys.executable, "-I", _SHARD_FILES_SCRIPT, str(path)],
+            input=request.to_json(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
         )
-    }
-    if spec.late_size is not None:
-        vectors[LATE_VECTOR] = _late_params(spec.late_size)
-    return edge.EdgeConfig(
-        vectors=vectors,
-        sparse_vectors=sparse if spec.sparse else None,
-        max_search_threads=search_threads,
-    )
-
-
-def _index_op(field: str, kind: IndexKind, *, is_tenant: bool) -> edge.UpdateOperation:
-    params: edge.KeywordIndexParams | edge.IntegerIndexParams
-    if kind is IndexKind.KEYWORD:
-        params = edge.KeywordIndexParams(is_tenant=is_tenant or None, enable_hnsw=False)
-    else:
-        params = edge.IntegerIndexParams(lookup=True, range=True, enable_hnsw=False)
-    return edge.UpdateOperation.create_field_index(field, params)
+    except subprocess.TimeoutExpired as exc:
+        raise UpstreamUnavailable(
+            f"the embedded store took over {timeout_s:.0f} s to create a collection"
+        ) from exc
+    if done.returncode != 0:
+        raise Exception(done.stderr.strip()[-2000:] or f"exit status {done.returncode}")  # noqa: TRY002
 
 
 def _edge_point(point: ChunkPoint) -> edge.Point:
@@ -401,7 +397,8 @@ class EdgeChunkStore:
         try:
             with _edge_errors(self.root, name):
                 shard = edge.EdgeShard.load(
-                    str(self.root / name / _SHARD_DIR), _edge_config(spec, self._search_threads)
+                    str(self.root / name / _SHARD_DIR),
+                    shard_config(_shard_request(spec, self._search_threads)),
                 )
         except BaseException:
             with self._cond:
@@ -463,16 +460,14 @@ class EdgeChunkStore:
 
     def _create_files(self, spec: StoreCollectionSpec, final: Path) -> None:
         scratch = self.root / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
-        config = _edge_config(spec, self._search_threads)
         try:
+            scratch.mkdir()
             with _edge_errors(self.root, spec.name):
-                shard = edge.EdgeShard.create(str(scratch / _SHARD_DIR), config)
-                try:
-                    for index in PAYLOAD_INDEXES:
-                        shard.update(_index_op(index.field, index.kind, is_tenant=index.is_tenant))
-                    shard.flush()
-                finally:
-                    shard.close()
+                _create_shard_files(
+                    scratch / _SHARD_DIR,
+                    _shard_request(spec, self._search_threads),
+                    _CREATE_TIMEOUT_S,
+                )
             spec_path = scratch / _SPEC_FILE
             spec_path.write_text(spec.model_dump_json(), "utf-8")
             with spec_path.open("rb") as handle:
