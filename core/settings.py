@@ -277,6 +277,10 @@ class ApiSettings(BaseSettings):
     cpu_threads: Annotated[int, Field(ge=1, le=64)] = 2
     cpu_queue: Annotated[int, Field(ge=0, le=1024)] = 4
     busy_retry_after_s: Annotated[int, Field(ge=1, le=600)] = 2
+    # Each tenant's share of the API process (services/api/tenant_gate.py): at most this
+    # many of its /v1 requests run at once, this many more wait their turn, the rest 429.
+    tenant_concurrency: Annotated[int, Field(ge=1, le=1024)] = 4
+    tenant_queue: Annotated[int, Field(ge=0, le=100_000)] = 256
     # Open mode only: host names a request's Host and Origin may name besides loopback,
     # localhost and the bind host (comma-separated or a JSON list); the rest get 403.
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,7 +14,6 @@ from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core.logs import log_context
 from services.api import (
     routes_bundles,
     routes_collections,
@@ -28,13 +26,14 @@ from services.api import (
     routes_webhooks,
 )
 from services.api.body_limits import BodyLimits, LimitPolicy
-from services.api.browser_guard import guard_browser
 from services.api.console import install_console
 from services.api.deps import ApiDeps
 from services.api.errors import error_response, install_error_handlers
-from services.api.metrics import metric_method, metrics_allowed
+from services.api.metrics import metrics_allowed
 from services.api.readiness import readiness, ready_body
 from services.api.reaper import lifecycle_loop
+from services.api.request_context import RequestContext
+from services.api.tenant_gate import TenantGate
 
 __all__ = ["AppHooks", "create_app"]
 
@@ -78,6 +77,11 @@ def _install(app: FastAPI, deps: ApiDeps) -> None:
     """Give routes ``deps``; short I/O (``in_thread``, ``asyncio.to_thread``) runs on its own
     pool from now on, CPU-heavy work on another (services/api/pools.py), both in /metrics."""
     app.state.deps = deps
+    app.state.tenant_gate = TenantGate(
+        concurrency=deps.api.tenant_concurrency,
+        queue=deps.api.tenant_queue,
+        retry_after_s=deps.api.busy_retry_after_s,
+    )
     asyncio.get_running_loop().set_default_executor(deps.pools.io)
     deps.metrics.watch_pools(deps.pools.saturation)
 
@@ -135,24 +139,8 @@ def create_app(hooks: AppHooks) -> FastAPI:
         ),
     )
 
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = rid[:64]
-        with log_context(request_id=request.state.request_id):
-            response = await guard_browser(request, call_next)
-        response.headers["x-request-id"] = request.state.request_id
-        route = request.scope.get("route")
-        deps = getattr(request.app.state, "deps", None)
-        if deps is not None:
-            # Labels from closed sets: any method string or unmatched path would be a series.
-            path = route.path if isinstance(route, APIRoute) else "unmatched"
-            deps.metrics.http_requests.labels(
-                metric_method(request.method), path, response.status_code
-            ).inc()
-        return response
+    # Outermost: a refusal by the body limits, or any error, carries the request id too.
+    app.add_middleware(RequestContext)
 
     for module in (
         routes_bundles,  # before collections: POST /v1/collections/restore is its own route

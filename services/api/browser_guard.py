@@ -14,16 +14,12 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from fastapi import Request, Response
-
 from core.settings import ApiSettings
-from services.api.errors import error_response
 
-__all__ = ["LOOPBACK_NAMES", "SameHostPolicy", "guard_browser", "open_mode_policy"]
+__all__ = ["LOOPBACK_NAMES", "SameHostPolicy", "browser_refusal", "open_mode_policy"]
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -70,23 +66,14 @@ def open_mode_policy(api: ApiSettings) -> SameHostPolicy | None:
     return SameHostPolicy(frozenset({*LOOPBACK_NAMES, api.host.lower(), *api.allowed_hosts}))
 
 
-async def guard_browser(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """The open-mode host check (403 in the one error body), then ``nosniff`` on the answer.
-
-    Called by the API's request-id middleware, so a refusal carries the request id too.
-    """
-    deps = getattr(request.app.state, "deps", None)
-    refusal = None
-    if deps is not None and (policy := open_mode_policy(deps.api)) is not None:
-        refusal = policy.refusal(request.headers.get("host"), request.headers.get("origin"))
-    if refusal is not None:
-        response: Response = error_response(request, 403, *refusal)
-    else:
-        response = await call_next(request)
-    response.headers["x-content-type-options"] = "nosniff"
-    return response
+def browser_refusal(
+    api: ApiSettings, host: str | None, origin: str | None
+) -> tuple[str, str] | None:
+    """The open-mode host check: ``(code, message)`` of the 403 for a request with these
+    ``Host`` and ``Origin`` headers, or None. Called by the API's request-context middleware
+    (services/api/request_context.py), which also adds ``nosniff`` to every answer."""
+    policy = open_mode_policy(api)
+    return None if policy is None else policy.refusal(host, origin)
 
 
 def _hostname(url: str | None) -> str | None:

@@ -39,6 +39,7 @@ from services.api.deps import Deps, in_thread
 from services.api.quotas import TenantSlots
 from services.api.routes_jobs import job_response
 from services.api.schemas import IngestAcceptedResponse, IngestWaitResponse, JobResponse
+from services.api.tenant_gate import release_turn
 
 __all__ = [
     "Wait",
@@ -197,6 +198,8 @@ async def wait_for(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + params.timeout_s
     view, attempt = first, 0
+    # From here on the request only waits: its tenant's other requests may run.
+    release_turn(request.scope.setdefault("state", {}))
     while view.state in _RUNNING:
         remaining = deadline - loop.time()
         if remaining <= 0:

@@ -223,7 +223,19 @@ def test_readiness_and_metrics(stack: Stack) -> None:
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"redis": True, "store": True, "hub": True}
         _query(stack)
+        missing = c.get("/v1/collections/no-such-collection", headers={"X-Request-Id": "rid-42"})
+        assert missing.status_code == 404
+        assert missing.headers["x-request-id"] == "rid-42"
+        assert missing.headers["x-content-type-options"] == "nosniff"
+        assert missing.json()["error"]["request_id"] == "rid-42"
         text = c.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}).text
+    # Each answer counted by method, route template (never the raw path) and status.
+    assert (
+        'sieve_http_requests_total{method="POST",route="/v1/collections/{name}/query",status="200"}'
+        in text
+    )
+    assert 'route="/v1/collections/{name}",status="404"' in text
+    assert "no-such-collection" not in text
     assert 'sieve_query_stage_seconds_count{stage="rerank"}' in text
     assert 'sieve_rerank_status_total{status="ok"}' in text
     assert 'sieve_queue_depth{queue="ingest"}' in text

@@ -1,0 +1,121 @@
+"""Each tenant's share of the API process: at most a few of its requests run at once.
+
+Every request of every tenant runs on the one event loop of the API process. Before this
+gate, a tenant firing eight clients of cheap requests (image GETs, feedback, collection
+churn) kept the loop's queue full, and every step of another tenant's query waited behind
+them (bench/isolation.py: B's query p50 4.4x, list 8.9x). Now a tenant's requests past
+``SIEVE_API_TENANT_CONCURRENCY`` wait in the tenant's own line (first come, first served;
+waiting costs nothing but a future), so the loop holds at most that many of each tenant's
+requests and another tenant's request goes first. Past ``SIEVE_API_TENANT_QUEUE`` waiting,
+the request is refused at once with 429 ``tenant_busy`` and ``Retry-After``.
+
+A request that only waits (``?wait=true`` polling its job) gives its turn back
+(:func:`release_turn`): waiting is not work, and it must not hold the tenant's other
+requests for minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.errors import TooManyRequests
+
+__all__ = ["TenantGate", "keep_turn", "release_turn"]
+
+_TURN = "tenant_turn"
+
+
+@dataclass
+class _Line:
+    running: int = 0
+    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+
+class TenantGate:
+    """Per tenant: ``concurrency`` requests running, ``queue`` more waiting, the rest 429."""
+
+    def __init__(self, *, concurrency: int, queue: int, retry_after_s: float) -> None:
+        self.concurrency = concurrency
+        self.queue = queue
+        self._retry_after_s = retry_after_s
+        self._lines: dict[str, _Line] = {}
+        self.refused = 0
+
+    def load(self, tenant: str) -> tuple[int, int]:
+        """The tenant's requests running and waiting now."""
+        line = self._lines.get(tenant)
+        return (0, 0) if line is None else (line.running, len(line.waiting))
+
+    async def enter(self, tenant: str) -> Callable[[], None]:
+        """Wait for one of the tenant's turns; returns the function that gives it back
+        (call it exactly when the request ends, or earlier; it is idempotent).
+
+        Raises:
+            TooManyRequests: the tenant's line is full (``tenant_busy``).
+        """
+        await self._acquire(tenant)
+        given_back = False
+
+        def give_back() -> None:
+            nonlocal given_back
+            if not given_back:
+                given_back = True
+                self._release(tenant)
+
+        return give_back
+
+    async def _acquire(self, tenant: str) -> None:
+        line = self._lines.setdefault(tenant, _Line())
+        if line.running < self.concurrency and not line.waiting:
+            line.running += 1
+            return
+        if len(line.waiting) >= self.queue:
+            self.refused += 1
+            raise TooManyRequests(
+                f"{line.running} requests of this tenant are running and {len(line.waiting)} "
+                "waiting, the limits (SIEVE_API_TENANT_CONCURRENCY, SIEVE_API_TENANT_QUEUE) "
+                f"are {self.concurrency} and {self.queue}: retry later, or send fewer at once",
+                code="tenant_busy",
+                retry_after=self._retry_after_s,
+            )
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line.waiting.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release(tenant)  # handed a turn just as it was cancelled: pass it on
+            else:
+                if turn in line.waiting:
+                    line.waiting.remove(turn)
+                self._forget_if_idle(tenant, line)
+            raise
+
+    def _release(self, tenant: str) -> None:
+        line = self._lines[tenant]
+        while line.waiting:
+            nxt = line.waiting.popleft()
+            if not nxt.done():
+                nxt.set_result(None)  # the turn passes on: ``running`` stays the same
+                return
+        line.running -= 1
+        self._forget_if_idle(tenant, line)
+
+    def _forget_if_idle(self, tenant: str, line: _Line) -> None:
+        if line.running == 0 and not line.waiting:
+            self._lines.pop(tenant, None)
+
+
+def release_turn(scope_state: dict[str, object]) -> None:
+    """Give the request's turn back now (a request that from here on only waits)."""
+    give_back = scope_state.pop(_TURN, None)
+    if callable(give_back):
+        give_back()
+
+
+def keep_turn(scope_state: dict[str, object], give_back: Callable[[], None]) -> None:
+    """Where :func:`release_turn` finds the request's turn."""
+    scope_state[_TURN] = give_back

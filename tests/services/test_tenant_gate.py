@@ -1,0 +1,89 @@
+"""The tenant gate's rules on one event loop: turns per tenant, a line first come first
+served, refusal past the line, cancellation and early give-back leaving nothing held."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core.errors import TooManyRequests
+from services.api.tenant_gate import TenantGate, keep_turn, release_turn
+
+
+def _gate(concurrency: int = 2, queue: int = 2) -> TenantGate:
+    return TenantGate(concurrency=concurrency, queue=queue, retry_after_s=3)
+
+
+def test_turns_are_per_tenant_and_the_line_is_served_in_order() -> None:
+    async def scenario() -> None:
+        gate = _gate(concurrency=1, queue=3)
+        first = await gate.enter("a")
+        order: list[int] = []
+
+        async def queued(n: int) -> None:
+            give_back = await gate.enter("a")
+            order.append(n)
+            give_back()
+
+        tasks = [asyncio.create_task(queued(n)) for n in range(3)]
+        await asyncio.sleep(0)
+        assert gate.load("a") == (1, 3)
+        other = await gate.enter("b")  # another tenant does not wait behind "a"
+        other()
+        first()
+        await asyncio.gather(*tasks)
+        assert order == [0, 1, 2]
+        assert gate.load("a") == (0, 0)
+
+    asyncio.run(scenario())
+
+
+def test_past_the_line_the_tenant_is_refused_at_once() -> None:
+    async def scenario() -> None:
+        gate = _gate(concurrency=1, queue=1)
+        held = await gate.enter("a")
+        waiting = asyncio.create_task(gate.enter("a"))
+        await asyncio.sleep(0)
+        with pytest.raises(TooManyRequests) as refused:
+            await gate.enter("a")
+        assert refused.value.code == "tenant_busy"
+        assert refused.value.retry_after == 3
+        assert gate.refused == 1
+        held()
+        (await waiting)()
+        assert gate.load("a") == (0, 0)
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_leaves_the_line_and_holds_nothing() -> None:
+    async def scenario() -> None:
+        gate = _gate(concurrency=1, queue=2)
+        held = await gate.enter("a")
+        gone = asyncio.create_task(gate.enter("a"))
+        after = asyncio.create_task(gate.enter("a"))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await asyncio.sleep(0)
+        assert gate.load("a") == (1, 1)
+        held()
+        (await after)()
+        assert gate.load("a") == (0, 0)
+
+    asyncio.run(scenario())
+
+
+def test_giving_back_early_is_idempotent() -> None:
+    async def scenario() -> None:
+        gate = _gate(concurrency=1, queue=0)
+        state: dict[str, object] = {}
+        keep_turn(state, await gate.enter("a"))
+        release_turn(state)  # the request only waits from here on
+        release_turn(state)
+        second = await gate.enter("a")  # the turn is free for the tenant's next request
+        second()
+        second()
+        assert gate.load("a") == (0, 0)
+
+    asyncio.run(scenario())

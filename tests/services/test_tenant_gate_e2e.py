@@ -1,0 +1,104 @@
+"""Each tenant's share of the API process over the real stack: a tenant past its running
+requests waits in its own line, past its line gets 429 ``tenant_busy``; another tenant is
+answered at once meanwhile (services/api/tenant_gate.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.services.stack import KEY_B, Stack, running_stack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(
+    redis_url: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    with running_stack(
+        redis_url,
+        hub_url,
+        tmp_path_factory.mktemp("gate"),
+        SIEVE_API_TENANT_CONCURRENCY="1",
+        SIEVE_API_TENANT_QUEUE="1",
+    ) as s:
+        yield s
+
+
+def _slow_body(release: threading.Event) -> Iterator[bytes]:
+    """A JSON upload whose body stops halfway until ``release`` is set."""
+    yield b'{"documents": [{"id": "held", "text": "a request holding its tenant\'s turn'
+    release.wait(30)
+    yield b' until the test lets it finish"}]}'
+
+
+def test_a_busy_tenant_waits_in_its_own_line_and_another_goes_first(stack: Stack) -> None:
+    with stack.client() as a:
+        assert a.post("/v1/collections", json={"name": "gate"}).status_code == 201
+    release = threading.Event()
+    with ThreadPoolExecutor(2) as pool, stack.client() as a, stack.client(KEY_B) as b:
+        holding: Future[httpx.Response] = pool.submit(
+            a.post,
+            "/v1/collections/gate/documents",
+            content=_slow_body(release),
+            headers={"content-type": "application/json"},
+        )
+        time.sleep(0.5)  # the upload is in its handler, reading the body
+        with stack.client() as a2:
+            queued: Future[httpx.Response] = pool.submit(a2.get, "/v1/collections")
+            time.sleep(0.5)
+            assert not queued.done(), "the tenant's second request must wait for its turn"
+            with stack.client() as a3:
+                refused = a3.get("/v1/collections")
+            assert refused.status_code == 429, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "tenant_busy"
+            assert "SIEVE_API_TENANT_CONCURRENCY" in error["message"]
+            assert error["request_id"] == refused.headers["x-request-id"]
+            assert int(refused.headers["retry-after"]) >= 1
+            # Another tenant, and the health check, are answered at once.
+            started = time.perf_counter()
+            assert b.get("/v1/collections").status_code == 200
+            assert a.get("/healthz").status_code == 200
+            assert time.perf_counter() - started < 5
+            assert not queued.done()
+            release.set()
+            assert holding.result(timeout=30).status_code == 202
+            assert queued.result(timeout=30).status_code == 200
+        # Nothing is left held: the tenant's next requests run one after another.
+        for _ in range(3):
+            assert a.get("/v1/collections").status_code == 200
+
+
+def test_waiting_for_a_job_gives_the_turn_back(stack: Stack) -> None:
+    """A ``wait=true`` upload polls its job without holding the tenant's one turn."""
+    with stack.client() as a, ThreadPoolExecutor(1) as pool:
+        a.post("/v1/collections", json={"name": "waits"})
+        body = {
+            "documents": [{"id": f"w{n}", "text": f"waiting text {n} " * 50} for n in range(20)]
+        }
+        waiting = pool.submit(
+            a.post, "/v1/collections/waits/documents", params={"wait": "true"}, json=body
+        )
+        deadline = time.monotonic() + 30
+        answered = 0
+        while not waiting.done() and time.monotonic() < deadline:
+            # While the upload waits for its job, the same tenant's requests are answered.
+            started = time.perf_counter()
+            got = a.get("/v1/collections/waits")
+            assert got.status_code == 200, got.text
+            # Held behind the waiting upload, it would take as long as the whole job.
+            assert time.perf_counter() - started < 1.0
+            answered += 1
+            time.sleep(0.05)
+        done = waiting.result(timeout=60)
+        assert done.status_code == 200, done.text
+        assert json.loads(done.text)["job"]["state"] == "completed"
+        assert answered >= 2, "no request of the tenant was answered while its upload waited"
