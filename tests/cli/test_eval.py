@@ -233,6 +233,11 @@ def test_tune_with_a_judge_on_the_collections_query_log(stack: Stack, tmp_path: 
     runner = CliRunner()
     conn = ["--api-url", stack.api, "--api-key", KEY_A]
     assert runner.invoke(app, ["eval", str(dataset), *conn, "--limit", "1"]).exit_code == 0
+    empty = runner.invoke(app, ["tune", "-c", "beir-tiny", "--from-query-log", "--judge", "m",
+                                *conn])  # fmt: skip
+    assert empty.exit_code == 1  # the log is off: one line that says how to turn it on
+    assert "holds no queries" in empty.output
+    assert "sieve query-log enable -c beir-tiny" in empty.output
     on = runner.invoke(app, ["query-log", "enable", "-c", "beir-tiny", *conn])
     assert on.exit_code == 0, on.output
     assert "query log of beir-tiny on: 1 of the queries" in on.stdout
