@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks
+from fastapi import APIRouter, BackgroundTasks, Header
 
 from core.errors import NotFound, UpstreamUnavailable
 from indexing.records import CollectionRecord
@@ -18,15 +18,33 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["query"])
 
+# ``X-Sieve-Query-Log: skip``: keep this query out of the collections' query logs (what
+# ``sieve tune`` and ``sieve eval`` send: their queries are not the collection's users').
+QueryLogHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Sieve-Query-Log",
+        description="`skip`: keep this query out of the collections' query logs",
+        max_length=16,
+    ),
+]
+
 
 @router.post("/v1/collections/{name}/query")
 async def query_collection(
-    name: str, body: QueryRequest, deps: Deps, tenant: Tenant, background: BackgroundTasks
+    *,
+    name: str,
+    body: QueryRequest,
+    deps: Deps,
+    tenant: Tenant,
+    background: BackgroundTasks,
+    query_log: QueryLogHeader = None,
 ) -> QueryResponse:
     """Hybrid recall, rerank, cutoff: ranked, cited passages with every stage's score."""
     result, collections = await _run(deps, tenant, [name], body)
     out = to_response(result)
-    sample_query(deps, background, collections, body.query, top_k=body.top_k)
+    if query_log != "skip":
+        sample_query(deps, background, collections, body.query, top_k=body.top_k)
     deps.metrics.observe_query(
         out.timings_ms, out.rerank.status, query_truncated=out.rerank.query_truncated
     )
@@ -35,14 +53,19 @@ async def query_collection(
 
 @router.post("/v1/query")
 async def query_many(
-    body: MultiQueryRequest, deps: Deps, tenant: Tenant, background: BackgroundTasks
+    body: MultiQueryRequest,
+    deps: Deps,
+    tenant: Tenant,
+    background: BackgroundTasks,
+    query_log: QueryLogHeader = None,
 ) -> QueryResponse:
     """One query over several of the tenant's collections that share an embedding model."""
     names = list(dict.fromkeys(body.collections))
     request = QueryRequest.model_validate(body.model_dump(exclude={"collections"}))
     result, collections = await _run(deps, tenant, names, request)
     out = to_response(result)
-    sample_query(deps, background, collections, request.query, top_k=request.top_k)
+    if query_log != "skip":
+        sample_query(deps, background, collections, request.query, top_k=request.top_k)
     deps.metrics.observe_query(
         out.timings_ms, out.rerank.status, query_truncated=out.rerank.query_truncated
     )

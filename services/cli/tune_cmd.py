@@ -300,7 +300,7 @@ def _run(
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("fetching candidates", total=len(missing))
             items += tuning.fetch_all(
-                lambda body: client.query_raw(collection, body),
+                lambda body: client.query_raw(collection, body, log=False),
                 missing,
                 fetch_depth=fetch_depth,
                 document_tokens=rerank_cfg.document_tokens,
@@ -531,7 +531,7 @@ def _api_ndcg(
     from services.cli.evaluation import evaluate_runs, ranked_documents  # noqa: PLC0415
 
     def one(qid: str) -> list[str]:
-        out = client.query_raw(collection, {"query": queries[qid], "top_n": 10})
+        out = client.query_raw(collection, {"query": queries[qid], "top_n": 10}, log=False)
         return ranked_documents(out["results"], qid)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:

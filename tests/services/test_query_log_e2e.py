@@ -134,6 +134,12 @@ def test_rate_zero_logs_nothing_and_the_caps_are_refused(stack: Stack) -> None:
         for n in range(5):
             _query(c, f"never kept {n}")
         assert c.put(url, json={"sample_rate": 1.0}).status_code == 200
+        # Evaluation traffic (sieve tune, sieve eval) says so and is not logged either.
+        skip = {"X-Sieve-Query-Log": "skip"}
+        resp = c.post("/v1/collections/kb/query", json={"query": "never kept: tune"}, headers=skip)
+        assert resp.status_code == 200
+        multi = {"query": "never kept: eval", "collections": ["kb"]}
+        assert c.post("/v1/query", json=multi, headers=skip).status_code == 200
         _query(c, "the marker query")
         page = _until(lambda: _entries(c), lambda p: "the marker query" in _texts(p))
         assert not [t for t in _texts(page) if t.startswith("never kept")]

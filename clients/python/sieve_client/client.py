@@ -608,9 +608,12 @@ class SieveClient(_Base):
             )
         )
 
-    def query_raw(self, collection: str | Sequence[str], body: Mapping[str, Any]) -> dict[str, Any]:
-        """Query with a ready request body; the answer's JSON as the server sent it."""
-        return self._run(p.query_raw(collection, body))
+    def query_raw(
+        self, collection: str | Sequence[str], body: Mapping[str, Any], *, log: bool = True
+    ) -> dict[str, Any]:
+        """Query with a ready request body; the answer's JSON as the server sent it
+        (``log=False``: not into the collections' query logs)."""
+        return self._run(p.query_raw(collection, body, log=log))
 
     def get_evaluation(self, collection: str) -> EvaluationReport:
         """The collection's last stored ``sieve eval`` report.
@@ -1132,10 +1135,11 @@ class AsyncSieveClient(_Base):
         )
 
     async def query_raw(
-        self, collection: str | Sequence[str], body: Mapping[str, Any]
+        self, collection: str | Sequence[str], body: Mapping[str, Any], *, log: bool = True
     ) -> dict[str, Any]:
-        """Query with a ready request body; the answer's JSON as the server sent it."""
-        return await self._run(p.query_raw(collection, body))
+        """Query with a ready request body; the answer's JSON as the server sent it
+        (``log=False``: not into the collections' query logs)."""
+        return await self._run(p.query_raw(collection, body, log=log))
 
     async def get_evaluation(self, collection: str) -> EvaluationReport:
         """The collection's last stored ``sieve eval`` report."""

@@ -680,15 +680,19 @@ def _object(where: str) -> Callable[[Any], dict[str, Any]]:
     return parse
 
 
-def query_raw(collection: str | Sequence[str], body: Mapping[str, Any]) -> Call[dict[str, Any]]:
+def query_raw(
+    collection: str | Sequence[str], body: Mapping[str, Any], *, log: bool = True
+) -> Call[dict[str, Any]]:
     """A query from a ready request body (``QueryRequest``'s fields); the answer's JSON as the
     server sent it, for callers that keep or print it as is (``sieve query --json``).
+    ``log=False`` keeps it out of the collections' query logs (evaluation traffic).
 
     Raises:
         ValidationFailedError: the body does not fit the API's schema (checked before sending).
     """
     path, checked = _query_request(collection, body)
-    return Call("POST", path, _object(path), json=checked)
+    headers = {} if log else {"X-Sieve-Query-Log": "skip"}
+    return Call("POST", path, _object(path), json=checked, headers=headers)
 
 
 def get_evaluation(collection: str) -> Call[EvaluationReport]:
