@@ -45,6 +45,7 @@ __all__ = [
     "ModelKind",
     "ModelSettings",
     "Pooling",
+    "QueryLogSettings",
     "QuerySettings",
     "QuotaSettings",
     "RedisSettings",
@@ -469,6 +470,33 @@ class QuotaSettings(BaseSettings):
     # Upload requests (POST/PUT documents) of one tenant being read or accepted at once,
     # per API process.
     uploads_in_flight: Annotated[int, Field(ge=1, le=1024)] = 4
+
+
+class QueryLogSettings(BaseSettings):
+    """``SIEVE_QUERY_LOG_*``: bounds of a collection's opt-in query log (README, "Query log").
+
+    A collection's owner turns it on (``PUT /v1/collections/{c}/query-log``) with its own
+    ``max_entries`` and ``ttl_s``; these are the defaults and the most either may be.
+    """
+
+    model_config = _config("SIEVE_QUERY_LOG_")
+
+    # A logged query keeps at most this many characters (its head): 5,000 entries of 1,000
+    # characters are ~6 MiB of Redis per collection at most.
+    max_query_chars: Annotated[int, Field(ge=16, le=8192)] = 1000
+    max_entries: Annotated[int, Field(ge=1)] = 5000
+    default_max_entries: Annotated[int, Field(ge=1)] = 1000
+    max_ttl_s: Annotated[int, Field(ge=1)] = 30 * 86400
+    default_ttl_s: Annotated[int, Field(ge=1)] = 7 * 86400
+
+    @model_validator(mode="after")
+    def _defaults_within_caps(self) -> QueryLogSettings:
+        if self.default_max_entries > self.max_entries or self.default_ttl_s > self.max_ttl_s:
+            raise ValueError(
+                "need SIEVE_QUERY_LOG_DEFAULT_MAX_ENTRIES <= SIEVE_QUERY_LOG_MAX_ENTRIES and "
+                "SIEVE_QUERY_LOG_DEFAULT_TTL_S <= SIEVE_QUERY_LOG_MAX_TTL_S"
+            )
+        return self
 
 
 class WebhookSettings(BaseSettings):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InvalidInput
 from core.query_policy import QueryPolicy
+from indexing.query_log import QueryLogConfig
 
 __all__ = [
     "IN_PROGRESS",
@@ -123,6 +124,8 @@ class CollectionRecord(_Record):
     # Documents uploaded without an expiry of their own expire this long after their
     # upload (None: they never do; README, "Expiry").
     ttl_s: float | None = None
+    # The opt-in query log (None: off; indexing/query_log.py, README "Query log").
+    query_log: QueryLogConfig | None = None
 
     @property
     def store_name(self) -> str:

@@ -149,6 +149,9 @@ def _new_record(
             "ids": old.point_ns,  # point ids stay those of the bundle (and of a clean ingest)
             "reindex": None,
             "incarnation": uuid.uuid4().hex,
+            # The query log is opt-in by whoever holds the collection: a restored copy
+            # (maybe another tenant's) starts with it off; its entries are never bundled.
+            "query_log": None,
         }
     )
 

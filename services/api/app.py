@@ -23,6 +23,7 @@ from services.api import (
     routes_jobs,
     routes_policy,
     routes_query,
+    routes_query_log,
     routes_webhooks,
 )
 from services.api.body_limits import BodyLimits, LimitPolicy
@@ -152,6 +153,7 @@ def create_app(hooks: AppHooks) -> FastAPI:
         routes_query,
         routes_evaluation,
         routes_policy,
+        routes_query_log,
         routes_webhooks,
     ):
         app.include_router(module.router)

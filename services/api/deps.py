@@ -9,9 +9,16 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 
-from core.settings import ApiSettings, IngestSettings, ModelSettings, QuotaSettings
+from core.settings import (
+    ApiSettings,
+    IngestSettings,
+    ModelSettings,
+    QueryLogSettings,
+    QuotaSettings,
+)
 from indexing.accept import AcceptLimits
 from indexing.feedback import FeedbackStore
+from indexing.query_log import QueryLogStore
 from indexing.reindex import Reindexer
 from indexing.state_store import StateStore, TenantQuota
 from indexing.webhooks import WebhookStore
@@ -51,6 +58,9 @@ class ApiDeps:
     quotas: QuotaSettings
     uploads: UploadSlots
     feedback: FeedbackStore | None = None
+    # Collections' opt-in query logs and their caps (SIEVE_QUERY_LOG_*).
+    query_log: QueryLogStore | None = None
+    query_log_settings: QueryLogSettings = field(default_factory=QueryLogSettings)
     # Webhook subscriptions and their outbox; the SSRF guard's policy (SIEVE_WEBHOOK_*).
     webhooks: WebhookStore | None = None
     webhook_policy: TargetPolicy = field(default_factory=TargetPolicy)

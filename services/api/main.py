@@ -24,6 +24,7 @@ from core.settings import (
     IngestSettings,
     LogSettings,
     ModelSettings,
+    QueryLogSettings,
     QuerySettings,
     QuotaSettings,
     RedisSettings,
@@ -38,6 +39,7 @@ from core.settings import (
 from indexing.blob_gc import BlobLedger
 from indexing.feedback import FeedbackStore
 from indexing.heartbeat import Heartbeat, new_owner_id
+from indexing.query_log import QueryLogStore
 from indexing.reindex import Reindexer
 from indexing.retention import RetentionPolicy
 from indexing.state_store import StateStore
@@ -213,6 +215,14 @@ def _open_bundles(
     return service
 
 
+def _close_redis_stores(deps: ApiDeps) -> None:
+    """Close the Redis connection pools the lifespan opened."""
+    deps.state.close()
+    for store in (deps.feedback, deps.query_log):
+        if store is not None:
+            store.close()
+
+
 def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
     """Read settings once and build the app; ``consume_store_writes`` defaults to Edge mode."""
     logs = LogSettings()
@@ -224,11 +234,12 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
         store.backend is StoreBackend.EDGE if consume_store_writes is None else consume_store_writes
     )
     query_cfg, rerank_cfg, hooks_cfg = QuerySettings(), RerankSettings(), WebhookSettings()
-    telemetry, retention, quotas, bundle_cfg = (
+    telemetry, retention, quotas, bundle_cfg, query_log_cfg = (
         TelemetrySettings(),
         RetentionSettings(),
         QuotaSettings(),
         BundleSettings(),
+        QueryLogSettings(),
     )
     tracer_provider = setup_tracing(telemetry, "sieve-api")
     if telemetry.enabled:
@@ -287,6 +298,10 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             quotas=quotas,
             uploads=UploadSlots(quotas.uploads_in_flight),
             feedback=FeedbackStore.from_url(redis_url, limit=quotas.feedback_per_collection),
+            query_log=QueryLogStore.from_url(
+                redis_url, max_query_chars=query_log_cfg.max_query_chars
+            ),
+            query_log_settings=query_log_cfg,
             redis_memory_warn_ratio=redis_cfg.memory_warn_ratio,
             webhooks=await asyncio.to_thread(_webhook_store, state, hooks_cfg),
             webhook_policy=TargetPolicy.from_settings(hooks_cfg),
@@ -322,9 +337,7 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             await close_client()
         for sync_store in sync_stores:
             sync_store.close()
-        deps.state.close()
-        if deps.feedback is not None:
-            deps.feedback.close()
+        _close_redis_stores(deps)
         shutdown_tracing(tracer_provider)
 
     return create_app(

@@ -143,6 +143,13 @@ class ApiMetrics:
             "Queries cut to their head to fit the rerank model's pairs",
             registry=self.registry,
         )
+        self.query_log = Counter(
+            "sieve_query_log",
+            "Sampled queries written to their collection's query log (recorded), or lost "
+            "because Redis failed (dropped); the query was answered either way",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.hub_seconds = Histogram(
             "sieve_hub_request_seconds",
             "Model hub call latency seen by the API",

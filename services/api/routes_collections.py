@@ -178,6 +178,8 @@ async def delete_collection(name: str, deps: Deps, tenant: Tenant) -> Response:
     await in_thread(EvaluationStore(deps.state.raw()).delete, tenant, name)
     if deps.feedback is not None:
         await in_thread(deps.feedback.clear, tenant, name)
+    if deps.query_log is not None:
+        await in_thread(deps.query_log.clear, tenant, name, rec.incarnation)
     return Response(status_code=204)
 
 

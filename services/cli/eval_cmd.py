@@ -64,7 +64,7 @@ def evaluate(
                 report = run_eval(
                     data,
                     name,
-                    lambda body: client.query_raw(name, body),
+                    lambda body: client.query_raw(name, body, log=False),
                     fusion=FusionParams(
                         recall_weight=rerank.fusion_recall_weight,
                         rerank_weight=rerank.fusion_rerank_weight,

@@ -1,8 +1,9 @@
 """``sieve tune DATASET_DIR -c C``: choose a collection's query policy by cross-validation.
 
 Judgments come from a BEIR directory's qrels, from feedback, or (``--judge MODEL``) from a
-chat model grading the fetched candidates of queries from any of those or ``--queries FILE``;
-every source feeds the same cross-validated choice.
+chat model grading the fetched candidates of queries from any of those, ``--queries FILE``
+or the collection's query log (``--from-query-log``); every source feeds the same
+cross-validated choice.
 """
 
 from __future__ import annotations
@@ -67,6 +68,18 @@ def tune(
             help="Queries to tune on (one a line, or JSONL with query/text), for --judge.",
         ),
     ] = None,
+    from_query_log: Annotated[
+        bool,
+        typer.Option(
+            help="Queries from the collection's query log (sieve query-log enable), for --judge."
+        ),
+    ] = False,
+    max_queries: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="--from-query-log: the N most often logged queries (ties: most recent)."
+        ),
+    ] = None,
     judge: Annotated[
         str | None,
         typer.Option(help="Grade the candidates with this chat model instead of qrels/feedback."),
@@ -108,11 +121,12 @@ def tune(
 
     from services.cli.reporting import api_error_message  # noqa: PLC0415
 
-    sources = sum([dataset is not None, feedback, queries_file is not None])
-    if sources != 1 or (queries_file is not None and judge is None):
+    sources = sum([dataset is not None, feedback, queries_file is not None, from_query_log])
+    unjudged = queries_file is not None or from_query_log
+    if sources != 1 or (unjudged and judge is None):
         typer.echo(
             "sieve tune: give a DATASET_DIR or --feedback (one of them), or --queries FILE "
-            "with --judge MODEL",
+            "or --from-query-log with --judge MODEL",
             err=True,
         )
         raise typer.Exit(code=2)
@@ -143,6 +157,7 @@ def tune(
                 concurrency=concurrency,
                 quiet=as_json,
                 queries_file=queries_file,
+                query_log=(max_queries or 0) if from_query_log else None,
                 judge=judge_opts,
             )
     except SieveClientError as exc:
@@ -195,6 +210,29 @@ def load_queries(path: Path) -> dict[str, str]:
     return out
 
 
+def logged_queries(client: Any, collection: str, *, most: int | None = None) -> dict[str, str]:
+    """``--from-query-log``: the collection's logged queries by id, the ``most`` most often
+    seen first (ties: the most recently seen); all of them when ``most`` is None.
+
+    Raises:
+        ValueError: the log is off or holds no query.
+    """
+    entries: list[Any] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = client.list_query_log(collection, offset=offset, limit=1000)
+        entries += page.entries
+        offset = page.next_offset
+    if not entries:
+        raise ValueError(
+            f"the query log of {collection!r} holds no queries (turn it on with "
+            f"`sieve query-log enable -c {collection}` and let it see some traffic)"
+        )
+    # Newest first from the API; a stable sort keeps that order among equal counts.
+    entries.sort(key=lambda e: -e.count)
+    return {e.id: e.query for e in entries[:most]}
+
+
 def _judged(client: Any, dataset: Path | None, collection: str) -> tuple[dict[str, str], Any]:
     if dataset is not None:
         from services.cli.evaluation import load_beir  # noqa: PLC0415
@@ -229,8 +267,11 @@ def _run(
     concurrency: int,
     quiet: bool,
     queries_file: Path | None = None,
+    query_log: int | None = None,
     judge: _JudgeOptions | None = None,
 ) -> dict[str, Any]:
+    """``query_log``: take the queries from the collection's log (0: all, N: the N most
+    often seen)."""
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import Progress  # noqa: PLC0415
 
@@ -242,6 +283,8 @@ def _run(
     qrels: dict[str, dict[str, int]] = {}
     if queries_file is not None:
         queries = load_queries(queries_file)
+    elif query_log is not None:
+        queries = logged_queries(client, collection, most=query_log or None)
     else:
         queries, qrels = _judged(client, dataset, collection)
     qids = sorted(queries)[:limit] if limit else sorted(queries)
@@ -257,7 +300,7 @@ def _run(
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("fetching candidates", total=len(missing))
             items += tuning.fetch_all(
-                lambda body: client.query_raw(collection, body),
+                lambda body: client.query_raw(collection, body, log=False),
                 missing,
                 fetch_depth=fetch_depth,
                 document_tokens=rerank_cfg.document_tokens,
@@ -488,7 +531,7 @@ def _api_ndcg(
     from services.cli.evaluation import evaluate_runs, ranked_documents  # noqa: PLC0415
 
     def one(qid: str) -> list[str]:
-        out = client.query_raw(collection, {"query": queries[qid], "top_n": 10})
+        out = client.query_raw(collection, {"query": queries[qid], "top_n": 10}, log=False)
         return ranked_documents(out["results"], qid)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:

@@ -109,7 +109,7 @@ def _down() -> str:
 def test_help_lists_the_client_commands_and_the_exit_status(runner: CliRunner) -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for name in ("modelhub", "ingest", "query", "collections", "jobs", "mcp"):
+    for name in ("modelhub", "ingest", "query", "collections", "jobs", "query-log", "mcp"):
         assert name in result.stdout
     result = runner.invoke(app, ["ingest", "--help"])
     assert result.exit_code == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -218,3 +219,84 @@ def test_tune_with_a_judge_model_on_a_queries_file(stack: Stack, tmp_path: Path)
     assert rerun["judge"]["sent"] == 0
     assert rerun["judge"]["cached"] == report["judge"]["pairs"]
     assert rerun["cv_ndcg@10"] == report["cv_ndcg@10"]
+
+
+@pytest.mark.slow
+def test_tune_with_a_judge_on_the_collections_query_log(stack: Stack, tmp_path: Path) -> None:
+    """No hand labels and no query file: the queries are those users sent, as logged."""
+    import httpx  # noqa: PLC0415
+
+    from tests.cli.standin_judge import StandInJudge, running_judge  # noqa: PLC0415
+
+    dataset = _tiny_beir(tmp_path / "tiny")
+    data = load_beir(dataset)
+    runner = CliRunner()
+    conn = ["--api-url", stack.api, "--api-key", KEY_A]
+    assert runner.invoke(app, ["eval", str(dataset), *conn, "--limit", "1"]).exit_code == 0
+    empty = runner.invoke(app, ["tune", "-c", "beir-tiny", "--from-query-log", "--judge", "m",
+                                *conn])  # fmt: skip
+    assert empty.exit_code == 1  # the log is off: one line that says how to turn it on
+    assert "holds no queries" in empty.output
+    assert "sieve query-log enable -c beir-tiny" in empty.output
+    on = runner.invoke(app, ["query-log", "enable", "-c", "beir-tiny", *conn])
+    assert on.exit_code == 0, on.output
+    assert "query log of beir-tiny on: 1 of the queries" in on.stdout
+    headers = {"Authorization": f"Bearer {KEY_A}"}
+    texts = list(data.queries.values())
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as c:
+        # Users ask: the first six queries once, the first two of them once more each.
+        for text in [*texts[:6], *texts[:2]]:
+            resp = c.post("/v1/collections/beir-tiny/query", json={"query": text})
+            assert resp.status_code == 200, resp.text
+        deadline = time.monotonic() + 10
+        while c.get("/v1/collections/beir-tiny/query-log").json()["entries"] < 6:
+            assert time.monotonic() < deadline, "the queries were never logged"
+            time.sleep(0.05)
+    shown = runner.invoke(app, ["query-log", "show", "-c", "beir-tiny", *conn])
+    assert shown.exit_code == 0, shown.output
+    assert "6 queries kept (sample 1" in shown.stdout
+    bodies = {}
+    for line in (dataset / "corpus.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        bodies[row["_id"]] = f"{row.get('title', '')}\n{row['text']}"
+    by_text = {text: qid for qid, text in data.queries.items()}
+    judged: set[str] = set()
+
+    def truth(query: str, passage: str) -> int:
+        judged.add(query)
+        head = passage.split("\n", 1)[-1][:80]
+        relevant = data.qrels.get(by_text.get(query, ""), {})
+        return 3 if any(head in bodies[d] for d in relevant if d in bodies) else 0
+
+    judge = StandInJudge(truth=truth)
+    try:
+        with running_judge(judge) as url:
+            args = ["tune", "-c", "beir-tiny", "--from-query-log", "--judge", "standin",
+                    "--judge-url", url, "--folds", "2", "--fetch-depth", "10",
+                    "--judge-depth", "5", "--json", *conn]  # fmt: skip
+            every = runner.invoke(app, args)
+            assert every.exit_code == 0, every.output
+            report = json.loads(every.stdout)
+            assert judged == set(texts[:6])  # exactly the logged queries
+            with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as c:
+                counts = {
+                    e["query"]: e["count"]
+                    for e in c.get("/v1/collections/beir-tiny/query-log/entries").json()["entries"]
+                }
+            assert counts == {t: 2 if t in texts[:2] else 1 for t in texts[:6]}
+            judged.clear()
+            most = runner.invoke(app, [*args, "--max-queries", "3"])
+            assert most.exit_code == 0, most.output
+            assert json.loads(most.stdout)["queries"]["tuned"] <= 3
+    finally:
+        off = runner.invoke(app, ["query-log", "disable", "-c", "beir-tiny", *conn])
+        assert off.exit_code == 0, off.output
+    assert report["judge"]["sent"] > 0
+    assert report["judge"]["grades"]["3"] > 0
+    assert report["queries"]["tuned"] >= 2
+    assert report["cv_ndcg@10"] >= 0.0
+    # The two seen twice, then the most recently seen of the others: tune's own queries
+    # (the log stayed on at rate 1 through both runs) were not logged.
+    assert judged == {texts[0], texts[1], texts[5]}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as c:
+        assert c.get("/v1/collections/beir-tiny/query-log").json()["enabled"] is False

@@ -262,3 +262,11 @@ def test_a_queries_file_needs_a_judge_and_a_down_judge_is_one_line(tmp_path: Pat
               "--api-url", down],
     )  # fmt: skip
     assert both.exit_code == 2
+    logged = runner.invoke(app, ["tune", "-c", "c", "--from-query-log", "--api-url", down])
+    assert logged.exit_code == 2  # the log holds queries, not judgments: a judge grades them
+    assert "--from-query-log with --judge MODEL" in logged.output
+    two = runner.invoke(
+        app, ["tune", "-c", "c", "--queries", str(queries), "--from-query-log", "--judge", "m",
+              "--api-url", down],
+    )  # fmt: skip
+    assert two.exit_code == 2

@@ -264,6 +264,28 @@ def test_policy_and_feedback_round_trip(sieve: SieveClient) -> None:
         sieve.add_feedback("nope", QUERY, "photosynthesis", relevant=True)
 
 
+def test_query_log_round_trip(sieve: SieveClient) -> None:
+    assert sieve.get_query_log("kb").config is None
+    on = sieve.enable_query_log("kb", sample_rate=1.0, max_entries=5, ttl_s=600)
+    assert on.config is not None
+    assert (on.config.max_entries, on.config.ttl_s) == (5, 600)
+    try:
+        sieve.query("kb", "which drink has a crema")
+        deadline = time.monotonic() + 10
+        while not (page := sieve.list_query_log("kb", limit=1)).entries:
+            assert time.monotonic() < deadline, "never logged"
+            time.sleep(0.05)
+        assert page.entries[0].query == "which drink has a crema"
+        assert page.total == 1
+        assert page.next_offset is None
+        with pytest.raises(ValidationFailedError):
+            sieve.enable_query_log("kb", sample_rate=2.0)
+    finally:
+        off = sieve.disable_query_log("kb")
+    assert off.enabled is False
+    assert sieve.list_query_log("kb").total == 0
+
+
 def test_evaluation_reports_are_stored_and_read(sieve: SieveClient) -> None:
     with pytest.raises(NotFoundError) as none:
         sieve.get_evaluation("kb")
@@ -402,6 +424,7 @@ _REQUESTS: list[type[BaseModel]] = [
     client_models.MultiQueryRequest,
     client_models.QueryPolicy,
     client_models.FeedbackRequest,
+    client_models.QueryLogRequest,
     client_models.WebhookCreateRequest,
 ]
 _RESPONSES: list[type[BaseModel]] = [
@@ -415,6 +438,10 @@ _RESPONSES: list[type[BaseModel]] = [
     client_models.EvaluationReport,
     client_models.PolicyResponse,
     client_models.FeedbackResponse,
+    client_models.QueryLogConfig,
+    client_models.QueryLogResponse,
+    client_models.QueryLogEntry,
+    client_models.QueryLogEntriesResponse,
     client_models.WebhookResponse,
     client_models.WebhookCreatedResponse,
     client_models.WebhooksResponse,

@@ -26,6 +26,7 @@ from indexing.accept import UploadItem, accept
 from indexing.bundle import BundleModels, open_bundle
 from indexing.changes import delete_document
 from indexing.feedback import FeedbackStore, Judgment
+from indexing.query_log import QueryLogConfig
 from indexing.records import CollectionRecord, DocStatus
 from indexing.restore import restore_bundle
 from indexing.snapshot import take_snapshot
@@ -164,6 +165,8 @@ def test_round_trip_keeps_ids_and_scores_without_the_model(
     state, store, root = source
     feedback = FeedbackStore(state.raw())
     feedback.add(TENANT, COLL, Judgment(query="alpha", document_id="d1", relevant=True))
+    logged = QueryLogConfig(sample_rate=1.0, max_entries=10, ttl_s=60)
+    state.patch_collection(TENANT, COLL, query_log=logged)
     before = _answers(store, STORE)
     chunks = store.count(STORE)
     bundle_path = _snapshot(state, store, root, feedback)
@@ -187,6 +190,8 @@ def test_round_trip_keeps_ids_and_scores_without_the_model(
             bundle.close()
         rec = state.get_collection("u", "copy")
         assert rec.policy == state.get_collection(TENANT, COLL).policy
+        assert state.get_collection(TENANT, COLL).query_log == logged
+        assert rec.query_log is None  # opt-in: the copy's holder turns it on
         assert (result.documents, result.chunks) == (len(DOCS), chunks)
         after = _answers(target, rec.store_name)
         for want, got in zip(before, after, strict=True):

@@ -40,6 +40,8 @@ from sieve_client.models import (
     ModelInfo,
     PolicyResponse,
     QueryFilter,
+    QueryLogEntriesResponse,
+    QueryLogResponse,
     QueryMode,
     QueryPolicy,
     QueryResponse,
@@ -606,9 +608,12 @@ class SieveClient(_Base):
             )
         )
 
-    def query_raw(self, collection: str | Sequence[str], body: Mapping[str, Any]) -> dict[str, Any]:
-        """Query with a ready request body; the answer's JSON as the server sent it."""
-        return self._run(p.query_raw(collection, body))
+    def query_raw(
+        self, collection: str | Sequence[str], body: Mapping[str, Any], *, log: bool = True
+    ) -> dict[str, Any]:
+        """Query with a ready request body; the answer's JSON as the server sent it
+        (``log=False``: not into the collections' query logs)."""
+        return self._run(p.query_raw(collection, body, log=log))
 
     def get_evaluation(self, collection: str) -> EvaluationReport:
         """The collection's last stored ``sieve eval`` report.
@@ -648,6 +653,34 @@ class SieveClient(_Base):
         """A page of the collection's judgments, least recently written first (pass
         ``next_cursor`` back as ``cursor`` for the next one)."""
         return self._run(p.list_feedback(collection, cursor=cursor, limit=limit))
+
+    def get_query_log(self, collection: str) -> QueryLogResponse:
+        """The collection's query log config (``config`` None: off) and entries held."""
+        return self._run(p.get_query_log(collection))
+
+    def enable_query_log(
+        self,
+        collection: str,
+        *,
+        sample_rate: float = 1.0,
+        max_entries: int | None = None,
+        ttl_s: int | None = None,
+    ) -> QueryLogResponse:
+        """Log ``sample_rate`` of the collection's queries (``sieve tune --from-query-log``)."""
+        call = p.enable_query_log(
+            collection, sample_rate=sample_rate, max_entries=max_entries, ttl_s=ttl_s
+        )
+        return self._run(call)
+
+    def disable_query_log(self, collection: str) -> QueryLogResponse:
+        """Turn the collection's query log off and drop its entries."""
+        return self._run(p.disable_query_log(collection))
+
+    def list_query_log(
+        self, collection: str, *, offset: int = 0, limit: int = 100
+    ) -> QueryLogEntriesResponse:
+        """A page of logged queries, most recently seen first (``next_offset``: the next page)."""
+        return self._run(p.list_query_log(collection, offset=offset, limit=limit))
 
     def create_webhook(
         self,
@@ -1102,10 +1135,11 @@ class AsyncSieveClient(_Base):
         )
 
     async def query_raw(
-        self, collection: str | Sequence[str], body: Mapping[str, Any]
+        self, collection: str | Sequence[str], body: Mapping[str, Any], *, log: bool = True
     ) -> dict[str, Any]:
-        """Query with a ready request body; the answer's JSON as the server sent it."""
-        return await self._run(p.query_raw(collection, body))
+        """Query with a ready request body; the answer's JSON as the server sent it
+        (``log=False``: not into the collections' query logs)."""
+        return await self._run(p.query_raw(collection, body, log=log))
 
     async def get_evaluation(self, collection: str) -> EvaluationReport:
         """The collection's last stored ``sieve eval`` report."""
@@ -1141,6 +1175,34 @@ class AsyncSieveClient(_Base):
         """A page of the collection's judgments, least recently written first (pass
         ``next_cursor`` back as ``cursor`` for the next one)."""
         return await self._run(p.list_feedback(collection, cursor=cursor, limit=limit))
+
+    async def get_query_log(self, collection: str) -> QueryLogResponse:
+        """The collection's query log config (``config`` None: off) and entries held."""
+        return await self._run(p.get_query_log(collection))
+
+    async def enable_query_log(
+        self,
+        collection: str,
+        *,
+        sample_rate: float = 1.0,
+        max_entries: int | None = None,
+        ttl_s: int | None = None,
+    ) -> QueryLogResponse:
+        """Log ``sample_rate`` of the collection's queries (``sieve tune --from-query-log``)."""
+        call = p.enable_query_log(
+            collection, sample_rate=sample_rate, max_entries=max_entries, ttl_s=ttl_s
+        )
+        return await self._run(call)
+
+    async def disable_query_log(self, collection: str) -> QueryLogResponse:
+        """Turn the collection's query log off and drop its entries."""
+        return await self._run(p.disable_query_log(collection))
+
+    async def list_query_log(
+        self, collection: str, *, offset: int = 0, limit: int = 100
+    ) -> QueryLogEntriesResponse:
+        """A page of logged queries, most recently seen first (``next_offset``: the next page)."""
+        return await self._run(p.list_query_log(collection, offset=offset, limit=limit))
 
     async def create_webhook(
         self,

@@ -36,6 +36,11 @@ __all__ = [
     "PolicyResponse",
     "QueryFilter",
     "QueryHit",
+    "QueryLogConfig",
+    "QueryLogEntriesResponse",
+    "QueryLogEntry",
+    "QueryLogRequest",
+    "QueryLogResponse",
     "QueryMode",
     "QueryPolicy",
     "QueryRequest",
@@ -443,6 +448,55 @@ class FeedbackResponse(_Response):
     count: int
     judgments: list[Judgment] = Field(default_factory=list)
     next_cursor: str | None = None
+
+
+# ---------------------------------------------------------------- query log
+
+
+class QueryLogRequest(_Request):
+    """Turn a collection's query log on: keep ``sample_rate`` of its queries, at most
+    ``max_entries`` distinct texts for ``ttl_s`` seconds (None: the server's defaults)."""
+
+    sample_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    max_entries: Annotated[int | None, Field(ge=1)] = None
+    ttl_s: Annotated[int | None, Field(ge=1)] = None
+
+
+class QueryLogConfig(_Response):
+    """A collection's query log: which share of queries it keeps, how many, how long."""
+
+    sample_rate: Annotated[float, Field(ge=0.0, le=1.0)]
+    max_entries: Annotated[int, Field(ge=1)]
+    ttl_s: Annotated[int, Field(ge=1)]
+
+
+class QueryLogResponse(_Response):
+    """The collection's query log: its config (None: off) and how many entries it holds."""
+
+    name: str
+    enabled: bool
+    config: QueryLogConfig | None = None
+    entries: int = 0
+
+
+class QueryLogEntry(_Response):
+    """One logged query text: when first and last seen, how often, its last ``top_k``."""
+
+    id: str
+    query: str
+    top_k: int | None = None
+    first_at: float
+    last_at: float = 0.0
+    count: int = 1
+
+
+class QueryLogEntriesResponse(_Response):
+    """A page of logged queries, most recently seen first (``next_offset``: None on the last)."""
+
+    name: str
+    total: int
+    entries: list[QueryLogEntry]
+    next_offset: int | None = None
 
 
 # ---------------------------------------------------------------- evaluation

@@ -37,6 +37,9 @@ from sieve_client.models import (
     MultiQueryRequest,
     PolicyResponse,
     QueryFilter,
+    QueryLogEntriesResponse,
+    QueryLogRequest,
+    QueryLogResponse,
     QueryMode,
     QueryPolicy,
     QueryRequest,
@@ -64,18 +67,22 @@ __all__ = [
     "create_collection",
     "delete_collection",
     "delete_document",
+    "disable_query_log",
+    "enable_query_log",
     "get_collection",
     "get_document",
     "get_document_image",
     "get_evaluation",
     "get_job",
     "get_policy",
+    "get_query_log",
     "get_snapshot",
     "health",
     "list_collections",
     "list_documents",
     "list_feedback",
     "list_models",
+    "list_query_log",
     "load_files",
     "put_evaluation",
     "put_policy",
@@ -673,15 +680,19 @@ def _object(where: str) -> Callable[[Any], dict[str, Any]]:
     return parse
 
 
-def query_raw(collection: str | Sequence[str], body: Mapping[str, Any]) -> Call[dict[str, Any]]:
+def query_raw(
+    collection: str | Sequence[str], body: Mapping[str, Any], *, log: bool = True
+) -> Call[dict[str, Any]]:
     """A query from a ready request body (``QueryRequest``'s fields); the answer's JSON as the
     server sent it, for callers that keep or print it as is (``sieve query --json``).
+    ``log=False`` keeps it out of the collections' query logs (evaluation traffic).
 
     Raises:
         ValidationFailedError: the body does not fit the API's schema (checked before sending).
     """
     path, checked = _query_request(collection, body)
-    return Call("POST", path, _object(path), json=checked)
+    headers = {} if log else {"X-Sieve-Query-Log": "skip"}
+    return Call("POST", path, _object(path), json=checked, headers=headers)
 
 
 def get_evaluation(collection: str) -> Call[EvaluationReport]:
@@ -742,6 +753,48 @@ def list_feedback(
     if cursor is not None:
         params["cursor"] = cursor
     return Call("GET", path, _model(FeedbackResponse, path), params=params)
+
+
+def get_query_log(collection: str) -> Call[QueryLogResponse]:
+    """``GET /v1/collections/{name}/query-log``: its config (None: off) and entries held."""
+    path = f"/v1/collections/{_seg(collection)}/query-log"
+    return Call("GET", path, _model(QueryLogResponse, path))
+
+
+def enable_query_log(
+    collection: str,
+    *,
+    sample_rate: float = 1.0,
+    max_entries: int | None = None,
+    ttl_s: int | None = None,
+) -> Call[QueryLogResponse]:
+    """``PUT /v1/collections/{name}/query-log``: keep a sample of the collection's queries.
+
+    Raises:
+        ValidationFailedError: a field out of the API's range (checked before sending).
+    """
+    path = f"/v1/collections/{_seg(collection)}/query-log"
+    req = _build(
+        QueryLogRequest, {"sample_rate": sample_rate, "max_entries": max_entries, "ttl_s": ttl_s}
+    )
+    body = req.model_dump(mode="json", exclude_none=True)
+    return Call("PUT", path, _model(QueryLogResponse, path), json=body)
+
+
+def disable_query_log(collection: str) -> Call[QueryLogResponse]:
+    """``DELETE /v1/collections/{name}/query-log``: turn it off and drop its entries."""
+    path = f"/v1/collections/{_seg(collection)}/query-log"
+    return Call("DELETE", path, _model(QueryLogResponse, path))
+
+
+def list_query_log(
+    collection: str, *, offset: int = 0, limit: int = 100
+) -> Call[QueryLogEntriesResponse]:
+    """``GET /v1/collections/{name}/query-log/entries``: a page of logged queries, most
+    recently seen first; ``next_offset`` of the answer is the next page's ``offset``."""
+    path = f"/v1/collections/{_seg(collection)}/query-log/entries"
+    params: dict[str, str | int] = {"offset": offset, "limit": limit}
+    return Call("GET", path, _model(QueryLogEntriesResponse, path), params=params)
 
 
 def create_webhook(
