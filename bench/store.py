@@ -29,8 +29,9 @@ import qdrant_edge as edge
 from core.ids import content_sha256, point_id
 from core.types import ChunkPayload, ChunkPoint, HybridQuery, QueryMode, StoreCollectionSpec
 from retriever.bm25 import Bm25Encoder, mean_token_length
-from retriever.edge_store import EdgeChunkStore, _edge_config, _index_op
-from retriever.layout import DENSE_VECTOR, PAYLOAD_INDEXES, SPARSE_VECTOR
+from retriever.edge_shard_files import create_shard, shard_config
+from retriever.edge_store import EdgeChunkStore, _shard_request
+from retriever.layout import DENSE_VECTOR, SPARSE_VECTOR
 
 DIM = 384
 CLUSTERS = 64
@@ -103,10 +104,9 @@ def make_data(size: int, queries: int, seed: int) -> Data:
 
 
 def _raw_shard(path: Path, spec: StoreCollectionSpec) -> edge.EdgeShard:
-    shard = edge.EdgeShard.create(str(path), _edge_config(spec, None))
-    for index in PAYLOAD_INDEXES:
-        shard.update(_index_op(index.field, index.kind, is_tenant=index.is_tenant))
-    return shard
+    request = _shard_request(spec, None)
+    create_shard(str(path), request)  # the store's own layout, indexes included
+    return edge.EdgeShard.load(str(path), shard_config(request))
 
 
 def _raw_upsert(shard: edge.EdgeShard, rows: list[Any]) -> None:
