@@ -34,7 +34,6 @@ from services.api.metrics import metrics_allowed
 from services.api.readiness import readiness, ready_body
 from services.api.reaper import lifecycle_loop
 from services.api.request_context import RequestContext
-from services.api.tenant_gate import TenantGate
 
 __all__ = ["AppHooks", "create_app"]
 
@@ -78,11 +77,6 @@ def _install(app: FastAPI, deps: ApiDeps) -> None:
     """Give routes ``deps``; short I/O (``in_thread``, ``asyncio.to_thread``) runs on its own
     pool from now on, CPU-heavy work on another (services/api/pools.py), both in /metrics."""
     app.state.deps = deps
-    app.state.tenant_gate = TenantGate(
-        concurrency=deps.api.tenant_concurrency,
-        queue=deps.api.tenant_queue,
-        retry_after_s=deps.api.busy_retry_after_s,
-    )
     asyncio.get_running_loop().set_default_executor(deps.pools.io)
     deps.metrics.watch_pools(deps.pools.saturation)
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from core.errors import Overloaded
 from core.settings import ApiSettings
+from services.api.tenant_gate import TenantGate
 
 __all__ = ["ApiPools", "CountingExecutor", "CpuPool", "PoolLoad"]
 
@@ -147,6 +148,8 @@ class ApiPools:
 
     io: CountingExecutor
     cpu: CpuPool
+    # Each tenant's share of the event loop (services/api/tenant_gate.py).
+    tenants: TenantGate
 
     @classmethod
     def from_settings(cls, api: ApiSettings) -> ApiPools:
@@ -158,14 +161,20 @@ class ApiPools:
                 queue=api.cpu_queue,
                 retry_after_s=api.busy_retry_after_s,
             ),
+            tenants=TenantGate(
+                concurrency=api.tenant_concurrency,
+                queue=api.tenant_queue,
+                retry_after_s=api.busy_retry_after_s,
+            ),
         )
 
     def saturation(self) -> dict[str, dict[str, int]]:
-        """``{"io": {...}, "cpu": {...}}``: in-use, size and queued of each pool (and the
-        CPU pool's refusals so far)."""
+        """``{"io": {...}, "cpu": {...}, "tenants": {...}}``: in-use, size and queued of each
+        pool (and the CPU pool's and the tenant line's refusals so far)."""
         return {
             "io": self.io.load().as_dict(),
             "cpu": {**self.cpu.load().as_dict(), "refused": self.cpu.refused},
+            "tenants": self.tenants.saturation(),
         }
 
     def shutdown(self) -> None:

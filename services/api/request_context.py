@@ -27,7 +27,7 @@ from core.logs import log_context
 from services.api.browser_guard import browser_refusal
 from services.api.errors import error_response
 from services.api.metrics import metric_method
-from services.api.tenant_gate import TenantGate, keep_turn
+from services.api.tenant_gate import keep_turn
 
 if TYPE_CHECKING:
     from services.api.deps import ApiDeps
@@ -82,16 +82,15 @@ class RequestContext:
         """Run the request in one of its tenant's turns (services/api/tenant_gate.py): API
         routes of a known tenant only; the rest (health, metrics, the console's files, a
         request the route will answer 401) run at once."""
-        gate: TenantGate | None = getattr(scope["app"].state, "tenant_gate", None)
         tenant = None
-        if gate is not None and deps is not None and scope["path"].startswith("/v1/"):
+        if deps is not None and scope["path"].startswith("/v1/"):
             with contextlib.suppress(Unauthorized):
                 tenant = deps.resolver.resolve(Headers(scope=scope).get("authorization"))
-        if gate is None or tenant is None:
+        if deps is None or tenant is None:
             await self.app(scope, receive, send)
             return
         try:
-            give_back = await gate.enter(tenant)
+            give_back = await deps.pools.tenants.enter(tenant)
         except TooManyRequests as exc:
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
             response = error_response(Request(scope), 429, exc.code, exc.message, headers)

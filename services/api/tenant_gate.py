@@ -44,6 +44,18 @@ class TenantGate:
         self._lines: dict[str, _Line] = {}
         self.refused = 0
 
+    def saturation(self) -> dict[str, int]:
+        """For ``/readyz`` and ``sieve_pool_*{pool="tenants"}``: requests running and waiting
+        over every tenant, the per-tenant concurrency, and the 429s so far."""
+        running = sum(line.running for line in self._lines.values())
+        waiting = sum(len(line.waiting) for line in self._lines.values())
+        return {
+            "in_use": running,
+            "size": self.concurrency,
+            "queued": waiting,
+            "refused": self.refused,
+        }
+
     def load(self, tenant: str) -> tuple[int, int]:
         """The tenant's requests running and waiting now."""
         line = self._lines.get(tenant)

@@ -39,6 +39,8 @@ def stack(
         SIEVE_API_CPU_THREADS=str(CPU_THREADS),
         # Tenant A fills the pool with more uploads at once than its in-flight quota allows.
         SIEVE_QUOTA_UPLOADS_IN_FLIGHT="16",
+        # ... and past its share of the event loop (the tenant line comes before the pool).
+        SIEVE_API_TENANT_CONCURRENCY="16",
         SIEVE_API_CPU_QUEUE=str(CPU_QUEUE),
         SIEVE_API_BUSY_RETRY_AFTER_S=str(RETRY_AFTER),
         SIEVE_API_MAX_EXPANDED_BYTES=str(BUDGET_BYTES),

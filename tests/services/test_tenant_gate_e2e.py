@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.services.stack import KEY_B, Stack, running_stack
+from tests.services.stack import KEY_B, METRICS_KEY, Stack, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +63,9 @@ def test_a_busy_tenant_waits_in_its_own_line_and_another_goes_first(stack: Stack
             assert "SIEVE_API_TENANT_CONCURRENCY" in error["message"]
             assert error["request_id"] == refused.headers["x-request-id"]
             assert int(refused.headers["retry-after"]) >= 1
+            # /readyz (never in a line) shows the line: one running, one waiting, one refused.
+            tenants = a.get("/readyz").json()["pools"]["tenants"]
+            assert tenants == {"in_use": 1, "size": 1, "queued": 1, "refused": 1}
             # Another tenant, and the health check, are answered at once.
             started = time.perf_counter()
             assert b.get("/v1/collections").status_code == 200
@@ -75,6 +78,9 @@ def test_a_busy_tenant_waits_in_its_own_line_and_another_goes_first(stack: Stack
         # Nothing is left held: the tenant's next requests run one after another.
         for _ in range(3):
             assert a.get("/v1/collections").status_code == 200
+        assert a.get("/readyz").json()["pools"]["tenants"]["in_use"] == 0
+        scrape = a.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}).text
+        assert 'sieve_pool_refused_total{pool="tenants"} 1.0' in scrape
 
 
 def test_waiting_for_a_job_gives_the_turn_back(stack: Stack) -> None:
