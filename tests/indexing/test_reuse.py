@@ -34,7 +34,7 @@ from ingest.blob_store import LocalBlobStore
 from ingest.embeddings_client import EmbeddingsClient
 from ingest.pipeline import DocumentPipeline
 from ingest.tokenizer import load_bge_small_tokenizer
-from retriever.multivector import pack
+from retriever.multivector import pack, unpack
 from retriever.store import ChunkStore
 from tests.indexing.stores import STORE_KINDS, chunk_store
 from tests.servers import serve_in_thread
@@ -167,6 +167,7 @@ class World:
     plan: FailurePlan
     root: Path
     embeddings: EmbeddingsClient
+    kind: str
 
 
 @pytest.fixture(scope="module", params=STORE_KINDS)
@@ -184,7 +185,8 @@ def world(
         chunk_store(request.param, root) as (store, _),
         openai.OpenAI(base_url=f"{hub}/v1", api_key="none", max_retries=0) as sdk,
     ):
-        yield World(state, store, plan, root, EmbeddingsClient(sdk, DENSE, max_batch_items=1))
+        embeddings = EmbeddingsClient(sdk, DENSE, max_batch_items=1)
+        yield World(state, store, plan, root, embeddings, request.param)
     state.close()
 
 
@@ -308,12 +310,28 @@ def test_a_one_sentence_edit_embeds_only_its_chunks_and_equals_a_clean_ingest(
     clean = _points(world, "d")
     assert clean_cost == (len(clean), len(clean))
     assert world.state.get_document(TENANT, COLL, "d").chunks_reused == 0
-    # Same ids, same payloads, same dense, BM25 and token vectors, to the last bit.
-    assert incremental == clean
+    _assert_same_points(world, incremental, clean)
     assert ChunkManifests(world.state.raw()).counts() == {
         "embedded": n + changed + len(clean),
         "reused": len(incremental) - changed,
     }
+
+
+def _assert_same_points(world: World, got: list[ChunkPoint], want: list[ChunkPoint]) -> None:
+    """Same ids, payloads, BM25 and dense and token vectors: to the last bit in the embedded
+    store. The Qdrant server normalises a cosine vector on every write, so a reused vector
+    (read back normalised, written again) is normalised twice: equal to a clean ingest's to
+    within float32 rounding (seen: 3e-8), not always bit for bit."""
+    if world.kind == "edge":
+        assert got == want
+        return
+    assert [(p.id, p.payload, p.sparse) for p in got] == [(p.id, p.payload, p.sparse) for p in want]
+    for a, b in zip(got, want, strict=True):
+        assert a.dense == pytest.approx(b.dense, abs=1e-6)
+        assert (a.late is None) == (b.late is None)
+        if a.late is not None and b.late is not None:
+            assert a.late.dim == b.late.dim
+            assert unpack(a.late) == pytest.approx(unpack(b.late), abs=1e-3)
 
 
 def test_a_manifest_out_of_step_with_the_store_embeds_the_document_in_full(

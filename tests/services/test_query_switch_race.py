@@ -52,8 +52,12 @@ def _deps(state: _State, engine: _Engine) -> ApiDeps:
 def test_a_query_that_lost_the_switch_race_runs_on_the_new_generation() -> None:
     assert OLD.store_name != NEW.store_name
     engine = _Engine(dropped={OLD.store_name})
-    out = asyncio.run(_run(_deps(_State(OLD, NEW), engine), "t", ["c"], QueryRequest(query="q")))
+    out, answered_by = asyncio.run(
+        _run(_deps(_State(OLD, NEW), engine), "t", ["c"], QueryRequest(query="q"))
+    )
     assert cast(str, out) == NEW.store_name
+    # The records that answered are the fresh ones (the query log writes under them).
+    assert [c.store_name for c in answered_by] == [NEW.store_name]
     assert engine.ran == [OLD.store_name, NEW.store_name]
 
 
