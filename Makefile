@@ -39,8 +39,11 @@ typecheck: install
 importlint: install
 	$(BIN)/lint-imports
 
+# Two workers, each test file on one of them (its module-scoped stack shared by its tests):
+# the suite mostly waits on real processes, so two sessions halve it on two cores.
+PYTEST_WORKERS ?= 2
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck importlint pytest
 
