@@ -300,3 +300,94 @@ def test_tune_with_a_judge_on_the_collections_query_log(stack: Stack, tmp_path: 
     assert judged == {texts[0], texts[1], texts[5]}
     with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as c:
         assert c.get("/v1/collections/beir-tiny/query-log").json()["enabled"] is False
+
+
+def _late_favouring(root: Path, source: Path, cache: Path) -> Path:
+    """``source``'s queries with qrels that only late interaction can rank well.
+
+    For each query, the relevant document is the fetched candidate that MaxSim ranks
+    furthest above both hybrid recall and the cross-encoder (from the candidates tune
+    cached): the late stage moves it up, every policy without it leaves it lower.
+    """
+    from query import RankPlan, rank  # noqa: PLC0415
+    from services.cli.tuning import load_candidates  # noqa: PLC0415
+
+    hybrid = RankPlan(
+        dense_weight=2.0, sparse_weight=1.0, rrf_k=5.0, late_weight=0.0, late_recall_weight=1.0,
+        late_k=2.0, rerank_depth=0, final="rerank", recall_weight=1.0, rerank_weight=1.0,
+        fusion_k=2.0, window=5,
+    )  # fmt: skip
+    rows = ["query-id\tcorpus-id\tscore"]
+    for q in load_candidates(cache):
+        best: dict[str, int] = {}
+        recall = rank(hybrid, q.legs, top_k=100)
+        by_rerank = sorted(q.rerank, key=lambda c: -q.rerank[c])
+        for order in (recall, by_rerank):
+            for n, cid in enumerate(order):
+                doc = q.documents[cid]
+                best[doc] = min(best.get(doc, n), n)
+        late = sorted(q.late_offline, key=lambda c: -q.late_offline[c])
+        gain = {q.documents[c]: best[q.documents[c]] - n for n, c in enumerate(late)}
+        target = max(gain, key=lambda d: gain[d])
+        if gain[target] <= 0:
+            continue  # late interaction would not move anything up here
+        rows.append(f"{q.qid}\t{target}\t1")
+    (root / "qrels").mkdir(parents=True)
+    (root / "queries.jsonl").write_bytes((source / "queries.jsonl").read_bytes())
+    (root / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_tune_scores_late_interaction_offline_and_apply_adds_the_stage(
+    stack: Stack, hub_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection without late interaction: tune encodes the fetched candidates with the
+    hub's real late encoder, ranks late policies through query.rank, reuses the cached
+    scores on a re-run, and --apply re-indexes the collection with the stage it chose."""
+    import httpx  # noqa: PLC0415
+
+    monkeypatch.setenv("SIEVE_MODEL_BASE_URL", hub_url)  # the CLI's encoder: the stack's hub
+    dataset = _tiny_beir(tmp_path / "tiny")
+    runner = CliRunner()
+    conn = ["--api-url", stack.api, "--api-key", KEY_A]
+    made = runner.invoke(app, ["eval", str(dataset), "-c", "tunelate", *conn, "--limit", "1"])
+    assert made.exit_code == 0, made.output
+    cache = tmp_path / "cands.jsonl"
+    args = ["-c", "tunelate", "--folds", "2", "--fetch-depth", "30", "--cache", str(cache)]
+    first = runner.invoke(app, ["tune", str(dataset), *args, "--json", *conn])
+    assert first.exit_code == 0, first.output
+    late = json.loads(first.stdout)["late_interaction"]
+    assert late["collection_has"] is False
+    assert late["evaluated"] == "offline"
+    assert {"cv_ndcg@10_with", "cv_ndcg@10_without"} <= set(late)
+    cost = late["cost"]
+    assert cost["encoded_this_run"] > 8  # the queries and their distinct candidate texts
+    assert cost["tokens_per_chunk"] > 1
+    assert cost["dim"] > 0
+    assert cost["query_ms"] > 0
+
+    favour = _late_favouring(tmp_path / "favour", dataset, cache)
+    args += ["--holdout", "0.5", "--apply", "--json", *conn]
+    result = runner.invoke(app, ["tune", str(favour), *args])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    late = report["late_interaction"]
+    assert late["cost"]["encoded_this_run"] == 0  # every score came from the cache
+    assert late["cv_ndcg@10_with"] > late["cv_ndcg@10_without"]
+    assert late["chosen_uses_late"] is True
+    assert report["kept_default"] is False
+    assert report["applied"]["late_weight"] > 0
+    assert report["reindex"]["late_interaction"] is True
+    assert report["reindex"]["state"] == "completed"
+    headers = {"Authorization": f"Bearer {KEY_A}"}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as c:
+        shown = c.get("/v1/collections/tunelate").json()
+        assert shown["late_interaction"] is True
+        assert shown["policy"]["late_weight"] == report["applied"]["late_weight"]
+        job = c.get(f"/v1/jobs/{report['reindex']['job_id']}").json()
+        assert job["kind"] == "reindex"
+        assert job["state"] == "completed"
+        out = c.post("/v1/collections/tunelate/query", json={"query": "cancer"}).json()
+        assert out["results"][0]["scores"]["late"] is not None
+    assert report["held_out"]["api"] > 0.0
