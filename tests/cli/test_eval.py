@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -302,40 +303,38 @@ def test_tune_with_a_judge_on_the_collections_query_log(stack: Stack, tmp_path: 
         assert c.get("/v1/collections/beir-tiny/query-log").json()["enabled"] is False
 
 
-def _late_favouring(root: Path, source: Path, cache: Path) -> Path:
-    """``source``'s queries with qrels that only late interaction can rank well.
+def _late_favouring(root: Path, source: Path, cache: Path) -> tuple[Path, int]:
+    """``source``'s queries with graded qrels that only late interaction ranks perfectly.
 
-    For each query, the relevant document is the fetched candidate that MaxSim ranks
-    furthest above both hybrid recall and the cross-encoder (from the candidates tune
-    cached): the late stage moves it up, every policy without it leaves it lower.
+    From the candidates tune cached: a query's top ten documents under the grid's
+    recall-only late plan (late weight 1) are graded 10, 9, ... 1, the query kept only
+    where that order differs from hybrid recall's. That plan scores nDCG@10 1.0 on every
+    judged query; a plan without late interaction would have to give the same ten
+    documents in the same order. Returns the directory and the number of judged queries.
     """
-    from query import RankPlan, rank  # noqa: PLC0415
-    from services.cli.tuning import load_candidates  # noqa: PLC0415
+    from core.settings import QuerySettings, RerankSettings  # noqa: PLC0415
+    from query import rank, resolve_rank  # noqa: PLC0415
+    from services.cli.tuning import candidate_grid, load_candidates  # noqa: PLC0415
 
-    hybrid = RankPlan(
-        dense_weight=2.0, sparse_weight=1.0, rrf_k=5.0, late_weight=0.0, late_recall_weight=1.0,
-        late_k=2.0, rerank_depth=0, final="rerank", recall_weight=1.0, rerank_weight=1.0,
-        fusion_k=2.0, window=5,
-    )  # fmt: skip
+    top_k = QuerySettings().top_k
+    default = resolve_rank(None, QuerySettings(), RerankSettings(), top_k=30)
+    grid = candidate_grid(replace(default, late_weight=0.0), late=True, depths=[10, 20, 30])
+    late_plan = next(p for p in grid if p.late_weight == 1.0 and p.rerank_depth == 0)
+    hybrid = replace(late_plan, late_weight=0.0)
     rows = ["query-id\tcorpus-id\tscore"]
+    judged = 0
     for q in load_candidates(cache):
-        best: dict[str, int] = {}
-        recall = rank(hybrid, q.legs, top_k=100)
-        by_rerank = sorted(q.rerank, key=lambda c: -q.rerank[c])
-        for order in (recall, by_rerank):
-            for n, cid in enumerate(order):
-                doc = q.documents[cid]
-                best[doc] = min(best.get(doc, n), n)
-        late = sorted(q.late_offline, key=lambda c: -q.late_offline[c])
-        gain = {q.documents[c]: best[q.documents[c]] - n for n, c in enumerate(late)}
-        target = max(gain, key=lambda d: gain[d])
-        if gain[target] <= 0:
-            continue  # late interaction would not move anything up here
-        rows.append(f"{q.qid}\t{target}\t1")
+        orders = []
+        for plan in (late_plan, hybrid):
+            docs = [q.documents[c] for c in rank(plan, q.legs, top_k=top_k)]
+            orders.append(list(dict.fromkeys(docs))[:10])
+        if orders[0] != orders[1]:
+            judged += 1
+            rows += [f"{q.qid}\t{doc}\t{10 - n}" for n, doc in enumerate(orders[0])]
     (root / "qrels").mkdir(parents=True)
     (root / "queries.jsonl").write_bytes((source / "queries.jsonl").read_bytes())
     (root / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
-    return root
+    return root, judged
 
 
 @pytest.mark.slow
@@ -348,7 +347,7 @@ def test_tune_scores_late_interaction_offline_and_apply_adds_the_stage(
     import httpx  # noqa: PLC0415
 
     monkeypatch.setenv("SIEVE_MODEL_BASE_URL", hub_url)  # the CLI's encoder: the stack's hub
-    dataset = _tiny_beir(tmp_path / "tiny")
+    dataset = _tiny_beir(tmp_path / "tiny", n_queries=16)
     runner = CliRunner()
     conn = ["--api-url", stack.api, "--api-key", KEY_A]
     made = runner.invoke(app, ["eval", str(dataset), "-c", "tunelate", *conn, "--limit", "1"])
@@ -367,7 +366,8 @@ def test_tune_scores_late_interaction_offline_and_apply_adds_the_stage(
     assert cost["dim"] > 0
     assert cost["query_ms"] > 0
 
-    favour = _late_favouring(tmp_path / "favour", dataset, cache)
+    favour, judged = _late_favouring(tmp_path / "favour", dataset, cache)
+    assert judged >= 4, "too few queries whose order late interaction changes"
     args += ["--holdout", "0.5", "--apply", "--json", *conn]
     result = runner.invoke(app, ["tune", str(favour), *args])
     assert result.exit_code == 0, result.output
@@ -390,4 +390,6 @@ def test_tune_scores_late_interaction_offline_and_apply_adds_the_stage(
         assert job["state"] == "completed"
         out = c.post("/v1/collections/tunelate/query", json={"query": "cancer"}).json()
         assert out["results"][0]["scores"]["late"] is not None
-    assert report["held_out"]["api"] > 0.0
+    assert late["held_out_ndcg@10_with"] > late["held_out_ndcg@10_without"]
+    # Through the API the stage rescores every recall hit, not only the fetched ones.
+    assert 0.0 <= report["held_out"]["api"] <= 1.0
