@@ -108,6 +108,19 @@ def tune(
             help="JSONL of the judge's answers (default: beside --cache); reused on re-runs."
         ),
     ] = None,
+    late: Annotated[
+        bool,
+        typer.Option(
+            help="Also score late interaction (token vectors from the hub for the fetched "
+            "candidates) when the collection lacks it; --apply then adds the stage if it pays."
+        ),
+    ] = True,
+    reindex_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0, help="--apply: seconds to wait for a re-index that adds/removes late."
+        ),
+    ] = 3600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     api_url: ApiUrl = DEFAULT_URL,
     api_key: ApiKey = None,
@@ -159,6 +172,8 @@ def tune(
                 queries_file=queries_file,
                 query_log=(max_queries or 0) if from_query_log else None,
                 judge=judge_opts,
+                late=late,
+                reindex_timeout=reindex_timeout,
             )
     except SieveClientError as exc:
         typer.echo(f"sieve tune: {api_error_message(exc)} ({exc.code})", err=True)
@@ -269,17 +284,17 @@ def _run(
     queries_file: Path | None = None,
     query_log: int | None = None,
     judge: _JudgeOptions | None = None,
+    late: bool = True,
+    reindex_timeout: float = 3600.0,
 ) -> dict[str, Any]:
     """``query_log``: take the queries from the collection's log (0: all, N: the N most
-    often seen)."""
+    often seen). ``late``: score late interaction offline when the collection lacks it."""
     from rich.console import Console  # noqa: PLC0415
-    from rich.progress import Progress  # noqa: PLC0415
 
-    from core.settings import RerankSettings  # noqa: PLC0415
     from services.cli import tuning  # noqa: PLC0415
 
     console = Console(stderr=True, quiet=quiet)
-    client.get_collection(collection)
+    has_late = bool(client.get_collection(collection).late_interaction)
     qrels: dict[str, dict[str, int]] = {}
     if queries_file is not None:
         queries = load_queries(queries_file)
@@ -288,26 +303,23 @@ def _run(
     else:
         queries, qrels = _judged(client, dataset, collection)
     qids = sorted(queries)[:limit] if limit else sorted(queries)
-    rerank_cfg = RerankSettings()
-    wanted = {q: queries[q] for q in qids}
-    items: list[tuning.QueryCandidates] = []
-    if cache is not None and cache.is_file():
-        items = [q for q in tuning.load_candidates(cache) if q.qid in wanted]
-        if judge is not None:  # the judge reads passages, which older caches lack
-            items = [q for q in items if q.texts]
-    missing = {q: t for q, t in wanted.items() if q not in {i.qid for i in items}}
-    if missing:
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("fetching candidates", total=len(missing))
-            items += tuning.fetch_all(
-                lambda body: client.query_raw(collection, body, log=False),
-                missing,
-                fetch_depth=fetch_depth,
-                document_tokens=rerank_cfg.document_tokens,
-                concurrency=concurrency,
-                progress=lambda n: bar.update(task, completed=n),
-            )
-        if cache is not None:
+    items = _fetch(
+        client,
+        collection,
+        {q: queries[q] for q in qids},
+        cache=cache,
+        fetch_depth=fetch_depth,
+        concurrency=concurrency,
+        console=console,
+        # the judge reads passages, the offline late stage chunk texts: older caches lack them
+        need_texts=judge is not None,
+        need_chunks=late and not has_late,
+    )
+    late_cost: tuning.LateCost | None = None
+    late_note = None
+    if late and not has_late:
+        items, late_cost, late_note = _late_offline(items, console=console)
+        if late_cost is not None and late_cost.encoded and cache is not None:
             tuning.save_candidates(cache, items)
     judge_report = None
     reference = None
@@ -324,8 +336,12 @@ def _run(
         fetch_depth=fetch_depth,
         reference=reference,
         console=console,
+        has_late=has_late,
+        late_cost=late_cost,
     )
     report: dict[str, Any] = {"collection": collection, **choice.report}
+    if late_note is not None:
+        report["late_interaction"]["note"] = late_note
     if judge_report is not None:
         report["judge"] = judge_report.to_json()
     held = choice.held
@@ -342,11 +358,106 @@ def _run(
                 "candidates": report["candidates"],
             },
         )
+        report["reindex"] = _apply_stage(
+            client,
+            collection,
+            choice.chosen,
+            has_late=has_late,
+            timeout_s=reindex_timeout,
+            console=console,
+        )
         if held:
             report["held_out"]["api"] = _api_ndcg(
                 client, collection, queries=queries, qrels=qrels, held=held, concurrency=concurrency
             )
     return report
+
+
+def _fetch(
+    client: Any,
+    collection: str,
+    wanted: dict[str, str],
+    *,
+    cache: Path | None,
+    fetch_depth: int,
+    concurrency: int,
+    console: Any,
+    need_texts: bool,
+    need_chunks: bool,
+) -> list[QueryCandidates]:
+    """The candidates of ``wanted``: from ``cache`` when it holds them (with what this run
+    needs), the rest fetched through the API (and the cache rewritten)."""
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from core.settings import RerankSettings  # noqa: PLC0415
+    from services.cli import tuning  # noqa: PLC0415
+
+    items: list[tuning.QueryCandidates] = []
+    if cache is not None and cache.is_file():
+        items = [q for q in tuning.load_candidates(cache) if q.qid in wanted]
+        items = [q for q in items if (q.texts or not need_texts)]
+        items = [q for q in items if (q.chunk_texts or not need_chunks)]
+    missing = {q: t for q, t in wanted.items() if q not in {i.qid for i in items}}
+    if missing:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("fetching candidates", total=len(missing))
+            items += tuning.fetch_all(
+                lambda body: client.query_raw(collection, body, log=False),
+                missing,
+                fetch_depth=fetch_depth,
+                document_tokens=RerankSettings().document_tokens,
+                concurrency=concurrency,
+                progress=lambda n: bar.update(task, completed=n),
+            )
+        if cache is not None:
+            tuning.save_candidates(cache, items)
+    return items
+
+
+def _late_offline(
+    items: list[QueryCandidates], *, console: Any
+) -> tuple[list[QueryCandidates], Any, str | None]:
+    """MaxSim over the fetched candidates with the late encoder a re-index would use (the
+    server's ``SIEVE_MODEL_LATE_MODEL``, from the same hub); the hub failing or not serving
+    it is a note, not an error: tune then compares policies without late interaction."""
+    from core.errors import SieveError  # noqa: PLC0415
+    from core.settings import IngestSettings, ModelSettings  # noqa: PLC0415
+    from services.cli import tuning  # noqa: PLC0415
+    from services.wiring import build_embeddings  # noqa: PLC0415
+
+    models = ModelSettings()
+    encoder = build_embeddings(models, IngestSettings()).for_model(models.late_model)
+    if any(not q.late_offline for q in items):
+        console.print(f"scoring late interaction offline with {models.late_model}")
+    try:
+        scored, cost = tuning.score_late_offline(items, encoder.embed_tokens)
+    except SieveError as exc:
+        return items, None, f"late interaction not evaluated: {exc.message}"
+    return scored, cost, None
+
+
+def _apply_stage(
+    client: Any,
+    collection: str,
+    chosen: RankPlan,
+    *,
+    has_late: bool,
+    timeout_s: float,
+    console: Any,
+) -> dict[str, Any] | None:
+    """Start the re-index that adds late interaction when the applied plan uses it and the
+    collection lacks it (or removes it when the collection has it and the plan does not),
+    and wait for it. The policy is stored first: a late weight on a collection without the
+    stage is ignored by the server until the re-index switches, so the two agree from then.
+    None: the collection already has the stages the plan uses."""
+    wants = chosen.late_weight > 0
+    if wants == has_late:
+        return None
+    job = client.reindex_collection(collection, late_interaction=wants)
+    verb = "adds" if wants else "removes"
+    console.print(f"re-index {job.id} {verb} late interaction on {collection!r}; waiting")
+    done = client.wait_job(job.id, timeout_s=timeout_s)
+    return {"job_id": job.id, "late_interaction": wants, "state": done.state}
 
 
 def _judge(
@@ -411,12 +522,17 @@ def choose(
     fetch_depth: int,
     reference: dict[str, dict[str, int]] | None = None,
     console: Any = None,
+    has_late: bool | None = None,
+    late_cost: Any = None,
 ) -> Choice:
     """Split the judged queries, score the grid, cross-validate, keep the default unless beaten.
 
     The same path for every source of judgments (qrels, feedback, a judge's grades).
-    ``reference``: qrels that did not choose anything (a dataset's, when a judge labelled
-    the queries): the held-out rows are also scored against them.
+    ``has_late``: the collection has the late stage (None: judged by the items' server
+    scores); late policies are in the grid when it has, or when tune scored MaxSim offline
+    (``late_cost``: what that measured). ``reference``: qrels that did not choose anything
+    (a dataset's, when a judge labelled the queries): the held-out rows are also scored
+    against them.
 
     Raises:
         ValueError: too few judged queries for the folds.
@@ -433,11 +549,12 @@ def choose(
     if len(tuned) < folds:
         raise ValueError(f"{len(tuned)} judged queries to tune on cannot make {folds} folds")
     rerank_cfg, query_cfg = RerankSettings(), QuerySettings()
-    late = any(q.late for q in items)
+    stage = any(q.late for q in items) if has_late is None else has_late
+    late = stage or any(q.late_offline for q in items)
     # What the server does for a collection nobody tuned: the plan it resolves with no
     # stored policy (late interaction, when the collection has it, at the settings' weight).
     default = resolve_rank(None, query_cfg, rerank_cfg, top_k=fetch_depth)
-    if not late:
+    if not stage:
         default = replace(default, late_weight=0.0)
     baseline = replace(default, late_weight=0.0, rerank_depth=min(50, fetch_depth), final="rerank")
     hybrid = replace(default, late_weight=0.0, rerank_depth=0)
@@ -462,7 +579,18 @@ def choose(
     report: dict[str, Any] = {
         "queries": {"tuned": len(tuned), "held_out": len(held)},
         "candidates": len(grid),
-        "late_interaction": late,
+        "late_interaction": _late_report(
+            scores,
+            tuned,
+            held,
+            folds=folds,
+            seed=seed,
+            stage=stage,
+            chosen=chosen,
+            cost=late_cost,
+        )
+        if late
+        else {"collection_has": stage, "evaluated": False},
         "rerank_coverage": round(chosen.coverage, 4),
         "frontier": [_row(s, tuned, "frontier") for s in front],
         "reference": [
@@ -502,6 +630,46 @@ def choose(
         held=held,
         plans=plans,
     )
+
+
+def _late_report(
+    scores: list[Any],
+    tuned: list[str],
+    held: list[str],
+    *,
+    folds: int,
+    seed: int,
+    stage: bool,
+    chosen: Any,
+    cost: Any,
+) -> dict[str, Any]:
+    """Whether late interaction pays: the cross-validated nDCG@10 of choosing among the
+    policies with it and among those without (and, with a holdout, each side's choice
+    there), and what it costs."""
+    from services.cli import tuning  # noqa: PLC0415
+
+    out: dict[str, Any] = {
+        "collection_has": stage,
+        "evaluated": "server" if stage else "offline",
+        "chosen_uses_late": chosen.candidate.late_weight > 0,
+    }
+    for side, keep in (("with", True), ("without", False)):
+        part = [s for s in scores if (s.candidate.late_weight > 0) == keep]
+        if not part:
+            continue
+        result = tuning.cross_validate(part, tuned, folds=folds, seed=seed)
+        out[f"cv_ndcg@10_{side}"] = round(result.cv_ndcg, 4)
+        if held:
+            out[f"held_out_ndcg@10_{side}"] = round(result.chosen.mean_ndcg(held), 4)
+    if cost is not None:
+        out["cost"] = {
+            "query_ms": round(cost.query_ms, 1),
+            "tokens_per_chunk": round(cost.tokens_per_chunk, 1),
+            "dim": cost.dim,
+            "bytes_per_chunk_float32": round(4 * cost.tokens_per_chunk * cost.dim),
+            "encoded_this_run": cost.encoded,
+        }
+    return out
 
 
 def _apply(
@@ -618,7 +786,38 @@ def _print(report: dict[str, Any]) -> None:
             console.print(
                 f"held out through the API with the applied policy: nDCG@10 {h['api']:.4f}"
             )
+    _print_late(console, report)
     if report.get("applied"):
         console.print(f"applied to {report['collection']!r}: {report['applied']}")
     elif "applied" in report:
         console.print(f"{report['collection']!r} follows the server's defaults (policy cleared)")
+
+
+def _print_late(console: Any, report: dict[str, Any]) -> None:
+    late = report["late_interaction"]
+    if late.get("evaluated"):
+        line = (
+            f"late interaction ({late['evaluated']}): cv nDCG@10 with "
+            f"{late.get('cv_ndcg@10_with', float('nan')):.4f}, without "
+            f"{late.get('cv_ndcg@10_without', float('nan')):.4f}"
+        )
+        if "held_out_ndcg@10_with" in late:
+            line += (
+                f"; held out with {late['held_out_ndcg@10_with']:.4f}, without "
+                f"{late['held_out_ndcg@10_without']:.4f}"
+            )
+        pays = "pays: the chosen policy uses it" if late["chosen_uses_late"] else "does not pay"
+        console.print(f"{line}; {pays}")
+        if "cost" in late:
+            c = late["cost"]
+            console.print(
+                f"late cost: ~{c['query_ms']:.0f} ms a query to encode its token vectors; "
+                f"{c['tokens_per_chunk']:.0f} token vectors of {c['dim']} floats a chunk "
+                f"(~{c['bytes_per_chunk_float32']:,} bytes float32) to encode and store at ingest"
+            )
+    if late.get("note"):
+        console.print(late["note"])
+    if report.get("reindex"):
+        r = report["reindex"]
+        verb = "adding" if r["late_interaction"] else "removing"
+        console.print(f"re-index {r['job_id']} ({verb} late interaction): {r['state']}")

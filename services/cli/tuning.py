@@ -15,21 +15,26 @@ one the client budgets with) of each pair sent, the document capped as the clien
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import statistics
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from core.types import MultiVector
 from query import Legs, RankPlan, rank
 from reranker import estimate_tokens
+from retriever.multivector import maxsim, unpack
 from services.cli.evaluation import per_query_metrics
 
 __all__ = [
     "CandidateScore",
+    "LateCost",
     "QueryCandidates",
     "TuneResult",
     "candidate_grid",
@@ -39,6 +44,7 @@ __all__ = [
     "load_candidates",
     "save_candidates",
     "score_candidates",
+    "score_late_offline",
     "unless_default_is_as_good",
 ]
 
@@ -65,11 +71,22 @@ class QueryCandidates:
     rerank_cached: int
     # The passage of each fetched (reranked) chunk, for ``--judge``; empty in old caches.
     texts: dict[str, str] = field(default_factory=dict)
+    # Each fetched chunk's text as stored (what the worker sends the late encoder).
+    chunk_texts: dict[str, str] = field(default_factory=dict)
+    # MaxSim scores tune computed from the hub's token vectors when the collection has no
+    # late stage (``score_late_offline``), the measured ms of encoding the query, and the
+    # token count of each chunk's vectors (the ingest cost). Cached with the candidates.
+    late_offline: dict[str, float] = field(default_factory=dict)
+    late_ms: float = 0.0
+    late_tokens: dict[str, int] = field(default_factory=dict)
+    late_dim: int = 0
 
     @property
     def legs(self) -> Legs:
-        """What the one ranking (``query.rank``) takes."""
-        return Legs(dense=self.dense, sparse=self.sparse, late=self.late, rerank=self.rerank)
+        """What the one ranking (``query.rank``) takes: the server's MaxSim scores, else
+        the ones computed offline."""
+        late = self.late or self.late_offline
+        return Legs(dense=self.dense, sparse=self.sparse, late=late, rerank=self.rerank)
 
 
 def fetch_candidates(
@@ -102,6 +119,7 @@ def fetch_candidates(
     late: dict[str, float] = {}
     doc_tokens: dict[str, int] = {}
     texts: dict[str, str] = {}
+    chunk_texts: dict[str, str] = {}
     if out["rerank"]["status"] == "ok":
         for h in out["results"]:
             scores = h["scores"]
@@ -113,6 +131,7 @@ def fetch_candidates(
         documents[h["chunk_id"]] = str(h["document_id"])
         doc_tokens[h["chunk_id"]] = _capped_tokens(h, document_tokens)
         texts[h["chunk_id"]] = _passage(h)
+        chunk_texts[h["chunk_id"]] = str(h.get("text") or "")
     return QueryCandidates(
         qid=qid,
         query=text,
@@ -129,6 +148,7 @@ def fetch_candidates(
         rerank_pairs=len(rerank),
         rerank_cached=int(out["rerank"].get("cached") or 0),
         texts=texts,
+        chunk_texts=chunk_texts,
     )
 
 
@@ -192,6 +212,99 @@ def load_candidates(path: Path) -> list[QueryCandidates]:
     return out
 
 
+TokenEncoder = Callable[[list[str]], list[MultiVector]]
+
+
+@dataclass(frozen=True)
+class LateCost:
+    """What late interaction costs, measured while tune scored it offline.
+
+    ``query_ms``: median ms the hub took to encode one query's token vectors (a query with
+    the late stage waits on it beside the dense embedding); ``tokens_per_chunk``: mean
+    token vectors a chunk stores (``dim`` floats each: the ingest and storage cost).
+    ``encoded``: texts sent to the hub this run (0 when the cache held every score).
+    """
+
+    encoded: int
+    query_ms: float
+    tokens_per_chunk: float
+    dim: int
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def score_late_offline(
+    items: Sequence[QueryCandidates],
+    encode: TokenEncoder,
+    *,
+    batch: int = 32,
+    timed_queries: int = 20,
+) -> tuple[list[QueryCandidates], LateCost]:
+    """MaxSim of every query against its fetched candidates, from the hub's token vectors.
+
+    For a collection without the late stage: only the fetched candidates' texts and the
+    queries are encoded (each distinct text once, by its hash; ``batch`` a request), with
+    the encoder the worker uses, and scored by the engines' MaxSim (``maxsim``). Items
+    that already carry scores (a ``--cache`` re-run) are not encoded again. The first
+    ``timed_queries`` queries are encoded one a request, as the server does, for the
+    latency.
+    """
+    todo = [q for q in items if not q.late and not q.late_offline and q.chunk_texts]
+    texts: dict[str, str] = {}
+    for q in todo:
+        for text in q.chunk_texts.values():
+            if text.strip():
+                texts.setdefault(_text_key(text), text)
+    docs: dict[str, Any] = {}
+    keys = list(texts)
+    for start in range(0, len(keys), batch):
+        part = keys[start : start + batch]
+        for key, vec in zip(part, encode([texts[k] for k in part]), strict=True):
+            docs[key] = unpack(vec)
+    queries: dict[str, Any] = {}
+    query_ms: dict[str, float] = {}
+    for q in todo[:timed_queries]:
+        t0 = time.perf_counter()
+        queries[q.qid] = unpack(encode([q.query])[0])
+        query_ms[q.qid] = (time.perf_counter() - t0) * 1000
+    rest = todo[timed_queries:]
+    for start in range(0, len(rest), batch):
+        qpart = rest[start : start + batch]
+        for q, vec in zip(qpart, encode([c.query for c in qpart]), strict=True):
+            queries[q.qid] = unpack(vec)
+    median_ms = statistics.median(query_ms.values()) if query_ms else 0.0
+    pending = {q.qid for q in todo}
+    out = []
+    for q in items:
+        if q.qid not in pending:
+            out.append(q)
+            continue
+        scored = {
+            cid: (maxsim(queries[q.qid], docs[k]), int(docs[k].shape[0]), int(docs[k].shape[1]))
+            for cid, text in q.chunk_texts.items()
+            if (k := _text_key(text)) in docs
+        }
+        out.append(
+            replace(
+                q,
+                late_offline={cid: s for cid, (s, _, _) in scored.items()},
+                late_ms=query_ms.get(q.qid, median_ms),
+                late_tokens={cid: n for cid, (_, n, _) in scored.items()},
+                late_dim=next((d for _, _, d in scored.values()), 0),
+            )
+        )
+    counts = [n for q in out for n in q.late_tokens.values()]
+    timed = [q.late_ms for q in out if q.late_offline]
+    return out, LateCost(
+        encoded=len(texts) + len(todo),
+        query_ms=statistics.median(timed) if timed else 0.0,
+        tokens_per_chunk=statistics.fmean(counts) if counts else 0.0,
+        dim=max((q.late_dim for q in out), default=0),
+    )
+
+
 def _documents(chunks: Iterable[str], q: QueryCandidates) -> list[str]:
     out: list[str] = []
     seen: set[str] = set()
@@ -251,7 +364,9 @@ def score_candidates(
         ms, tokens, covered, sent = [], [], 0, 0
         for q in judged:
             ids = rank(wide, q.legs, top_k=top_k)[: cand.rerank_depth]
-            ms.append(q.base_ms + pair_ms * len(ids))
+            # Late scored offline: the query would also wait on its token vectors.
+            late_ms = q.late_ms if cand.late_weight and not q.late else 0.0
+            ms.append(q.base_ms + late_ms + pair_ms * len(ids))
             tokens.append(sum(q.query_tokens + q.doc_tokens.get(c, 0) for c in ids))
             covered += sum(1 for c in ids if c in q.rerank)
             sent += len(ids)
@@ -279,7 +394,8 @@ def candidate_grid(
 ) -> list[RankPlan]:
     """The plans ``sieve tune`` compares, varied from ``base`` (the server's resolved default).
 
-    Late interaction is varied only when the collection has it.
+    Late interaction is varied only when ``late`` (the collection has it, or tune scored
+    it offline from the hub's token vectors).
     """
     recalls = [(2.0, 1.0, 5.0), (1.0, 1.0, 5.0), (3.0, 1.0, 5.0), (2.0, 1.0, 2.0), (2.0, 1.0, 10.0)]
     lates = (0.0, 0.5, 1.0) if late else (0.0,)

@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -300,3 +301,95 @@ def test_tune_with_a_judge_on_the_collections_query_log(stack: Stack, tmp_path: 
     assert judged == {texts[0], texts[1], texts[5]}
     with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as c:
         assert c.get("/v1/collections/beir-tiny/query-log").json()["enabled"] is False
+
+
+def _late_favouring(root: Path, source: Path, cache: Path) -> tuple[Path, int]:
+    """``source``'s queries with graded qrels that only late interaction ranks perfectly.
+
+    From the candidates tune cached: a query's top ten documents under the grid's
+    recall-only late plan (late weight 1) are graded 10, 9, ... 1, the query kept only
+    where that order differs from hybrid recall's. That plan scores nDCG@10 1.0 on every
+    judged query; a plan without late interaction would have to give the same ten
+    documents in the same order. Returns the directory and the number of judged queries.
+    """
+    from core.settings import QuerySettings, RerankSettings  # noqa: PLC0415
+    from query import rank, resolve_rank  # noqa: PLC0415
+    from services.cli.tuning import candidate_grid, load_candidates  # noqa: PLC0415
+
+    top_k = QuerySettings().top_k
+    default = resolve_rank(None, QuerySettings(), RerankSettings(), top_k=30)
+    grid = candidate_grid(replace(default, late_weight=0.0), late=True, depths=[10, 20, 30])
+    late_plan = next(p for p in grid if p.late_weight == 1.0 and p.rerank_depth == 0)
+    hybrid = replace(late_plan, late_weight=0.0)
+    rows = ["query-id\tcorpus-id\tscore"]
+    judged = 0
+    for q in load_candidates(cache):
+        orders = []
+        for plan in (late_plan, hybrid):
+            docs = [q.documents[c] for c in rank(plan, q.legs, top_k=top_k)]
+            orders.append(list(dict.fromkeys(docs))[:10])
+        if orders[0] != orders[1]:
+            judged += 1
+            rows += [f"{q.qid}\t{doc}\t{10 - n}" for n, doc in enumerate(orders[0])]
+    (root / "qrels").mkdir(parents=True)
+    (root / "queries.jsonl").write_bytes((source / "queries.jsonl").read_bytes())
+    (root / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
+    return root, judged
+
+
+@pytest.mark.slow
+def test_tune_scores_late_interaction_offline_and_apply_adds_the_stage(
+    stack: Stack, hub_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection without late interaction: tune encodes the fetched candidates with the
+    hub's real late encoder, ranks late policies through query.rank, reuses the cached
+    scores on a re-run, and --apply re-indexes the collection with the stage it chose."""
+    import httpx  # noqa: PLC0415
+
+    monkeypatch.setenv("SIEVE_MODEL_BASE_URL", hub_url)  # the CLI's encoder: the stack's hub
+    dataset = _tiny_beir(tmp_path / "tiny", n_queries=16)
+    runner = CliRunner()
+    conn = ["--api-url", stack.api, "--api-key", KEY_A]
+    made = runner.invoke(app, ["eval", str(dataset), "-c", "tunelate", *conn, "--limit", "1"])
+    assert made.exit_code == 0, made.output
+    cache = tmp_path / "cands.jsonl"
+    args = ["-c", "tunelate", "--folds", "2", "--fetch-depth", "30", "--cache", str(cache)]
+    first = runner.invoke(app, ["tune", str(dataset), *args, "--json", *conn])
+    assert first.exit_code == 0, first.output
+    late = json.loads(first.stdout)["late_interaction"]
+    assert late["collection_has"] is False
+    assert late["evaluated"] == "offline"
+    assert {"cv_ndcg@10_with", "cv_ndcg@10_without"} <= set(late)
+    cost = late["cost"]
+    assert cost["encoded_this_run"] > 8  # the queries and their distinct candidate texts
+    assert cost["tokens_per_chunk"] > 1
+    assert cost["dim"] > 0
+    assert cost["query_ms"] > 0
+
+    favour, judged = _late_favouring(tmp_path / "favour", dataset, cache)
+    assert judged >= 4, "too few queries whose order late interaction changes"
+    args += ["--holdout", "0.5", "--apply", "--json", *conn]
+    result = runner.invoke(app, ["tune", str(favour), *args])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    late = report["late_interaction"]
+    assert late["cost"]["encoded_this_run"] == 0  # every score came from the cache
+    assert late["cv_ndcg@10_with"] > late["cv_ndcg@10_without"]
+    assert late["chosen_uses_late"] is True
+    assert report["kept_default"] is False
+    assert report["applied"]["late_weight"] > 0
+    assert report["reindex"]["late_interaction"] is True
+    assert report["reindex"]["state"] == "completed"
+    headers = {"Authorization": f"Bearer {KEY_A}"}
+    with httpx.Client(base_url=stack.api, headers=headers, timeout=60) as c:
+        shown = c.get("/v1/collections/tunelate").json()
+        assert shown["late_interaction"] is True
+        assert shown["policy"]["late_weight"] == report["applied"]["late_weight"]
+        job = c.get(f"/v1/jobs/{report['reindex']['job_id']}").json()
+        assert job["kind"] == "reindex"
+        assert job["state"] == "completed"
+        out = c.post("/v1/collections/tunelate/query", json={"query": "cancer"}).json()
+        assert out["results"][0]["scores"]["late"] is not None
+    assert late["held_out_ndcg@10_with"] > late["held_out_ndcg@10_without"]
+    # Through the API the stage rescores every recall hit, not only the fetched ones.
+    assert 0.0 <= report["held_out"]["api"] <= 1.0
