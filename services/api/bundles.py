@@ -2,9 +2,10 @@
 
 A snapshot is a job: its record lives in Redis (``sieve:snapshot:<tenant>:<id>``, for
 ``SIEVE_BUNDLE_RETENTION_S``) and its file under ``SIEVE_BUNDLE_DIR``. While it runs it is
-listed in ``sieve:snapshots-running`` with this process's owner id, which a heartbeat
-keeps alive (``SIEVE_WORKER_OWNER_TTL_S``, as a worker's). A snapshot whose process died
-(kill -9) reads as ``failed`` (``snapshot_interrupted``) once that owner expired, and
+listed in ``sieve:snapshots-running`` under a lease of this process's heartbeat
+(``indexing.heartbeat``, ``SIEVE_WORKER_OWNER_TTL_S`` as a worker's), retired when the job
+ends. A snapshot whose process died (kill -9), or whose end could not be recorded, reads as
+``failed`` (``snapshot_interrupted``) once that lease expired, and
 ``recover`` (the lifecycle loop) then records it so and removes its partial file; a
 partial file is never under the final name. Each process works in a scratch directory
 named by its owner id (``.work-<owner>``), which ``recover`` removes once that owner is
@@ -91,7 +92,9 @@ class BundleService:
         self.settings = settings
         self.dir = settings.dir
         self._state, self._store, self._blobs, self._feedback = state, store, blobs, feedback
-        # This process's owner id: alive while its heartbeat beats, dead with the process.
+        # This process's owner id: alive while its heartbeat beats, dead with the process;
+        # each snapshot and restore runs under a lease of it (retired when the job ends).
+        self._heartbeat = heartbeat
         self.owner = heartbeat.owner
         self.work = self.dir / f"{_WORK}{self.owner}"
         self.work.mkdir(parents=True, exist_ok=True)
@@ -159,20 +162,26 @@ class BundleService:
         )
         slot = self._slot()
         slot.__enter__()
+        lease = self._heartbeat.lease()
         try:
-            await asyncio.to_thread(self._list, tenant, view.id)
-            await asyncio.to_thread(self._save, tenant, view)
+            owner = await asyncio.to_thread(lease.__enter__)
+            try:
+                await asyncio.to_thread(self._list, tenant, view.id, owner)
+                await asyncio.to_thread(self._save, tenant, view)
+            except BaseException:
+                await asyncio.to_thread(lease.__exit__, None, None, None)
+                raise
         except BaseException:
             slot.__exit__(None, None, None)
             raise
-        task = asyncio.create_task(self._snapshot(tenant, view, slot))
+        task = asyncio.create_task(self._snapshot(tenant, view, slot, lease))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return view
 
-    def _list(self, tenant: str, snapshot_id: str) -> None:
-        """List the snapshot as running, owned by this process."""
-        entry = json.dumps({"tenant": tenant, "owner": self.owner})
+    def _list(self, tenant: str, snapshot_id: str, owner: str) -> None:
+        """List the snapshot as running, under the lease ``owner``."""
+        entry = json.dumps({"tenant": tenant, "owner": owner})
         with redis_errors():
             self._state.raw().hset(_RUNNING, snapshot_id, entry)
 
@@ -181,7 +190,11 @@ class BundleService:
             self._state.raw().hdel(_RUNNING, snapshot_id)
 
     async def _snapshot(
-        self, tenant: str, view: SnapshotResponse, slot: contextlib.AbstractContextManager[None]
+        self,
+        tenant: str,
+        view: SnapshotResponse,
+        slot: contextlib.AbstractContextManager[None],
+        lease: contextlib.AbstractContextManager[str],
     ) -> None:
         try:
             done = await self._in_pool(lambda: self._take(tenant, view))
@@ -214,6 +227,7 @@ class BundleService:
             slot.__exit__(None, None, None)
             with contextlib.suppress(SieveError):
                 await asyncio.to_thread(self._unlist, view.id)
+            await asyncio.to_thread(lease.__exit__, None, None, None)
 
     def _take(self, tenant: str, view: SnapshotResponse) -> SnapshotResponse:
         extras: dict[str, bytes] = {}
@@ -381,19 +395,21 @@ class BundleService:
     ) -> RestoreOutcome:
         bundle = open_bundle(path, self.work, max_expanded_bytes=self.settings.max_expanded_bytes)
         try:
-            result = restore_bundle(
-                bundle,
-                tenant=tenant,
-                name=name,
-                state=self._state,
-                store=self._store,
-                blobs=self._blobs,
-                feedback=self._feedback,
-                check_models=check_models,
-                max_collections=self._max_collections,
-                quota=self._quota,
-                owner=self.owner,
-            )
+            # Under a lease retired at its end: an undo that could not finish is swept.
+            with self._heartbeat.lease() as owner:
+                result = restore_bundle(
+                    bundle,
+                    tenant=tenant,
+                    name=name,
+                    state=self._state,
+                    store=self._store,
+                    blobs=self._blobs,
+                    feedback=self._feedback,
+                    check_models=check_models,
+                    max_collections=self._max_collections,
+                    quota=self._quota,
+                    owner=owner,
+                )
             evaluation = False
             data = bundle.read_extra("evaluation.json")
             if data is not None:

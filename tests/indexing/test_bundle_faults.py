@@ -264,10 +264,8 @@ def test_kill_9_mid_restore_leaves_nothing_and_the_restore_can_be_repeated(
         entry = raw.hget("sieve:restores", field)
         assert entry is not None, "caught after the restore committed"
         assert raw.hget(f"sieve:collections:{TENANT}", name) is None  # not visible yet
-        data = json.loads(entry)
-        rec = CollectionRecord.model_validate_json(data["record"])
-        dead = stack.root / "bundles" / f".work-{data['owner']}"
-        assert dead.is_dir()
+        rec = CollectionRecord.model_validate_json(json.loads(entry)["record"])
+        (dead,) = _work_dirs(stack)  # the scratch of the process about to die
         stack.kill("api")
         thread.join(timeout=30)
         assert out, "the restore request did not end with the API"
