@@ -24,6 +24,8 @@
 --   P.."expiry:"..t..":"..c         zset id -> expires_at (Unix s) of the record's "expires_at":
 --                                   queries drop hits of ids whose time passed, the sweep
 --                                   deletes them ("expire")
+--   P.."restores"                   hash t.."\n"..c -> a restore under way (its lease owner and
+--                                   record, indexing/restore.py); "adopt" ends it
 --
 -- A document's hash may hold "prev": the fields of its live (indexed) version while a newer
 -- upload of it is in flight. That upload ending failed or cancelled puts them back, so the
@@ -222,10 +224,7 @@ end
 -- nil when docs fit the quota (JSON {"documents": n, "bytes": n}, or ""), else
 -- {quota, limit, current, added}. Only growth is refused: a tenant over a lowered quota
 -- may still replace or delete.
-local function over_quota(t, c, docs, quota_json)
-  if quota_json == nil or quota_json == "" then return nil end
-  local quota = cjson.decode(quota_json)
-  local ndocs, nbytes = accept_delta(t, c, docs)
+local function over_by(t, ndocs, nbytes, quota)
   local docs_now, bytes_now = tenant_usage(t)
   if quota.documents and ndocs > 0 and docs_now + ndocs > quota.documents then
     return {"documents", quota.documents, docs_now, ndocs}
@@ -234,6 +233,21 @@ local function over_quota(t, c, docs, quota_json)
     return {"stored_bytes", quota.bytes, bytes_now, nbytes}
   end
   return nil
+end
+
+local function over_quota(t, c, docs, quota_json)
+  if quota_json == nil or quota_json == "" then return nil end
+  local ndocs, nbytes = accept_delta(t, c, docs)
+  return over_by(t, ndocs, nbytes, cjson.decode(quota_json))
+end
+
+-- A new collection of ndocs documents and nbytes stored bytes for tenant t: nil when it
+-- fits the cap of collections (0: none) and the quota (JSON, or ""), else {over}.
+local function collection_over(t, ndocs, nbytes, cap, quota_json)
+  local n = redis.call("HLEN", P .. "collections:" .. t)
+  if cap > 0 and n >= cap then return {"collections", cap, n, 1} end
+  if quota_json == nil or quota_json == "" then return nil end
+  return over_by(t, ndocs, nbytes, cjson.decode(quota_json))
 end
 
 -- Every field of a document's hash but "prev" (raw JSON strings), as one table.
@@ -289,6 +303,33 @@ if op == "quota" then
   local over = over_quota(ARGV[2], ARGV[3], cjson.decode(ARGV[4]), ARGV[5])
   if over then return {over} end
   return {}
+end
+
+-- fits(t, ndocs, nbytes, cap, quota_json): would a restore of that size be refused? {} or {over}.
+if op == "fits" then
+  local over = collection_over(ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+    ARGV[6])
+  if over then return {over} end
+  return {}
+end
+
+-- adopt(t, c, record_json, cap, quota_json): a restore's deletion marker (written with its
+-- documents under it, indexing/restore.py) becomes the collection, under the cap and the
+-- quota, in one step. {"ok"}; {"gone"}: the marker is not this restore's (deleted
+-- meanwhile); {"taken"}: the name exists; {{over}}: over the cap or the quota.
+if op == "adopt" then
+  local t, c, rec = ARGV[2], ARGV[3], ARGV[4]
+  local colls, marker = P .. "collections:" .. t, P .. "coldel:" .. t .. ":" .. c
+  if redis.call("GET", marker) ~= rec then return {"gone"} end
+  if redis.call("HEXISTS", colls, c) == 1 then return {"taken"} end
+  local ndocs = redis.call("ZCARD", P .. "docorder:" .. t .. ":" .. c)
+  local over = collection_over(t, ndocs, coll_bytes(t, c), tonumber(ARGV[5]), ARGV[6])
+  if over then return {over} end
+  redis.call("HSET", colls, c, rec)
+  redis.call("DEL", marker)
+  redis.call("SADD", P .. "tenants", t)
+  redis.call("HDEL", P .. "restores", t .. "\n" .. c)
+  return {"ok"}
 end
 
 -- accept(t, c, job_json, job_id, now, docs_json, incarnation, quota_json)

@@ -10,9 +10,14 @@ it crash-safe and never shows half a collection:
    the marker names the store collection);
 3. the points go into a store collection of a fresh generation, then the blobs, the
    document records and feedback, all under the marker;
-4. one atomic step turns the marker into the collection (queries see all of it at once).
+4. one atomic step turns the marker into the collection (queries see all of it at once),
+   under the tenant's cap of collections and its quota of documents and stored bytes
+   (checked first too, before anything is written).
 
-A failure in 2-4 removes everything written so far.
+A failure in 2-4 removes everything written so far. A restore whose process died (kill -9)
+cannot: from 2 to 4 it is listed in ``sieve:restores`` with its lease owner (a heartbeat,
+``indexing.heartbeat``), and once that lease expired ``clear_abandoned_restores`` (the
+API's lifecycle loop, and a restore of the same name) removes what it wrote.
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
-from core.errors import Conflict, InvalidInput, QuotaExceeded
+from core.errors import Conflict, InvalidInput
 from core.types import (
     API_COLLECTION_NAME_PATTERN,
     ChunkPayload,
@@ -46,12 +51,12 @@ from indexing.records import (
     store_name_for,
 )
 from indexing.reindex_state import ReindexState
-from indexing.state_store import StateStore, redis_errors, state_key
+from indexing.state_store import StateStore, TenantQuota, redis_errors, state_key
 from ingest.blob_store import BlobStore, blob_key
 from retriever.multivector import pack
 from retriever.store import ChunkStore
 
-__all__ = ["RestoreResult", "restore_bundle"]
+__all__ = ["RestoreResult", "clear_abandoned_restores", "restore_bundle"]
 
 log = logging.getLogger("sieve.indexing")
 
@@ -59,11 +64,18 @@ log = logging.getLogger("sieve.indexing")
 _UPSERT_BATCH = 512
 _DOC_BATCH = 500
 
-# Reserve the name: free, and no deletion of it under way. 1 reserved, 0 taken, -1 deleting.
+# Reserve the name: free, and no deletion of it under way; list the restore under way
+# (KEYS[3], field ARGV[3]: its owner and record). 1 reserved, 0 taken, -1 deleting.
 _RESERVE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 redis.call('SET', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+# Forget a restore under way, if the entry is still this one (not a later restore's).
+_UNLIST = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 1
 """
 # Write restored documents (indexed, each at a fresh version) while the marker is ours.
@@ -92,19 +104,6 @@ for _, d in ipairs(cjson.decode(ARGV[4])) do
     redis.call("ZADD", P .. "expiry:" .. t .. ":" .. c, at, d.id)
   end
 end
-return 1
-"""
-# The marker becomes the collection, under the tenant's cap (ARGV[3], 0: none).
-# 1 done, -1 the marker is gone (deleted meanwhile), -(2 + n) over the cap, 0 taken.
-_COMMIT = """
-if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-local n = redis.call('HLEN', KEYS[1])
-local cap = tonumber(ARGV[3])
-if cap > 0 and n >= cap then return -(2 + n) end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('DEL', KEYS[2])
-redis.call('SADD', KEYS[3], ARGV[4])
 return 1
 """
 
@@ -182,6 +181,16 @@ def _doc_fields(raw: dict[str, Any], job_id: str) -> dict[str, Any]:
     return {"id": doc.id, "fields": {k: json.dumps(v) for k, v in fields.items()}}
 
 
+def _size(bundle: BundleContents) -> tuple[int, int]:
+    """The bundle's documents and their stored bytes (the quotas count each record's size)."""
+    documents = stored = 0
+    for raw in bundle.documents():
+        documents += 1
+        size = raw.get("size") if isinstance(raw, dict) else None
+        stored += size if isinstance(size, int) and size > 0 else 0
+    return documents, stored
+
+
 class _Restore:
     def __init__(
         self,
@@ -192,24 +201,23 @@ class _Restore:
         store: ChunkStore,
         blobs: BlobStore,
         feedback: FeedbackStore | None,
+        owner: str,
     ) -> None:
         self.bundle, self.rec, self.state, self.store = bundle, rec, state, store
         self.blobs, self.feedback = blobs, feedback
         self.marker = state_key("coldel", rec.tenant, rec.name)
         self.record_json = rec.model_dump_json()
+        self.entry = json.dumps({"owner": owner, "record": self.record_json})
         raw = state.raw()
         self._reserve = raw.register_script(_RESERVE)
         self._docs = raw.register_script(_DOCS)
-        self._commit = raw.register_script(_COMMIT)
 
     def reserve(self) -> None:
-        with redis_errors():
-            got = int(
-                self._reserve(
-                    keys=[state_key("collections", self.rec.tenant), self.marker],
-                    args=[self.rec.name, self.record_json],
-                )
-            )
+        got = self._try_reserve()
+        if got < 0 and clear_abandoned_restores(
+            self.state, self.store, self.feedback, only=(self.rec.tenant, self.rec.name)
+        ):
+            got = self._try_reserve()  # an earlier restore of the name had died: now gone
         if got == 0:
             raise Conflict(
                 f"collection {self.rec.name!r} already exists; restore it under another name "
@@ -218,10 +226,24 @@ class _Restore:
             )
         if got < 0:
             raise Conflict(
-                f"collection {self.rec.name!r} is being deleted (or an earlier restore of it "
-                "died); delete it again to finish, then restore",
+                f"collection {self.rec.name!r} is being deleted (or restored); delete it "
+                "again to finish, or retry shortly",
                 code="collection_deleting",
             )
+
+    def _try_reserve(self) -> int:
+        with redis_errors():
+            return int(
+                self._reserve(
+                    keys=[state_key("collections", self.rec.tenant), self.marker, _RESTORES],
+                    args=[self.rec.name, self.record_json, self.field, self.entry],
+                )
+            )
+
+    @property
+    def field(self) -> str:
+        """This restore's field of ``sieve:restores``."""
+        return _field(self.rec.tenant, self.rec.name)
 
     def points(self) -> int:
         spec = StoreCollectionSpec(
@@ -300,43 +322,77 @@ class _Restore:
                 count += 1
         return count
 
-    def commit(self, max_collections: int) -> None:
-        with redis_errors():
-            got = int(
-                self._commit(
-                    keys=[
-                        state_key("collections", self.rec.tenant),
-                        self.marker,
-                        state_key("tenants"),
-                    ],
-                    args=[self.rec.name, self.record_json, max_collections, self.rec.tenant],
-                )
-            )
-        if got == 1:
-            return
-        if got == -1:
-            raise Conflict(f"collection {self.rec.name!r} was deleted during the restore")
-        if got == 0:
-            raise Conflict(f"collection {self.rec.name!r} already exists", code="collection_exists")
-        held = -got - 2
-        raise QuotaExceeded(
-            f"the tenant's collections quota is {max_collections}; it holds {held}: "
-            "delete a collection first",
-            quota="collections",
-            limit=max_collections,
-            current=held,
-        )
+    def commit(self, max_collections: int, quota: TenantQuota | None) -> None:
+        self.state.adopt_restored(self.record_json, max_collections=max_collections, quota=quota)
 
     def undo(self) -> None:
         """Remove whatever this restore wrote (the marker last: the name is free after)."""
+        _remove(self.state, self.store, self.feedback, self.rec, self.entry)
+
+
+_RESTORES = state_key("restores")
+
+
+def _field(tenant: str, name: str) -> str:
+    return f"{tenant}\n{name}"
+
+
+def _remove(
+    state: StateStore,
+    store: ChunkStore,
+    feedback: FeedbackStore | None,
+    rec: CollectionRecord,
+    entry: str,
+) -> None:
+    """Remove a restore's points, feedback and records, then its entry (each step is
+    idempotent: a removal that dies is done again by the next one)."""
+    marker = state_key("coldel", rec.tenant, rec.name)
+    with redis_errors():
+        ours = state.raw().get(marker) == rec.model_dump_json()
+    live = state.find_collection(rec.tenant, rec.name)
+    # Its store collection is of a fresh generation: no other collection ever uses it.
+    if live is None or live.store_name != rec.store_name:
         with suppress(Exception):
-            if self.store.collection_exists(self.rec.store_name):
-                self.store.drop_collection(self.rec.store_name)
+            if store.collection_exists(rec.store_name):
+                store.drop_collection(rec.store_name)
+    if ours:
         with suppress(Exception):
-            if self.feedback is not None:
-                self.feedback.clear(self.rec.tenant, self.rec.name)
+            if feedback is not None:
+                feedback.clear(rec.tenant, rec.name)
         with suppress(Exception):
-            self.state.delete_collection(self.rec.tenant, self.rec.name)
+            state.delete_collection(rec.tenant, rec.name)
+    with suppress(Exception), redis_errors():
+        state.raw().eval(_UNLIST, 1, _RESTORES, _field(rec.tenant, rec.name), entry)
+
+
+def clear_abandoned_restores(
+    state: StateStore,
+    store: ChunkStore,
+    feedback: FeedbackStore | None,
+    *,
+    only: tuple[str, str] | None = None,
+) -> int:
+    """Remove what restores whose process died wrote (their lease owner is not alive);
+    ``only``: just the restore of that (tenant, name). Returns how many were removed."""
+    with redis_errors():
+        if only is None:
+            entries = cast(dict[str, str], state.raw().hgetall(_RESTORES))
+        else:
+            one = state.raw().hget(_RESTORES, _field(*only))
+            entries = {} if one is None else {_field(*only): cast(str, one)}
+    cleared = 0
+    for entry in entries.values():
+        data = json.loads(entry)
+        if state.owner_alive(str(data.get("owner", ""))):
+            continue
+        rec = CollectionRecord.model_validate_json(data["record"])
+        log.warning(
+            "removing a restore whose process died",
+            extra={"collection": rec.name, "owner": data.get("owner", "")},
+        )
+        _remove(state, store, feedback, rec, entry)
+        cleared += 1
+    return cleared
 
 
 def restore_bundle(
@@ -350,25 +406,46 @@ def restore_bundle(
     feedback: FeedbackStore | None,
     check_models: Callable[[BundleModels], None],
     max_collections: int = 0,
+    quota: TenantQuota | None = None,
+    owner: str = "",
     after_points: Callable[[], None] | None = None,
 ) -> RestoreResult:
     """Create collection ``name`` (default: the bundle's) from a verified bundle.
 
     ``check_models`` refuses models the target does not serve (raise to refuse);
+    ``owner`` is the lease (``Heartbeat.lease``) the restore runs under: once it expired
+    (the process died) ``clear_abandoned_restores`` removes what the restore wrote;
     ``after_points`` is a test hook that runs once the points are written.
 
     Raises:
         InvalidInput: ``bad_bundle``, or what ``check_models`` raised; nothing written.
         Conflict: the name is taken (or being deleted): nothing written.
-        QuotaExceeded: the tenant holds its quota of collections: nothing left written.
+        QuotaExceeded: the tenant would hold more than ``max_collections`` collections, or
+            more documents or stored bytes than ``quota``: nothing (left) written.
     """
     target = name or bundle.manifest.collection
     if not re.fullmatch(API_COLLECTION_NAME_PATTERN, target):
         raise InvalidInput(f"collection name {target!r} is not allowed", code="invalid_name")
     check_models(bundle.manifest.models)
+    documents, stored = _size(bundle)
+    state.check_new_collection(
+        tenant,
+        documents=documents,
+        stored_bytes=stored,
+        max_collections=max_collections,
+        quota=quota,
+    )
     generation = ReindexState(state.raw()).new_generation()
     rec = _new_record(bundle, tenant, target, generation)
-    job = _Restore(bundle=bundle, rec=rec, state=state, store=store, blobs=blobs, feedback=feedback)
+    job = _Restore(
+        bundle=bundle,
+        rec=rec,
+        state=state,
+        store=store,
+        blobs=blobs,
+        feedback=feedback,
+        owner=owner,
+    )
     job.reserve()
     try:
         chunks = job.points()
@@ -377,7 +454,7 @@ def restore_bundle(
         copied = job.blob_copies()
         documents = job.documents(f"restore-{uuid.uuid4().hex[:16]}")
         judged = job.judgments()
-        job.commit(max_collections)
+        job.commit(max_collections, quota)
     except BaseException:
         job.undo()
         raise

@@ -185,11 +185,11 @@ class TenantQuota:
 _QUOTA_UNITS = {"documents": "documents", "stored_bytes": "bytes"}
 
 
-def _quota_error(over: list[Any]) -> QuotaExceeded:
+def _quota_error(over: list[Any], what: str = "this upload") -> QuotaExceeded:
     quota, limit, current, added = str(over[0]), int(over[1]), int(over[2]), int(over[3])
     unit = _QUOTA_UNITS.get(quota, quota)
     return QuotaExceeded(
-        f"the tenant's {quota} quota is {limit} {unit}; it holds {current} and this upload "
+        f"the tenant's {quota} quota is {limit} {unit}; it holds {current} and {what} "
         f"adds {added}: delete documents or collections first",
         quota=quota,
         limit=limit,
@@ -507,6 +507,44 @@ class StateStore:
         if out:
             raise _quota_error(out[0])
 
+    def check_new_collection(
+        self,
+        tenant: str,
+        *,
+        documents: int,
+        stored_bytes: int,
+        max_collections: int,
+        quota: TenantQuota | None,
+    ) -> None:
+        """Refuse (``QuotaExceeded``) a restore that would take the tenant past its cap of
+        collections (0: none) or its quota, writing nothing; ``adopt_restored`` checks again
+        atomically."""
+        arg = quota.arg() if quota else ""
+        out = self._run("fits", tenant, documents, stored_bytes, max_collections, arg)
+        if out:
+            raise _quota_error(out[0], "this restore")
+
+    def adopt_restored(
+        self, record_json: str, *, max_collections: int, quota: TenantQuota | None
+    ) -> None:
+        """A restore's last step: its deletion marker (``record_json``, with the documents
+        written under it) becomes the collection, under the cap and the quota, at once.
+
+        Raises:
+            Conflict: the marker is gone (deleted meanwhile), or the name is taken.
+            QuotaExceeded: over the cap of collections or the quota; nothing changed.
+        """
+        rec = CollectionRecord.model_validate_json(record_json)
+        arg = quota.arg() if quota else ""
+        out = self._run("adopt", rec.tenant, rec.name, record_json, max_collections, arg)
+        if out == ["ok"]:
+            return
+        if out == ["gone"]:
+            raise Conflict(f"collection {rec.name!r} was deleted during the restore")
+        if out == ["taken"]:
+            raise Conflict(f"collection {rec.name!r} already exists", code="collection_exists")
+        raise _quota_error(out[0], "this restore")
+
     @staticmethod
     def _accept_payload(docs: Sequence[NewDocument]) -> str:
         payload = []
@@ -664,6 +702,11 @@ class StateStore:
         """Say ``owner`` is alive for the next ``ttl_s`` seconds."""
         with _mapped():
             self._r.set(_k("owner", owner), "1", px=int(ttl_s * 1000))
+
+    def owner_alive(self, owner: str) -> bool:
+        """Whether ``owner``'s heartbeat is still running (its lease has not expired)."""
+        with _mapped():
+            return bool(owner) and bool(self._r.exists(_k("owner", owner)))
 
     def retire(self, owner: str) -> None:
         """``owner`` stopped cleanly: what it still holds may be taken at once."""

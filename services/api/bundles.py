@@ -1,9 +1,16 @@
 """Snapshots and restores as the API runs them: in this process, which holds the store.
 
 A snapshot is a job: its record lives in Redis (``sieve:snapshot:<tenant>:<id>``, for
-``SIEVE_BUNDLE_RETENTION_S``) and its file under ``SIEVE_BUNDLE_DIR``. While it runs, a
-heartbeat key says so; a snapshot whose process died (kill -9) has none and reads as
-``failed`` (``snapshot_interrupted``), and its partial file is never under the final name.
+``SIEVE_BUNDLE_RETENTION_S``) and its file under ``SIEVE_BUNDLE_DIR``. While it runs it is
+listed in ``sieve:snapshots-running`` under a lease of this process's heartbeat
+(``indexing.heartbeat``, ``SIEVE_WORKER_OWNER_TTL_S`` as a worker's), retired when the job
+ends. A snapshot whose process died (kill -9), or whose end could not be recorded, reads as
+``failed`` (``snapshot_interrupted``) once that lease expired, and
+``recover`` (the lifecycle loop) then records it so and removes its partial file; a
+partial file is never under the final name. Each process works in a scratch directory
+named by its owner id (``.work-<owner>``), which ``recover`` removes once that owner is
+dead; a restore's half-written collection is removed the same way
+(``indexing.restore.clear_abandoned_restores``).
 Snapshots and restores share ``SIEVE_BUNDLE_MAX_RUNNING`` threads; past that: 429.
 """
 
@@ -11,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import tempfile
@@ -21,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -36,9 +44,10 @@ from core.errors import (
 from core.settings import BundleSettings
 from indexing.bundle import BundleModels, open_bundle
 from indexing.feedback import FeedbackStore
-from indexing.restore import RestoreResult, restore_bundle
+from indexing.heartbeat import Heartbeat
+from indexing.restore import RestoreResult, clear_abandoned_restores, restore_bundle
 from indexing.snapshot import take_snapshot
-from indexing.state_store import StateStore, redis_errors, state_key
+from indexing.state_store import StateStore, TenantQuota, redis_errors, state_key
 from indexing.webhooks import WebhookEvent, WebhookStore
 from ingest.blob_store import BlobStore
 from retriever.store import ChunkStore
@@ -51,9 +60,9 @@ __all__ = ["BundleService", "RestoreOutcome"]
 log = logging.getLogger("sieve.api")
 
 _T = TypeVar("_T")
-_ALIVE_TTL_S = 30.0
-_BEAT_EVERY_S = 5.0
 _SUFFIX = ".sieve"
+_WORK = ".work-"
+_RUNNING = state_key("snapshots-running")
 
 
 @dataclass(frozen=True)
@@ -75,14 +84,21 @@ class BundleService:
         store: ChunkStore,
         blobs: BlobStore,
         feedback: FeedbackStore | None,
+        heartbeat: Heartbeat,
         max_collections: int = 0,
+        quota: TenantQuota | None = None,
         webhooks: WebhookStore | None = None,
     ) -> None:
         self.settings = settings
         self.dir = settings.dir
-        self.dir.mkdir(parents=True, exist_ok=True)
         self._state, self._store, self._blobs, self._feedback = state, store, blobs, feedback
-        self._max_collections = max_collections
+        # This process's owner id: alive while its heartbeat beats, dead with the process;
+        # each snapshot and restore runs under a lease of it (retired when the job ends).
+        self._heartbeat = heartbeat
+        self.owner = heartbeat.owner
+        self.work = self.dir / f"{_WORK}{self.owner}"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self._max_collections, self._quota = max_collections, quota
         self._webhooks = webhooks
         self._pool = ThreadPoolExecutor(settings.max_running, thread_name_prefix="bundles")
         self._lock = threading.Lock()
@@ -120,9 +136,6 @@ class BundleService:
     def _key(self, tenant: str, snapshot_id: str) -> str:
         return state_key("snapshot", tenant, snapshot_id)
 
-    def _alive_key(self, snapshot_id: str) -> str:
-        return state_key("snapshot-alive", snapshot_id)
-
     def _save(self, tenant: str, view: SnapshotResponse) -> None:
         with redis_errors():
             self._state.raw().set(
@@ -149,32 +162,42 @@ class BundleService:
         )
         slot = self._slot()
         slot.__enter__()
+        lease = self._heartbeat.lease()
         try:
-            await asyncio.to_thread(self._beat, view.id)
-            await asyncio.to_thread(self._save, tenant, view)
+            owner = await asyncio.to_thread(lease.__enter__)
+            try:
+                await asyncio.to_thread(self._list, tenant, view.id, owner)
+                await asyncio.to_thread(self._save, tenant, view)
+            except BaseException:
+                await asyncio.to_thread(lease.__exit__, None, None, None)
+                raise
         except BaseException:
             slot.__exit__(None, None, None)
             raise
-        task = asyncio.create_task(self._snapshot(tenant, view, slot))
+        task = asyncio.create_task(self._snapshot(tenant, view, slot, lease))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return view
 
-    def _beat(self, snapshot_id: str) -> None:
+    def _list(self, tenant: str, snapshot_id: str, owner: str) -> None:
+        """List the snapshot as running, under the lease ``owner``."""
+        entry = json.dumps({"tenant": tenant, "owner": owner})
         with redis_errors():
-            self._state.raw().set(self._alive_key(snapshot_id), "1", px=int(_ALIVE_TTL_S * 1000))
+            self._state.raw().hset(_RUNNING, snapshot_id, entry)
+
+    def _unlist(self, snapshot_id: str) -> None:
+        with redis_errors():
+            self._state.raw().hdel(_RUNNING, snapshot_id)
 
     async def _snapshot(
-        self, tenant: str, view: SnapshotResponse, slot: contextlib.AbstractContextManager[None]
+        self,
+        tenant: str,
+        view: SnapshotResponse,
+        slot: contextlib.AbstractContextManager[None],
+        lease: contextlib.AbstractContextManager[str],
     ) -> None:
         try:
-            job = asyncio.ensure_future(self._in_pool(lambda: self._take(tenant, view)))
-            while not job.done():
-                await asyncio.wait({job}, timeout=_BEAT_EVERY_S)
-                if not job.done():
-                    with contextlib.suppress(SieveError):
-                        await asyncio.to_thread(self._beat, view.id)
-            done = job.result()
+            done = await self._in_pool(lambda: self._take(tenant, view))
             await asyncio.to_thread(self._save, tenant, done)
             if self._webhooks is not None:  # the bundle is durable: now say so, at least once
                 data = done.model_dump(mode="json", include={"id", "collection", "bytes", "file"})
@@ -202,8 +225,9 @@ class BundleService:
                 await asyncio.to_thread(self._save, tenant, failed)
         finally:
             slot.__exit__(None, None, None)
-            with contextlib.suppress(SieveError), redis_errors():
-                await asyncio.to_thread(self._state.raw().delete, self._alive_key(view.id))
+            with contextlib.suppress(SieveError):
+                await asyncio.to_thread(self._unlist, view.id)
+            await asyncio.to_thread(lease.__exit__, None, None, None)
 
     def _take(self, tenant: str, view: SnapshotResponse) -> SnapshotResponse:
         extras: dict[str, bytes] = {}
@@ -219,7 +243,7 @@ class BundleService:
             blobs=self._blobs,
             feedback=self._feedback,
             extras=extras,
-            scratch=self.dir,
+            scratch=self.work,
         )
         log.info(
             "snapshot completed",
@@ -242,21 +266,49 @@ class BundleService:
         """The tenant's snapshot (``NotFound`` for another tenant's, or an expired one)."""
         with redis_errors():
             raw = self._state.raw().get(self._key(tenant, snapshot_id))
-            alive = self._state.raw().exists(self._alive_key(snapshot_id))
+            entry = self._state.raw().hget(_RUNNING, snapshot_id)
         if raw is None:
             raise NotFound(f"snapshot {snapshot_id!r} does not exist", code="snapshot_not_found")
         view = SnapshotResponse.model_validate_json(raw)
-        if view.state == "running" and not alive:
-            return view.model_copy(
-                update={
-                    "state": "failed",
-                    "error": {
-                        "code": "snapshot_interrupted",
-                        "message": "the process taking it stopped; take it again",
-                    },
-                }
-            )
+        if view.state == "running" and not self._alive(cast(str | None, entry)):
+            return _interrupted(view)
         return view
+
+    def _alive(self, entry: str | None) -> bool:
+        """Whether the process that listed a running snapshot still beats."""
+        if entry is None:
+            return False
+        return self._state.owner_alive(str(json.loads(entry).get("owner", "")))
+
+    def recover(self) -> dict[str, int]:
+        """Finish what dead processes left (the lifecycle loop runs this): their running
+        snapshots are recorded failed and their partial files removed, their half-restored
+        collections removed, their scratch directories removed."""
+        with redis_errors():
+            running = cast(dict[str, str], self._state.raw().hgetall(_RUNNING))
+        failed = 0
+        for snapshot_id, entry in running.items():
+            if self._alive(entry):
+                continue
+            tenant = str(json.loads(entry).get("tenant", ""))
+            with redis_errors():
+                raw = self._state.raw().get(self._key(tenant, snapshot_id))
+            if raw is not None:
+                view = SnapshotResponse.model_validate_json(raw)
+                if view.state == "running":
+                    self._save(tenant, _interrupted(view))
+                    failed += 1
+            partial = self.path_of(snapshot_id)
+            partial.with_name(f".{partial.name}.partial").unlink(missing_ok=True)
+            self._unlist(snapshot_id)
+            log.warning("a snapshot's process died", extra={"snapshot_id": snapshot_id})
+        restores = clear_abandoned_restores(self._state, self._store, self._feedback)
+        scratch = 0
+        for work in self.dir.glob(f"{_WORK}*"):
+            if work.is_dir() and not self._state.owner_alive(work.name.removeprefix(_WORK)):
+                shutil.rmtree(work, ignore_errors=True)
+                scratch += 1
+        return {"snapshots": failed, "restores": restores, "scratch": scratch}
 
     def file(self, tenant: str, snapshot_id: str) -> Path:
         """A completed snapshot's file.
@@ -280,6 +332,8 @@ class BundleService:
         """Remove snapshot files (and scratch left by a crash) older than the retention."""
         cutoff = time.time() - self.settings.retention_s
         for entry in self.dir.iterdir():
+            if entry == self.work:
+                continue  # this process's own scratch (removed by ``recover`` once it died)
             with contextlib.suppress(OSError):
                 if entry.stat().st_mtime < cutoff:
                     if entry.is_dir():
@@ -292,7 +346,7 @@ class BundleService:
     async def receive(self, chunks: AsyncIterator[bytes]) -> Path:
         """Stream an uploaded bundle to a scratch file, refusing it past ``max_bytes``."""
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, kept on success
-            dir=self.dir, prefix=".upload-", suffix=_SUFFIX, delete=False
+            dir=self.work, prefix=".upload-", suffix=_SUFFIX, delete=False
         )
         path = Path(handle.name)
         try:
@@ -339,19 +393,23 @@ class BundleService:
         name: str | None,
         check_models: Callable[[BundleModels], None],
     ) -> RestoreOutcome:
-        bundle = open_bundle(path, self.dir, max_expanded_bytes=self.settings.max_expanded_bytes)
+        bundle = open_bundle(path, self.work, max_expanded_bytes=self.settings.max_expanded_bytes)
         try:
-            result = restore_bundle(
-                bundle,
-                tenant=tenant,
-                name=name,
-                state=self._state,
-                store=self._store,
-                blobs=self._blobs,
-                feedback=self._feedback,
-                check_models=check_models,
-                max_collections=self._max_collections,
-            )
+            # Under a lease retired at its end: an undo that could not finish is swept.
+            with self._heartbeat.lease() as owner:
+                result = restore_bundle(
+                    bundle,
+                    tenant=tenant,
+                    name=name,
+                    state=self._state,
+                    store=self._store,
+                    blobs=self._blobs,
+                    feedback=self._feedback,
+                    check_models=check_models,
+                    max_collections=self._max_collections,
+                    quota=self._quota,
+                    owner=owner,
+                )
             evaluation = False
             data = bundle.read_extra("evaluation.json")
             if data is not None:
@@ -365,3 +423,16 @@ class BundleService:
             return RestoreOutcome(result, evaluation)
         finally:
             bundle.close()
+
+
+def _interrupted(view: SnapshotResponse) -> SnapshotResponse:
+    return view.model_copy(
+        update={
+            "state": "failed",
+            "finished_at": view.finished_at or time.time(),
+            "error": {
+                "code": "snapshot_interrupted",
+                "message": "the process taking it stopped; take it again",
+            },
+        }
+    )

@@ -193,23 +193,32 @@ def _webhook_deliveries(
 
 def _open_bundles(
     settings: BundleSettings,
+    worker: WorkerSettings,
     deps: ApiDeps,
     store: ChunkStore,
     closers: list[Callable[[], Awaitable[None]]],
 ) -> BundleService:
-    """Snapshots and restores, on the sync store of this process (closed first)."""
+    """Snapshots and restores, on the sync store of this process (closed first), under an
+    owner id whose heartbeat says this process still runs them."""
+    heartbeat = Heartbeat(
+        deps.state, new_owner_id("bundles"), ttl_s=worker.owner_ttl_s, every_s=worker.heartbeat_s
+    )
+    heartbeat.start()
     service = BundleService(
         settings,
         state=deps.state,
         store=store,
         blobs=deps.blobs,
         feedback=deps.feedback,
+        heartbeat=heartbeat,
         max_collections=deps.quotas.collections,
+        quota=deps.accept_limits.quota,
         webhooks=deps.webhooks,
     )
 
     async def close() -> None:
         await asyncio.to_thread(service.close)
+        await asyncio.to_thread(heartbeat.stop)
 
     closers.insert(0, close)
     return service
@@ -306,7 +315,9 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             webhooks=await asyncio.to_thread(_webhook_store, state, hooks_cfg),
             webhook_policy=TargetPolicy.from_settings(hooks_cfg),
         )
-        deps.bundles = _open_bundles(bundle_cfg, deps, sync_store, closers)
+        deps.bundles = await asyncio.to_thread(
+            _open_bundles, bundle_cfg, worker, deps, sync_store, closers
+        )
         if consume:
             # This process is the only store writer (embedded mode): whatever a previous
             # incarnation had in hand when it died is ours to redo, now, not after the

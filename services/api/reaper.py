@@ -1,5 +1,6 @@
 """The API's lifecycle loop: reap dead owners' work often, recover after every restart,
-resume re-index jobs whose process died; and the retention sweep beside it.
+resume re-index jobs whose process died, end the snapshots and remove the half-restored
+collections of dead processes; and the retention sweep beside it.
 
 ``indexing.reaper`` does the work; this runs it off the event loop: ``recover`` once at
 start-up and again whenever Redis itself restarted (its run id changed), ``reap`` every
@@ -40,6 +41,8 @@ async def lifecycle_loop(
                 orphan_after_s=orphan_after_s,
             )
             await in_thread(deps.reindexer.resume_pass)
+            if deps.bundles is not None:  # dead processes' snapshots and restores
+                await in_thread(deps.bundles.recover)
         except SieveError as exc:
             log.warning("lifecycle pass failed", extra={"code": exc.code})
         except Exception:

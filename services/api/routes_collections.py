@@ -1,4 +1,4 @@
-"""``/v1/collections``: create, list, show (with counts), delete, re-index."""
+"""``/v1/collections``: create, list, show (with counts), change settings, delete, re-index."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from services.api.evaluations import EvaluationStore
 from services.api.schemas import (
     CollectionCreateRequest,
     CollectionResponse,
+    CollectionUpdateRequest,
     JobResponse,
     ReindexRequest,
     ReindexStatus,
@@ -150,6 +151,23 @@ async def get_collection(name: str, deps: Deps, tenant: Tenant) -> CollectionRes
         storage_per_chunk=storage_per_chunk(rec, late_tokens),
         reindex=None if reindex is None else ReindexStatus(**reindex),
     )
+
+
+@router.patch("/{name}")
+async def update_collection(
+    name: str, body: CollectionUpdateRequest, deps: Deps, tenant: Tenant
+) -> CollectionResponse:
+    """Change the collection's ``ttl_s`` (validated as at create; ``null``: none).
+
+    Uploads from now on get the new default; documents already stored keep their expiry.
+    """
+    changes = body.model_dump(include=body.model_fields_set)
+    if not changes:
+        raise InvalidInput("nothing to change: give ttl_s", code="invalid_request")
+    if body.ttl_s is not None:
+        valid_ttl(body.ttl_s, max_ttl_s=deps.api.max_ttl_s)
+    await in_thread(deps.state.patch_collection, tenant, name, **changes)
+    return await get_collection(name, deps, tenant)
 
 
 @router.delete("/{name}", status_code=204)

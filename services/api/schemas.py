@@ -12,6 +12,7 @@ from core.types import API_COLLECTION_NAME_PATTERN
 __all__ = [
     "CollectionCreateRequest",
     "CollectionResponse",
+    "CollectionUpdateRequest",
     "DocumentResponse",
     "DocumentsPageResponse",
     "EvaluationReport",
@@ -45,6 +46,17 @@ class CollectionCreateRequest(_Strict):
     late_model: str | None = None
     # Documents uploaded without an expiry of their own expire this long after their upload
     # (bounded by SIEVE_API_MAX_TTL_S; README, "Expiry").
+    ttl_s: Annotated[float | None, Field(gt=0)] = None
+
+
+class CollectionUpdateRequest(_Strict):
+    """Change the settings of a collection that are safe to change after its creation; a
+    field left out keeps its value (README, "Expiry").
+
+    ``ttl_s``: the expiry later uploads without one of their own get (``null``: none);
+    documents already stored keep the ``expires_at`` their upload gave them.
+    """
+
     ttl_s: Annotated[float | None, Field(gt=0)] = None
 
 

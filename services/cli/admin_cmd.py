@@ -115,6 +115,43 @@ def create_collection(
         )
 
 
+@collections_app.command("update")
+def update_collection(
+    *,
+    name: Annotated[str, typer.Argument(help="Collection name.", show_default=False)],
+    ttl: Annotated[
+        float | None,
+        typer.Option(
+            "--ttl",
+            min=0.001,
+            help="Seconds after its upload a later-uploaded document expires, unless the "
+            "upload sets its own expiry. Stored documents keep theirs.",
+        ),
+    ] = None,
+    no_ttl: Annotated[
+        bool, typer.Option("--no-ttl", help="Later uploads get no default expiry.")
+    ] = False,
+    api_url: ApiUrl = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Change a collection's settings that are safe to change after creation (its --ttl)."""
+    if (ttl is None) == (not no_ttl):
+        raise typer.BadParameter("give --ttl SECONDS or --no-ttl (one of them)")
+    with one_line_errors(), open_client(api_url, api_key) as client:
+        updated = client.update_collection(name, ttl_s=None if no_ttl else ttl)
+        stdout().print(
+            f"updated collection {updated.name}: "
+            + (
+                f"documents uploaded from now on expire {updated.ttl_s:g} s after upload"
+                if updated.ttl_s
+                else "documents uploaded from now on do not expire by default"
+            )
+            + " (stored documents keep their expiry)",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
 @collections_app.command("delete")
 def delete_collection(
     name: Annotated[str, typer.Argument(help="Collection name.", show_default=False)],

@@ -8,6 +8,7 @@ import inspect
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,9 @@ from sieve_client import (
     UploadProgress,
     ValidationFailedError,
 )
+from typer.testing import CliRunner
 
+from services.cli.main import app
 from tests.clients.openapi_shapes import component_name, model_schemas, shape
 from tests.servers import free_port
 from tests.services.stack import KEY_A, KEY_B, Stack
@@ -89,6 +92,63 @@ def test_collections_create_list_get_delete(sieve: SieveClient) -> None:
     with pytest.raises(NotFoundError) as missing:
         sieve.get_collection("scratch")
     assert missing.value.code == "collection_not_found"
+
+
+def test_a_collections_ttl_changes_for_later_uploads_only(stack: Stack, sieve: SieveClient) -> None:
+    sieve.create_collection("ttl-later")
+    first = sieve.upload_documents("ttl-later", [{"id": "before", "text": "Kept for ever."}])
+    changed = sieve.update_collection("ttl-later", ttl_s=3600)
+    assert (changed.name, changed.ttl_s, changed.documents) == ("ttl-later", 3600, 1)
+    assert sieve.get_collection("ttl-later").ttl_s == 3600
+    at = time.time()
+    second = sieve.upload_documents("ttl-later", [{"id": "after", "text": "Gone in an hour."}])
+    for job in (first, second):
+        sieve.wait_job(job.job_id, timeout_s=120)
+    # The new default is the upload's; a stored document keeps the expiry it had.
+    assert sieve.get_document("ttl-later", "before").expires_at is None
+    expires = sieve.get_document("ttl-later", "after").expires_at
+    assert expires is not None
+    assert abs(_timestamp(expires) - (at + 3600)) < 60
+    # Cleared: later uploads get none, and "after" keeps its hour.
+    assert sieve.update_collection("ttl-later", ttl_s=None).ttl_s is None
+    third = sieve.upload_documents("ttl-later", [{"id": "later", "text": "Kept again."}])
+    sieve.wait_job(third.job_id, timeout_s=120)
+    assert sieve.get_document("ttl-later", "later").expires_at is None
+    assert sieve.get_document("ttl-later", "after").expires_at == expires
+    # Checked as at create, in the one error body; nothing changed by a refusal.
+    with pytest.raises(ValidationFailedError):
+        sieve.update_collection("ttl-later", ttl_s=0)  # refused before it is sent
+    with stack.client() as raw:
+        for body, status, code in (
+            ({"ttl_s": 1e12}, 400, "invalid_expiry"),  # past SIEVE_API_MAX_TTL_S
+            ({"ttl_s": -5}, 422, "invalid_request"),
+            ({}, 400, "invalid_request"),
+            ({"ttl_s": 60, "embedding_model": "other"}, 422, "invalid_request"),  # not changeable
+        ):
+            resp = raw.patch("/v1/collections/ttl-later", json=body)
+            assert resp.status_code == status, (body, resp.text)
+            assert set(resp.json()) == {"error"}
+            assert resp.json()["error"]["code"] == code
+        assert raw.patch("/v1/collections/nope", json={"ttl_s": 60}).status_code == 404
+    assert sieve.get_collection("ttl-later").ttl_s is None
+    with pytest.raises(NotFoundError):
+        sieve.update_collection("nope", ttl_s=60)
+    # The CLI: sieve collections update NAME --ttl S | --no-ttl.
+    env = {"SIEVE_URL": stack.api, "SIEVE_API_KEY": KEY_A}
+    out = CliRunner().invoke(app, ["collections", "update", "ttl-later", "--ttl", "90"], env=env)
+    assert out.exit_code == 0, out.output
+    assert "expire 90 s after upload" in " ".join(out.output.split())
+    assert sieve.get_collection("ttl-later").ttl_s == 90
+    out = CliRunner().invoke(app, ["collections", "update", "ttl-later", "--no-ttl"], env=env)
+    assert out.exit_code == 0, out.output
+    assert sieve.get_collection("ttl-later").ttl_s is None
+    out = CliRunner().invoke(app, ["collections", "update", "ttl-later"], env=env)
+    assert out.exit_code == 2, out.output
+    sieve.delete_collection("ttl-later")
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
 
 
 def test_tenants_and_keys(stack: Stack, sieve: SieveClient) -> None:
@@ -419,6 +479,7 @@ def test_the_twins_have_the_same_methods_and_signatures() -> None:
 
 _REQUESTS: list[type[BaseModel]] = [
     client_models.CollectionCreateRequest,
+    client_models.CollectionUpdateRequest,
     client_models.ReindexRequest,
     client_models.QueryRequest,
     client_models.MultiQueryRequest,

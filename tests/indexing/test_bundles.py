@@ -1,5 +1,6 @@
 """Collection bundles: snapshot and restore over both store adapters, refusal of bad files,
-crash safety of a restore, and the point-in-time rule under a concurrent delete.
+crash safety of a restore (and removal of one whose process died), the tenant's quotas,
+and the point-in-time rule under a concurrent delete.
 
 Real Redis (the lifecycle script), the real runner, store writer and real stores (Edge, and
 qdrant-client's local mode for the server adapter); embedding is the deterministic function
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from core.types import ChunkPoint, HybridQuery, QueryMode, SparseVec, StoreCollectionSpec
 from indexing.accept import UploadItem, accept
 from indexing.bundle import BundleModels, open_bundle
@@ -28,9 +29,9 @@ from indexing.changes import delete_document
 from indexing.feedback import FeedbackStore, Judgment
 from indexing.query_log import QueryLogConfig
 from indexing.records import CollectionRecord, DocStatus
-from indexing.restore import restore_bundle
+from indexing.restore import clear_abandoned_restores, restore_bundle
 from indexing.snapshot import take_snapshot
-from indexing.state_store import StateStore
+from indexing.state_store import StateStore, TenantQuota
 from ingest.blob_store import LocalBlobStore
 from ingest.pipeline import ChunkedDocument, DocumentPipeline, PreparedDocument
 from retriever.multivector import pack
@@ -385,5 +386,177 @@ def test_a_snapshot_during_a_delete_holds_each_document_once_or_not_at_all(
         }
         assert all(isinstance(c["dense"], list) and c["late"] is not None for c in chunks)
         assert np.isfinite(np.asarray([c["dense"] for c in chunks])).all()
+    finally:
+        bundle.close()
+
+
+def _redis_dump(state: StateStore) -> dict[str, object]:
+    raw = state.raw()
+    return {str(key): raw.dump(key) for key in sorted(raw.keys("*"))}
+
+
+def test_a_restore_past_a_quota_is_refused_before_anything_is_written(
+    source: tuple[StateStore, ChunkStore, Path],
+) -> None:
+    """Collections, documents and stored bytes: each refused with the quota named, and not
+    one Redis key, store collection or blob written (the generation counter included)."""
+    state, store, root = source
+    bundle = open_bundle(
+        _snapshot(state, store, root, FeedbackStore(state.raw())), root, max_expanded_bytes=1 << 30
+    )
+    held = sum(d.size for d in state.list_documents(TENANT, COLL, limit=100)[0])
+    blobs = LocalBlobStore(root / "restored-blobs")
+    try:
+        before, stores = _redis_dump(state), _store_names(store)
+        refusals = {
+            "collections": {"max_collections": 1},
+            "documents": {"quota": TenantQuota(documents=2 * len(DOCS) - 1)},
+            "stored_bytes": {"quota": TenantQuota(stored_bytes=2 * held - 1)},
+        }
+        for quota, bound in refusals.items():
+            with pytest.raises(QuotaExceeded) as err:
+                restore_bundle(
+                    bundle,
+                    tenant=TENANT,
+                    name="copy",
+                    state=state,
+                    store=store,
+                    blobs=blobs,
+                    feedback=None,
+                    check_models=_serves,
+                    **bound,  # type: ignore[arg-type]
+                )
+            assert err.value.quota == quota
+            assert "this restore adds" in err.value.message or quota == "collections"
+            assert _redis_dump(state) == before, quota
+            assert _store_names(store) == stores
+            assert list(blobs.keys()) == []
+        # At the quota exactly, it fits.
+        restore_bundle(
+            bundle,
+            tenant=TENANT,
+            name="copy",
+            state=state,
+            store=store,
+            blobs=blobs,
+            feedback=None,
+            check_models=_serves,
+            max_collections=2,
+            quota=TenantQuota(documents=2 * len(DOCS), stored_bytes=2 * held),
+        )
+        assert state.document_counts(TENANT, "copy") == {"indexed": len(DOCS)}
+    finally:
+        bundle.close()
+
+
+def test_a_quota_taken_while_the_restore_runs_is_refused_at_its_commit(
+    source: tuple[StateStore, ChunkStore, Path],
+) -> None:
+    """The check before writing is repeated atomically at the commit: an upload that took
+    the last documents meanwhile wins, and the restore leaves nothing."""
+    state, store, root = source
+    queue, blobs, _, _, _ = _workers(state, store, root)
+    bundle = open_bundle(
+        _snapshot(state, store, root, FeedbackStore(state.raw())), root, max_expanded_bytes=1 << 30
+    )
+    stores = _store_names(store)
+
+    def upload_meanwhile() -> None:
+        item = UploadItem(doc_id="late", source="late.txt", data=b"one more document")
+        accept(state, blobs, queue, LIMITS, tenant=TENANT, collection=COLL, items=[item])
+
+    try:
+        with pytest.raises(QuotaExceeded) as err:
+            restore_bundle(
+                bundle,
+                tenant=TENANT,
+                name="copy",
+                state=state,
+                store=store,
+                blobs=blobs,
+                feedback=None,
+                check_models=_serves,
+                quota=TenantQuota(documents=2 * len(DOCS)),
+                after_points=upload_meanwhile,
+            )
+        assert (err.value.quota, err.value.current) == ("documents", len(DOCS) + 1)
+        assert state.find_collection(TENANT, "copy") is None
+        assert state.raw().keys(f"sieve:*:{TENANT}:copy*") == []
+        assert state.raw().hlen("sieve:restores") == 0
+        assert _store_names(store) == stores
+    finally:
+        bundle.close()
+
+
+def test_a_restore_whose_process_died_is_removed_once_its_owner_expired(
+    source: tuple[StateStore, ChunkStore, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a kill -9 leaves (the undo never runs) is removed by the sweep, or by the next
+    restore of the name, once the dead owner's lease expired; a live owner's is kept."""
+    state, store, root = source
+    bundle = open_bundle(
+        _snapshot(state, store, root, FeedbackStore(state.raw())), root, max_expanded_bytes=1 << 30
+    )
+    blobs = LocalBlobStore(root / "blobs")
+    stores = _store_names(store)
+
+    class Killed(BaseException):
+        """Stands for SIGKILL: nothing after it runs."""
+
+    def kill() -> None:
+        raise Killed
+
+    def half(name: str, owner: str) -> None:
+        with monkeypatch.context() as patch:
+            patch.setattr("indexing.restore._Restore.undo", lambda self: None)
+            with pytest.raises(Killed):
+                restore_bundle(
+                    bundle,
+                    tenant=TENANT,
+                    name=name,
+                    state=state,
+                    store=store,
+                    blobs=blobs,
+                    feedback=None,
+                    check_models=_serves,
+                    owner=owner,
+                    after_points=kill,
+                )
+
+    def restore(name: str) -> None:
+        restore_bundle(
+            bundle,
+            tenant=TENANT,
+            name=name,
+            state=state,
+            store=store,
+            blobs=blobs,
+            feedback=None,
+            check_models=_serves,
+            owner="alive-owner",
+        )
+
+    try:
+        state.heartbeat("alive-owner", 60)
+        state.heartbeat("slow-owner", 60)
+        half("a", "slow-owner")
+        half("b", "slow-owner")
+        assert _store_names(store) - stores  # points written, under no collection
+        # Its owner still beats: nothing is taken from it, and the name stays reserved.
+        assert clear_abandoned_restores(state, store, None) == 0
+        with pytest.raises(Conflict) as err:
+            restore("a")
+        assert err.value.code == "collection_deleting"
+        state.retire("slow-owner")  # what a dead process's lease does after its TTL
+        # The next restore of the name clears the dead one first, then succeeds.
+        restore("a")
+        assert state.document_counts(TENANT, "a") == {"indexed": len(DOCS)}
+        # The sweep clears the other: no key, no store collection left of it.
+        assert clear_abandoned_restores(state, store, None) == 1
+        assert state.raw().keys(f"sieve:*:{TENANT}:b*") == []
+        assert state.raw().hlen("sieve:restores") == 0
+        assert _store_names(store) - stores == {state.get_collection(TENANT, "a").store_name}
+        restore("b")
+        assert state.document_counts(TENANT, "b") == {"indexed": len(DOCS)}
     finally:
         bundle.close()

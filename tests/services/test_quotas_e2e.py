@@ -1,6 +1,7 @@
 """Tenant quotas over the real API (real Redis, hub, worker): collections, documents, stored
 bytes, feedback pairs per collection and uploads in flight, each refused in the one error
-body naming the quota, exact under concurrent requests."""
+body naming the quota, exact under concurrent requests; a restore is held to the same
+quotas."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ KEYS = {
     "t-fb": "quota-fb-key-0123456789",
     "t-up": "quota-up-key-0123456789",
     "t-up2": "quota-up2-key-0123456789",
+    "t-rst": "quota-rst-key-0123456789",
 }
 COLLECTIONS, DOCUMENTS, BYTES, FEEDBACK = 3, 5, 3000, 20
 
@@ -211,3 +214,63 @@ def test_uploads_in_flight_per_tenant_get_429_with_retry_after(stack: Stack) -> 
                 release.set()
             assert slow.result(timeout=60).status_code == 202
         assert c.post(url, json=_docs(("fast", "quick"))).status_code == 202
+
+
+def _bundle(c: httpx.Client, name: str, path: Path) -> bytes:
+    snap = c.post(f"/v1/collections/{name}/snapshot").json()["id"]
+    deadline = time.monotonic() + 60
+    while (view := c.get(f"/v1/snapshots/{snap}").json())["state"] == "running":
+        assert time.monotonic() < deadline, view
+        time.sleep(0.1)
+    assert view["state"] == "completed", view
+    path.write_bytes(c.get(f"/v1/snapshots/{snap}/file").content)
+    return path.read_bytes()
+
+
+def test_a_restore_past_a_quota_is_refused_before_anything_is_written(
+    stack: Stack, tmp_path: Path
+) -> None:
+    raw = redis.Redis.from_url(stack.env["SIEVE_REDIS_URL"], decode_responses=True)
+    with raw, _client(stack, "t-rst") as c:
+        for name, docs in (
+            ("small", _docs(("s1", "one"), ("s2", "two"), ("s3", "three"))),
+            ("big", _docs(("b1", "a" * 2000))),
+        ):
+            assert c.post("/v1/collections", json={"name": name}).status_code == 201
+            job = c.post(f"/v1/collections/{name}/documents", json=docs).json()["job_id"]
+            stack.wait_job(c, job)
+        small = _bundle(c, "small", tmp_path / "small.sieve")
+        big = _bundle(c, "big", tmp_path / "big.sieve")
+        held = sum(
+            d["size"]
+            for name in ("small", "big")
+            for d in c.get(f"/v1/collections/{name}/documents").json()["documents"]
+        )
+        keys = sorted(raw.scan_iter(match="sieve:*t-rst*"))
+
+        def restore(bundle: bytes) -> httpx.Response:
+            return c.post("/v1/collections/restore", params={"name": "copy"}, content=bundle)
+
+        # 4 documents held, the quota is 5: three more are refused, one fits...
+        error = _quota_error(restore(small), 409, "documents")
+        assert (error["limit"], error["current"]) == (DOCUMENTS, 4)
+        assert "this restore adds 3" in error["message"]
+        # ... but not its 2,000 bytes over the 3,000 of stored bytes.
+        error = _quota_error(restore(big), 409, "stored_bytes")
+        assert (error["limit"], error["current"]) == (BYTES, held)
+        assert sorted(raw.scan_iter(match="sieve:*t-rst*")) == keys
+        # With the tenant's third collection, no restore fits.
+        assert c.post("/v1/collections", json={"name": "third"}).status_code == 201
+        keys = sorted(raw.scan_iter(match="sieve:*t-rst*"))
+        error = _quota_error(restore(big), 409, "collections")
+        assert (error["limit"], error["current"]) == (COLLECTIONS, COLLECTIONS)
+        # Nothing of any of them was written.
+        assert c.get("/v1/collections/copy").status_code == 404
+        assert sorted(raw.scan_iter(match="sieve:*t-rst*")) == keys
+        assert raw.hlen("sieve:restores") == 0
+        # Room made (a collection and its bytes deleted), the same restore succeeds.
+        for name in ("third", "big"):
+            assert c.delete(f"/v1/collections/{name}").status_code == 204
+        resp = restore(big)
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["documents"] == 1

@@ -285,6 +285,16 @@ class SieveClient(_Base):
             )
         )
 
+    def update_collection(self, name: str, *, ttl_s: float | None) -> CollectionResponse:
+        """Change the collection's ``ttl_s``: the expiry later uploads without one of their
+        own get (``None``: none); documents already stored keep theirs.
+
+        Raises:
+            NotFoundError: no such collection.
+            InvalidRequestError: ``ttl_s`` not positive or over the server's bound.
+        """
+        return self._run(p.update_collection(name, ttl_s=ttl_s))
+
     def reindex_collection(
         self,
         name: str,
@@ -835,6 +845,10 @@ class AsyncSieveClient(_Base):
                 ttl_s=ttl_s,
             )
         )
+
+    async def update_collection(self, name: str, *, ttl_s: float | None) -> CollectionResponse:
+        """Change the collection's ``ttl_s`` (``None``: none); stored documents keep theirs."""
+        return await self._run(p.update_collection(name, ttl_s=ttl_s))
 
     async def reindex_collection(
         self,

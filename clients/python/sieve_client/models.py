@@ -17,6 +17,7 @@ __all__ = [
     "COLLECTION_NAME_PATTERN",
     "CollectionCreateRequest",
     "CollectionResponse",
+    "CollectionUpdateRequest",
     "DocStatus",
     "DocumentDeletedResponse",
     "DocumentResponse",
@@ -111,6 +112,13 @@ class CollectionCreateRequest(_Request):
     late_interaction: bool = False
     late_model: str | None = None
     # Documents uploaded without an expiry of their own expire this long after upload.
+    ttl_s: Annotated[float | None, Field(gt=0)] = None
+
+
+class CollectionUpdateRequest(_Request):
+    """Change a collection's settings that are safe to change after creation (``ttl_s``:
+    the expiry later uploads get; ``None`` clears it; stored documents keep theirs)."""
+
     ttl_s: Annotated[float | None, Field(gt=0)] = None
 
 

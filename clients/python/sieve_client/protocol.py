@@ -23,6 +23,7 @@ from sieve_client.errors import BadResponseError, ValidationFailedError
 from sieve_client.models import (
     CollectionCreateRequest,
     CollectionResponse,
+    CollectionUpdateRequest,
     DocStatus,
     DocumentDeletedResponse,
     DocumentResponse,
@@ -328,6 +329,14 @@ def reindex_collection(
         _model(JobResponse, path),
         json=spec.model_dump(mode="json", exclude_none=True),
     )
+
+
+def update_collection(name: str, *, ttl_s: float | None) -> Call[CollectionResponse]:
+    """``PATCH /v1/collections/{name}`` (``ttl_s=None``: later uploads get no expiry)."""
+    path = f"/v1/collections/{_seg(name)}"
+    spec = _build(CollectionUpdateRequest, {"ttl_s": ttl_s})
+    parse = _model(CollectionResponse, f"PATCH {path}")
+    return Call("PATCH", path, parse, json=spec.model_dump(mode="json"))
 
 
 def delete_collection(name: str) -> Call[None]:
