@@ -65,14 +65,19 @@ def _stressed(
             rerank = {c: rng.random() for c in q.rerank}
         elif how == "near_duplicate":
             terms = _words(q.query)
+            # Keys are chunk ids; ``documents`` maps them to document ids, the texts are
+            # in ``chunk_texts`` (or ``texts``, the judge's passages, in older caches).
             rerank = {
-                c: len(terms & _words(q.documents.get(c, ""))) / max(1, len(terms))
+                c: len(terms & _words(q.chunk_texts.get(c) or q.texts.get(c, "")))
+                / max(1, len(terms))
                 for c in q.rerank
             }
         else:  # confident_wrong
             relevant = {d for d, g in qrels.get(q.qid, {}).items() if g > 0}
             rerank = {
-                c: rng.uniform(0.0, 0.02) if c in relevant else rng.uniform(0.98, 1.0)
+                c: rng.uniform(0.0, 0.02)
+                if q.documents.get(c) in relevant
+                else rng.uniform(0.98, 1.0)
                 for c in q.rerank
             }
         out.append(replace(q, rerank=rerank))
