@@ -69,7 +69,7 @@ class RequestContext:
                 response = error_response(Request(scope), 403, *refusal)
                 await response(scope, receive, send_with_headers)
             else:
-                await self._in_turn(scope, receive, send_with_headers, deps)
+                await self._in_turn(scope, receive, send_with_headers, deps, headers)
         if deps is not None:
             # Labels from closed sets: any method string or unmatched path would be a series.
             route = scope.get("route")
@@ -77,7 +77,7 @@ class RequestContext:
             deps.metrics.http_requests.labels(metric_method(scope["method"]), path, status).inc()
 
     async def _in_turn(
-        self, scope: Scope, receive: Receive, send: Send, deps: ApiDeps | None
+        self, scope: Scope, receive: Receive, send: Send, deps: ApiDeps | None, headers: Headers
     ) -> None:
         """Run the request in one of its tenant's turns (services/api/tenant_gate.py): API
         routes of a known tenant only; the rest (health, metrics, the console's files, a
@@ -85,15 +85,15 @@ class RequestContext:
         tenant = None
         if deps is not None and scope["path"].startswith("/v1/"):
             with contextlib.suppress(Unauthorized):
-                tenant = deps.resolver.resolve(Headers(scope=scope).get("authorization"))
+                tenant = deps.resolver.resolve(headers.get("authorization"))
         if deps is None or tenant is None:
             await self.app(scope, receive, send)
             return
         try:
             give_back = await deps.pools.tenants.enter(tenant)
         except TooManyRequests as exc:
-            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-            response = error_response(Request(scope), 429, exc.code, exc.message, headers)
+            retry = {"Retry-After": str(max(1, round(exc.retry_after)))}
+            response = error_response(Request(scope), 429, exc.code, exc.message, retry)
             await response(scope, receive, send)
             return
         keep_turn(scope["state"], give_back)
