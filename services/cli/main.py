@@ -12,6 +12,7 @@ from services.cli import run_cmds
 from services.cli.commands import register_client_commands
 from services.cli.eval_cmd import evaluate
 from services.cli.tune_cmd import tune
+from services.stack_dumps import dump_stacks_on_sigusr1
 
 __all__ = ["app"]
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """Sieve's processes and tools."""
+    dump_stacks_on_sigusr1()
 
 
 @app.command()

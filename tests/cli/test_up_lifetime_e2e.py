@@ -6,6 +6,7 @@ restart finishes the ingest with exactly the chunk set a clean ingest gives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -125,12 +126,40 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
-def _logs(root: Path, up: Up) -> str:
+def _logs(root: Path, up: Up, lines: int = 15) -> str:
     parts = [up.text()]
     for child in sorted((root / "data" / "logs").glob("*.log")):
-        tail = child.read_text(errors="replace").splitlines()[-15:]
+        tail = child.read_text(errors="replace").splitlines()[-lines:]
         parts.append(f"--- {child.name}\n" + "\n".join(tail))
     return "\n".join(parts)
+
+
+def _stop(up: Up, root: Path, timeout_s: float = 150) -> None:
+    """SIGTERM the launcher's group and wait for it to exit. If it does not, every Python
+    process still in the family prints its threads' stacks (SIGUSR1) into its log, and the
+    failure shows them with the processes left and their states."""
+    family = _alive(up)
+    os.killpg(up.proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        up.proc.wait(timeout=timeout_s)
+    if up.proc.returncode is not None:
+        return
+    left = [p for p in family if _running(p)]
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            if "python" in p.name() or any("sieve" in a or "celery" in a for a in p.cmdline()):
+                p.send_signal(signal.SIGUSR1)
+    time.sleep(2)
+    procs = []
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            procs.append(f"{p.pid} {p.status()} {' '.join(p.cmdline())[:160]}")
+    pytest.fail(
+        f"the launcher did not exit within {timeout_s:.0f}s of SIGTERM; left:\n"
+        + "\n".join(procs)
+        + "\n"
+        + _logs(root, up, lines=60)
+    )
 
 
 def _time_wait_on(port: int) -> int:
@@ -168,9 +197,8 @@ def test_a_stop_after_connection_close_requests_restarts_at_once(
             with urllib.request.urlopen(f"{api}/v1/collections", timeout=10) as resp:
                 assert resp.status == 200
                 assert resp.headers.get("Connection", "").lower() == "close"
-        os.killpg(first.proc.pid, signal.SIGTERM)
         stopped = time.monotonic()
-        first.proc.wait(timeout=150)
+        _stop(first, tmp_path)
     # What the refusal met on the old main: the stopped server's connections in TIME_WAIT.
     assert _time_wait_on(ports.api) > 0
     with _up(launcher, tmp_path, ports, 2) as second:
@@ -178,8 +206,7 @@ def test_a_stop_after_connection_close_requests_restarts_at_once(
         assert "already in use" not in second.text()
         assert httpx.get(f"{api}/readyz", timeout=10).status_code == 200
         print(f"\n{launcher}: SIGTERM to a ready restart on the same ports: {ready_s:.1f}s")
-        os.killpg(second.proc.pid, signal.SIGTERM)
-        second.proc.wait(timeout=150)
+        _stop(second, tmp_path)
 
 
 @pytest.mark.timeout(900)  # two stack start-ups and an ingest, on shared busy cores
@@ -234,8 +261,7 @@ def test_kill_9_during_an_ingest_leaves_nothing_and_a_restart_finishes_it(
         for doc_id in records:
             doc = c.get(f"/v1/collections/reports/documents/{doc_id}").json()
             assert doc["status"] == "indexed", doc
-        os.killpg(second.proc.pid, signal.SIGTERM)
-        second.proc.wait(timeout=150)
+        _stop(second, tmp_path)
     # Only one process may open the Edge store: read it now that the stack is down.
     store_name = store_name_for(OPEN_TENANT, "reports")
     expected = expected_point_ids(store_name, records)
