@@ -12,7 +12,7 @@ import typer
 if TYPE_CHECKING:
     from sieve_client import SieveClient
 
-__all__ = ["DEFAULT_URL", "ApiKey", "ApiUrl", "open_client"]
+__all__ = ["DEFAULT_URL", "ApiKey", "ApiUrl", "Collection", "open_client"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # A person is waiting at the terminal: a short retry budget, and no Retry-After over 10 s.
@@ -38,6 +38,10 @@ ApiKey = Annotated[
         show_default=False,
         rich_help_panel="Connection",
     ),
+]
+# The collection a sub-command (webhooks, query-log) works on.
+Collection = Annotated[
+    str, typer.Option("--collection", "-c", help="Collection name.", show_default=False)
 ]
 
 

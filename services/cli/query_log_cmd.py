@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli.options import DEFAULT_URL, ApiKey, ApiUrl, open_client
+from services.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Collection, open_client
 from services.cli.reporting import one_line_errors, stdout
 
 __all__ = ["query_log_app"]
@@ -20,10 +20,6 @@ query_log_app = typer.Typer(
     help="Keep a sample of a collection's queries, to tune it from how it is really used.",
     no_args_is_help=True,
 )
-
-Collection = Annotated[
-    str, typer.Option("--collection", "-c", help="Collection name.", show_default=False)
-]
 
 
 def _when(ts: float) -> str:

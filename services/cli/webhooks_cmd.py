@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli.options import DEFAULT_URL, ApiKey, ApiUrl, open_client
+from services.cli.options import DEFAULT_URL, ApiKey, ApiUrl, Collection, open_client
 from services.cli.reporting import one_line_errors, stdout
 
 __all__ = ["webhooks_app"]
@@ -18,9 +18,6 @@ webhooks_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Collection = Annotated[
-    str, typer.Option("--collection", "-c", help="Collection name.", show_default=False)
-]
 WebhookId = Annotated[
     str, typer.Argument(metavar="ID", help="Webhook id (wh_...).", show_default=False)
 ]
