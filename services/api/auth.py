@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 
 from pydantic import SecretStr
 
 from core.errors import Unauthorized
 
-__all__ = ["OPEN_TENANT", "TenantResolver"]
+__all__ = ["OPEN_TENANT", "TenantResolver", "remember_tenant", "remembered_tenant"]
 
 OPEN_TENANT = "default"
+# Where the request-context middleware leaves the tenant it resolved (in the ASGI scope's
+# state), so the route's dependency does not compare the key against every tenant again.
+_RESOLVED = "sieve.tenant"
 
 
 class TenantResolver:
@@ -42,3 +46,14 @@ class TenantResolver:
         if match is None:
             raise Unauthorized("invalid API key")
         return match
+
+
+def remember_tenant(scope_state: dict[str, object], tenant: str) -> None:
+    """Record the tenant this request's key resolved to."""
+    scope_state[_RESOLVED] = tenant
+
+
+def remembered_tenant(scope_state: Mapping[str, object]) -> str | None:
+    """The tenant :func:`remember_tenant` recorded for this request, if any."""
+    tenant = scope_state.get(_RESOLVED)
+    return tenant if isinstance(tenant, str) else None

@@ -26,7 +26,7 @@ from ingest.blob_store import BlobStore
 from ingest.embeddings_client import EmbeddingsClient
 from query import QueryEngine
 from retriever.store import AsyncChunkStore
-from services.api.auth import TenantResolver
+from services.api.auth import TenantResolver, remembered_tenant
 from services.api.bundles import BundleService
 from services.api.metrics import ApiMetrics
 from services.api.pools import ApiPools
@@ -94,11 +94,14 @@ def get_deps(request: Request) -> ApiDeps:
 
 
 def get_tenant(
+    request: Request,
     deps: Annotated[ApiDeps, Depends(get_deps)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> str:
-    """The calling tenant (``Unauthorized`` without a valid key)."""
-    return deps.resolver.resolve(authorization)
+    """The calling tenant (``Unauthorized`` without a valid key): the one the request
+    context resolved for the tenant line, else resolved here."""
+    tenant = remembered_tenant(request.scope.get("state", {}))
+    return tenant if tenant is not None else deps.resolver.resolve(authorization)
 
 
 Deps = Annotated[ApiDeps, Depends(get_deps)]

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import TooManyRequests, Unauthorized
 from core.logs import log_context
+from services.api.auth import remember_tenant
 from services.api.browser_guard import browser_refusal
 from services.api.errors import error_response
 from services.api.metrics import metric_method
@@ -96,6 +97,7 @@ class RequestContext:
             response = error_response(Request(scope), 429, exc.code, exc.message, retry)
             await response(scope, receive, send)
             return
+        remember_tenant(scope["state"], tenant)
         keep_turn(scope["state"], give_back)
         try:
             await self.app(scope, receive, send)

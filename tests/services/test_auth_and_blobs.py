@@ -6,16 +6,20 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from pydantic import SecretStr, ValidationError
+from starlette.requests import Request
 
 from core.errors import NotFound, Unauthorized
 from core.settings import ApiSettings
 from indexing.accept import task_batches
 from indexing.messages import DocVersion
 from ingest.blob_store import LocalBlobStore
-from services.api.auth import OPEN_TENANT, TenantResolver
+from services.api.auth import OPEN_TENANT, TenantResolver, remember_tenant
+from services.api.deps import ApiDeps, get_tenant
 
 KEY_A = "a" * 8 + "-tenant-a-key-0001"
 KEY_B = "b" * 8 + "-tenant-b-key-0002"
@@ -28,6 +32,27 @@ def test_keys_resolve_to_their_tenant_and_nothing_else() -> None:
     for bad in (None, "", "Bearer", f"Basic {KEY_A}", "Bearer nope", f"Bearer {KEY_A}x"):
         with pytest.raises(Unauthorized):
             resolver.resolve(bad)
+
+
+def test_a_route_takes_the_tenant_the_request_context_resolved_and_resolves_only_without() -> None:
+    calls: list[str | None] = []
+
+    class Counting(TenantResolver):
+        def resolve(self, authorization: str | None) -> str:
+            calls.append(authorization)
+            return super().resolve(authorization)
+
+    keys = {"team-a": SecretStr(KEY_A), "team-b": SecretStr(KEY_B)}
+    deps = cast("ApiDeps", SimpleNamespace(resolver=Counting(keys)))
+    resolved = Request({"type": "http", "headers": [], "state": {}})
+    remember_tenant(resolved.scope["state"], "team-a")
+    assert get_tenant(resolved, deps, f"Bearer {KEY_A}") == "team-a"
+    assert calls == []
+    fresh = Request({"type": "http", "headers": [], "state": {}})
+    assert get_tenant(fresh, deps, f"Bearer {KEY_B}") == "team-b"
+    assert calls == [f"Bearer {KEY_B}"]
+    with pytest.raises(Unauthorized):
+        get_tenant(fresh, deps, "Bearer nope")
 
 
 def test_open_mode_is_one_default_tenant() -> None:
