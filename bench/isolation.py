@@ -14,9 +14,10 @@ uploads of three tar.gz archives in one request, large multipart uploads (four f
 judgments. A's uploads are random bytes (the worker refuses them at once as unsupported):
 what is measured is the API's own work on them, not indexing.
 
-Reported: B's p50/p99 per request kind in each window and the ratio (target <= 1.5x), A's
-requests by status (503s are the CPU pool saying no), and the API's RSS and thread count
-before and after A's window.
+A's clients run in a process of their own (``--same-process`` for threads of B's, where
+they held B's clients' GIL). Reported: B's p50/p99 per request kind in each window and the
+ratio (target <= 1.5x), A's requests by status (503s are the CPU pool saying no), and the
+API's RSS and thread count before and after A's window.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import tarfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import psutil
@@ -76,7 +78,7 @@ def timed(samples: Samples, kind: str, call: Callable[[], httpx.Response]) -> No
     samples.add(kind, (time.perf_counter() - start) * 1000, status)
 
 
-def loop_until(stop: threading.Event, body: Callable[[int], None]) -> threading.Thread:
+def loop_until(stop: Stop, body: Callable[[int], None]) -> threading.Thread:
     """A thread calling ``body(n)`` for n = 0, 1, ... until ``stop`` is set."""
 
     def run() -> None:
@@ -90,11 +92,9 @@ def loop_until(stop: threading.Event, body: Callable[[int], None]) -> threading.
     return thread
 
 
-def client(stack: BenchStack, key: str) -> httpx.Client:
+def client(api_url: str, key: str) -> httpx.Client:
     """A client for one tenant."""
-    return httpx.Client(
-        base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=300
-    )
+    return httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=300)
 
 
 # ---------------------------------------------------------------- tenant B
@@ -104,7 +104,7 @@ def b_window(stack: BenchStack, seconds: float, clients: int = 2) -> Samples:
     """B's two clients alternating a query and a list for ``seconds``."""
     samples = Samples()
     stop = threading.Event()
-    handles = [client(stack, KEY_B) for _ in range(clients)]
+    handles = [client(stack.api_url, KEY_B) for _ in range(clients)]
 
     def worker(c: httpx.Client, offset: int) -> Callable[[int], None]:
         def body(n: int) -> None:
@@ -153,7 +153,7 @@ def tar_gz(members: dict[str, bytes]) -> bytes:
 
 def setup_a(stack: BenchStack, image_side: int, timeout_s: float) -> None:
     """A's collection with one large page image (indexed, so every image route serves it)."""
-    with client(stack, KEY_A) as a:
+    with client(stack.api_url, KEY_A) as a:
         a.post("/v1/collections", json={"name": "a"}).raise_for_status()
         files = [("files", ("big.png", big_image(image_side), "image/png"))]
         job = a.post("/v1/collections/a/documents", files=files).raise_for_status().json()
@@ -162,8 +162,8 @@ def setup_a(stack: BenchStack, image_side: int, timeout_s: float) -> None:
 
 @dataclass(frozen=True)
 class Payloads:
-    """A's upload bodies, built once before the windows (so the benchmark's own CPU does
-    not compete in them); the API does the same work on a repeated body (parse, expand,
+    """A's upload bodies, built before a window starts (so the benchmark's own CPU does
+    not compete in it); the API does the same work on a repeated body (parse, expand,
     hash, stage, accept), only the worker finds its documents unchanged."""
 
     archives: list[tuple[str, tuple[str, bytes, str]]]
@@ -193,8 +193,16 @@ class Payloads:
 MIX = ("image", "archives", "multipart", "churn", "feedback")
 
 
+class Stop(Protocol):
+    """A threading or multiprocessing event."""
+
+    def is_set(self) -> bool:
+        """Whether the window is over."""
+        ...
+
+
 def a_mix(
-    stack: BenchStack, stop: threading.Event, payloads: Payloads, parts: tuple[str, ...]
+    api_url: str, stop: Stop, payloads: Payloads, parts: tuple[str, ...]
 ) -> tuple[Samples, Callable[[], None]]:
     """Start A's threads for ``parts`` of ``MIX``; returns their samples and a join."""
     samples = Samples()
@@ -202,7 +210,7 @@ def a_mix(
     handles: list[httpx.Client] = []
 
     def start(body: Callable[[httpx.Client, int], None]) -> None:
-        c = client(stack, KEY_A)
+        c = client(api_url, KEY_A)
         handles.append(c)
         threads.append(loop_until(stop, lambda n: body(c, n)))
 
@@ -279,27 +287,64 @@ def summarize(alone: list[Samples], loaded: Samples) -> list[dict[str, Any]]:
     return rows
 
 
+def _a_driver(
+    api_url: str,
+    file_mib: int,
+    parts: tuple[str, ...],
+    stop: Stop,
+    ready: Any,
+    out: Any,
+) -> None:
+    """A's process: build the payloads, say ready, run the mix until ``stop``, send the
+    samples back."""
+    payloads = Payloads.build(file_mib)
+    samples, join = a_mix(api_url, stop, payloads, parts)
+    ready.set()
+    join()
+    out.put((samples.latency_ms, samples.statuses))
+
+
 def loaded_window(
-    stack: BenchStack, seconds: float, payloads: Payloads, parts: tuple[str, ...]
+    stack: BenchStack, seconds: float, file_mib: int, parts: tuple[str, ...], *, same_process: bool
 ) -> tuple[Samples, Samples]:
-    """B's window while A runs ``parts`` of its mix; (B's samples, A's samples)."""
-    stop = threading.Event()
-    a_samples, join = a_mix(stack, stop, payloads, parts)
+    """B's window while A runs ``parts`` of its mix; (B's samples, A's samples).
+
+    A's clients run in a process of their own: in B's process their threads would hold
+    B's clients' GIL (receiving A's image bytes, say), and B's latency would measure the
+    benchmark, not Sieve. ``same_process`` runs them as threads here, as before.
+    """
+    if same_process:
+        stop = threading.Event()
+        a_samples, join = a_mix(stack.api_url, stop, Payloads.build(file_mib), parts)
+        try:
+            return b_window(stack, seconds), a_samples
+        finally:
+            stop.set()
+            join()
+    ctx = multiprocessing.get_context("spawn")
+    mp_stop, ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=_a_driver, args=(stack.api_url, file_mib, parts, mp_stop, ready, out))
+    proc.start()
     try:
-        return b_window(stack, seconds), a_samples
+        if not ready.wait(120):
+            raise RuntimeError("tenant A's process did not start")
+        b_samples = b_window(stack, seconds)
     finally:
-        stop.set()
-        join()
+        mp_stop.set()
+    latency_ms, statuses = out.get(timeout=600)
+    proc.join(60)
+    return b_samples, Samples(latency_ms=latency_ms, statuses=statuses)
 
 
-def run(seconds: float, docs: int, file_mib: int, image_side: int, timeout_s: float) -> Any:
+def run(
+    seconds: float, docs: int, file_mib: int, image_side: int, timeout_s: float, same_process: bool
+) -> Any:
     """Set both tenants up, then the windows: alone, each part of A's mix, all of it, alone."""
     code = code_state()
     corpus = load_corpus(docs)
-    payloads = Payloads.build(file_mib)
     keys = json.dumps({"team-a": KEY_A, "team-b": KEY_B})
     with BenchStack.running("isolation", SIEVE_API_KEYS=keys) as stack:
-        with client(stack, KEY_B) as b:
+        with client(stack.api_url, KEY_B) as b:
             b.post("/v1/collections", json={"name": "b"}).raise_for_status()
             body = b"\n".join(corpus.lines)
             headers = {"content-type": "application/x-ndjson"}
@@ -312,15 +357,20 @@ def run(seconds: float, docs: int, file_mib: int, image_side: int, timeout_s: fl
         per_part = {}
         for part in MIX:
             print(f"B with A's {part}, {seconds:.0f} s ...", flush=True)
-            per_part[part] = summarize([first], loaded_window(stack, seconds, payloads, (part,))[0])
+            per_part[part] = summarize(
+                [first],
+                loaded_window(stack, seconds, file_mib, (part,), same_process=same_process)[0],
+            )
         before = api_state(stack)
         print(f"B with A's whole mix, {seconds:.0f} s ...", flush=True)
         with TreeSampler(stack.pid("api")) as peak:
-            loaded, a_samples = loaded_window(stack, seconds, payloads, MIX)
+            loaded, a_samples = loaded_window(
+                stack, seconds, file_mib, MIX, same_process=same_process
+            )
         after = api_state(stack)
         print(f"B alone again, {seconds:.0f} s ...", flush=True)
         second = b_window(stack, seconds)
-        with client(stack, KEY_A) as a:
+        with client(stack.api_url, KEY_A) as a:
             pools = a.get("/readyz").json().get("pools")
     return {
         "b": summarize([first, second], loaded),
@@ -337,6 +387,7 @@ def run(seconds: float, docs: int, file_mib: int, image_side: int, timeout_s: fl
         "api_peak_rss_mib": peak.peak_single / MIB,
         "pools_at_end": pools,
         "seconds": seconds,
+        "a_clients": "threads of B's process" if same_process else "a process of their own",
         "docs": docs,
         "code": code,
         "machine": machine_note(),
@@ -346,7 +397,8 @@ def run(seconds: float, docs: int, file_mib: int, image_side: int, timeout_s: fl
 def print_report(out: dict[str, Any]) -> None:
     """B's table, A's mix, and the API before/after."""
     print(
-        f"\n{out['machine']}; {out['code']}; {out['docs']} docs, {out['seconds']:.0f} s windows\n"
+        f"\n{out['machine']}; {out['code']}; {out['docs']} docs, {out['seconds']:.0f} s windows; "
+        f"A's clients in {out['a_clients']}\n"
     )
     rows = [
         [
@@ -392,9 +444,16 @@ def main() -> None:
     parser.add_argument("--file-mib", type=int, default=8, help="size of A's multipart files")
     parser.add_argument("--image-side", type=int, default=3000, help="A's page image, pixels")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="run A's clients as threads of B's process (the old method: they share its GIL)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    out = run(args.seconds, args.docs, args.file_mib, args.image_side, args.timeout)
+    out = run(
+        args.seconds, args.docs, args.file_mib, args.image_side, args.timeout, args.same_process
+    )
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     else:
