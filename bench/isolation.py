@@ -23,6 +23,7 @@ API's RSS and thread count before and after A's window.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import multiprocessing
@@ -304,10 +305,54 @@ def _a_driver(
     out.put((samples.latency_ms, samples.statuses))
 
 
+def _cpu_s(pid: int, *, tree: bool) -> float:
+    """CPU seconds (user + system) so far of a process, and of its live descendants too."""
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for proc in [root, *(root.children(recursive=True) if tree else [])]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+class CpuMeter:
+    """Where the machine's CPU went in a window: each stack child's process tree, the
+    benchmark's own process (B's clients, and A's when they are threads of it), A's process,
+    and the machine as a whole (busy CPU seconds of all cores)."""
+
+    def __init__(self, stack: BenchStack, a_pid: int | None) -> None:
+        self._pids = {name: stack.pid(name) for name in ("api", "worker", "modelhub", "redis")}
+        self._pids["bench's own process"] = os.getpid()
+        if a_pid is not None:
+            self._pids["A's clients' process"] = a_pid
+        self._start = self._read()
+        self._wall = time.monotonic()
+
+    def _read(self) -> dict[str, float]:
+        out = {
+            name: _cpu_s(pid, tree=name in ("api", "worker", "modelhub"))
+            for name, pid in self._pids.items()
+        }
+        machine = psutil.cpu_times()
+        out["machine busy"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        return out
+
+    def done(self) -> dict[str, float]:
+        """CPU seconds per process since the start, the window's wall seconds and cores."""
+        end = self._read()
+        spent = {name: end[name] - self._start[name] for name in end}
+        spent["wall s"] = time.monotonic() - self._wall
+        spent["cores"] = float(psutil.cpu_count() or 1)
+        return spent
+
+
 def loaded_window(
     stack: BenchStack, seconds: float, file_mib: int, parts: tuple[str, ...], *, same_process: bool
-) -> tuple[Samples, Samples]:
-    """B's window while A runs ``parts`` of its mix; (B's samples, A's samples).
+) -> tuple[Samples, Samples, dict[str, float]]:
+    """B's window while A runs ``parts`` of its mix; (B's samples, A's samples, the CPU
+    seconds each process spent in it).
 
     A's clients run in a process of their own: in B's process their threads would hold
     B's clients' GIL (receiving A's image bytes, say), and B's latency would measure the
@@ -317,7 +362,9 @@ def loaded_window(
         stop = threading.Event()
         a_samples, join = a_mix(stack.api_url, stop, Payloads.build(file_mib), parts)
         try:
-            return b_window(stack, seconds), a_samples
+            meter = CpuMeter(stack, None)
+            b_samples = b_window(stack, seconds)
+            return b_samples, a_samples, meter.done()
         finally:
             stop.set()
             join()
@@ -328,12 +375,14 @@ def loaded_window(
     try:
         if not ready.wait(120):
             raise RuntimeError("tenant A's process did not start")
+        meter = CpuMeter(stack, proc.pid)
         b_samples = b_window(stack, seconds)
+        cpu = meter.done()
     finally:
         mp_stop.set()
     latency_ms, statuses = out.get(timeout=600)
     proc.join(60)
-    return b_samples, Samples(latency_ms=latency_ms, statuses=statuses)
+    return b_samples, Samples(latency_ms=latency_ms, statuses=statuses), cpu
 
 
 def run(
@@ -353,7 +402,9 @@ def run(
         print("tenant A's page image ...", flush=True)
         setup_a(stack, image_side, timeout_s)
         print(f"B alone, {seconds:.0f} s ...", flush=True)
+        alone_meter = CpuMeter(stack, None)
         first = b_window(stack, seconds)
+        cpu_alone = alone_meter.done()
         per_part = {}
         for part in MIX:
             print(f"B with A's {part}, {seconds:.0f} s ...", flush=True)
@@ -364,7 +415,7 @@ def run(
         before = api_state(stack)
         print(f"B with A's whole mix, {seconds:.0f} s ...", flush=True)
         with TreeSampler(stack.pid("api")) as peak:
-            loaded, a_samples = loaded_window(
+            loaded, a_samples, cpu = loaded_window(
                 stack, seconds, file_mib, MIX, same_process=same_process
             )
         after = api_state(stack)
@@ -382,6 +433,8 @@ def run(
             }
             for kind, ms in sorted(a_samples.latency_ms.items())
         },
+        "cpu_alone": cpu_alone,
+        "cpu_loaded": cpu,
         "api_before": before,
         "api_after": after,
         "api_peak_rss_mib": peak.peak_single / MIB,
@@ -428,6 +481,21 @@ def print_report(out: dict[str, Any]) -> None:
     ]
     print()
     print(markdown_table(["tenant A's mix", "requests", "statuses", "p50 ms"], a_rows))
+    alone, loaded = out["cpu_alone"], out["cpu_loaded"]
+    cpu_rows = [
+        [name, f"{alone.get(name, 0.0):.1f}", f"{loaded[name]:.1f}"]
+        for name in loaded
+        if name not in ("wall s", "cores")
+    ]
+    cpu_rows.append(
+        [
+            "cores' seconds in the window",
+            f"{alone['wall s'] * alone['cores']:.1f}",
+            f"{loaded['wall s'] * loaded['cores']:.1f}",
+        ]
+    )
+    print()
+    print(markdown_table(["CPU seconds", "B alone (first)", "B with A's whole mix"], cpu_rows))
     before, after = out["api_before"], out["api_after"]
     print(
         f"\nAPI: RSS {before['rss_mib']:.0f} -> {after['rss_mib']:.0f} MiB "
