@@ -135,7 +135,7 @@ def _logs(root: Path, up: Up, lines: int = 15) -> str:
 
 
 def _stop(up: Up, root: Path, timeout_s: float = 150) -> None:
-    """SIGTERM the launcher's group and wait for it to exit. If it does not, every Python
+    """SIGTERM the launcher's group and wait for it to exit. If it does not, every Sieve
     process still in the family prints its threads' stacks (SIGUSR1) into its log, and the
     failure shows them with the processes left and their states."""
     family = _alive(up)
@@ -147,7 +147,9 @@ def _stop(up: Up, root: Path, timeout_s: float = 150) -> None:
     left = [p for p in family if _running(p)]
     for p in left:
         with contextlib.suppress(psutil.Error):
-            if "python" in p.name() or any("sieve" in a or "celery" in a for a in p.cmdline()):
+            # Only `sieve ...` and `celery ...` (console scripts: the interpreter, then the
+            # script) handle USR1; it would end make, a shell or valkey-server.
+            if any(Path(arg).name in ("sieve", "celery") for arg in p.cmdline()[:2]):
                 p.send_signal(signal.SIGUSR1)
     time.sleep(2)
     procs = []
