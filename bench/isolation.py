@@ -69,14 +69,30 @@ class Samples:
             by_status[status] = by_status.get(status, 0) + 1
 
 
-def timed(samples: Samples, kind: str, call: Callable[[], httpx.Response]) -> None:
+def timed(samples: Samples, kind: str, call: Callable[[], httpx.Response]) -> httpx.Response | None:
     """Run ``call``; record its latency and status (0 for a transport error)."""
     start = time.perf_counter()
+    resp = None
     try:
-        status = call().status_code
+        resp = call()
+        status = resp.status_code
     except httpx.TransportError:
         status = 0
     samples.add(kind, (time.perf_counter() - start) * 1000, status)
+    return resp
+
+
+STAGES = ("embed", "recall", "total")
+
+
+def record_stages(samples: Samples, resp: httpx.Response | None) -> None:
+    """A query's own ``timings_ms`` (measured inside the engine) as ``query.<stage>``."""
+    if resp is None or resp.status_code != 200:
+        return
+    timings = resp.json().get("timings_ms", {})
+    for stage in STAGES:
+        if stage in timings:
+            samples.add(f"query.{stage}", float(timings[stage]), 200)
 
 
 def loop_until(stop: Stop, body: Callable[[int], None]) -> threading.Thread:
@@ -110,7 +126,8 @@ def b_window(stack: BenchStack, seconds: float, clients: int = 2) -> Samples:
     def worker(c: httpx.Client, offset: int) -> Callable[[int], None]:
         def body(n: int) -> None:
             query = {"query": QUERIES[(n + offset) % len(QUERIES)], "rerank": False, "top_n": 10}
-            timed(samples, "query", lambda: c.post("/v1/collections/b/query", json=query))
+            resp = timed(samples, "query", lambda: c.post("/v1/collections/b/query", json=query))
+            record_stages(samples, resp)
             timed(samples, "list", lambda: c.get("/v1/collections"))
 
         return body
@@ -261,6 +278,18 @@ def a_mix(
 
 
 # ---------------------------------------------------------------- the run
+
+
+def stage_rows(alone: list[Samples], loaded: Samples) -> list[dict[str, Any]]:
+    """Where B's query time goes: the engine's stages (embed, recall, its total) and the
+    client's whole request, p50 alone and with A's whole mix."""
+    rows = []
+    for kind in [*(f"query.{stage}" for stage in STAGES), "query"]:
+        base = [ms for s in alone for ms in s.latency_ms.get(kind, [])]
+        under = loaded.latency_ms.get(kind, [])
+        if base and under:
+            rows.append({"kind": kind, "alone_p50": pct(base, 50), "loaded_p50": pct(under, 50)})
+    return rows
 
 
 def api_state(stack: BenchStack) -> dict[str, float]:
@@ -425,6 +454,7 @@ def run(
             pools = a.get("/readyz").json().get("pools")
     return {
         "b": summarize([first, second], loaded),
+        "b_stages": stage_rows([first, second], loaded),
         "b_per_part": per_part,
         "a": {
             kind: {
@@ -469,6 +499,18 @@ def print_report(out: dict[str, Any]) -> None:
     header = ["tenant B", "alone p50 ms", "alone p99", "with A p50", "with A p99"]
     header += ["ratio p50", "ratio p99", "n alone/with"]
     print(markdown_table(header, rows))
+    names = {
+        "query.embed": "the engine's embed call",
+        "query.recall": "the engine's recall (store)",
+        "query.total": "the engine's total",
+        "query": "the whole request, at the client",
+    }
+    stage_rows_ = [
+        [names[r["kind"]], f"{r['alone_p50']:.1f}", f"{r['loaded_p50']:.1f}"]
+        for r in out["b_stages"]
+    ]
+    print()
+    print(markdown_table(["B's query, p50 ms", "alone", "with A's whole mix"], stage_rows_))
     part_rows = [
         [part, *(f"{r['ratio_p50']:.2f}x / {r['ratio_p99']:.2f}x" for r in rows_)]
         for part, rows_ in out["b_per_part"].items()

@@ -17,6 +17,7 @@ import httpx
 import uvicorn
 
 from core.net import free_port
+from services.serving import HTTP_IMPLEMENTATION
 
 __all__ = ["free_port", "local_hub", "serve_in_thread"]
 
@@ -35,7 +36,7 @@ def serve_in_thread(
         log_level="warning",
         lifespan=lifespan,
         ws="none",
-        http="h11",
+        http=HTTP_IMPLEMENTATION,
         loop="asyncio",
         timeout_graceful_shutdown=2,
     )

@@ -127,6 +127,7 @@ def api(
         os.environ["SIEVE_API_PORT"] = str(port)
     from core.settings import ApiSettings  # noqa: PLC0415
     from services.api.main import build_app  # noqa: PLC0415
+    from services.serving import HTTP_IMPLEMENTATION  # noqa: PLC0415
 
     try:
         settings = ApiSettings()
@@ -140,6 +141,7 @@ def api(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=20,
+        http=HTTP_IMPLEMENTATION,
     )
 
 

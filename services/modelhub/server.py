@@ -9,6 +9,7 @@ import uvicorn
 from core.logs import configure_logging
 from core.settings import LogSettings, ModelHubSettings
 from services.modelhub.app import create_app
+from services.serving import HTTP_IMPLEMENTATION
 
 __all__ = ["serve"]
 
@@ -29,4 +30,5 @@ def serve(settings: ModelHubSettings, log_settings: LogSettings) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        http=HTTP_IMPLEMENTATION,
     )
