@@ -434,13 +434,13 @@ def run(
         alone_meter = CpuMeter(stack, None)
         first = b_window(stack, seconds)
         cpu_alone = alone_meter.done()
-        per_part = {}
+        per_part, cpu_per_part = {}, {}
         for part in MIX:
             print(f"B with A's {part}, {seconds:.0f} s ...", flush=True)
-            per_part[part] = summarize(
-                [first],
-                loaded_window(stack, seconds, file_mib, (part,), same_process=same_process)[0],
+            b_part, _, cpu_per_part[part] = loaded_window(
+                stack, seconds, file_mib, (part,), same_process=same_process
             )
+            per_part[part] = summarize([first], b_part)
         before = api_state(stack)
         print(f"B with A's whole mix, {seconds:.0f} s ...", flush=True)
         with TreeSampler(stack.pid("api")) as peak:
@@ -456,6 +456,7 @@ def run(
         "b": summarize([first, second], loaded),
         "b_stages": stage_rows([first, second], loaded),
         "b_per_part": per_part,
+        "cpu_per_part": cpu_per_part,
         "a": {
             kind: {
                 "statuses": dict(sorted(a_samples.statuses[kind].items())),
@@ -512,11 +513,18 @@ def print_report(out: dict[str, Any]) -> None:
     print()
     print(markdown_table(["B's query, p50 ms", "alone", "with A's whole mix"], stage_rows_))
     part_rows = [
-        [part, *(f"{r['ratio_p50']:.2f}x / {r['ratio_p99']:.2f}x" for r in rows_)]
+        [
+            part,
+            *(f"{r['ratio_p50']:.2f}x / {r['ratio_p99']:.2f}x" for r in rows_),
+            f"{out['cpu_per_part'][part]['api']:.1f}",
+            f"{out['cpu_per_part'][part]['machine busy']:.1f}",
+        ]
         for part, rows_ in out["b_per_part"].items()
     ]
+    part_header = ["A runs only", "B query p50 / p99", "B list p50 / p99", "API CPU s"]
+    part_header.append("machine busy s")
     print()
-    print(markdown_table(["A runs only", "B query p50 / p99", "B list p50 / p99"], part_rows))
+    print(markdown_table(part_header, part_rows))
     a_rows = [
         [kind, str(sum(v["statuses"].values())), json.dumps(v["statuses"]), f"{v['p50_ms']:.0f}"]
         for kind, v in out["a"].items()

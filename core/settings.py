@@ -282,6 +282,10 @@ class ApiSettings(BaseSettings):
     # many of its /v1 requests run at once, this many more wait their turn, the rest 429.
     tenant_concurrency: Annotated[int, Field(ge=1, le=1024)] = 4
     tenant_queue: Annotated[int, Field(ge=0, le=100_000)] = 256
+    # And its bytes (services/api/tenant_bandwidth.py): request and response bodies past
+    # this rate, with this many seconds of it at once, are paced (0: no bound).
+    tenant_bytes_per_s: Annotated[int, Field(ge=0, le=1 << 40)] = 32 * 1024 * 1024
+    tenant_burst_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
     # Open mode only: host names a request's Host and Origin may name besides loopback,
     # localhost and the bind host (comma-separated or a JSON list); the rest get 403.
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from core.errors import Overloaded
 from core.settings import ApiSettings
+from services.api.tenant_bandwidth import TenantBandwidth
 from services.api.tenant_gate import TenantGate
 
 __all__ = ["ApiPools", "CountingExecutor", "CpuPool", "PoolLoad"]
@@ -148,8 +149,10 @@ class ApiPools:
 
     io: CountingExecutor
     cpu: CpuPool
-    # Each tenant's share of the event loop (services/api/tenant_gate.py).
+    # Each tenant's share of the event loop (services/api/tenant_gate.py) and its bytes
+    # (services/api/tenant_bandwidth.py).
     tenants: TenantGate
+    bandwidth: TenantBandwidth
 
     @classmethod
     def from_settings(cls, api: ApiSettings) -> ApiPools:
@@ -165,6 +168,9 @@ class ApiPools:
                 concurrency=api.tenant_concurrency,
                 queue=api.tenant_queue,
                 retry_after_s=api.busy_retry_after_s,
+            ),
+            bandwidth=TenantBandwidth(
+                bytes_per_s=api.tenant_bytes_per_s, burst_s=api.tenant_burst_s
             ),
         )
 

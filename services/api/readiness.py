@@ -61,6 +61,7 @@ async def ready_body(deps: ApiDeps, checks: dict[str, bool]) -> dict[str, object
     """``/readyz``'s answer when every check passed: ready, or degraded with its reasons."""
     reasons = await degraded_reasons(deps)
     pools = deps.pools.saturation()
+    shares = {"pools": pools, "bandwidth": deps.pools.bandwidth.saturation()}
     if reasons:
-        return {"status": "degraded", "checks": checks, "reasons": reasons, "pools": pools}
-    return {"status": "ready", "checks": checks, "pools": pools}
+        return {"status": "degraded", "checks": checks, "reasons": reasons, **shares}
+    return {"status": "ready", "checks": checks, **shares}

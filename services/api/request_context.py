@@ -80,7 +80,8 @@ class RequestContext:
     async def _in_turn(
         self, scope: Scope, receive: Receive, send: Send, deps: ApiDeps | None, headers: Headers
     ) -> None:
-        """Run the request in one of its tenant's turns (services/api/tenant_gate.py): API
+        """Run the request in one of its tenant's turns (services/api/tenant_gate.py), its
+        body bytes paced at the tenant's rate (services/api/tenant_bandwidth.py): API
         routes of a known tenant only; the rest (health, metrics, the console's files, a
         request the route will answer 401) run at once."""
         tenant = None
@@ -99,6 +100,7 @@ class RequestContext:
             return
         remember_tenant(scope["state"], tenant)
         keep_turn(scope["state"], give_back)
+        receive, send = deps.pools.bandwidth.wrap(tenant, receive, send)
         try:
             await self.app(scope, receive, send)
         finally:
