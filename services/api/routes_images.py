@@ -2,8 +2,9 @@
 
 Only the bytes the worker stored at ingest are served (``ingest.page_store``), and only for
 an indexed document: nothing is decoded or rendered here, so a GET costs two small blob
-reads whatever the upload was. A refused, failed, unfinished or unknown document, a page
-without an image, and a document indexed before page images were derived (code
+reads whatever the upload was. An expired document (queries drop it at once, the sweep
+deletes it later), a refused, failed, unfinished or unknown document, a page without an
+image, and a document indexed before page images were derived (code
 ``image_not_derived``: upload it again, changed, or delete and re-upload it) are 404s.
 
 Registered before ``routes_documents`` (whose ``GET /{doc_id:path}`` would otherwise take
@@ -12,12 +13,14 @@ Registered before ``routes_documents`` (whose ``GET /{doc_id:path}`` would other
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
 from core.errors import NotFound
+from core.expiry import expired
 from indexing.records import DocStatus, DocumentRecord
 from ingest.page_store import StoredPage, read_manifest
 from services.api.deps import Deps, Tenant, in_thread
@@ -77,11 +80,15 @@ def _manifest_key(doc: DocumentRecord) -> str:
     """The manifest of an indexed document's page images.
 
     Raises:
-        NotFound: deleted (``document_not_found``); not indexed, a record or without page
-            images (``no_image``); indexed before images were stored (``image_not_derived``).
+        NotFound: deleted (``document_not_found``); expired (``document_expired``); not
+            indexed, a record or without page images (``no_image``); indexed before images
+            were stored (``image_not_derived``).
     """
     if doc.status is DocStatus.DELETED:
         raise NotFound(f"document {doc.id!r} does not exist", code="document_not_found")
+    if expired(doc.expires_at, time.time()):
+        # Queries drop it the moment it expires; its image goes with it, not at the sweep.
+        raise NotFound(f"document {doc.id!r} expired", code="document_expired")
     if doc.status is not DocStatus.INDEXED:
         raise NotFound(
             f"document {doc.id!r} is {doc.status.value}: only indexed documents have images",
