@@ -1,10 +1,13 @@
 """Each tenant's share of the API process over the real stack: a tenant past its running
 requests waits in its own line, past its line gets 429 ``tenant_busy``; another tenant is
-answered at once meanwhile (services/api/tenant_gate.py)."""
+answered at once meanwhile (services/api/tenant_gate.py); a tenant's upload past its byte
+rate is paced, not refused, and another tenant is answered at once meanwhile
+(services/api/tenant_bandwidth.py)."""
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +20,8 @@ from tests.services.stack import KEY_B, METRICS_KEY, Stack, running_stack
 
 pytestmark = pytest.mark.slow
 
+MIB = 1024 * 1024
+
 
 @pytest.fixture(scope="module")
 def stack(
@@ -28,6 +33,10 @@ def stack(
         tmp_path_factory.mktemp("gate"),
         SIEVE_API_TENANT_CONCURRENCY="1",
         SIEVE_API_TENANT_QUEUE="1",
+        # The other share, bytes: 1 MiB/s with a quarter of a second of it at once (the
+        # other tests' bodies fit in that burst).
+        SIEVE_API_TENANT_BYTES_PER_S=str(MIB),
+        SIEVE_API_TENANT_BURST_S="0.25",
     ) as s:
         yield s
 
@@ -108,3 +117,31 @@ def test_waiting_for_a_job_gives_the_turn_back(stack: Stack) -> None:
         assert done.status_code == 200, done.text
         assert json.loads(done.text)["job"]["state"] == "completed"
         assert answered >= 2, "no request of the tenant was answered while its upload waited"
+
+
+def test_an_upload_past_the_rate_is_paced_and_another_tenant_is_not(stack: Stack) -> None:
+    with stack.client() as a:
+        assert a.post("/v1/collections", json={"name": "paced"}).status_code == 201
+        before = a.get("/readyz").json()["bandwidth"]
+    assert before["bytes_per_s"] == MIB
+    blob = "application/octet-stream"
+    files = [("files", (f"blob{k}.bin", os.urandom(MIB), blob)) for k in (1, 2)]
+    with ThreadPoolExecutor(1) as pool, stack.client() as a, stack.client(KEY_B) as b:
+        started = time.perf_counter()
+        upload = pool.submit(a.post, "/v1/collections/paced/documents", files=files)
+        time.sleep(0.5)
+        assert not upload.done(), "2 MiB at 1 MiB/s (0.25 s of burst) takes ~1.75 s"
+        b_started = time.perf_counter()
+        assert b.get("/v1/collections").status_code == 200
+        b_took = time.perf_counter() - b_started
+        resp = upload.result(timeout=60)
+        took = time.perf_counter() - started
+    assert resp.status_code == 202, resp.text
+    assert sorted(resp.json()["documents"]) == ["blob1.bin", "blob2.bin"]
+    assert took >= 1.5
+    assert b_took < took / 2  # B's request did not wait for A's bytes
+    with stack.client() as a:
+        after = a.get("/readyz").json()["bandwidth"]
+    assert after["paced"] > before["paced"]
+    assert after["paced_s"] - before["paced_s"] >= 1.0
+    assert after["pacing"] == 0
