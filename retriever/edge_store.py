@@ -294,6 +294,7 @@ class _Slot:
     shard: edge.EdgeShard | None = None
     state: str = "opening"  # "opening" -> "open" -> "closing"
     users: int = 0
+    unflushed: int = 0  # writes since the last flush (with a flush interval only)
 
 
 class EdgeChunkStore:
@@ -301,6 +302,14 @@ class EdgeChunkStore:
 
     ``search_threads`` is each open shard's search pool; at most ``max_open`` shards are
     open at once while idle (one in use is never closed, so more may be open briefly).
+
+    ``flush_interval_s`` 0 flushes every write before it returns. Edge's ``flush()`` holds
+    the interpreter lock ~20 ms (it syncs the shard's files), so in a serving process each
+    write stalls every request for that long. Above 0 a background thread flushes the
+    written shards that often instead (and a shard is flushed before it is closed). A
+    write is in the shard's write-ahead log when it returns, and the log is replayed when
+    the shard is loaded, so a killed process (SIGKILL) loses nothing either way; a power
+    loss or kernel crash may lose the writes of the last interval.
 
     Raises:
         StoreLocked: another process (or another store in this one) owns ``root_dir``.
@@ -312,12 +321,19 @@ class EdgeChunkStore:
         *,
         search_threads: int | None = DEFAULT_SEARCH_THREADS,
         max_open: int = DEFAULT_MAX_OPEN,
+        flush_interval_s: float = 0.0,
     ) -> None:
         if max_open < 1:
             raise ValueError("max_open must be at least 1")
+        if flush_interval_s < 0:
+            raise ValueError("flush_interval_s must not be negative")
         self.root = Path(root_dir).resolve()
         self._search_threads = search_threads
         self._max_open = max_open
+        self._flush_interval_s = flush_interval_s
+        self.flushes = 0  # shard flushes so far (for tests and metrics)
+        self._flusher: threading.Thread | None = None
+        self._stop_flusher = threading.Event()
         self._specs: dict[str, StoreCollectionSpec] = {}
         self._creating: set[str] = set()
         # Least recently used first. Every change of _specs, _creating and _slots (and of
@@ -332,6 +348,11 @@ class EdgeChunkStore:
         except BaseException:
             self.close()
             raise
+        if flush_interval_s > 0:
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="edge-flusher", daemon=True
+            )
+            self._flusher.start()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -427,10 +448,13 @@ class EdgeChunkStore:
     def _close_victims(self, victims: list[tuple[str, _Slot]]) -> None:
         for name, slot in victims:
             try:
-                # Every write flushed before it returned: closing loses nothing. A failed
-                # close must not fail the unrelated request that happened to evict it.
+                # Writes not yet flushed (a flush interval) are flushed first: closing
+                # loses nothing. A failed close must not fail the unrelated request that
+                # happened to evict it.
                 with contextlib.suppress(Exception), _edge_errors(self.root, name):
                     assert slot.shard is not None
+                    if slot.unflushed:
+                        self._flush_shard(slot.shard)
                     slot.shard.close()
             finally:
                 with self._cond:
@@ -515,6 +539,9 @@ class EdgeChunkStore:
     def close(self) -> None:
         """Wait for operations in flight, flush and close every shard and release the
         directory lock (idempotent)."""
+        self._stop_flusher.set()
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join()
         with self._cond:
             if self._closed:
                 return
@@ -527,11 +554,64 @@ class EdgeChunkStore:
             for name, slot in slots.items():
                 if slot.shard is not None:
                     with _edge_errors(self.root, name):
-                        slot.shard.flush()
+                        self._flush_shard(slot.shard)
                         slot.shard.close()
         finally:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
             self._lock_file.close()
+
+    # ------------------------------------------------------------ flushing
+
+    def _flush_shard(self, shard: edge.EdgeShard) -> None:
+        shard.flush()
+        self.flushes += 1
+
+    def _written(self, name: str, shard: edge.EdgeShard) -> None:
+        """After a write: flush now, or leave it to the flusher (``flush_interval_s``)."""
+        if self._flush_interval_s <= 0:
+            self._flush_shard(shard)
+            return
+        with self._cond:
+            self._slots[name].unflushed += 1  # leased by the caller: the slot is there
+
+    def _flush_loop(self) -> None:
+        while not self._stop_flusher.wait(self._flush_interval_s):
+            with contextlib.suppress(Exception):  # a failed flush is retried next time
+                self.flush_written()
+
+    def flush_written(self) -> int:
+        """Flush every open shard written since its last flush; how many were flushed.
+
+        Writes that land while a shard is being flushed stay counted for the next pass.
+        """
+        with self._cond:
+            if self._closed:
+                return 0
+            due = [(n, s) for n, s in self._slots.items() if s.state == "open" and s.unflushed]
+            for _, slot in due:
+                slot.users += 1  # held like a lease: not closed under the flush
+        flushed = 0
+        for index, (name, slot) in enumerate(due):
+            seen = slot.unflushed
+            try:
+                assert slot.shard is not None
+                with _edge_errors(self.root, name):
+                    self._flush_shard(slot.shard)
+                flushed += 1
+                with self._cond:
+                    slot.unflushed -= seen
+            except BaseException:
+                with self._cond:
+                    for _, rest in due[index:]:
+                        rest.users -= 1
+                    self._cond.notify_all()
+                raise
+            with self._cond:
+                slot.users -= 1
+                victims = self._pick_victims()
+                self._cond.notify_all()
+            self._close_victims(victims)
+        return flushed
 
     # ------------------------------------------------------------ writes
 
@@ -544,7 +624,7 @@ class EdgeChunkStore:
             batch = [_edge_point(p) for p in points]
             with _edge_errors(self.root, name):
                 shard.update(edge.UpdateOperation.upsert_points(batch))
-                shard.flush()
+                self._written(name, shard)
 
     def delete_document(self, name: str, document_id: str) -> None:
         """Delete every chunk of one document."""
@@ -558,13 +638,13 @@ class EdgeChunkStore:
                 raise InvalidInput("refusing to delete by an empty filter (it matches every point)")
             with _edge_errors(self.root, name):
                 shard.update(edge.UpdateOperation.delete_points_by_filter(edge_filter))
-                shard.flush()
+                self._written(name, shard)
 
     def optimize(self, name: str) -> None:
         """Build the HNSW index now; blocks and holds the GIL (~40 s at 100k points)."""
         with self._lease(name) as (shard, _), _edge_errors(self.root, name):
             shard.optimize()
-            shard.flush()
+            self._flush_shard(shard)
 
     # ------------------------------------------------------------ reads
 

@@ -65,6 +65,7 @@ def open_sync_store(settings: StoreSettings) -> ChunkStore:
             settings.path,
             search_threads=settings.search_threads,
             max_open=settings.max_open_collections,
+            flush_interval_s=settings.flush_interval_s,
         )
     return QdrantChunkStore(
         QdrantClient(
