@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
+
+if TYPE_CHECKING:
+    from services.cli.supervisor import StopSignal
 
 __all__ = ["register"]
 
@@ -89,7 +91,7 @@ def up(
     raise typer.Exit(code=code)
 
 
-def _load_sample(api: str, stopping: threading.Event) -> None:
+def _load_sample(api: str, stopping: StopSignal) -> None:
     """On a first run (no collections yet), load the bundled sample collection."""
     with httpx.Client(base_url=api, timeout=60) as client:
         resp = client.get("/v1/collections")

@@ -23,7 +23,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +35,45 @@ from core.net import free_port, port_taken
 from core.settings import RedisSettings
 from services.parent_death import parent_death_hook
 
-__all__ = ["StartInterrupted", "Supervisor", "UpConfig"]
+__all__ = ["StartInterrupted", "StopSignal", "Supervisor", "UpConfig"]
+
+_STOP_POLL_S = 0.05
+
+
+class StopSignal:
+    """The supervisor's stop flag, which a signal handler may set.
+
+    ``threading.Event.set`` takes the event's lock. A handler runs in the main thread
+    between two bytecodes, also while that thread holds that very lock (inside
+    ``Event.wait``, or inside the ``set`` of the handler a first signal started), and then
+    waits on it for ever: under ``make run`` a stop delivers SIGTERM twice (the process
+    group's and make's own), and ``sieve up`` hung that way, the second handler blocked
+    in the first one's ``set`` (a CI run's stack dump). Here ``set`` is one assignment and
+    ``wait`` sleeps in short slices, so no lock is ever taken; a stop is seen within
+    ``_STOP_POLL_S``.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        """Ask to stop (from any thread or signal handler)."""
+        self._set = True
+
+    def is_set(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until a stop is asked for or ``timeout`` passed; whether it was asked."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._set:
+            left = _STOP_POLL_S if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(_STOP_POLL_S, left))
+        return self._set
+
 
 log = logging.getLogger("sieve.up")
 
@@ -94,7 +131,7 @@ class Supervisor:
     echo: Callable[[str], None] = print
     children: list[_Child] = field(default_factory=list)
     redis_port: int = 0
-    stopping: threading.Event = field(default_factory=threading.Event)
+    stopping: StopSignal = field(default_factory=StopSignal)
 
     @property
     def bin_dir(self) -> Path:
