@@ -46,9 +46,10 @@ class StopSignal:
     ``threading.Event.set`` takes the event's lock. A handler runs in the main thread
     between two bytecodes, also while that thread holds that very lock (inside
     ``Event.wait``, or inside the ``set`` of the handler a first signal started), and then
-    waits on it for ever: under ``make run`` a stop delivers SIGTERM twice (the process
-    group's and make's own), and ``sieve up`` hung that way, the second handler blocked
-    in the first one's ``set`` (a CI run's stack dump). Here ``set`` is one assignment and
+    waits on it for ever. ``sieve up`` under ``make run`` hung that way on a stop: two
+    signals came in quick succession (the group's SIGTERM and, it seems, one from make),
+    and a CI run's stack dump showed the second handler blocked inside the first one's
+    ``set``. Here ``set`` is one assignment and
     ``wait`` sleeps in short slices, so no lock is ever taken; a stop is seen within
     ``_STOP_POLL_S``.
     """
