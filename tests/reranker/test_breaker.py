@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reranker.breaker import BreakerState, CircuitBreaker
+from tests.clocks import FakeClock
 
 
 def _state(breaker: CircuitBreaker) -> BreakerState:
@@ -13,18 +14,8 @@ def _state(breaker: CircuitBreaker) -> BreakerState:
     return breaker.state
 
 
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_opens_after_consecutive_failures_only() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     breaker = CircuitBreaker(failure_threshold=3, reset_timeout_s=10, clock=clock)
     breaker.record_failure()
     breaker.record_failure()
@@ -40,7 +31,7 @@ def test_opens_after_consecutive_failures_only() -> None:
 
 
 def test_half_open_lets_one_probe_through_and_success_closes() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     breaker = CircuitBreaker(failure_threshold=1, reset_timeout_s=10, clock=clock)
     breaker.record_failure()
     clock.now += 9.9
@@ -55,7 +46,7 @@ def test_half_open_lets_one_probe_through_and_success_closes() -> None:
 
 
 def test_a_failed_probe_reopens_for_a_full_cool_down() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     breaker = CircuitBreaker(failure_threshold=2, reset_timeout_s=10, clock=clock)
     breaker.record_failure()
     breaker.record_failure()
@@ -70,7 +61,7 @@ def test_a_failed_probe_reopens_for_a_full_cool_down() -> None:
 
 
 def test_a_probe_without_verdict_is_released() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     breaker = CircuitBreaker(failure_threshold=1, reset_timeout_s=1, clock=clock)
     breaker.record_failure()
     clock.now += 1

@@ -24,6 +24,7 @@ from reranker.budget import PairBudget, estimate_tokens
 from reranker.codes import RerankErrorCode
 from reranker.documents import RerankDocument
 from reranker.rerank_client import HttpReranker, RerankResult
+from tests.clocks import FakeClock
 from tests.reranker.peers import (
     DOCUMENTS,
     EXPECTED_ORDER,
@@ -323,14 +324,6 @@ async def test_total_timeout_bounds_the_whole_call() -> None:
 
 
 # ---------------------------------------------------------------- circuit breaker
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_breaker_opens_fails_fast_and_recovers_half_open() -> None:

@@ -8,20 +8,13 @@ import pytest
 from starlette.types import Message
 
 from services.api.tenant_bandwidth import TenantBandwidth
+from tests.clocks import FakeClock
 
 MIB = 1024 * 1024
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_burst_is_free_then_bytes_wait_at_the_rate() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     bw = TenantBandwidth(bytes_per_s=MIB, burst_s=1.0, clock=clock)
     assert bw.delay("a", MIB) == 0.0  # one second of bytes: the burst
     assert bw.delay("a", MIB // 2) == pytest.approx(0.5)
@@ -34,7 +27,7 @@ def test_a_burst_is_free_then_bytes_wait_at_the_rate() -> None:
 
 
 def test_an_idle_tenant_starts_again_with_its_burst() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     bw = TenantBandwidth(bytes_per_s=MIB, burst_s=0.5, clock=clock)
     assert bw.delay("a", 2 * MIB) == pytest.approx(1.5)
     clock.now += 10
@@ -49,7 +42,7 @@ def test_zero_is_no_bound() -> None:
 
 
 def test_paid_up_accounts_are_forgotten() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     bw = TenantBandwidth(bytes_per_s=MIB, burst_s=1.0, clock=clock)
     for n in range(200):
         bw.delay(f"t{n}", 10)
