@@ -392,10 +392,16 @@ class EdgeChunkStore:
         try:
             yield slot.shard, spec
         finally:
-            with self._cond:
-                slot.users -= 1
-                victims = self._pick_victims()
-            self._close_victims(victims)
+            self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        """A lease ends: wake whoever waits for the shard to be idle (a drop, ``close``),
+        then close what is now past ``max_open``."""
+        with self._cond:
+            slot.users -= 1
+            victims = self._pick_victims()
+            self._cond.notify_all()
+        self._close_victims(victims)
 
     def _acquire(self, name: str) -> tuple[_Slot, StoreCollectionSpec, bool]:
         with self._cond:
@@ -601,16 +607,10 @@ class EdgeChunkStore:
                 with self._cond:
                     slot.unflushed -= seen
             except BaseException:
-                with self._cond:
-                    for _, rest in due[index:]:
-                        rest.users -= 1
-                    self._cond.notify_all()
+                for _, rest in due[index:]:
+                    self._release(rest)
                 raise
-            with self._cond:
-                slot.users -= 1
-                victims = self._pick_victims()
-                self._cond.notify_all()
-            self._close_victims(victims)
+            self._release(slot)
         return flushed
 
     # ------------------------------------------------------------ writes

@@ -87,3 +87,34 @@ def test_eviction_and_drop_never_close_a_shard_in_use(tmp_path: Path) -> None:
     finally:
         stop.set()
         store.close()
+
+
+def test_a_drop_waiting_for_a_shard_in_use_goes_on_when_the_use_ends(tmp_path: Path) -> None:
+    # The end of a lease woke nobody: a drop that waited for the shard to be idle slept
+    # until some unrelated open or close happened to notify.
+    store = EdgeChunkStore(tmp_path, search_threads=1)
+    try:
+        store.create_collection(_spec(0))
+        store.upsert("c0", corpus_points("c0"))
+        in_use, finish, dropped = threading.Event(), threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store._lease("c0"):
+                in_use.set()
+                finish.wait(30)
+
+        def drop() -> None:
+            store.drop_collection("c0")
+            dropped.set()
+
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        assert in_use.wait(30)
+        threading.Thread(target=drop, daemon=True).start()
+        assert not dropped.wait(0.2), "the drop must wait for the shard in use"
+        finish.set()
+        holder.join(30)
+        assert dropped.wait(5), "the drop did not go on when the use ended"
+        assert not store.collection_exists("c0")
+    finally:
+        store.close()
