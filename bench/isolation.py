@@ -280,12 +280,17 @@ def a_mix(
 # ---------------------------------------------------------------- the run
 
 
+def pooled(windows: list[Samples], kind: str) -> list[float]:
+    """One kind's latencies over several windows (the alone windows, together)."""
+    return [ms for s in windows for ms in s.latency_ms.get(kind, [])]
+
+
 def stage_rows(alone: list[Samples], loaded: Samples) -> list[dict[str, Any]]:
     """Where B's query time goes: the engine's stages (embed, recall, its total) and the
     client's whole request, p50 alone and with A's whole mix."""
     rows = []
     for kind in [*(f"query.{stage}" for stage in STAGES), "query"]:
-        base = [ms for s in alone for ms in s.latency_ms.get(kind, [])]
+        base = pooled(alone, kind)
         under = loaded.latency_ms.get(kind, [])
         if base and under:
             rows.append({"kind": kind, "alone_p50": pct(base, 50), "loaded_p50": pct(under, 50)})
@@ -302,7 +307,7 @@ def summarize(alone: list[Samples], loaded: Samples) -> list[dict[str, Any]]:
     """Per B request kind: p50/p99 alone (both windows) and under A, and the ratios."""
     rows = []
     for kind in ("query", "list"):
-        base = [ms for s in alone for ms in s.latency_ms.get(kind, [])]
+        base = pooled(alone, kind)
         under = loaded.latency_ms.get(kind, [])
         row: dict[str, Any] = {"kind": kind, "n_alone": len(base), "n_loaded": len(under)}
         for q in (50, 99):
