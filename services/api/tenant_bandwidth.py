@@ -55,7 +55,9 @@ class TenantBandwidth:
         if self.bytes_per_s <= 0 or n <= 0:
             return 0.0
         now = self._clock()
-        account = self._accounts.setdefault(tenant, _Account())
+        account = self._accounts.get(tenant)
+        if account is None:
+            account = self._accounts[tenant] = _Account()
         account.paid_until = max(account.paid_until, now) + n / self.bytes_per_s
         self._forget_idle(now)
         return max(0.0, account.paid_until - now - self.burst_s)
