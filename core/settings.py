@@ -160,10 +160,10 @@ class StoreSettings(BaseSettings):
     # takes ~40 ms). README, "Resource bounds".
     search_threads: Annotated[int, Field(ge=1, le=8)] = 2
     max_open_collections: Annotated[int, Field(ge=1, le=1024)] = 16
-    # Edge: 0 flushes each write before it returns; above 0, written shards are flushed
-    # this often by a background thread (a flush holds the interpreter lock ~20 ms; a
-    # killed process loses nothing either way, a power loss up to this many seconds).
-    flush_interval_s: Annotated[float, Field(ge=0, le=60)] = 0.0
+    # Edge: 0 flushes each write before it returns (a flush holds the interpreter lock
+    # ~20 ms and more); above 0, a write returns once the write-ahead log is fsynced, and
+    # a background thread flushes the written shards this often (Qdrant server's default).
+    flush_interval_s: Annotated[float, Field(ge=0, le=60)] = 5.0
 
     @field_validator("api_key")
     @classmethod

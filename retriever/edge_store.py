@@ -73,14 +73,18 @@ __all__ = ["EdgeChunkStore"]
 
 _SPEC_FILE = "collection.json"
 _SHARD_DIR = "shard"
+_WAL_DIR = "wal"  # Edge's write-ahead log, inside the shard directory
 _LOCK_FILE = ".sieve-store.lock"
 _TMP_PREFIX = ".tmp-"  # collection names start with [A-Za-z0-9]: no clash possible
 _SCROLL_PAGE = 1024
 _SHARD_FILES_SCRIPT = str(Path(__file__).with_name("edge_shard_files.py"))
 _CREATE_TIMEOUT_S = 120.0
-# Library defaults agree with StoreSettings (SIEVE_QDRANT_SEARCH_THREADS, ..._MAX_OPEN_COLLECTIONS).
+# Library defaults agree with StoreSettings (SIEVE_QDRANT_SEARCH_THREADS, ..._MAX_OPEN_COLLECTIONS,
+# ..._FLUSH_INTERVAL_S).
 DEFAULT_SEARCH_THREADS = 2
 DEFAULT_MAX_OPEN = 16
+# Qdrant server's own default (``flush_interval_sec``); SIEVE_QDRANT_FLUSH_INTERVAL_S.
+DEFAULT_FLUSH_INTERVAL_S = 5.0
 
 
 def _locked_message(root: Path) -> str:
@@ -89,6 +93,15 @@ def _locked_message(root: Path) -> str:
         "this one): only one process may own the embedded store's data directory. Stop "
         "the other owner, or point this process at a different SIEVE_QDRANT_PATH."
     )
+
+
+def _fsync_path(path: str) -> None:
+    """``fsync`` one file or directory by path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -304,12 +317,13 @@ class EdgeChunkStore:
     open at once while idle (one in use is never closed, so more may be open briefly).
 
     ``flush_interval_s`` 0 flushes every write before it returns. Edge's ``flush()`` holds
-    the interpreter lock ~20 ms (it syncs the shard's files), so in a serving process each
-    write stalls every request for that long. Above 0 a background thread flushes the
-    written shards that often instead (and a shard is flushed before it is closed). A
-    write is in the shard's write-ahead log when it returns, and the log is replayed when
-    the shard is loaded, so a killed process (SIGKILL) loses nothing either way; a power
-    loss or kernel crash may lose the writes of the last interval.
+    the interpreter lock ~20 ms (it syncs every segment file of the shard), so in a
+    serving process each write stalls every request for that long. Above 0 a write
+    returns once the shard's write-ahead log is on disk (:meth:`_sync_wal`: ``fsync`` of
+    the log's files, which does not hold the interpreter lock), and a background thread
+    flushes the written shards that often (and a shard is flushed before it is closed).
+    Edge replays the log when it loads a shard, so a written point survives a killed
+    process and a power loss either way.
 
     Raises:
         StoreLocked: another process (or another store in this one) owns ``root_dir``.
@@ -321,7 +335,7 @@ class EdgeChunkStore:
         *,
         search_threads: int | None = DEFAULT_SEARCH_THREADS,
         max_open: int = DEFAULT_MAX_OPEN,
-        flush_interval_s: float = 0.0,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
     ) -> None:
         if max_open < 1:
             raise ValueError("max_open must be at least 1")
@@ -332,6 +346,7 @@ class EdgeChunkStore:
         self._max_open = max_open
         self._flush_interval_s = flush_interval_s
         self.flushes = 0  # shard flushes so far (for tests and metrics)
+        self.wal_syncs = 0  # write-ahead log syncs so far (with a flush interval)
         self._flusher: threading.Thread | None = None
         self._stop_flusher = threading.Event()
         self._specs: dict[str, StoreCollectionSpec] = {}
@@ -573,12 +588,38 @@ class EdgeChunkStore:
         self.flushes += 1
 
     def _written(self, name: str, shard: edge.EdgeShard) -> None:
-        """After a write: flush now, or leave it to the flusher (``flush_interval_s``)."""
+        """After a write: flush now, or sync the write-ahead log and leave the flush to
+        the flusher (``flush_interval_s``)."""
         if self._flush_interval_s <= 0:
             self._flush_shard(shard)
             return
+        self._sync_wal(name)
         with self._cond:
             self._slots[name].unflushed += 1  # leased by the caller: the slot is there
+
+    def _sync_wal(self, name: str) -> None:
+        """Put the shard's write-ahead log on disk: ``fsync`` of each file in it, then of
+        the directory (a segment the log just created or renamed).
+
+        Edge's ``update()`` writes the log through a shared memory map and syncs nothing
+        (strace: no ``fsync``/``msync`` until ``flush()``, whose first ``msync`` is the
+        log's). On Linux ``fsync`` of a file writes back the pages dirtied through a map
+        too, and ``os.fsync`` lets other threads run while the disk works.
+        """
+        wal = self.root / name / _SHARD_DIR / _WAL_DIR
+        for _ in range(3):  # the log renames a segment it closes: list again if one moved
+            try:
+                for entry in sorted(os.scandir(wal), key=lambda e: e.name):
+                    if entry.is_file(follow_symlinks=False):
+                        _fsync_path(entry.path)
+                _fsync_path(str(wal))
+            except FileNotFoundError:
+                continue
+            self.wal_syncs += 1
+            return
+        raise UpstreamUnavailable(
+            f"collection {name!r}: the embedded store's write-ahead log kept moving"
+        )
 
     def _flush_loop(self) -> None:
         while not self._stop_flusher.wait(self._flush_interval_s):
