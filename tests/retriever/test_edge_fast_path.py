@@ -50,15 +50,18 @@ def test_fast_path_matches_fuse_legs(seed: int, mode: QueryMode) -> None:
         weights=FusionWeights(dense=rng.choice([1.0, 2.0]), sparse=1.0),
     )
     if mode is QueryMode.DENSE:
-        fast = edge_store._one_leg_hits(dense, "dense", query.limit)  # type: ignore[arg-type]
+        rows = edge_store._one_leg_rows(dense, "dense", query.limit)  # type: ignore[arg-type]
         results = [dense]
     elif mode is QueryMode.SPARSE:
-        fast = edge_store._one_leg_hits(sparse, "sparse", query.limit)  # type: ignore[arg-type]
+        rows = edge_store._one_leg_rows(sparse, "sparse", query.limit)  # type: ignore[arg-type]
         results = [sparse]
     else:
-        fast = edge_store._hybrid_hits(dense, sparse, query)  # type: ignore[arg-type]
+        rows = edge_store._hybrid_rows(dense, sparse, query)  # type: ignore[arg-type]
         results = [dense, sparse]
-    reference = edge_store._generic_hits(query, results)  # type: ignore[arg-type]
+    records = [p for leg in results for p in leg]  # the payloads, read by id
+    fast = edge_store._with_payloads(rows, records)  # type: ignore[arg-type]
+    generic = edge_store._generic_rows(query, results)  # type: ignore[arg-type]
+    reference = edge_store._with_payloads(generic, records)  # type: ignore[arg-type]
     assert _dump(fast) == _dump(reference)
     assert [h.scores.model_fields_set for h in fast] == [
         h.scores.model_fields_set for h in reference
@@ -68,3 +71,16 @@ def test_fast_path_matches_fuse_legs(seed: int, mode: QueryMode) -> None:
 def test_ids_that_are_not_uuids_have_no_fast_path() -> None:
     with pytest.raises(AttributeError):
         edge_store._ranked([_Point(7, 1.0, {})])  # type: ignore[list-item]
+
+
+def test_a_hit_whose_point_is_gone_when_payloads_are_read_is_left_out() -> None:
+    # The legs run without payloads; a point deleted before the fused hits' payloads are
+    # read has none, and is not answered with an empty one.
+    rng = random.Random(3)
+    ids = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(5)]
+    dense = _leg(rng, ids, 5)
+    rows = edge_store._one_leg_rows(dense, "dense", 5)  # type: ignore[arg-type]
+    gone = rows[1][0]
+    kept = edge_store._with_payloads(rows, [p for p in dense if p.id != gone])  # type: ignore[misc]
+    assert [h.id for h in kept] == [str(r[0]) for r in rows if r[0] != gone]
+    assert [h.scores.dense_rank for h in kept] == [1, 3, 4, 5]
