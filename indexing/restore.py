@@ -60,7 +60,7 @@ __all__ = ["RestoreResult", "clear_abandoned_restores", "restore_bundle"]
 
 log = logging.getLogger("sieve.indexing")
 
-# Points per upsert: Edge writes ~10k points/s and flushes once per call.
+# Points per upsert: Edge writes ~10k points/s, and syncs its write-ahead log once per call.
 _UPSERT_BATCH = 512
 _DOC_BATCH = 500
 
