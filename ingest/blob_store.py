@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from core.errors import NotFound
+from core.files import fsync_path
 from core.ids import content_sha256
 
 __all__ = ["BlobStaging", "BlobStore", "LocalBlobStore", "blob_key"]
@@ -31,15 +32,6 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 
 _SYNCFS = _load_syncfs()
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable too."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _syncfs(root: Path) -> bool:
@@ -170,7 +162,7 @@ class LocalBlobStore:
         self._pin([key])
         fresh = self._write(key, data, sync=True)
         if fresh:
-            _fsync_dir(self._path(key).parent)
+            fsync_path(self._path(key).parent)
         return key
 
     def put_many(self, datas: Sequence[bytes]) -> list[str]:
@@ -291,7 +283,7 @@ class _LocalStaging:
                     with path.open("rb") as fh:
                         os.fsync(fh.fileno())
             for parent in moved:
-                _fsync_dir(parent)
+                fsync_path(parent)
         self._refs.clear()
         self.discard()
 

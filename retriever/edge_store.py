@@ -37,6 +37,7 @@ from core.errors import (
     StoreLocked,
     UpstreamUnavailable,
 )
+from core.files import fsync_path
 from core.types import (
     ChunkFilter,
     ChunkPoint,
@@ -92,15 +93,6 @@ def _locked_message(root: Path) -> str:
         "this one): only one process may own the embedded store's data directory. Stop "
         "the other owner, or point this process at a different SIEVE_QDRANT_PATH."
     )
-
-
-def _fsync_path(path: str) -> None:
-    """``fsync`` one file or directory by path."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -622,8 +614,8 @@ class EdgeChunkStore:
             try:
                 for entry in sorted(os.scandir(wal), key=lambda e: e.name):
                     if entry.is_file(follow_symlinks=False):
-                        _fsync_path(entry.path)
-                _fsync_path(str(wal))
+                        fsync_path(entry.path)
+                fsync_path(str(wal))
             except FileNotFoundError:
                 continue
             self.wal_syncs += 1
