@@ -146,8 +146,13 @@ class StorageSampler(PeriodicSampler):
         return {n: statistics.mean(s[n] for s in picked if n in s) for n in names}
 
     def close(self) -> None:
-        """Close the Redis connection."""
+        """Close the Redis connection (idempotent)."""
         self._redis.close()
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop sampling and close the connection: a sampler is used for one window."""
+        super().__exit__(*exc)
+        self.close()
 
 
 @dataclass
