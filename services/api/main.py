@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
@@ -87,8 +88,10 @@ class StoreWritesConsumer:
     def start(self) -> None:
         """Start consuming in a daemon thread."""
         from celery.worker import WorkController  # noqa: PLC0415 - heavy, only here
+        from celery.worker import state as worker_state  # noqa: PLC0415
 
         set_store_owner(self._owner)
+        worker_state.should_stop = None  # a consumer started again after a stop in this process
         self._worker = WorkController(
             app=self._app,
             pool_cls="threads",
@@ -106,6 +109,12 @@ class StoreWritesConsumer:
     def stop(self) -> None:
         """Stop after the task in hand (late acks: an unfinished one is redelivered)."""
         if self._worker is not None:
+            from celery.worker import state as worker_state  # noqa: PLC0415
+
+            # What Celery's own SIGTERM handler sets. Its consumer checks it between broker
+            # reconnect attempts too: with Redis gone, ``stop`` alone waited out a backoff
+            # of up to 100 retries, and the API took 30 s (the join below) to exit.
+            worker_state.should_stop = os.EX_OK  # type: ignore[assignment]  # stubs: None only
             try:
                 self._worker.stop(in_sighandler=False)
             except Exception as exc:  # noqa: BLE001 - shutdown goes on: the store must close

@@ -232,7 +232,8 @@ def proc_stack(hub_url: str, root: Path, **extra_env: str) -> Iterator[ProcStack
             handle.start_worker()
             yield handle
         finally:
-            for name in list(handle.procs):
+            # Redis last: the API and the workers stop through it.
+            for name in sorted(handle.procs, key=lambda n: n == "redis"):
                 proc = handle.procs[name]
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGCONT)
