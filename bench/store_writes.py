@@ -1,6 +1,7 @@
 """What a store write costs everyone else in the store-owning process (the API, embedded).
 
-    .venv/bin/python -m bench.store_writes [--points 5000] [--seconds 10] [--intervals 0,5] [--json]
+    .venv/bin/python -m bench.store_writes [--points 5000] [--seconds 10] [--intervals 0,5]
+                                           [--reps 20] [--json]
 
 One process, one ``EdgeChunkStore`` holding ``--points`` synthetic chunks (384-d vectors,
 BM25 text, ``bench.store``'s data) in a collection that is only read, and a second one that
@@ -16,6 +17,9 @@ Once per ``--intervals`` value, in the same run: ``flush_interval_s=0`` is Edge'
 fsynced and the written collection flushed that often (5 s, the default).
 The table gives the writes' latency, the ticker's lateness, the queries' latency, and the
 ratio of each to the no-writes baseline measured first, in the same run.
+
+A second table takes a collection's operations one at a time (``lifecycle``): each one's
+latency and the longest the ticker was kept waiting meanwhile, against an idle floor.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +94,9 @@ def window(
     return out
 
 
-def run(points: int, seconds: float, intervals: list[float]) -> dict[str, Any]:
-    """The baseline and each flush interval, each on a store of its own, same data."""
+def run(points: int, seconds: float, intervals: list[float], reps: int = 20) -> dict[str, Any]:
+    """The baseline and each flush interval, each on a store of its own, same data; then
+    ``reps`` rounds of a collection's life (``lifecycle``)."""
     data = make_data(points, 200, seed=7)
     rows: dict[str, dict[str, list[float]]] = {}
     for interval in intervals:
@@ -110,11 +116,66 @@ def run(points: int, seconds: float, intervals: list[float]) -> dict[str, Any]:
                 store.close()
     return {
         "rows": rows,
+        "lifecycle": lifecycle(data, reps) if reps else {},
+        "reps": reps,
         "points": points,
         "seconds": seconds,
         "code": code_state(),
         "machine": machine_note(),
     }
+
+
+LIFECYCLE_OPS = ("idle", "create", "first write", "write", "query", "flush", "drop")
+
+
+def lifecycle(data: Data, reps: int) -> dict[str, dict[str, list[float]]]:
+    """Per collection operation: its latency and how late the ticker woke during it (the
+    longest interpreter-lock hold another thread saw), ``reps`` times each, one at a time.
+
+    A collection's life as one tenant churning collections drives it: create (Edge's files
+    are made in a child process), the first write (which opens the shard in this one),
+    another write, a query, the background flush of what was written, the drop. "idle"
+    is the floor: the ticker over a sleep of the same length, nothing else running.
+    """
+    late: list[float] = []
+    out: dict[str, dict[str, list[float]]] = {op: {"op": [], "late": []} for op in LIFECYCLE_OPS}
+    stop = threading.Event()
+
+    def tick() -> None:
+        start = time.perf_counter()
+        time.sleep(TICK_S)
+        late.append((time.perf_counter() - start - TICK_S) * 1000)
+
+    def timed(op: str, call: Callable[[], object]) -> None:
+        time.sleep(0.01)  # the last operation's tail is over
+        late.clear()
+        start = time.perf_counter()
+        call()
+        out[op]["op"].append((time.perf_counter() - start) * 1000)
+        time.sleep(0.002)  # the ticker wakes once more after the operation
+        out[op]["late"].append(max(late, default=0.0))
+
+    batch = data.points[:DOC_CHUNKS]
+    with tempfile.TemporaryDirectory(prefix="sieve-bench-lifecycle-") as tmp:
+        # The API's own settings: 1 search thread, the default flush interval.
+        store = EdgeChunkStore(Path(tmp), search_threads=1)
+        ticker = _until(stop, tick)
+        try:
+            for n in range(reps):
+                name = f"churn{n}"
+                spec = StoreCollectionSpec(name=name, dense_size=DIM)
+                timed("idle", partial(time.sleep, 0.03))
+                timed("create", partial(store.create_collection, spec))
+                timed("first write", partial(store.upsert, name, batch))
+                timed("write", partial(store.upsert, name, batch))
+                timed("query", partial(store.query, name, data.queries[n % len(data.queries)]))
+                timed("flush", store.flush_written)
+                timed("drop", partial(store.drop_collection, name))
+        finally:
+            stop.set()
+            ticker.join()
+            store.close()
+    return out
 
 
 def _ms(samples: list[float], q: int) -> str:
@@ -146,7 +207,15 @@ def render(out: dict[str, Any]) -> str:
         f"{out['machine']}; {out['code']}; {out['points']} points read, "
         f"{out['seconds']:.0f} s windows\n"
     )
-    return note + "\n" + markdown_table(header, table)
+    text = note + "\n" + markdown_table(header, table)
+    if out.get("lifecycle"):
+        rows = [
+            [op, _ms(r["op"], 50), _ms(r["late"], 50), f"{max(r['late']):.1f}"]
+            for op, r in out["lifecycle"].items()
+        ]
+        head = ["collection operation", "op p50 ms", "ticker late p50 ms", "late max ms"]
+        text += f"\n\nOne at a time, {out['reps']} of each:\n\n" + markdown_table(head, rows)
+    return text
 
 
 def main() -> None:
@@ -155,9 +224,11 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--intervals", default=f"0,{DEFAULT_FLUSH_INTERVAL_S:g}")
+    parser.add_argument("--reps", type=int, default=20, help="rounds of a collection's life")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    out = run(args.points, args.seconds, [float(x) for x in args.intervals.split(",")])
+    intervals = [float(x) for x in args.intervals.split(",")]
+    out = run(args.points, args.seconds, intervals, args.reps)
     print(json.dumps(out) if args.json else render(out))
 
 
