@@ -14,6 +14,7 @@ import io
 import tarfile
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -24,12 +25,12 @@ import zstandard
 from core.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from core.types import ChunkPoint, HybridQuery, QueryMode, SparseVec, StoreCollectionSpec
 from indexing.accept import UploadItem, accept
-from indexing.bundle import BundleModels, open_bundle
+from indexing.bundle import BundleContents, BundleModels, open_bundle
 from indexing.changes import delete_document
 from indexing.feedback import FeedbackStore, Judgment
 from indexing.query_log import QueryLogConfig
 from indexing.records import CollectionRecord, DocStatus
-from indexing.restore import clear_abandoned_restores, restore_bundle
+from indexing.restore import RestoreResult, clear_abandoned_restores, restore_bundle
 from indexing.snapshot import take_snapshot
 from indexing.state_store import StateStore, TenantQuota
 from ingest.blob_store import LocalBlobStore
@@ -141,6 +142,23 @@ def _answers(store: ChunkStore, name: str) -> list[list[tuple[str, float]]]:
 def _serves(models: BundleModels) -> None:
     if models.dense_model != "m":
         raise InvalidInput(f"model {models.dense_model!r} is not served", code="models_not_served")
+
+
+def _restorer(
+    bundle: BundleContents, state: StateStore, store: ChunkStore, blobs: LocalBlobStore
+) -> partial[RestoreResult]:
+    """``restore_bundle`` of ``bundle`` for the tenant, models served, no feedback store:
+    each test passes the name and what it varies."""
+    return partial(
+        restore_bundle,
+        bundle,
+        tenant=TENANT,
+        state=state,
+        store=store,
+        blobs=blobs,
+        feedback=None,
+        check_models=_serves,
+    )
 
 
 def _snapshot(state: StateStore, store: ChunkStore, root: Path, feedback: FeedbackStore) -> Path:
@@ -258,35 +276,21 @@ def test_unserved_models_are_refused_and_a_failed_restore_leaves_nothing(
         _snapshot(state, store, root, FeedbackStore(state.raw())), root, max_expanded_bytes=1 << 30
     )
     blobs = LocalBlobStore(root / "blobs")
+    restore = _restorer(bundle, state, store, blobs)
     try:
 
         def serves_nothing(models: BundleModels) -> None:
             raise InvalidInput("not served", code="models_not_served")
 
         with pytest.raises(InvalidInput):
-            restore_bundle(
-                bundle,
-                tenant=TENANT,
+            restore(
                 name="x",
-                state=state,
-                store=store,
-                blobs=blobs,
-                feedback=None,
                 check_models=serves_nothing,
             )
         assert state.find_collection(TENANT, "x") is None
         # The name of an existing collection is refused, and that collection is untouched.
         with pytest.raises(Conflict):
-            restore_bundle(
-                bundle,
-                tenant=TENANT,
-                name=COLL,
-                state=state,
-                store=store,
-                blobs=blobs,
-                feedback=None,
-                check_models=_serves,
-            )
+            restore(name=COLL)
         assert state.document_counts(TENANT, COLL) == {"indexed": len(DOCS)}
         stores_before = set(_store_names(store))
 
@@ -294,15 +298,8 @@ def test_unserved_models_are_refused_and_a_failed_restore_leaves_nothing(
             raise RuntimeError("killed mid-restore")
 
         with pytest.raises(RuntimeError):
-            restore_bundle(
-                bundle,
-                tenant=TENANT,
+            restore(
                 name="half",
-                state=state,
-                store=store,
-                blobs=blobs,
-                feedback=None,
-                check_models=_serves,
                 after_points=die,
             )
         with pytest.raises(NotFound):
@@ -310,16 +307,7 @@ def test_unserved_models_are_refused_and_a_failed_restore_leaves_nothing(
         assert state.list_documents(TENANT, "half") == ([], 0)
         assert _store_names(store) == stores_before
         # The name is free again: the same restore then succeeds.
-        restore_bundle(
-            bundle,
-            tenant=TENANT,
-            name="half",
-            state=state,
-            store=store,
-            blobs=blobs,
-            feedback=None,
-            check_models=_serves,
-        )
+        restore(name="half")
         assert state.document_counts(TENANT, "half") == {"indexed": len(DOCS)}
     finally:
         bundle.close()
@@ -406,6 +394,7 @@ def test_a_restore_past_a_quota_is_refused_before_anything_is_written(
     )
     held = sum(d.size for d in state.list_documents(TENANT, COLL, limit=100)[0])
     blobs = LocalBlobStore(root / "restored-blobs")
+    restore = _restorer(bundle, state, store, blobs)
     try:
         before, stores = _redis_dump(state), _store_names(store)
         refusals = {
@@ -415,15 +404,8 @@ def test_a_restore_past_a_quota_is_refused_before_anything_is_written(
         }
         for quota, bound in refusals.items():
             with pytest.raises(QuotaExceeded) as err:
-                restore_bundle(
-                    bundle,
-                    tenant=TENANT,
+                restore(
                     name="copy",
-                    state=state,
-                    store=store,
-                    blobs=blobs,
-                    feedback=None,
-                    check_models=_serves,
                     **bound,  # type: ignore[arg-type]
                 )
             assert err.value.quota == quota
@@ -432,15 +414,8 @@ def test_a_restore_past_a_quota_is_refused_before_anything_is_written(
             assert _store_names(store) == stores
             assert list(blobs.keys()) == []
         # At the quota exactly, it fits.
-        restore_bundle(
-            bundle,
-            tenant=TENANT,
+        restore(
             name="copy",
-            state=state,
-            store=store,
-            blobs=blobs,
-            feedback=None,
-            check_models=_serves,
             max_collections=2,
             quota=TenantQuota(documents=2 * len(DOCS), stored_bytes=2 * held),
         )
@@ -459,6 +434,7 @@ def test_a_quota_taken_while_the_restore_runs_is_refused_at_its_commit(
     bundle = open_bundle(
         _snapshot(state, store, root, FeedbackStore(state.raw())), root, max_expanded_bytes=1 << 30
     )
+    restore = _restorer(bundle, state, store, blobs)
     stores = _store_names(store)
 
     def upload_meanwhile() -> None:
@@ -467,15 +443,8 @@ def test_a_quota_taken_while_the_restore_runs_is_refused_at_its_commit(
 
     try:
         with pytest.raises(QuotaExceeded) as err:
-            restore_bundle(
-                bundle,
-                tenant=TENANT,
+            restore(
                 name="copy",
-                state=state,
-                store=store,
-                blobs=blobs,
-                feedback=None,
-                check_models=_serves,
                 quota=TenantQuota(documents=2 * len(DOCS)),
                 after_points=upload_meanwhile,
             )
@@ -498,6 +467,7 @@ def test_a_restore_whose_process_died_is_removed_once_its_owner_expired(
         _snapshot(state, store, root, FeedbackStore(state.raw())), root, max_expanded_bytes=1 << 30
     )
     blobs = LocalBlobStore(root / "blobs")
+    restore = _restorer(bundle, state, store, blobs)
     stores = _store_names(store)
 
     class Killed(BaseException):
@@ -510,31 +480,14 @@ def test_a_restore_whose_process_died_is_removed_once_its_owner_expired(
         with monkeypatch.context() as patch:
             patch.setattr("indexing.restore._Restore.undo", lambda self: None)
             with pytest.raises(Killed):
-                restore_bundle(
-                    bundle,
-                    tenant=TENANT,
+                restore(
                     name=name,
-                    state=state,
-                    store=store,
-                    blobs=blobs,
-                    feedback=None,
-                    check_models=_serves,
                     owner=owner,
                     after_points=kill,
                 )
 
-    def restore(name: str) -> None:
-        restore_bundle(
-            bundle,
-            tenant=TENANT,
-            name=name,
-            state=state,
-            store=store,
-            blobs=blobs,
-            feedback=None,
-            check_models=_serves,
-            owner="alive-owner",
-        )
+    def restore_alive(name: str) -> None:
+        restore(name=name, owner="alive-owner")
 
     try:
         state.heartbeat("alive-owner", 60)
@@ -545,18 +498,18 @@ def test_a_restore_whose_process_died_is_removed_once_its_owner_expired(
         # Its owner still beats: nothing is taken from it, and the name stays reserved.
         assert clear_abandoned_restores(state, store, None) == 0
         with pytest.raises(Conflict) as err:
-            restore("a")
+            restore_alive("a")
         assert err.value.code == "collection_deleting"
         state.retire("slow-owner")  # what a dead process's lease does after its TTL
         # The next restore of the name clears the dead one first, then succeeds.
-        restore("a")
+        restore_alive("a")
         assert state.document_counts(TENANT, "a") == {"indexed": len(DOCS)}
         # The sweep clears the other: no key, no store collection left of it.
         assert clear_abandoned_restores(state, store, None) == 1
         assert state.raw().keys(f"sieve:*:{TENANT}:b*") == []
         assert state.raw().hlen("sieve:restores") == 0
         assert _store_names(store) - stores == {state.get_collection(TENANT, "a").store_name}
-        restore("b")
+        restore_alive("b")
         assert state.document_counts(TENANT, "b") == {"indexed": len(DOCS)}
     finally:
         bundle.close()
