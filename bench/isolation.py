@@ -12,7 +12,10 @@ A's mix, each in its own thread(s), without pause: GETs of a large page image (4
 uploads of three tar.gz archives in one request, large multipart uploads (four files of
 ``--file-mib``), collection churn (create, upload, delete), and a flood of feedback
 judgments. A's uploads are random bytes (the worker refuses them at once as unsupported):
-what is measured is the API's own work on them, not indexing.
+what is measured is the API's own work on them, not indexing. One more part, measured
+alone and not in the whole mix: A indexing real SciFact records, 25 per upload, each
+upload waiting for its job (``?wait=true``), so the worker and the model hub work for A
+the whole window.
 
 A's clients run in a process of their own (``--same-process`` for threads of B's, where
 they held B's clients' GIL). Reported: B's p50/p99 per request kind in each window and the
@@ -39,7 +42,15 @@ import httpx
 import psutil
 from PIL import Image, ImageDraw
 
-from bench.harness import BenchStack, TreeSampler, code_state, machine_note, markdown_table, pct
+from bench.harness import (
+    SCIFACT_DIR,
+    BenchStack,
+    TreeSampler,
+    code_state,
+    machine_note,
+    markdown_table,
+    pct,
+)
 from bench.ingest import load_corpus, wait_jobs
 
 KEY_A = "isolation-tenant-a-key-0123456789"
@@ -186,6 +197,8 @@ class Payloads:
 
     archives: list[tuple[str, tuple[str, bytes, str]]]
     multipart: list[tuple[str, tuple[str, bytes, str]]]
+    # Real SciFact records for the "ingest" part (not B's: they start after B's slice).
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def build(cls, file_mib: int) -> Payloads:
@@ -205,10 +218,27 @@ class Payloads:
             ("files", (f"big{k}.bin", os.urandom(file_mib * MIB), "application/octet-stream"))
             for k in range(4)
         ]
-        return cls(archives=archives, multipart=multipart)
+        return cls(archives=archives, multipart=multipart, records=_ingest_records())
 
 
 MIX = ("image", "archives", "multipart", "churn", "feedback")
+# Also measured alone, not in the whole mix (the issue's worst mix is the API's own work):
+# A really indexing documents, one batch in flight at a time, as a bulk loader would.
+PARTS = (*MIX, "ingest")
+INGEST_BATCH = 25
+INGEST_SKIP = 2000  # A's records start here; B's collection is the first --docs
+
+
+def _ingest_records(count: int = 1000) -> list[dict[str, Any]]:
+    """SciFact records after B's, for A to index (each round under new ids)."""
+    out: list[dict[str, Any]] = []
+    with (SCIFACT_DIR / "corpus.jsonl").open("rb") as fh:
+        for n, line in enumerate(fh):
+            if n >= INGEST_SKIP and line.strip():
+                out.append(json.loads(line))
+                if len(out) >= count:
+                    break
+    return out
 
 
 class Stop(Protocol):
@@ -263,7 +293,30 @@ def a_mix(
         }
         timed(samples, "feedback", lambda: c.post("/v1/collections/a/feedback", json=body))
 
-    bodies = {"archives": archives, "multipart": multipart, "churn": churn, "feedback": feedback}
+    def ingest(c: httpx.Client, n: int) -> None:
+        start = (n * INGEST_BATCH) % max(1, len(payloads.records) - INGEST_BATCH)
+        lines = [
+            json.dumps({**r, "_id": f"{r['_id']}-{n}"}).encode()
+            for r in payloads.records[start : start + INGEST_BATCH]
+        ]
+        timed(
+            samples,
+            "ingest batch (waits)",
+            lambda: c.post(
+                "/v1/collections/a/documents",
+                params={"wait": "true", "timeout_s": 120},
+                content=b"\n".join(lines),
+                headers={"content-type": "application/x-ndjson"},
+            ),
+        )
+
+    bodies = {
+        "archives": archives,
+        "multipart": multipart,
+        "churn": churn,
+        "feedback": feedback,
+        "ingest": ingest,
+    }
     for part in parts:
         for _ in range(4 if part == "image" else 1):
             start(image if part == "image" else bodies[part])
@@ -440,7 +493,7 @@ def run(
         first = b_window(stack, seconds)
         cpu_alone = alone_meter.done()
         per_part, cpu_per_part = {}, {}
-        for part in MIX:
+        for part in PARTS:
             print(f"B with A's {part}, {seconds:.0f} s ...", flush=True)
             b_part, _, cpu_per_part[part] = loaded_window(
                 stack, seconds, file_mib, (part,), same_process=same_process

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final, Literal
 
 __all__ = [
+    "BULK_PRIORITY",
     "DEFAULT_FUSION_K",
     "DEFAULT_JOB_RETENTION_S",
     "DEFAULT_POLICY_NAME",
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_RERANK_DEPTH",
     "DEFAULT_RERANK_WEIGHT",
     "DEFAULT_WINDOW",
+    "PRIORITY_HEADER",
 ]
 
 DEFAULT_POLICY_NAME: Final[Literal["rerank", "fusion", "window"]] = "window"
@@ -32,3 +34,9 @@ DEFAULT_WINDOW = 1
 DEFAULT_RERANK_DEPTH = 10
 # Finished jobs are kept this long (``RetentionSettings.jobs_s`` and ``StateStore``).
 DEFAULT_JOB_RETENTION_S = 7 * 24 * 3600.0
+
+# The header a bulk caller of the model hub sends (Sieve's ingest worker and re-indexer):
+# the local hub batches interactive requests (queries, reranks) ahead of it and keeps an
+# inference thread for them (services/modelhub/batcher.py). Other hubs ignore it.
+PRIORITY_HEADER: Final = "x-sieve-priority"
+BULK_PRIORITY: Final = "batch"

@@ -648,6 +648,13 @@ class ModelHubSettings(BaseSettings):
     # batches cost little speed on CPU and keep the peak RSS of both models under 600 MB.
     max_batch_tokens: Annotated[int, Field(ge=64, le=1 << 20)] = 4_096
     queue_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 8_192
+    # Bulk requests (``x-sieve-priority: batch``: Sieve's ingest worker and re-indexer)
+    # leave this many inference threads to interactive ones (queries, reranks) while those
+    # came in within the last ``interactive_window_s``; interactive rows are batched
+    # first until a bulk row has waited ``bulk_max_wait_s`` (services/modelhub/batcher.py).
+    reserved_interactive_threads: Annotated[int, Field(ge=0, le=255)] = 1
+    interactive_window_s: Annotated[float, Field(ge=0, le=3_600)] = 5.0
+    bulk_max_wait_s: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     retry_after_s: Annotated[int, Field(ge=1, le=3_600)] = 1
     # Optional IONOS-like rate limit (requests per second, token bucket); off by default.
     rate_limit_per_s: Annotated[float | None, Field(gt=0, le=100_000)] = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import openai
 from qdrant_client import AsyncQdrantClient, QdrantClient
 
+from core.defaults import BULK_PRIORITY, PRIORITY_HEADER
 from core.settings import IngestSettings, ModelSettings, StoreBackend, StoreSettings
 from ingest.embeddings_client import (
     AsyncEmbeddingsClient,
@@ -25,12 +26,14 @@ __all__ = [
 
 
 def build_embeddings(models: ModelSettings, ingest: IngestSettings) -> EmbeddingsClient:
-    """The sync embeddings client with explicit timeout, pacing and retry budget."""
+    """The sync embeddings client with explicit timeout, pacing and retry budget: ingest,
+    re-index and tuning, so it says it is bulk work (a query's client does not)."""
     client = openai.OpenAI(
         base_url=str(models.base_url),
         api_key=models.api_key.get_secret_value() if models.api_key else "none",
         timeout=models.timeout_s,
         max_retries=0,
+        default_headers={PRIORITY_HEADER: BULK_PRIORITY},
     )
     return EmbeddingsClient(
         client,

@@ -4,6 +4,19 @@ Each model has a few *lanes* (asyncio tasks). A lane waits for rows, takes a slo
 shared inference pool (one slot per inference thread), picks one batch with
 ``take_batch`` and runs it in the pool's thread, off the event loop. Rows are grouped by
 length so that padding stays small; the queue is bounded and a full queue is a 503.
+
+Bulk work never holds every inference thread. A query's embedding waits on the hub; an
+ingest worker's chunks do not. Served oldest first, on 2 cores, a query that arrived while
+both threads ran ingest batches (up to ~1 s each) waited for them: in bench/isolation.py,
+tenant B's query p99 was 40x its alone value while tenant A indexed documents. So:
+
+- a request marks itself bulk with ``x-sieve-priority: batch`` (Sieve's worker and
+  re-indexer do; every other request is interactive);
+- while interactive rows have come in within ``InferencePool.reserve_window_s``, bulk
+  batches may hold at most ``threads - reserved`` threads at once, so one is free for them;
+- a lane takes interactive rows first, in a batch of their own (a query's row is never
+  padded into a batch of long chunks); a bulk row that has waited ``max_wait_s`` goes
+  first, so interactive traffic slows bulk work down but never starves it.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -21,7 +35,13 @@ import numpy.typing as npt
 
 from services.modelhub.errors import Overloaded
 
-__all__ = ["BatchLimits", "InferencePool", "MicroBatcher", "take_batch"]
+__all__ = [
+    "BatchLimits",
+    "InferencePool",
+    "MicroBatcher",
+    "bulk_request",
+    "take_batch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +60,8 @@ class BatchLimits:
     max_cells: int
     # A lane never splits off a batch smaller than this to feed an idle thread.
     min_split: int = 4
+    # Interactive rows go ahead of bulk ones, until a bulk row has waited this long (s).
+    max_wait_s: float = 30.0
 
 
 def take_batch(lengths: Sequence[int], limits: BatchLimits, *, share: int) -> list[int]:
@@ -76,14 +98,44 @@ def take_batch(lengths: Sequence[int], limits: BatchLimits, *, share: int) -> li
     return sorted(order[lo : hi + 1])
 
 
-class InferencePool:
-    """The inference threads every model shares, and one slot per thread."""
+# The request's class as the batcher sees it: set by the hub's guard for the request's
+# task from ``core.defaults.PRIORITY_HEADER``.
+bulk_request: ContextVar[bool] = ContextVar("bulk_request", default=False)
 
-    def __init__(self, threads: int) -> None:
+
+class InferencePool:
+    """The inference threads every model shares, one slot per thread, and how many of
+    them bulk batches may hold while interactive requests are coming in."""
+
+    def __init__(self, threads: int, *, reserved: int = 0, reserve_window_s: float = 5.0) -> None:
         self.threads = threads
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="infer")
         self.slots = asyncio.Semaphore(threads)
         self.busy = 0
+        self.bulk_running = 0
+        self._bulk_cap = max(1, threads - reserved)
+        self._window_s = reserve_window_s
+        self._last_interactive = -math.inf
+        self._wakers: list[asyncio.Event] = []
+
+    def interactive_seen(self, now: float) -> None:
+        """Interactive rows came in at ``now`` (the loop's clock)."""
+        self._last_interactive = now
+
+    def bulk_allowed(self, now: float) -> bool:
+        """Whether a lane may start one more batch with bulk rows now."""
+        recent = now - self._last_interactive < self._window_s
+        return self.bulk_running < (self._bulk_cap if recent else self.threads)
+
+    def watch(self, ready: asyncio.Event) -> None:
+        """Set ``ready`` whenever a bulk batch ends (a lane waiting for that can go on)."""
+        self._wakers.append(ready)
+
+    def bulk_done(self) -> None:
+        """One bulk batch ended: wake the lanes."""
+        self.bulk_running -= 1
+        for ready in self._wakers:
+            ready.set()
 
     def close(self) -> None:
         """Stop the threads once the running batches finish."""
@@ -95,6 +147,8 @@ class _Pending(Generic[Row]):
     row: Row
     length: int
     future: asyncio.Future[Array]
+    bulk: bool  # of a request marked ``x-sieve-priority: batch``
+    since: float  # the loop's clock when it came in
 
 
 class MicroBatcher(Generic[Row]):
@@ -120,6 +174,7 @@ class MicroBatcher(Generic[Row]):
         self._ready = asyncio.Event()
         self._in_system = 0
         self._lanes: list[asyncio.Task[None]] = []
+        pool.watch(self._ready)
 
     def start(self) -> None:
         """Start one lane per inference thread (call inside the running loop)."""
@@ -170,8 +225,11 @@ class MicroBatcher(Generic[Row]):
                 retry_after=self._retry_after_s,
             )
         loop = asyncio.get_running_loop()
+        bulk, now = bulk_request.get(), loop.time()
+        if not bulk:
+            self._pool.interactive_seen(now)
         items = [
-            _Pending(row, length, loop.create_future())
+            _Pending(row, length, loop.create_future(), bulk, now)
             for row, length in zip(rows, lengths, strict=True)
         ]
         self._in_system += len(items)
@@ -189,13 +247,33 @@ class MicroBatcher(Generic[Row]):
         self._pending = [item for item in self._pending if not item.future.done()]
         if not self._pending:
             return []
+        candidates = self._candidates()
+        if not candidates:
+            return []  # only bulk rows wait, and bulk batches hold their share of threads
         idle = self._pool.threads - self._pool.busy  # this lane included: it is not busy yet
-        share = max(self._limits.min_split, math.ceil(len(self._pending) / max(idle, 1)))
-        chosen = take_batch([item.length for item in self._pending], self._limits, share=share)
-        picked = set(chosen)
-        batch = [self._pending[i] for i in chosen]
+        share = max(self._limits.min_split, math.ceil(len(candidates) / max(idle, 1)))
+        chosen = take_batch(
+            [self._pending[i].length for i in candidates], self._limits, share=share
+        )
+        picked = {candidates[k] for k in chosen}
+        batch = [item for i, item in enumerate(self._pending) if i in picked]
         self._pending = [item for i, item in enumerate(self._pending) if i not in picked]
         return batch
+
+    def _candidates(self) -> list[int]:
+        """The pending rows the next batch is taken from (oldest first, so ``take_batch``
+        anchors it at the first): every row once the oldest bulk row has waited
+        ``max_wait_s``; else the interactive rows, if any; else the bulk rows, if bulk
+        batches may take one more thread now."""
+        now = asyncio.get_running_loop().time()
+        bulk_ok = self._pool.bulk_allowed(now)
+        bulk = [i for i, item in enumerate(self._pending) if item.bulk]
+        if bulk_ok and bulk and now - self._pending[bulk[0]].since >= self._limits.max_wait_s:
+            return list(range(len(self._pending)))
+        interactive = [i for i, item in enumerate(self._pending) if not item.bulk]
+        if interactive:
+            return interactive
+        return bulk if bulk_ok else []
 
     async def _lane(self) -> None:
         loop = asyncio.get_running_loop()
@@ -203,11 +281,16 @@ class MicroBatcher(Generic[Row]):
             await self._ready.wait()
             async with self._pool.slots:
                 batch = self._take()
-                if not self._pending:
+                if not self._pending or not batch:
+                    # Nothing left, or nothing this lane may run yet: new rows, or the end of
+                    # a bulk batch (``InferencePool.bulk_done``), set it again.
                     self._ready.clear()
                 if not batch:
                     continue
+                bulk = any(item.bulk for item in batch)
                 self._pool.busy += 1
+                if bulk:
+                    self._pool.bulk_running += 1
                 try:
                     out = await loop.run_in_executor(
                         self._pool.executor, self._run, [item.row for item in batch]
@@ -225,6 +308,8 @@ class MicroBatcher(Generic[Row]):
                     continue
                 finally:
                     self._pool.busy -= 1
+                    if bulk:
+                        self._pool.bulk_done()
                 for item, row in zip(batch, out, strict=True):
                     if not item.future.done():
                         item.future.set_result(row)

@@ -19,8 +19,10 @@ from typing import Any
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.defaults import BULK_PRIORITY, PRIORITY_HEADER
 from core.errors import PayloadTooLarge, SieveError, Unauthorized
 from core.logs import log_context
+from services.modelhub.batcher import bulk_request
 from services.modelhub.errors import RateLimited, error_body, status_of
 
 __all__ = ["HubGuard", "KeyRing", "TokenBucket", "error_response_parts"]
@@ -133,7 +135,12 @@ class HubGuard:
             except SieveError as exc:
                 await _send_error(send_with_id, exc)
                 return
-            await self._call_app(scope, _replay(body, receive), send_with_id, lambda: started)
+            # The request's class for the batcher: bulk work yields to interactive work.
+            token = bulk_request.set(_header(scope, PRIORITY_HEADER) == BULK_PRIORITY)
+            try:
+                await self._call_app(scope, _replay(body, receive), send_with_id, lambda: started)
+            finally:
+                bulk_request.reset(token)
 
     async def _call_app(
         self, scope: Scope, receive: Receive, send: Send, started: Callable[[], bool]
@@ -182,6 +189,15 @@ class HubGuard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _header(scope: Scope, name: str) -> str | None:
+    """One request header's value (the first), or None."""
+    wanted = name.encode()
+    for key, value in scope.get("headers") or []:
+        if key.lower() == wanted:
+            return bytes(value).decode("latin-1").strip().lower()
+    return None
 
 
 async def _drain(receive: Receive) -> None:

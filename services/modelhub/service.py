@@ -78,11 +78,16 @@ class ModelHub:
     def start(self) -> None:
         """Start the inference pool and one batcher per model (inside the running loop)."""
         s = self.settings
-        self._pool = InferencePool(s.inference_threads or default_inference_threads())
+        self._pool = InferencePool(
+            s.inference_threads or default_inference_threads(),
+            reserved=s.reserved_interactive_threads,
+            reserve_window_s=s.interactive_window_s,
+        )
         limits = BatchLimits(
             max_items=s.max_batch_items,
             max_tokens=s.max_batch_tokens,
             max_cells=s.max_batch_tokens * _CELLS_PER_TOKEN,
+            max_wait_s=s.bulk_max_wait_s,
         )
         for model_id, model in self.models.items():
             batcher = MicroBatcher[TokenSeq](
