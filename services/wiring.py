@@ -25,15 +25,18 @@ __all__ = [
 ]
 
 
-def build_embeddings(models: ModelSettings, ingest: IngestSettings) -> EmbeddingsClient:
-    """The sync embeddings client with explicit timeout, pacing and retry budget: ingest,
-    re-index and tuning, so it says it is bulk work (a query's client does not)."""
+def build_embeddings(
+    models: ModelSettings, ingest: IngestSettings, *, bulk: bool = True
+) -> EmbeddingsClient:
+    """The sync embeddings client with explicit timeout, pacing and retry budget. For
+    ingest, re-index and tuning it says it is bulk work; ``bulk=False`` for a request
+    someone waits on (the API's dimension probe when a collection is created)."""
     client = openai.OpenAI(
         base_url=str(models.base_url),
         api_key=models.api_key.get_secret_value() if models.api_key else "none",
         timeout=models.timeout_s,
         max_retries=0,
-        default_headers={PRIORITY_HEADER: BULK_PRIORITY},
+        default_headers={PRIORITY_HEADER: BULK_PRIORITY} if bulk else None,
     )
     return EmbeddingsClient(
         client,

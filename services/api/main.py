@@ -125,6 +125,12 @@ class StoreWritesConsumer:
                 )
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self._worker is not None:
+            # The flag is the process's: left set, any Celery worker started later in this
+            # process (a test's, say) would shut down at once.
+            from celery.worker import state as worker_state  # noqa: PLC0415
+
+            worker_state.should_stop = None
         self._owner.heartbeat.stop()
         set_store_owner(None)
 
@@ -308,7 +314,8 @@ def build_app(*, consume_store_writes: bool | None = None) -> FastAPI:
             store=async_store,
             blobs=blobs,
             queue=queue,
-            embeddings=build_embeddings(models, ingest),
+            # The dimension probe of a collection create: a client waits on it.
+            embeddings=build_embeddings(models, ingest, bulk=False),
             resolver=TenantResolver(api.keys),
             query=engine,
             metrics=ApiMetrics(state),
