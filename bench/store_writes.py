@@ -55,6 +55,17 @@ def _until(stop: threading.Event, body: Callable[[], None]) -> threading.Thread:
     return thread
 
 
+def _ticker(late: list[float]) -> Callable[[], None]:
+    """One tick: sleep ``TICK_S``, record how late it woke (ms) in ``late``."""
+
+    def tick() -> None:
+        start = time.perf_counter()
+        time.sleep(TICK_S)
+        late.append((time.perf_counter() - start - TICK_S) * 1000)
+
+    return tick
+
+
 def window(
     store: EdgeChunkStore, data: Data, seconds: float, *, write: bool
 ) -> dict[str, list[float]]:
@@ -64,11 +75,6 @@ def window(
     queries = iter(range(10**9))
     writes = iter(range(10**9))
     points: list[ChunkPoint] = data.points
-
-    def tick() -> None:
-        start = time.perf_counter()
-        time.sleep(TICK_S)
-        out["late"].append((time.perf_counter() - start - TICK_S) * 1000)
 
     def query() -> None:
         q = data.queries[next(queries) % len(data.queries)]
@@ -84,7 +90,7 @@ def window(
         out["write"].append((time.perf_counter() - start) * 1000)
         time.sleep(WRITE_EVERY_S)
 
-    threads = [_until(stop, tick), _until(stop, query)]
+    threads = [_until(stop, _ticker(out["late"])), _until(stop, query)]
     if write:
         threads.append(_until(stop, upsert))
     time.sleep(seconds)
@@ -141,11 +147,6 @@ def lifecycle(data: Data, reps: int) -> dict[str, dict[str, list[float]]]:
     out: dict[str, dict[str, list[float]]] = {op: {"op": [], "late": []} for op in LIFECYCLE_OPS}
     stop = threading.Event()
 
-    def tick() -> None:
-        start = time.perf_counter()
-        time.sleep(TICK_S)
-        late.append((time.perf_counter() - start - TICK_S) * 1000)
-
     def timed(op: str, call: Callable[[], object]) -> None:
         time.sleep(0.01)  # the last operation's tail is over
         late.clear()
@@ -159,7 +160,7 @@ def lifecycle(data: Data, reps: int) -> dict[str, dict[str, list[float]]]:
     with tempfile.TemporaryDirectory(prefix="sieve-bench-lifecycle-") as tmp:
         # The API's own settings: 1 search thread, the default flush interval.
         store = EdgeChunkStore(Path(tmp), search_threads=1)
-        ticker = _until(stop, tick)
+        ticker = _until(stop, _ticker(late))
         try:
             for n in range(reps):
                 name = f"churn{n}"

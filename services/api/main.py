@@ -88,10 +88,8 @@ class StoreWritesConsumer:
     def start(self) -> None:
         """Start consuming in a daemon thread."""
         from celery.worker import WorkController  # noqa: PLC0415 - heavy, only here
-        from celery.worker import state as worker_state  # noqa: PLC0415
 
         set_store_owner(self._owner)
-        worker_state.should_stop = None  # a consumer started again after a stop in this process
         self._worker = WorkController(
             app=self._app,
             pool_cls="threads",
@@ -109,30 +107,31 @@ class StoreWritesConsumer:
     def stop(self) -> None:
         """Stop after the task in hand (late acks: an unfinished one is redelivered)."""
         if self._worker is not None:
-            from celery.worker import state as worker_state  # noqa: PLC0415
-
-            # What Celery's own SIGTERM handler sets. Its consumer checks it between broker
-            # reconnect attempts too: with Redis gone, ``stop`` alone waited out a backoff
-            # of up to 100 retries, and the API took 30 s (the join below) to exit.
-            worker_state.should_stop = os.EX_OK  # type: ignore[assignment]  # stubs: None only
-            try:
-                self._worker.stop(in_sighandler=False)
-            except Exception as exc:  # noqa: BLE001 - shutdown goes on: the store must close
-                # Redis gone first, say: what was in hand is redelivered (late acks).
-                log.warning(
-                    "store-writes consumer did not stop cleanly",
-                    extra={"error": type(exc).__name__},
-                )
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        if self._worker is not None:
-            # The flag is the process's: left set, any Celery worker started later in this
-            # process (a test's, say) would shut down at once.
-            from celery.worker import state as worker_state  # noqa: PLC0415
-
-            worker_state.should_stop = None
+            self._stop_worker(self._worker)
         self._owner.heartbeat.stop()
         set_store_owner(None)
+
+    def _stop_worker(self, worker: Any) -> None:
+        """Stop the consumer and wait for its thread, under Celery's stop flag."""
+        from celery.worker import state as worker_state  # noqa: PLC0415
+
+        # What Celery's own SIGTERM handler sets. Its consumer checks it between broker
+        # reconnect attempts too: with Redis gone, ``stop`` alone waited out a backoff of up
+        # to 100 retries, and the API took 30 s (the join below) to exit.
+        worker_state.should_stop = os.EX_OK  # type: ignore[assignment]  # stubs: None only
+        try:
+            worker.stop(in_sighandler=False)
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on: the store must close
+            # Redis gone first, say: what was in hand is redelivered (late acks).
+            log.warning(
+                "store-writes consumer did not stop cleanly",
+                extra={"error": type(exc).__name__},
+            )
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        # The flag is the process's: left set, any Celery worker started later in this
+        # process (a test's, say) would shut down at once.
+        worker_state.should_stop = None
 
 
 def _build_reindexer(

@@ -136,7 +136,8 @@ class HubGuard:
                 await _send_error(send_with_id, exc)
                 return
             # The request's class for the batcher: bulk work yields to interactive work.
-            token = bulk_request.set(_header(scope, PRIORITY_HEADER) == BULK_PRIORITY)
+            priority = dict(scope.get("headers") or []).get(PRIORITY_HEADER.encode(), b"")
+            token = bulk_request.set(priority.strip().lower() == BULK_PRIORITY.encode())
             try:
                 await self._call_app(scope, _replay(body, receive), send_with_id, lambda: started)
             finally:
@@ -189,15 +190,6 @@ class HubGuard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
-
-
-def _header(scope: Scope, name: str) -> str | None:
-    """One request header's value (the first), or None."""
-    wanted = name.encode()
-    for key, value in scope.get("headers") or []:
-        if key.lower() == wanted:
-            return bytes(value).decode("latin-1").strip().lower()
-    return None
 
 
 async def _drain(receive: Receive) -> None:

@@ -149,15 +149,17 @@ class ProcStack:
         """SIGCONT a paused process group."""
         os.killpg(self.procs[name].pid, signal.SIGCONT)
 
-    def stop(self, name: str) -> None:
-        """A clean stop (SIGTERM), SIGKILL after 30 s."""
+    def stop(self, name: str, timeout_s: float = 30) -> bool:
+        """A clean stop (SIGTERM), SIGKILL after ``timeout_s``; whether SIGTERM was enough."""
         proc = self.procs.pop(name)
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            return False
+        return True
 
     # ------------------------------------------------------------ assertions
 

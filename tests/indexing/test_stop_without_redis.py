@@ -3,9 +3,6 @@ ends the API and the worker at once, not after a broker-reconnect backoff."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -26,12 +23,6 @@ def test_sigterm_ends_the_api_and_the_worker_at_once_while_redis_is_gone(
         stack.kill("redis")
         time.sleep(3)  # both see the broker gone and start reconnecting
         for name in ("api", "worker"):
-            proc = stack.procs.pop(name)
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=_PROMPT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            if not stack.stop(name, timeout_s=_PROMPT_S):
                 log = (tmp_path / f"{name}.log").read_text()[-3000:]
                 pytest.fail(f"{name} still running {_PROMPT_S} s after SIGTERM:\n{log}")
