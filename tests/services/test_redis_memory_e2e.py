@@ -22,7 +22,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[str]:
     """A Redis of this test alone: its maxmemory is changed under the stack."""
-    server = ValkeyServer(host="127.0.0.1", data_dir=tmp_path / "redis", appendonly="yes")
+    server = ValkeyServer(
+        host="127.0.0.1", port=free_port(), data_dir=tmp_path / "redis", appendonly="yes"
+    )
     server.start(timeout=20)
     try:
         yield f"redis://127.0.0.1:{server.port}/0"
