@@ -293,10 +293,14 @@ def a_mix(
         }
         timed(samples, "feedback", lambda: c.post("/v1/collections/a/feedback", json=body))
 
+    # New ids in every window (the driver's pid): a window re-sending an earlier one's
+    # documents would find them unchanged and embed nothing.
+    salt = os.getpid()
+
     def ingest(c: httpx.Client, n: int) -> None:
         start = (n * INGEST_BATCH) % max(1, len(payloads.records) - INGEST_BATCH)
         lines = [
-            json.dumps({**r, "_id": f"{r['_id']}-{n}"}).encode()
+            json.dumps({**r, "_id": f"{r['_id']}-{salt}-{n}"}).encode()
             for r in payloads.records[start : start + INGEST_BATCH]
         ]
         timed(
