@@ -19,8 +19,9 @@ the whole window.
 
 A's clients run in a process of their own (``--same-process`` for threads of B's, where
 they held B's clients' GIL). Reported: B's p50/p99 per request kind in each window and the
-ratio (target <= 1.5x), A's requests by status (503s are the CPU pool saying no), and the
-API's RSS and thread count before and after A's window.
+ratio (target <= 1.5x), A's requests by status (503s are the CPU pool saying no), the
+API's RSS and thread count before and after A's window, and how late the API's event loop
+woke up in B's first alone window and in the whole mix (``sieve_event_loop_lag_seconds``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any, Protocol
 import httpx
 import psutil
 from PIL import Image, ImageDraw
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import (
     SCIFACT_DIR,
@@ -55,6 +57,9 @@ from bench.ingest import load_corpus, wait_jobs
 
 KEY_A = "isolation-tenant-a-key-0123456789"
 KEY_B = "isolation-tenant-b-key-9876543210"
+METRICS_KEY = "isolation-metrics-key-0123456789"
+LAG_METRIC = "sieve_event_loop_lag_seconds"
+STALL_S = 0.02  # a wake-up later than this: every request in flight waited as long
 QUERIES = (
     "how do cells repair damaged DNA",
     "vitamin D deficiency and bone fractures",
@@ -476,6 +481,29 @@ def loaded_window(
     return b_samples, Samples(latency_ms=latency_ms, statuses=statuses), cpu
 
 
+def lag_buckets(stack: BenchStack) -> dict[float, float]:
+    """The API's event-loop lag histogram now: cumulative wake-ups per upper bound (s)."""
+    auth = {"Authorization": f"Bearer {METRICS_KEY}"}
+    text = httpx.get(f"{stack.api_url}/metrics", headers=auth, timeout=60).raise_for_status().text
+    return {
+        float(sample.labels["le"]): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == LAG_METRIC
+        for sample in family.samples
+        if sample.name == f"{LAG_METRIC}_bucket"
+    }
+
+
+def lag_window(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+    """A window's wake-ups, how many came more than ``STALL_S`` late (a bucket bound of
+    the metric), and the bucket bound that holds the 99th percentile of their lag."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = delta[-1][1] if delta else 0.0
+    p99 = next((le for le, n in delta if n >= 0.99 * total), float("inf"))
+    under_stall = max((n for le, n in delta if le <= STALL_S), default=0.0)
+    return {"wake_ups": total, "stalls": total - under_stall, "p99_le_s": p99}
+
+
 def run(
     seconds: float, docs: int, file_mib: int, image_side: int, timeout_s: float, same_process: bool
 ) -> Any:
@@ -483,7 +511,9 @@ def run(
     code = code_state()
     corpus = load_corpus(docs)
     keys = json.dumps({"team-a": KEY_A, "team-b": KEY_B})
-    with BenchStack.running("isolation", SIEVE_API_KEYS=keys) as stack:
+    with BenchStack.running(
+        "isolation", SIEVE_API_KEYS=keys, SIEVE_API_METRICS_KEY=METRICS_KEY
+    ) as stack:
         with client(stack.api_url, KEY_B) as b:
             b.post("/v1/collections", json={"name": "b"}).raise_for_status()
             body = b"\n".join(corpus.lines)
@@ -494,7 +524,9 @@ def run(
         setup_a(stack, image_side, timeout_s)
         print(f"B alone, {seconds:.0f} s ...", flush=True)
         alone_meter = CpuMeter(stack, None)
+        lag_start = lag_buckets(stack)
         first = b_window(stack, seconds)
+        lag_alone = lag_window(lag_start, lag_buckets(stack))
         cpu_alone = alone_meter.done()
         per_part, cpu_per_part = {}, {}
         for part in PARTS:
@@ -505,10 +537,12 @@ def run(
             per_part[part] = summarize([first], b_part)
         before = api_state(stack)
         print(f"B with A's whole mix, {seconds:.0f} s ...", flush=True)
+        lag_start = lag_buckets(stack)
         with TreeSampler(stack.pid("api")) as peak:
             loaded, a_samples, cpu = loaded_window(
                 stack, seconds, file_mib, MIX, same_process=same_process
             )
+        lag_loaded = lag_window(lag_start, lag_buckets(stack))
         after = api_state(stack)
         print(f"B alone again, {seconds:.0f} s ...", flush=True)
         second = b_window(stack, seconds)
@@ -528,6 +562,7 @@ def run(
         },
         "cpu_alone": cpu_alone,
         "cpu_loaded": cpu,
+        "loop_lag": {"alone": lag_alone, "loaded": lag_loaded},
         "api_before": before,
         "api_after": after,
         "api_peak_rss_mib": peak.peak_single / MIB,
@@ -608,6 +643,17 @@ def print_report(out: dict[str, Any]) -> None:
     )
     print()
     print(markdown_table(["CPU seconds", "B alone (first)", "B with A's whole mix"], cpu_rows))
+    lag = out["loop_lag"]
+    lag_rows = [
+        ["wake-ups (every 50 ms)", *(f"{lag[w]['wake_ups']:.0f}" for w in ("alone", "loaded"))],
+        [
+            f"of them more than {STALL_S * 1000:.0f} ms late",
+            *(f"{lag[w]['stalls']:.0f}" for w in ("alone", "loaded")),
+        ],
+        ["p99 lag at most, ms", *(f"{lag[w]['p99_le_s'] * 1000:g}" for w in ("alone", "loaded"))],
+    ]
+    print()
+    print(markdown_table(["API event loop", "B alone (first)", "B with A's whole mix"], lag_rows))
     before, after = out["api_before"], out["api_after"]
     print(
         f"\nAPI: RSS {before['rss_mib']:.0f} -> {after['rss_mib']:.0f} MiB "

@@ -30,6 +30,7 @@ from services.api.body_limits import BodyLimits, LimitPolicy
 from services.api.console import install_console
 from services.api.deps import ApiDeps
 from services.api.errors import error_response, install_error_handlers
+from services.api.loop_lag import watch_loop_lag
 from services.api.metrics import metrics_allowed
 from services.api.readiness import readiness, ready_body
 from services.api.reaper import lifecycle_loop
@@ -82,14 +83,16 @@ def _install(app: FastAPI, deps: ApiDeps) -> None:
 
 
 def _start_background(hooks: AppHooks, deps: ApiDeps) -> list[asyncio.Task[None]]:
-    """The lifecycle loop (reaper, recovery) and the hooks' background tasks."""
+    """The lifecycle loop (reaper, recovery), the event-loop lag probe and the hooks'
+    background tasks."""
     loop = lifecycle_loop(
         deps,
         every_s=hooks.reap_every_s,
         max_crashes=hooks.max_crashes,
         orphan_after_s=hooks.orphan_after_s,
     )
-    return [asyncio.create_task(c) for c in (loop, *(bg(deps) for bg in hooks.background))]
+    lag = watch_loop_lag(deps.metrics.loop_lag)
+    return [asyncio.create_task(c) for c in (loop, lag, *(bg(deps) for bg in hooks.background))]
 
 
 def create_app(hooks: AppHooks) -> FastAPI:

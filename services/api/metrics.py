@@ -47,6 +47,8 @@ def metrics_allowed(api: ApiSettings, authorization: str | None) -> str | None:
 
 
 _STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# A loop that keeps up is late by well under a millisecond; a held interpreter lock by 10+.
+_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
 
 class _StateCollector(Collector):
@@ -161,6 +163,13 @@ class ApiMetrics:
             "sieve_http_requests",
             "API requests by route and status",
             ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.loop_lag = Histogram(
+            "sieve_event_loop_lag_seconds",
+            "How late the API's event loop woke up for a timer (services/api/loop_lag.py): "
+            "every request in flight waited as long",
+            buckets=_LAG_BUCKETS,
             registry=self.registry,
         )
         self.job_waiters = Gauge(

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.services.stack import METRICS_KEY, Stack, running_stack
 
@@ -241,6 +242,13 @@ def test_readiness_and_metrics(stack: Stack) -> None:
     assert 'sieve_queue_depth{queue="ingest"}' in text
     assert 'sieve_documents{state="indexed"}' in text
     assert 'sieve_hub_request_seconds_count{endpoint="embeddings"}' in text
+    ticks = next(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "sieve_event_loop_lag_seconds_count"
+    )
+    assert ticks > 0  # the loop-lag probe runs from the start
 
 
 def test_rerank_depth_and_the_score_cache(stack: Stack) -> None:
