@@ -20,13 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import time
 from typing import Any
 
 from bench.harness import BenchStack, code_state, machine_note, markdown_table, pct
 from bench.ingest import load_corpus, wait_jobs
-from bench.isolation import INGEST_BATCH, KEY_A, KEY_B, _a_driver, b_window, client, setup_a
+from bench.isolation import (
+    INGEST_BATCH,
+    KEY_A,
+    KEY_B,
+    Samples,
+    a_process,
+    b_window,
+    client,
+    setup_a,
+)
 
 _RESERVE_ENV = "SIEVE_MODELHUB_RESERVED_INTERACTIVE_THREADS"
 _BATCH = "ingest batch (waits)"
@@ -39,25 +47,15 @@ def _docs_per_s(latency_ms: dict[str, list[float]]) -> float:
     return INGEST_BATCH * len(times) / (sum(times) / 1000) if times else 0.0
 
 
-def _a_ingest(stack: BenchStack, seconds: float, *, with_b: bool) -> tuple[float, Any]:
+def _a_ingest(stack: BenchStack, seconds: float, *, with_b: bool) -> tuple[float, Samples | None]:
     """A's ingest for ``seconds`` (and B's clients beside it): (A's docs/s, B's samples)."""
-    ctx = multiprocessing.get_context("spawn")
-    stop, ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=_a_driver, args=(stack.api_url, 1, ("ingest",), stop, ready, out))
-    proc.start()
-    try:
-        if not ready.wait(120):
-            raise RuntimeError("tenant A's process did not start")
+    b = None
+    with a_process(stack.api_url, 1, ("ingest",)) as a:
         if with_b:
             b = b_window(stack, seconds)
         else:
             time.sleep(seconds)
-            b = None
-    finally:
-        stop.set()
-    latency_ms, _ = out.get(timeout=600)
-    proc.join(60)
-    return _docs_per_s(latency_ms), b
+    return _docs_per_s(a.samples.latency_ms), b
 
 
 def run_setting(reserve: int, seconds: float, docs: int) -> dict[str, Any]:
@@ -85,6 +83,7 @@ def run_setting(reserve: int, seconds: float, docs: int) -> dict[str, Any]:
         print(f"reserve {reserve}: B alone, {seconds:.0f} s ...", flush=True)
         b_alone = b_window(stack, seconds)
         a_alone = (first + second) / 2
+    assert b_loaded is not None
     q_alone, q_loaded = b_alone.latency_ms["query"], b_loaded.latency_ms["query"]
     return {
         "reserve": reserve,

@@ -35,7 +35,7 @@ import os
 import tarfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -464,21 +464,40 @@ def loaded_window(
         finally:
             stop.set()
             join()
+    with a_process(stack.api_url, file_mib, parts) as a:
+        meter = CpuMeter(stack, a.pid)
+        b_samples = b_window(stack, seconds)
+        cpu = meter.done()
+    return b_samples, a.samples, cpu
+
+
+@dataclass
+class AProcess:
+    """A's clients in their own process: its pid, and its samples once it has stopped."""
+
+    pid: int
+    samples: Samples = field(default_factory=Samples)
+
+
+@contextlib.contextmanager
+def a_process(api_url: str, file_mib: int, parts: tuple[str, ...]) -> Iterator[AProcess]:
+    """Run ``parts`` of A's mix in a spawned process while the block runs (from when its
+    payloads are built); its samples are in ``samples`` after the block."""
     ctx = multiprocessing.get_context("spawn")
-    mp_stop, ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=_a_driver, args=(stack.api_url, file_mib, parts, mp_stop, ready, out))
+    stop, ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=_a_driver, args=(api_url, file_mib, parts, stop, ready, out))
     proc.start()
+    assert proc.pid is not None
+    a = AProcess(pid=proc.pid)
     try:
         if not ready.wait(120):
             raise RuntimeError("tenant A's process did not start")
-        meter = CpuMeter(stack, proc.pid)
-        b_samples = b_window(stack, seconds)
-        cpu = meter.done()
+        yield a
     finally:
-        mp_stop.set()
+        stop.set()
     latency_ms, statuses = out.get(timeout=600)
     proc.join(60)
-    return b_samples, Samples(latency_ms=latency_ms, statuses=statuses), cpu
+    a.samples = Samples(latency_ms=latency_ms, statuses=statuses)
 
 
 def lag_buckets(stack: BenchStack) -> dict[float, float]:
