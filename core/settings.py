@@ -286,6 +286,12 @@ class ApiSettings(BaseSettings):
     # many of its /v1 requests run at once, this many more wait their turn, the rest 429.
     tenant_concurrency: Annotated[int, Field(ge=1, le=1024)] = 4
     tenant_queue: Annotated[int, Field(ge=0, le=100_000)] = 256
+    # How long a thread running Python may keep the interpreter before another that wants
+    # it gets a turn (``sys.setswitchinterval``; Python's default is 5 ms). Every hop of a
+    # request between the event loop and the I/O threads waits that long when a CPU-heavy
+    # thread (archive staging, record parsing) holds it: at 1 ms, tenant B's query p99
+    # under A's whole mix fell from 2.8-3.2x its alone value to 2.0-2.7x (bench/isolation.py).
+    switch_interval_ms: Annotated[float, Field(ge=0.1, le=100)] = 1.0
     # And its bytes (services/api/tenant_bandwidth.py): request and response bodies past
     # this rate, with this many seconds of it at once, are paced (0: no bound).
     tenant_bytes_per_s: Annotated[int, Field(ge=0, le=1 << 40)] = 32 * 1024 * 1024

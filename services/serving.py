@@ -9,8 +9,15 @@ dependency added to an image must not lift a limit silently.
 
 from __future__ import annotations
 
+import sys
 from typing import Final, Literal
 
-__all__ = ["HTTP_IMPLEMENTATION"]
+__all__ = ["HTTP_IMPLEMENTATION", "set_switch_interval"]
 
 HTTP_IMPLEMENTATION: Final[Literal["h11"]] = "h11"
+
+
+def set_switch_interval(milliseconds: float) -> None:
+    """How long a thread may run Python before one waiting for the interpreter gets it
+    (``SIEVE_API_SWITCH_INTERVAL_MS``): set by the API process at start."""
+    sys.setswitchinterval(milliseconds / 1000)

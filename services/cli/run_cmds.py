@@ -129,13 +129,14 @@ def api(
         os.environ["SIEVE_API_PORT"] = str(port)
     from core.settings import ApiSettings  # noqa: PLC0415
     from services.api.main import build_app  # noqa: PLC0415
-    from services.serving import HTTP_IMPLEMENTATION  # noqa: PLC0415
+    from services.serving import HTTP_IMPLEMENTATION, set_switch_interval  # noqa: PLC0415
 
     try:
         settings = ApiSettings()
         app = build_app()
     except ValidationError as exc:
         raise _fail(f"invalid settings:\n{exc}", 2) from None
+    set_switch_interval(settings.switch_interval_ms)
     uvicorn.run(
         app,
         host=settings.host,

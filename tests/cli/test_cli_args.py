@@ -263,3 +263,29 @@ def test_an_archive_goes_as_one_file_for_the_server_to_expand(
     result = runner.invoke(app, ["ingest", str(archive), "-c", "kb", "--api-url", peer.url])
     assert result.exit_code == 0, result.output
     assert peer.requests == [{"type": "multipart/form-data", "files": ["kb.zip"]}]
+
+
+def test_sieve_api_sets_the_interpreters_switch_interval_before_serving(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    seen: dict[str, object] = {}
+
+    def serve(app: object, **kwargs: object) -> None:
+        seen["interval"] = sys.getswitchinterval()
+        seen.update(kwargs)
+
+    before = sys.getswitchinterval()
+    monkeypatch.setattr(uvicorn, "run", serve)
+    monkeypatch.setenv("SIEVE_API_SWITCH_INTERVAL_MS", "2.5")
+    monkeypatch.setenv("SIEVE_API_PORT", str(free_port()))  # restored after the test
+    try:
+        result = runner.invoke(app, ["api"])
+    finally:
+        sys.setswitchinterval(before)
+    assert result.exit_code == 0, result.output
+    assert seen["interval"] == pytest.approx(0.0025)
+    assert seen["http"] == "h11"

@@ -87,3 +87,70 @@ def test_giving_back_early_is_idempotent() -> None:
         assert gate.load("a") == (0, 0)
 
     asyncio.run(scenario())
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_turns_are_shared_among_the_tenants_at_work() -> None:
+    async def scenario() -> None:
+        clock = _Clock()
+        gate = TenantGate(concurrency=4, queue=8, retry_after_s=3, active_window_s=1.0, clock=clock)
+        # Alone, a tenant may run all four.
+        alone = [await gate.enter("a") for _ in range(4)]
+        assert gate.load("a") == (4, 0)
+        # Another tenant at work: each may run two. "a" keeps its four (nothing is
+        # stopped) but starts no more; "b" runs at once.
+        b_turn = await gate.enter("b")
+        assert gate.share() == 2
+        more = asyncio.create_task(gate.enter("a"))
+        await asyncio.sleep(0)
+        assert gate.load("a") == (4, 1)
+        alone.pop()()
+        alone.pop()()
+        await asyncio.sleep(0)
+        assert gate.load("a") == (2, 1), "still at its share: the waiting one waits"
+        alone.pop()()
+        await asyncio.sleep(0)
+        assert more.done(), "under its share: the next starts"
+        assert gate.load("a") == (2, 0)
+        # "b" ends; within the window it still counts as at work.
+        b_turn()
+        clock.now += 0.5
+        assert gate.share() == 2
+        waiting = [asyncio.create_task(gate.enter("a")) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert gate.load("a") == (2, 2)
+        # Past the window "a" is alone again: its next turn given back lets both start.
+        clock.now += 1.0
+        alone.pop()()
+        await asyncio.sleep(0)
+        assert gate.share() == 4
+        assert gate.load("a") == (3, 0)
+        for task in (more, *waiting):
+            (await task)()
+        assert gate.load("a") == (0, 0)
+
+    asyncio.run(scenario())
+
+
+def test_the_refusal_names_the_share_and_the_settings() -> None:
+    async def scenario() -> None:
+        gate = TenantGate(concurrency=4, queue=0, retry_after_s=3)
+        held = [await gate.enter("a") for _ in range(2)]
+        other = await gate.enter("b")
+        with pytest.raises(TooManyRequests) as refused:
+            await gate.enter("a")
+        text = str(refused.value)
+        assert "its share is 2 running" in text
+        assert "SIEVE_API_TENANT_CONCURRENCY=4" in text
+        assert "2 tenants at work" in text
+        for give_back in (*held, other):
+            give_back()
+
+    asyncio.run(scenario())
