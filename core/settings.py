@@ -290,7 +290,8 @@ class ApiSettings(BaseSettings):
     # it gets a turn (``sys.setswitchinterval``; Python's default is 5 ms). Every hop of a
     # request between the event loop and the I/O threads waits that long when a CPU-heavy
     # thread (archive staging, record parsing) holds it: at 1 ms, tenant B's query p99
-    # under A's whole mix fell from 2.8-3.2x its alone value to 2.0-2.7x (bench/isolation.py).
+    # under A's whole mix fell from 2.8-3.2x its alone value to 2.0-2.7x, before the tenants
+    # shared their turns; with the shared turns, within run-to-run spread (README).
     switch_interval_ms: Annotated[float, Field(ge=0.1, le=100)] = 1.0
     # And its bytes (services/api/tenant_bandwidth.py): request and response bodies past
     # this rate, with this many seconds of it at once, are paced (0: no bound).
