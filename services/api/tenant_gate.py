@@ -14,9 +14,10 @@ The turns are shared out among the tenants at work. A tenant alone may run
 waiting, or one ended in the last second), each may run ``ceil(concurrency / n)`` (at
 least one). So a tenant with many clients cannot hold four turns against another's two:
 with a fixed four, tenant A's whole mix against B's two clients gave B's query p99 2.0-2.7x
-its alone value and its list p99 3.4-4.1x; shared, 1.6-1.7x and 1.9-2.4x (bench/isolation.py). A tenant over its share keeps
-what it runs (nothing is stopped) and starts no more until it is under it; when the others
-go quiet, its waiting requests start again at the next turn given back.
+its alone value and its list p99 3.4-4.1x; shared, 1.6-1.7x and 1.9-2.4x
+(bench/isolation.py). A tenant over its share keeps what it runs (nothing is stopped) and
+starts no more until it is under it; when the others go quiet, its waiting requests start
+again at the next turn given back.
 
 A request that only waits (``?wait=true`` polling its job) gives its turn back
 (:func:`release_turn`): waiting is not work, and it must not hold the tenant's other
