@@ -282,8 +282,9 @@ class ApiSettings(BaseSettings):
     cpu_threads: Annotated[int, Field(ge=1, le=64)] = 2
     cpu_queue: Annotated[int, Field(ge=0, le=1024)] = 4
     busy_retry_after_s: Annotated[int, Field(ge=1, le=600)] = 2
-    # Each tenant's share of the API process (services/api/tenant_gate.py): at most this
-    # many of its /v1 requests run at once, this many more wait their turn, the rest 429.
+    # Each tenant's share of the API process (services/api/tenant_gate.py): alone, at most
+    # this many of its /v1 requests run at once (with others at work, the turns are shared
+    # by what each asks for), this many more wait their turn, the rest 429.
     tenant_concurrency: Annotated[int, Field(ge=1, le=1024)] = 4
     tenant_queue: Annotated[int, Field(ge=0, le=100_000)] = 256
     # How long a thread running Python may keep the interpreter before another that wants

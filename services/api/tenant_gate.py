@@ -9,15 +9,19 @@ waiting costs nothing but a future), so the loop holds at most that many of each
 requests and another tenant's request goes first. Past ``SIEVE_API_TENANT_QUEUE`` waiting,
 the request is refused at once with 429 ``tenant_busy`` and ``Retry-After``.
 
-The turns are shared out among the tenants at work. A tenant alone may run
-``SIEVE_API_TENANT_CONCURRENCY`` requests; with ``n`` tenants busy (a request running or
-waiting, or one ended in the last second), each may run ``ceil(concurrency / n)`` (at
-least one). So a tenant with many clients cannot hold four turns against another's two:
-with a fixed four, tenant A's whole mix against B's two clients gave B's query p99 2.0-2.7x
-its alone value and its list p99 3.4-4.1x; shared, 1.6-1.7x and 1.9-2.4x
-(bench/isolation.py). A tenant over its share keeps what it runs (nothing is stopped) and
-starts no more until it is under it; when the others go quiet, its waiting requests start
-again at the next turn given back.
+The turns are shared out among the tenants at work, by what each asks for (max-min
+fairness). A tenant alone may run ``SIEVE_API_TENANT_CONCURRENCY`` requests. With others
+at work, each tenant's demand is what it runs and has waiting, or the most it had at once
+in the last second (a client between two requests is not gone); the turns are filled up
+like water: a tenant asking for less than an equal part gets what it asks, and the rest is
+split evenly among the others (rounded up, at least one each). So with four turns, a
+tenant with many clients runs two beside another's two, and three beside a tenant that
+sends one request at a time. A tenant cannot hold four turns against another's two: with
+a fixed four, tenant A's whole mix against B's two clients gave B's query p99 2.0-2.7x its
+alone value and its list p99 3.4-4.1x; shared, 1.6-1.7x and 1.9-2.4x (bench/isolation.py).
+A tenant over its share keeps what it runs (nothing is stopped) and starts no more until
+it is under it; when the others go quiet, its waiting requests start again at the next
+turn given back.
 
 A request that only waits (``?wait=true`` polling its job) gives its turn back
 (:func:`release_turn`): waiting is not work, and it must not hold the tenant's other
@@ -35,12 +39,26 @@ from dataclasses import dataclass, field
 
 from core.errors import TooManyRequests
 
-__all__ = ["TenantGate", "keep_turn", "release_turn"]
+__all__ = ["TenantGate", "keep_turn", "release_turn", "water_level"]
 
 _TURN = "tenant_turn"
-# A tenant whose last request ended this recently still counts as busy: a client between
-# two requests is not gone, and the shares must not swing with every request.
+# A tenant's demand is the most it had running and waiting within this window: a client
+# between two requests is not gone, and the shares must not swing with every request.
 ACTIVE_WINDOW_S = 1.0
+
+
+def water_level(capacity: int, others: list[int]) -> float:
+    """The turns one tenant may take when the others ask for ``others``: fill ``capacity``
+    evenly, each other tenant taking no more than it asks (max-min fairness)."""
+    remaining, sharing = float(capacity), len(others) + 1
+    level = remaining / sharing
+    for demand in sorted(others):
+        if demand >= level:
+            break
+        remaining -= demand
+        sharing -= 1
+        level = remaining / sharing
+    return level
 
 
 @dataclass
@@ -67,7 +85,8 @@ class TenantGate:
         self._active_window_s = active_window_s
         self._clock = clock
         self._lines: dict[str, _Line] = {}
-        self._ended: dict[str, float] = {}  # tenant -> when its last request ended
+        # tenant -> (the most it had running and waiting at once, when it last had that)
+        self._peaks: dict[str, tuple[int, float]] = {}
         self.refused = 0
 
     def saturation(self) -> dict[str, int]:
@@ -87,16 +106,39 @@ class TenantGate:
         line = self._lines.get(tenant)
         return (0, 0) if line is None else (line.running, len(line.waiting))
 
-    def busy_tenants(self) -> int:
-        """Tenants with a request running or waiting, or one ended within the window."""
-        cutoff = self._clock() - self._active_window_s
-        for tenant in [t for t, at in self._ended.items() if at < cutoff]:
-            del self._ended[tenant]
-        return len(self._lines.keys() | self._ended.keys())
+    def _level(self, tenant: str) -> int:
+        line = self._lines.get(tenant)
+        return 0 if line is None else line.running + len(line.waiting)
 
-    def share(self) -> int:
-        """How many requests each busy tenant may run now."""
-        return max(1, math.ceil(self.concurrency / max(1, self.busy_tenants())))
+    def _note(self, tenant: str) -> None:
+        """Keep the tenant's peak demand: raised at once, lowered once the window passed."""
+        level, now = self._level(tenant), self._clock()
+        peak, at = self._peaks.get(tenant, (0, -math.inf))
+        if level >= peak or now - at > self._active_window_s:
+            self._peaks[tenant] = (level, now)
+
+    def demands(self) -> dict[str, int]:
+        """Each tenant at work: what it runs and has waiting, or its peak within the window."""
+        cutoff = self._clock() - self._active_window_s
+        out: dict[str, int] = {}
+        for tenant, (peak, at) in list(self._peaks.items()):
+            level = self._level(tenant)
+            if at >= cutoff:
+                out[tenant] = max(level, peak)
+            elif level:
+                out[tenant] = level  # the peak is past the window: what it asks for now
+            else:
+                del self._peaks[tenant]  # gone quiet
+        for tenant in self._lines:
+            out.setdefault(tenant, self._level(tenant))
+        return {t: d for t, d in out.items() if d > 0}
+
+    def share(self, tenant: str, demands: dict[str, int] | None = None) -> int:
+        """How many requests ``tenant`` may run now, beside the others' demands (``demands()``
+        unless given: one reading serves every line a release looks at)."""
+        current = self.demands() if demands is None else demands
+        others = [d for t, d in current.items() if t != tenant]
+        return max(1, math.ceil(water_level(self.concurrency, others) - 1e-9))
 
     async def enter(self, tenant: str) -> Callable[[], None]:
         """Wait for one of the tenant's turns; returns the function that gives it back
@@ -118,16 +160,18 @@ class TenantGate:
 
     async def _acquire(self, tenant: str) -> None:
         line = self._lines.setdefault(tenant, _Line())
-        share = self.share()
+        share = self.share(tenant)
         if line.running < share and not line.waiting:
             line.running += 1
+            self._note(tenant)
             return
         if len(line.waiting) >= self.queue:
             self.refused += 1
+            at_work = len(self.demands().keys() | {tenant})
             raise TooManyRequests(
                 f"{line.running} requests of this tenant are running and {len(line.waiting)} "
                 f"waiting; its share is {share} running (SIEVE_API_TENANT_CONCURRENCY="
-                f"{self.concurrency}, shared by the {self.busy_tenants()} tenants at work) and "
+                f"{self.concurrency}, shared by the {at_work} tenants at work) and "
                 f"{self.queue} waiting (SIEVE_API_TENANT_QUEUE): retry later, or send fewer "
                 "at once",
                 code="tenant_busy",
@@ -135,6 +179,7 @@ class TenantGate:
             )
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         line.waiting.append(turn)
+        self._note(tenant)
         try:
             await turn
         except asyncio.CancelledError:
@@ -149,14 +194,13 @@ class TenantGate:
     def _release(self, tenant: str) -> None:
         line = self._lines[tenant]
         line.running -= 1
-        self._ended[tenant] = self._clock()
-        share = self.share()
         # This tenant's line first (its turn passes on while it is within its share), then
         # any other line a grown share lets go (a tenant gone quiet freed its part).
-        self._start_waiting(line, share)
-        for other in list(self._lines.values()):
-            if other is not line and other.waiting:
-                self._start_waiting(other, share)
+        demands = self.demands()
+        self._start_waiting(line, self.share(tenant, demands))
+        for other, other_line in list(self._lines.items()):
+            if other_line is not line and other_line.waiting:
+                self._start_waiting(other_line, self.share(other, demands))
         self._forget_if_idle(tenant, line)
 
     @staticmethod

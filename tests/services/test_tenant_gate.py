@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from core.errors import TooManyRequests
-from services.api.tenant_gate import TenantGate, keep_turn, release_turn
+from services.api.tenant_gate import TenantGate, keep_turn, release_turn, water_level
 
 
 def _gate(concurrency: int = 2, queue: int = 2) -> TenantGate:
@@ -97,6 +97,23 @@ class _Clock:
         return self.now
 
 
+@pytest.mark.parametrize(
+    ("capacity", "others", "level"),
+    [
+        (4, [], 4.0),  # alone: every turn
+        (4, [2], 2.0),  # beside a tenant asking for two: half each
+        (4, [1], 3.0),  # beside one asking for one: it gets its one, this one the rest
+        (4, [12], 2.0),  # beside a greedy one: half each, not less
+        (4, [1, 1], 2.0),
+        (4, [3, 3], 4 / 3),  # three greedy tenants: a third each (rounded up by the gate)
+    ],
+)
+def test_the_water_level_gives_the_light_what_they_ask_and_splits_the_rest(
+    capacity: int, others: list[int], level: float
+) -> None:
+    assert water_level(capacity, others) == pytest.approx(level)
+
+
 def test_the_turns_are_shared_among_the_tenants_at_work() -> None:
     async def scenario() -> None:
         clock = _Clock()
@@ -104,10 +121,11 @@ def test_the_turns_are_shared_among_the_tenants_at_work() -> None:
         # Alone, a tenant may run all four.
         alone = [await gate.enter("a") for _ in range(4)]
         assert gate.load("a") == (4, 0)
-        # Another tenant at work: each may run two. "a" keeps its four (nothing is
-        # stopped) but starts no more; "b" runs at once.
-        b_turn = await gate.enter("b")
-        assert gate.share() == 2
+        # Another tenant asking for two: each may run two. "a" keeps its four (nothing
+        # is stopped) but starts no more; "b" runs at once.
+        b_turns = [await gate.enter("b") for _ in range(2)]
+        assert gate.share("a") == 2
+        assert gate.share("b") == 2
         more = asyncio.create_task(gate.enter("a"))
         await asyncio.sleep(0)
         assert gate.load("a") == (4, 1)
@@ -119,10 +137,11 @@ def test_the_turns_are_shared_among_the_tenants_at_work() -> None:
         await asyncio.sleep(0)
         assert more.done(), "under its share: the next starts"
         assert gate.load("a") == (2, 0)
-        # "b" ends; within the window it still counts as at work.
-        b_turn()
+        # "b" ends both; within the window its demand is still its peak of two.
+        for give_back in b_turns:
+            give_back()
         clock.now += 0.5
-        assert gate.share() == 2
+        assert gate.share("a") == 2
         waiting = [asyncio.create_task(gate.enter("a")) for _ in range(2)]
         await asyncio.sleep(0)
         assert gate.load("a") == (2, 2)
@@ -130,8 +149,13 @@ def test_the_turns_are_shared_among_the_tenants_at_work() -> None:
         clock.now += 1.0
         alone.pop()()
         await asyncio.sleep(0)
-        assert gate.share() == 4
+        assert gate.share("a") == 4
         assert gate.load("a") == (3, 0)
+        # A tenant sending one request at a time takes one turn; "a" may run three.
+        one = await gate.enter("c")
+        assert gate.share("a") == 3
+        assert gate.share("c") == 2  # what "c" could take: half, beside greedy "a"
+        one()
         for task in (more, *waiting):
             (await task)()
         assert gate.load("a") == (0, 0)
@@ -143,14 +167,14 @@ def test_the_refusal_names_the_share_and_the_settings() -> None:
     async def scenario() -> None:
         gate = TenantGate(concurrency=4, queue=0, retry_after_s=3)
         held = [await gate.enter("a") for _ in range(2)]
-        other = await gate.enter("b")
+        others = [await gate.enter("b") for _ in range(2)]
         with pytest.raises(TooManyRequests) as refused:
             await gate.enter("a")
         text = str(refused.value)
         assert "its share is 2 running" in text
         assert "SIEVE_API_TENANT_CONCURRENCY=4" in text
         assert "2 tenants at work" in text
-        for give_back in (*held, other):
+        for give_back in (*held, *others):
             give_back()
 
     asyncio.run(scenario())

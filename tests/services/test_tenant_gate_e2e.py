@@ -6,6 +6,7 @@ rate is paced, not refused, and another tenant is answered at once meanwhile
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -31,7 +32,7 @@ def stack(
         redis_url,
         hub_url,
         tmp_path_factory.mktemp("gate"),
-        SIEVE_API_TENANT_CONCURRENCY="1",
+        SIEVE_API_TENANT_CONCURRENCY="2",
         SIEVE_API_TENANT_QUEUE="1",
         # The other share, bytes: 1 MiB/s with a quarter of a second of it at once (the
         # other tests' bodies fit in that burst).
@@ -41,29 +42,51 @@ def stack(
         yield s
 
 
-def _slow_body(release: threading.Event) -> Iterator[bytes]:
+def _slow_body(release: threading.Event, doc_id: str = "held") -> Iterator[bytes]:
     """A JSON upload whose body stops halfway until ``release`` is set."""
-    yield b'{"documents": [{"id": "held", "text": "a request holding its tenant\'s turn'
+    yield b'{"documents": [{"id": "%s", "text": "a request holding its tenant\'s turn' % (
+        doc_id.encode()
+    )
     release.wait(30)
     yield b' until the test lets it finish"}]}'
+
+
+def _hold(
+    pool: ThreadPoolExecutor,
+    client: httpx.Client,
+    collection: str,
+    doc_id: str,
+    release: threading.Event,
+) -> Future[httpx.Response]:
+    """An upload that holds one of its tenant's turns until ``release`` is set."""
+    return pool.submit(
+        client.post,
+        f"/v1/collections/{collection}/documents",
+        content=_slow_body(release, doc_id),
+        headers={"content-type": "application/json"},
+    )
 
 
 def test_a_busy_tenant_waits_in_its_own_line_and_another_goes_first(stack: Stack) -> None:
     with stack.client() as a:
         assert a.post("/v1/collections", json={"name": "gate"}).status_code == 201
     release = threading.Event()
-    with ThreadPoolExecutor(2) as pool, stack.client() as a, stack.client(KEY_B) as b:
-        holding: Future[httpx.Response] = pool.submit(
-            a.post,
-            "/v1/collections/gate/documents",
-            content=_slow_body(release),
-            headers={"content-type": "application/json"},
-        )
-        time.sleep(0.5)  # the upload is in its handler, reading the body
+    with (
+        ThreadPoolExecutor(3) as pool,
+        contextlib.ExitStack() as clients,
+        stack.client() as a,
+        stack.client(KEY_B) as b,
+    ):
+        # Alone, the tenant may run both of its two turns.
+        holding = [
+            _hold(pool, clients.enter_context(stack.client()), "gate", f"held{k}", release)
+            for k in (1, 2)
+        ]
+        time.sleep(0.5)  # the uploads are in their handlers, reading their bodies
         with stack.client() as a2:
             queued: Future[httpx.Response] = pool.submit(a2.get, "/v1/collections")
             time.sleep(0.5)
-            assert not queued.done(), "the tenant's second request must wait for its turn"
+            assert not queued.done(), "the tenant's third request must wait for its turn"
             with stack.client() as a3:
                 refused = a3.get("/v1/collections")
             assert refused.status_code == 429, refused.text
@@ -72,9 +95,9 @@ def test_a_busy_tenant_waits_in_its_own_line_and_another_goes_first(stack: Stack
             assert "SIEVE_API_TENANT_CONCURRENCY" in error["message"]
             assert error["request_id"] == refused.headers["x-request-id"]
             assert int(refused.headers["retry-after"]) >= 1
-            # /readyz (never in a line) shows the line: one running, one waiting, one refused.
+            # /readyz (never in a line) shows the line: two running, one waiting, one refused.
             tenants = a.get("/readyz").json()["pools"]["tenants"]
-            assert tenants == {"in_use": 1, "size": 1, "queued": 1, "refused": 1}
+            assert tenants == {"in_use": 2, "size": 2, "queued": 1, "refused": 1}
             # Another tenant, and the health check, are answered at once.
             started = time.perf_counter()
             assert b.get("/v1/collections").status_code == 200
@@ -82,7 +105,7 @@ def test_a_busy_tenant_waits_in_its_own_line_and_another_goes_first(stack: Stack
             assert time.perf_counter() - started < 5
             assert not queued.done()
             release.set()
-            assert holding.result(timeout=30).status_code == 202
+            assert [h.result(timeout=30).status_code for h in holding] == [202, 202]
             assert queued.result(timeout=30).status_code == 200
         # Nothing is left held: the tenant's next requests run one after another.
         for _ in range(3):
@@ -90,6 +113,47 @@ def test_a_busy_tenant_waits_in_its_own_line_and_another_goes_first(stack: Stack
         assert a.get("/readyz").json()["pools"]["tenants"]["in_use"] == 0
         scrape = a.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}).text
         assert 'sieve_pool_refused_total{pool="tenants"} 1.0' in scrape
+
+
+def test_the_turns_are_shared_with_another_tenant_at_work(stack: Stack) -> None:
+    """Alone a tenant runs both of its turns; with another tenant at work, one each."""
+    with stack.client() as a, stack.client(KEY_B) as b:
+        assert a.post("/v1/collections", json={"name": "share-a"}).status_code == 201
+        assert b.post("/v1/collections", json={"name": "share-b"}).status_code == 201
+    a_release, b_release = threading.Event(), threading.Event()
+    with (
+        ThreadPoolExecutor(4) as pool,
+        contextlib.ExitStack() as clients,
+        stack.client() as a,
+    ):
+
+        def a_client() -> httpx.Client:
+            return clients.enter_context(stack.client())
+
+        def b_client() -> httpx.Client:
+            return clients.enter_context(stack.client(KEY_B))
+
+        time.sleep(1.5)  # past the window: neither tenant counts as at work
+        a_holding = _hold(pool, a_client(), "share-a", "a-held", a_release)
+        time.sleep(0.5)
+        started = time.perf_counter()
+        assert a.get("/v1/collections").status_code == 200, "alone: its second turn is free"
+        assert time.perf_counter() - started < 5
+        time.sleep(1.5)  # A's peak of two is past the window: it asks for its one held upload
+        b_holding = [_hold(pool, b_client(), "share-b", f"b-held{k}", b_release) for k in (1, 2)]
+        time.sleep(0.5)
+        queued: Future[httpx.Response] = pool.submit(a_client().get, "/v1/collections")
+        time.sleep(0.5)
+        # Two turns, two tenants at work: one each. B's second upload and A's second
+        # request wait in their own lines.
+        assert not queued.done(), "beside B at work, A's second request must wait"
+        assert a.get("/readyz").json()["pools"]["tenants"]["in_use"] == 2
+        assert a.get("/readyz").json()["pools"]["tenants"]["queued"] == 2
+        b_release.set()
+        assert [h.result(timeout=30).status_code for h in b_holding] == [202, 202]
+        a_release.set()
+        assert a_holding.result(timeout=30).status_code == 202
+        assert queued.result(timeout=30).status_code == 200
 
 
 def test_waiting_for_a_job_gives_the_turn_back(stack: Stack) -> None:
