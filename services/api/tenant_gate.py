@@ -18,7 +18,7 @@ split evenly among the others (rounded up, at least one each). So with four turn
 tenant with many clients runs two beside another's two, and three beside a tenant that
 sends one request at a time. A tenant cannot hold four turns against another's two: with
 a fixed four, tenant A's whole mix against B's two clients gave B's query p99 2.0-2.7x its
-alone value and its list p99 3.4-4.1x; shared, 1.6-1.7x and 1.9-2.4x (bench/isolation.py).
+alone value and its list p99 3.4-4.1x; shared, 1.6-2.4x and 1.9-3.1x (bench/isolation.py).
 A tenant over its share keeps what it runs (nothing is stopped) and starts no more until
 it is under it; when the others go quiet, its waiting requests start again at the next
 turn given back.
