@@ -118,7 +118,11 @@ class TenantGate:
             self._peaks[tenant] = (level, now)
 
     def demands(self) -> dict[str, int]:
-        """Each tenant at work: what it runs and has waiting, or its peak within the window."""
+        """Each tenant at work: what it runs and has waiting, or its peak within the window.
+
+        Every tenant with requests in the gate has a peak (``_note`` on each request that
+        enters its line), and a peak is at least one, so this one pass finds them all.
+        """
         cutoff = self._clock() - self._active_window_s
         out: dict[str, int] = {}
         for tenant, (peak, at) in list(self._peaks.items()):
@@ -129,9 +133,7 @@ class TenantGate:
                 out[tenant] = level  # the peak is past the window: what it asks for now
             else:
                 del self._peaks[tenant]  # gone quiet
-        for tenant in self._lines:
-            out.setdefault(tenant, self._level(tenant))
-        return {t: d for t, d in out.items() if d > 0}
+        return out
 
     def share(self, tenant: str, demands: dict[str, int] | None = None) -> int:
         """How many requests ``tenant`` may run now, beside the others' demands (``demands()``
@@ -167,7 +169,7 @@ class TenantGate:
             return
         if len(line.waiting) >= self.queue:
             self.refused += 1
-            at_work = len(self.demands().keys() | {tenant})
+            at_work = len(self.demands())  # this tenant among them: it runs at least one
             raise TooManyRequests(
                 f"{line.running} requests of this tenant are running and {len(line.waiting)} "
                 f"waiting; its share is {share} running (SIEVE_API_TENANT_CONCURRENCY="
